@@ -1,0 +1,167 @@
+"""The worker's activity side: runs leased attempts and reports their outcome.
+
+Async activities run on the worker's loop; plain functions in its thread pool. A heartbeat that
+the store refuses (the attempt timed out, or the workflow cancelled the activity) marks the
+context cancelled and cancels an async activity at its next await.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import logging
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from . import _payload
+from ._definitions import ActivityDefinition
+from ._failure import failure_from_exception
+from .activity_context import ActivityContext, ActivityInfo
+from .errors import ApplicationError, PayloadError, StaleTaskError, UnknownActivityTypeError
+from .storage.base import ActivityTask, Storage
+
+if TYPE_CHECKING:
+    from .worker import WorkerConfig
+
+logger = logging.getLogger("mainspring.worker")
+
+
+def _datetime(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+
+class ActivityTaskRunner:
+    def __init__(
+        self,
+        storage: Storage,
+        task_queue: str,
+        definitions: dict[str, ActivityDefinition],
+        config: WorkerConfig,
+        executor: concurrent.futures.Executor,
+    ) -> None:
+        self._storage = storage
+        self._task_queue = task_queue
+        self._definitions = definitions
+        self._config = config
+        self._executor = executor
+        self._slots = asyncio.Semaphore(config.max_concurrent_activities)
+        self.running: set[asyncio.Task[None]] = set()
+
+    async def poll_once(self) -> bool:
+        """Starts one activity attempt if one is ready and a slot is free."""
+        if self._slots.locked():
+            return False
+        task = await self._storage.poll_activity_task(self._task_queue)
+        if task is None:
+            return False
+        await self._slots.acquire()
+        runner = asyncio.get_running_loop().create_task(self._run(task))
+        self.running.add(runner)
+        runner.add_done_callback(self._finished)
+        return True
+
+    def _finished(self, runner: asyncio.Task[None]) -> None:
+        self.running.discard(runner)
+        self._slots.release()
+
+    async def _run(self, task: ActivityTask) -> None:
+        definition = self._definitions.get(task.activity_type)
+        if definition is None:
+            known = ", ".join(sorted(self._definitions)) or "none"
+            error: BaseException = UnknownActivityTypeError(
+                f"activity type {task.activity_type!r} is not registered on this worker "
+                f"(registered: {known})"
+            )
+            await self._report_failure(task, error)
+            return
+        loop = asyncio.get_running_loop()
+        current = asyncio.current_task()
+        context = ActivityContext(
+            self._info(task), task.heartbeat_details, lambda details: None
+        )
+
+        def send_heartbeat(details: bytes) -> None:
+            coroutine = self._heartbeat(task, details, context, current, definition.is_async)
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is loop:
+                loop.create_task(coroutine)
+            else:
+                asyncio.run_coroutine_threadsafe(coroutine, loop)
+
+        context._send_heartbeat = send_heartbeat
+        try:
+            result = await self._call(definition, task, context)
+            encoded = _payload.encode(result, self._config.maximum_payload_bytes)
+        except asyncio.CancelledError:
+            if context.is_cancelled:
+                return  # the attempt is over on the store's side; nothing to report
+            raise
+        except Exception as error:
+            await self._report_failure(task, error)
+            return
+        try:
+            await self._storage.complete_activity_task(task, encoded)
+        except StaleTaskError:
+            logger.info("activity %s finished after its attempt ended; result dropped", task.activity_type)
+
+    async def _call(
+        self, definition: ActivityDefinition, task: ActivityTask, context: ActivityContext
+    ) -> Any:
+        arguments: list[Any] = [context] if definition.takes_context else []
+        if definition.takes_input:
+            try:
+                arguments.append(_payload.decode(task.input, definition.input_type))
+            except PayloadError as error:
+                # Retrying cannot fix an input of the wrong type.
+                raise ApplicationError(
+                    str(error), type=type(error).__name__, non_retryable=True
+                ) from error
+        if definition.is_async:
+            return await definition.function(*arguments)
+        call = contextvars.copy_context().run
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, call, definition.function, *arguments
+        )
+
+    async def _report_failure(self, task: ActivityTask, error: BaseException) -> None:
+        try:
+            await self._storage.fail_activity_task(task, failure_from_exception(error))
+        except StaleTaskError:
+            logger.info("activity %s failed after its attempt ended", task.activity_type)
+
+    async def _heartbeat(
+        self,
+        task: ActivityTask,
+        details: bytes,
+        context: ActivityContext,
+        runner: asyncio.Task[Any] | None,
+        is_async: bool,
+    ) -> None:
+        try:
+            await self._storage.heartbeat_activity_task(task, details)
+        except StaleTaskError:
+            context._mark_cancelled()
+            if is_async and runner is not None and not runner.done():
+                runner.cancel()
+
+    def _info(self, task: ActivityTask) -> ActivityInfo:
+        return ActivityInfo(
+            activity_id=task.activity_id,
+            activity_type=task.activity_type,
+            workflow_id=task.workflow_id,
+            run_id=task.run_id,
+            task_queue=task.task_queue,
+            attempt=task.attempt,
+            scheduled_time=_datetime(task.scheduled_ms),
+            started_time=_datetime(task.started_ms),
+            deadline=None if task.deadline_ms is None else _datetime(task.deadline_ms),
+            heartbeat_timeout=(
+                None
+                if task.heartbeat_timeout_ms is None
+                else timedelta(milliseconds=task.heartbeat_timeout_ms)
+            ),
+        )

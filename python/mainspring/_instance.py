@@ -1,0 +1,343 @@
+"""One live workflow instance: applies an activation's jobs, runs the workflow code on its
+deterministic loop until every coroutine is blocked, and collects the commands it issued.
+
+The worker keeps instances cached between workflow tasks (sticky execution); a cache miss
+rebuilds one by replaying history through the same path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import _core, _payload
+from ._definitions import WorkflowDefinition
+from ._failure import exception_from_failure, failure_from_exception
+from ._loop import WorkflowEventLoop
+from ._protocol import (
+    COMMAND_CANCEL_TIMER,
+    COMMAND_CANCEL_WORKFLOW,
+    COMMAND_COMPLETE_WORKFLOW,
+    COMMAND_FAIL_WORKFLOW,
+    COMMAND_REQUEST_CANCEL_ACTIVITY,
+    COMMAND_START_TIMER,
+    JOB_CANCEL_WORKFLOW,
+    JOB_FIRE_TIMER,
+    JOB_RESOLVE_ACTIVITY,
+    JOB_SIGNAL,
+    JOB_START_WORKFLOW,
+    RESOLUTION_CANCELED,
+    RESOLUTION_COMPLETED,
+    RESOLUTION_FAILED,
+)
+from .errors import ActivityError, QueryFailedError, WorkflowEscapeError
+
+
+@dataclass(frozen=True)
+class WorkflowInfo:
+    """Facts about the running workflow, the same on every replay."""
+
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    task_queue: str
+
+
+@dataclass
+class _PendingActivity:
+    future: asyncio.Future[Any]
+    activity_type: str
+    output_type: Any
+    command: tuple[Any, ...]
+
+
+@dataclass
+class _PendingTimer:
+    future: asyncio.Future[None]
+    command: tuple[Any, ...]
+
+
+_DIFFERENT_LOOP = "attached to a different loop"
+
+
+class WorkflowInstance:
+    def __init__(
+        self,
+        definition: WorkflowDefinition,
+        payload_limit: int,
+        run: _core.WorkflowRun | None = None,
+    ) -> None:
+        from .workflow_context import WorkflowContext  # the context is the public face of the instance
+
+        self.definition = definition
+        self.payload_limit = payload_limit
+        self.run = run if run is not None else _core.WorkflowRun()
+        self.loop = WorkflowEventLoop()
+        self.commands: list[tuple[Any, ...]] = []
+        self.activities: dict[int, _PendingActivity] = {}
+        self.timers: dict[int, _PendingTimer] = {}
+        self.next_activity_seq = 1
+        self.next_timer_seq = 1
+        self.signal_buffers: dict[str, collections.deque[bytes]] = {}
+        self.signal_handlers: dict[str, tuple[Any, Callable[[Any], Any]]] = {}
+        self.query_handlers: dict[str, tuple[Any, Callable[[Any], Any]]] = {}
+        self.conditions: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
+        self.replaying = False
+        self.now_ms = 0
+        self.info: WorkflowInfo | None = None
+        self.random = random.Random(0)
+        self.main_task: asyncio.Task[Any] | None = None
+        self.closed = False
+        self.cancel_requested = False
+        self.handler_error: BaseException | None = None
+        self.context = WorkflowContext(self)
+
+    # Activations.
+
+    def activate(self, activation: tuple[bool, int, list[tuple[Any, ...]]]) -> list[tuple[Any, ...]]:
+        """Applies one activation and returns the commands the workflow code issued."""
+        replaying, now_ms, jobs = activation
+        self.replaying = replaying
+        self.now_ms = now_ms
+        for job in jobs:
+            tag = job[0]
+            if tag == JOB_RESOLVE_ACTIVITY:
+                self._resolve_activity(job)
+            elif tag == JOB_FIRE_TIMER:
+                timer = self.timers.pop(job[1], None)
+                if timer is not None and not timer.future.done():
+                    timer.future.set_result(None)
+            elif tag == JOB_SIGNAL:
+                self._deliver_signal(job[1], job[2])
+            elif tag == JOB_START_WORKFLOW:
+                self._start(job)
+            elif tag == JOB_CANCEL_WORKFLOW:
+                self.cancel_requested = True
+                if self.main_task is not None:
+                    self.main_task.cancel()
+        self._run()
+        if self.loop.escape is not None:
+            raise WorkflowEscapeError(self.loop.escape)
+        commands = self.commands
+        self.commands = []
+        return commands
+
+    def _run(self) -> None:
+        loop = self.loop
+        now_seconds = self.now_ms / 1000.0
+        while True:
+            loop.run_until_idle(now_seconds)
+            if not self._check_conditions():
+                break
+        task = self.main_task
+        if task is not None and task.done() and not self.closed:
+            self._finish(task)
+
+    def _check_conditions(self) -> bool:
+        if not self.conditions:
+            return False
+        progressed = False
+        remaining = []
+        for predicate, future in self.conditions:
+            if future.done():
+                continue
+            try:
+                satisfied = predicate()
+            except Exception as error:
+                future.set_exception(error)
+                progressed = True
+                continue
+            if satisfied:
+                future.set_result(None)
+                progressed = True
+            else:
+                remaining.append((predicate, future))
+        self.conditions = remaining
+        return progressed
+
+    def _start(self, job: tuple[Any, ...]) -> None:
+        _, workflow_type, workflow_id, run_id, task_queue, input_bytes = job
+        self.info = WorkflowInfo(workflow_id, run_id, workflow_type, task_queue)
+        # Seeded from the run id so ctx.random()/uuid4() repeat on replay and differ per run.
+        self.random = random.Random(run_id)
+        self.main_task = self.loop.create_task(self._main(input_bytes), name=workflow_type)
+
+    async def _main(self, input_bytes: bytes) -> Any:
+        definition = self.definition
+        if not definition.takes_input:
+            return await definition.function(self.context)
+        argument = _payload.decode(input_bytes, definition.input_type)
+        return await definition.function(self.context, argument)
+
+    def _finish(self, task: asyncio.Task[Any]) -> None:
+        self.closed = True
+        if self.handler_error is not None:
+            self.commands.append(
+                (COMMAND_FAIL_WORKFLOW, failure_from_exception(self.handler_error))
+            )
+            return
+        if task.cancelled():
+            self.commands.append((COMMAND_CANCEL_WORKFLOW, _payload.EMPTY))
+            return
+        error = task.exception()
+        if error is None:
+            try:
+                result = _payload.encode(task.result(), self.payload_limit)
+            except Exception as encode_error:
+                self.commands.append((COMMAND_FAIL_WORKFLOW, failure_from_exception(encode_error)))
+                return
+            self.commands.append((COMMAND_COMPLETE_WORKFLOW, result))
+            return
+        if isinstance(error, WorkflowEscapeError) or (
+            isinstance(error, RuntimeError) and _DIFFERENT_LOOP in str(error)
+        ):
+            self.closed = False
+            raise WorkflowEscapeError(f"[MS1200] workflow code escaped its event loop: {error}")
+        if isinstance(error, asyncio.CancelledError) and self.cancel_requested:
+            self.commands.append((COMMAND_CANCEL_WORKFLOW, _payload.EMPTY))
+            return
+        self.commands.append((COMMAND_FAIL_WORKFLOW, failure_from_exception(error)))
+
+    # Activities.
+
+    def schedule_activity(
+        self, command_fields: tuple[Any, ...], activity_type: str, output_type: Any
+    ) -> tuple[int, asyncio.Future[Any]]:
+        seq = self.next_activity_seq
+        self.next_activity_seq += 1
+        command = (command_fields[0], seq, *command_fields[1:])
+        self.commands.append(command)
+        future: asyncio.Future[Any] = self.loop.create_future()
+        self.activities[seq] = _PendingActivity(future, activity_type, output_type, command)
+        future.add_done_callback(functools.partial(self._activity_done, seq))
+        return seq, future
+
+    def _activity_done(self, seq: int, future: asyncio.Future[Any]) -> None:
+        if not future.cancelled():
+            return
+        pending = self.activities.pop(seq, None)
+        if pending is None:
+            return
+        if not self._withdraw(pending.command):
+            self.commands.append((COMMAND_REQUEST_CANCEL_ACTIVITY, seq))
+
+    def _withdraw(self, command: tuple[Any, ...]) -> bool:
+        """Drops a command not yet sent (cancelled in the activation that issued it)."""
+        for index, queued in enumerate(self.commands):
+            if queued is command:
+                del self.commands[index]
+                return True
+        return False
+
+    def _resolve_activity(self, job: tuple[Any, ...]) -> None:
+        _, seq, attempt, kind, detail, timeout_type = job
+        pending = self.activities.pop(seq, None)
+        if pending is None or pending.future.done():
+            return
+        future = pending.future
+        if kind == RESOLUTION_COMPLETED:
+            try:
+                future.set_result(_payload.decode(detail, pending.output_type))
+            except Exception as error:
+                future.set_exception(error)
+            return
+        name = pending.activity_type
+        if kind == RESOLUTION_FAILED:
+            message = f"activity {name} failed"
+        elif kind == RESOLUTION_CANCELED:
+            message = f"activity {name} was cancelled"
+        else:
+            message = f"activity {name} timed out ({timeout_type})"
+        error = ActivityError(
+            message,
+            activity_type=name,
+            attempt=attempt,
+            timeout_type=timeout_type,
+        )
+        if kind == RESOLUTION_CANCELED:
+            error.__cause__ = asyncio.CancelledError()
+        elif detail is not None:
+            error.__cause__ = exception_from_failure(detail)
+        future.set_exception(error)
+
+    # Timers.
+
+    def start_timer(self, duration_ms: int) -> asyncio.Future[None]:
+        seq = self.next_timer_seq
+        self.next_timer_seq += 1
+        command = (COMMAND_START_TIMER, seq, duration_ms)
+        self.commands.append(command)
+        future: asyncio.Future[None] = self.loop.create_future()
+        self.timers[seq] = _PendingTimer(future, command)
+        future.add_done_callback(functools.partial(self._timer_done, seq))
+        return future
+
+    def _timer_done(self, seq: int, future: asyncio.Future[None]) -> None:
+        if not future.cancelled():
+            return
+        pending = self.timers.pop(seq, None)
+        if pending is not None and not self._withdraw(pending.command):
+            self.commands.append((COMMAND_CANCEL_TIMER, seq))
+
+    # Signals and queries.
+
+    def _deliver_signal(self, name: str, payload: bytes) -> None:
+        handler = self.signal_handlers.get(name)
+        if handler is None:
+            self.signal_buffers.setdefault(name, collections.deque()).append(payload)
+            return
+        self.loop.call_soon(self._invoke_signal_handler, handler, payload)
+
+    def _invoke_signal_handler(
+        self, handler: tuple[Any, Callable[[Any], Any]], payload: bytes
+    ) -> None:
+        signal_type, function = handler
+        try:
+            outcome = function(_payload.decode(payload, signal_type))
+            if asyncio.iscoroutine(outcome):
+                task = self.loop.create_task(outcome)
+                task.add_done_callback(self._signal_task_done)
+        except Exception as error:
+            self._handler_failed(error)
+
+    def _signal_task_done(self, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            error = task.exception()
+            assert error is not None
+            self._handler_failed(error)
+
+    def _handler_failed(self, error: BaseException) -> None:
+        # A failing signal handler fails the workflow, as an exception in its body would.
+        if self.handler_error is None:
+            self.handler_error = error
+            if self.main_task is not None:
+                self.main_task.cancel()
+
+    def set_signal_handler(self, name: str, signal_type: Any, function: Callable[[Any], Any]) -> None:
+        self.signal_handlers[name] = (signal_type, function)
+        buffered = self.signal_buffers.pop(name, None)
+        for payload in buffered or ():
+            self.loop.call_soon(self._invoke_signal_handler, (signal_type, function), payload)
+
+    def handle_query(self, name: str, payload: bytes) -> bytes:
+        handler = self.query_handlers.get(name)
+        if handler is None:
+            known = ", ".join(sorted(self.query_handlers)) or "none"
+            raise QueryFailedError(f"no query handler for {name!r} (registered: {known})")
+        query_type, function = handler
+        commands_before = len(self.commands)
+        try:
+            result = function(_payload.decode(payload, query_type))
+        except Exception as error:
+            raise QueryFailedError(f"query handler {name!r} raised: {error!r}") from error
+        if asyncio.iscoroutine(result):
+            result.close()
+            raise QueryFailedError(f"query handler {name!r} must be a plain function, not async")
+        if len(self.commands) != commands_before:
+            raise QueryFailedError(f"query handler {name!r} issued commands; queries are read-only")
+        return _payload.encode(result, self.payload_limit)

@@ -1,0 +1,155 @@
+"""The deterministic event loop that workflow code runs on.
+
+It implements just enough of ``asyncio.AbstractEventLoop`` for futures, tasks and
+``asyncio.gather`` to work, and runs callbacks strictly in the order they were scheduled, so the
+same jobs always produce the same commands. Everything that would reach outside (timers by wall
+clock, sockets, threads, subprocesses) is refused: the call records the escape and raises
+:class:`WorkflowEscapeError`, and the worker fails the workflow task even if user code swallows
+the exception, so nothing that depended on it is ever recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextvars
+from collections.abc import Callable
+from typing import Any
+
+from .errors import WorkflowEscapeError
+
+# Loop methods workflow code may use; every other AbstractEventLoop method is an escape.
+_ALLOWED = frozenset(
+    {
+        "call_soon",
+        "create_future",
+        "create_task",
+        "get_debug",
+        "set_debug",
+        "is_running",
+        "is_closed",
+        "time",
+        "call_exception_handler",
+        "default_exception_handler",
+        "get_exception_handler",
+        "set_exception_handler",
+        "get_task_factory",
+        "set_task_factory",
+        "close",
+        "shutdown_asyncgens",
+        "shutdown_default_executor",
+    }
+)
+
+_HINTS = {
+    "call_later": "use ctx.sleep() instead of asyncio.sleep()/wait_for() with a timeout",
+    "call_at": "use ctx.sleep() instead of asyncio.sleep()/wait_for() with a timeout",
+    "run_in_executor": "run blocking work in an activity",
+}
+
+
+class WorkflowEventLoop(asyncio.AbstractEventLoop):
+    """One per workflow instance. Not thread-safe; driven by :meth:`run_until_idle`."""
+
+    def __init__(self) -> None:
+        self._ready: collections.deque[
+            tuple[Callable[..., Any], tuple[Any, ...], contextvars.Context | None]
+        ] = collections.deque()
+        self._now_seconds = 0.0
+        self._running = False
+        self._debug = False
+        self.escape: str | None = None
+        self.unhandled_errors: list[dict[str, Any]] = []
+
+    # The asyncio surface workflow code legitimately reaches.
+
+    def call_soon(  # type: ignore[override]
+        self,
+        callback: Callable[..., Any],
+        *args: Any,
+        context: contextvars.Context | None = None,
+    ) -> None:
+        self._ready.append((callback, args, context))
+
+    def create_future(self) -> asyncio.Future[Any]:
+        return asyncio.Future(loop=self)
+
+    def create_task(  # type: ignore[override]
+        self, coro: Any, *, name: str | None = None, context: contextvars.Context | None = None
+    ) -> asyncio.Task[Any]:
+        if context is None:
+            return asyncio.Task(coro, loop=self, name=name)
+        return asyncio.Task(coro, loop=self, name=name, context=context)
+
+    def get_debug(self) -> bool:
+        return self._debug
+
+    def set_debug(self, enabled: bool) -> None:
+        self._debug = enabled
+
+    def is_running(self) -> bool:
+        return self._running
+
+    def is_closed(self) -> bool:
+        return False
+
+    def time(self) -> float:
+        return self._now_seconds
+
+    def call_exception_handler(self, context: dict[str, Any]) -> None:
+        # asyncio reports e.g. never-retrieved task exceptions here; keep them for the worker's
+        # log instead of raising inside a garbage-collector callback.
+        self.unhandled_errors.append(context)
+
+    def default_exception_handler(self, context: dict[str, Any]) -> None:
+        self.unhandled_errors.append(context)
+
+    # Driving the loop.
+
+    def run_until_idle(self, now_seconds: float) -> None:
+        """Runs callbacks until none is ready. Workflow code sees this loop as running."""
+        self._now_seconds = now_seconds
+        previous = asyncio.events._get_running_loop()
+        asyncio.events._set_running_loop(self)
+        self._running = True
+        ready = self._ready
+        try:
+            while ready:
+                callback, args, context = ready.popleft()
+                if context is None:
+                    callback(*args)
+                else:
+                    context.run(callback, *args)
+        finally:
+            self._running = False
+            asyncio.events._set_running_loop(previous)
+
+    def has_ready(self) -> bool:
+        return bool(self._ready)
+
+
+def _forbidden(name: str) -> Callable[..., Any]:
+    hint = _HINTS.get(name, "do I/O and real-time waits in activities")
+
+    def refuse(self: WorkflowEventLoop, *args: Any, **kwargs: Any) -> Any:
+        message = (
+            f"[MS1200] workflow code called event loop method {name!r}, which is not "
+            f"deterministic: {hint}"
+        )
+        if self.escape is None:
+            self.escape = message
+        # Close coroutines handed to us so they do not warn "never awaited".
+        for argument in args:
+            if asyncio.iscoroutine(argument):
+                argument.close()
+        raise WorkflowEscapeError(message)
+
+    refuse.__name__ = name
+    return refuse
+
+
+for _name in dir(asyncio.AbstractEventLoop):
+    if _name.startswith("_") or _name in _ALLOWED:
+        continue
+    if callable(getattr(asyncio.AbstractEventLoop, _name)):
+        setattr(WorkflowEventLoop, _name, _forbidden(_name))

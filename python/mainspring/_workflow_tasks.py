@@ -1,0 +1,131 @@
+"""The worker's workflow side: leases workflow tasks, advances cached (or replayed) instances,
+commits their outcomes, and answers queries."""
+
+from __future__ import annotations
+
+import collections
+import logging
+from typing import TYPE_CHECKING
+
+from ._definitions import WorkflowDefinition
+from ._instance import WorkflowInstance
+from .errors import QueryFailedError, StaleTaskError, UnknownWorkflowTypeError
+from .storage.base import QueryTask, Storage, WorkflowTask
+
+if TYPE_CHECKING:
+    from .worker import WorkerConfig
+
+logger = logging.getLogger("mainspring.worker")
+
+
+def advance(instance: WorkflowInstance, now_ms: int, allow_live: bool = True) -> bytes | None:
+    """Feeds every pending activation through the instance. Returns the encoded outcome of the
+    live activation, if there was one (it is always the last)."""
+    run = instance.run
+    while (activation := run.next_activation(now_ms, allow_live)) is not None:
+        outcome = run.complete(instance.activate(activation))
+        if outcome is not None:
+            return outcome
+    return None
+
+
+class WorkflowTaskRunner:
+    def __init__(
+        self,
+        storage: Storage,
+        task_queue: str,
+        definitions: dict[str, WorkflowDefinition],
+        config: WorkerConfig,
+    ) -> None:
+        self._storage = storage
+        self._task_queue = task_queue
+        self._definitions = definitions
+        self._config = config
+        self._lease_ms = int(config.workflow_task_timeout.total_seconds() * 1000)
+        # Sticky cache: run id → live instance, least recently used first.
+        self._cache: collections.OrderedDict[str, WorkflowInstance] = collections.OrderedDict()
+        # Queries that arrived before the run's first workflow task completed: its handlers
+        # are not registered yet, so they wait for that task (as Temporal's do).
+        self._deferred_queries: dict[str, list[QueryTask]] = {}
+
+    @property
+    def cached_runs(self) -> int:
+        return len(self._cache)
+
+    async def poll_once(self) -> bool:
+        """Handles one query or workflow task if one is ready; returns whether it did."""
+        query = await self._storage.poll_query(self._task_queue)
+        if query is not None:
+            await self._answer_query(query)
+            return True
+        task = await self._storage.poll_workflow_task(self._task_queue, self._lease_ms)
+        if task is None:
+            return False
+        await self._process(task)
+        for query in self._deferred_queries.pop(task.run_id, ()):
+            await self._answer_query(query)
+        return True
+
+    def _new_instance(self, workflow_type: str) -> WorkflowInstance:
+        definition = self._definitions.get(workflow_type)
+        if definition is None:
+            known = ", ".join(sorted(self._definitions)) or "none"
+            raise UnknownWorkflowTypeError(
+                f"workflow type {workflow_type!r} is not registered on this worker "
+                f"(registered: {known})"
+            )
+        return WorkflowInstance(definition, self._config.maximum_payload_bytes)
+
+    async def _process(self, task: WorkflowTask) -> None:
+        storage = self._storage
+        instance = self._cache.pop(task.run_id, None)
+        try:
+            if instance is None:
+                instance = self._new_instance(task.workflow_type)
+            tail = await storage.read_history(
+                task.workflow_id, task.run_id, instance.run.history_length + 1
+            )
+            instance.run.add_events(tail)
+            outcome = advance(instance, storage.now_ms())
+        except Exception as error:
+            logger.warning(
+                "workflow task of %s failed; it will be retried: %s",
+                task.workflow_id,
+                error,
+                exc_info=not isinstance(error, UnknownWorkflowTypeError),
+            )
+            try:
+                await storage.fail_workflow_task(task, f"{type(error).__name__}: {error}")
+            except StaleTaskError:
+                pass
+            return
+        try:
+            await storage.complete_workflow_task(task, outcome)
+        except StaleTaskError:
+            # Our lease expired and another worker owns the run now: drop our copy.
+            logger.info("workflow task of %s lost its lease; dropped", task.workflow_id)
+            return
+        if not instance.run.is_closed and self._config.max_cached_workflows > 0:
+            self._cache[task.run_id] = instance
+            while len(self._cache) > self._config.max_cached_workflows:
+                self._cache.popitem(last=False)
+
+    async def _answer_query(self, query: QueryTask) -> None:
+        try:
+            instance = self._cache.get(query.run_id)
+            if instance is None:
+                description = await self._storage.describe_workflow(query.workflow_id)
+                instance = self._new_instance(description.workflow_type)
+                history = await self._storage.read_history(query.workflow_id, query.run_id, 1)
+                instance.run.add_events(history)
+                # Rebuild the state the last completed task left, not beyond it.
+                advance(instance, self._storage.now_ms(), allow_live=False)
+                if instance.info is None:
+                    self._deferred_queries.setdefault(query.run_id, []).append(query)
+                    return
+            result = instance.handle_query(query.query_name, query.input)
+        except Exception as error:
+            message = str(error) if isinstance(error, QueryFailedError) else repr(error)
+            await self._storage.answer_query(query, None, message)
+            return
+        await self._storage.answer_query(query, result, None)

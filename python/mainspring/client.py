@@ -1,0 +1,189 @@
+"""The client: starts workflows and talks to running ones."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, Generic, TypeVar
+
+from . import _core, _payload
+from ._definitions import workflow_definition
+from ._failure import exception_from_failure
+from .errors import (
+    WorkflowCanceledError,
+    WorkflowFailedError,
+    WorkflowTerminatedError,
+)
+from .history import History
+from .messages import Query, Signal, message_name, query_result_type
+from .storage.base import Storage, WorkflowDescription
+
+__all__ = ["Client", "WorkflowHandle"]
+
+ResultT = TypeVar("ResultT")
+QueryResultT = TypeVar("QueryResultT")
+
+_NO_INPUT: Any = object()
+
+
+def _seconds(timeout: timedelta | float | None) -> float | None:
+    if timeout is None:
+        return None
+    return timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+
+
+class WorkflowHandle(Generic[ResultT]):
+    """A reference to one workflow (its current run unless ``run_id`` is pinned)."""
+
+    def __init__(
+        self, client: Client, workflow_id: str, run_id: str | None, result_type: Any
+    ) -> None:
+        self.client = client
+        self.id = workflow_id
+        self.run_id = run_id
+        self.result_type = result_type
+
+    async def _run_id(self) -> str:
+        if self.run_id is None:
+            self.run_id = (await self.client.storage.describe_workflow(self.id)).run_id
+        return self.run_id
+
+    async def result(self, timeout: timedelta | float | None = None) -> ResultT:
+        """Waits for the run to close and returns its result.
+
+        Raises:
+            WorkflowFailedError: the workflow raised; the cause chain is in ``__cause__``.
+            WorkflowCanceledError: the workflow was cancelled.
+            WorkflowTerminatedError: the workflow was terminated.
+            TimeoutError: ``timeout`` passed first.
+        """
+        storage = self.client.storage
+        run_id = await self._run_id()
+        await storage.wait_closed(self.id, run_id, _seconds(timeout))
+        description = await storage.describe_workflow(self.id)
+        length = description.history_length if description.run_id == run_id else 1
+        tail = await storage.read_history(self.id, run_id, max(1, length))
+        outcome = _core.run_outcome(tail)
+        if outcome is None:
+            # A newer run replaced this one: read the whole history to find the close event.
+            outcome = _core.run_outcome(await storage.read_history(self.id, run_id, 1))
+        assert outcome is not None, "a closed run ends with its closing event"
+        status, detail = outcome
+        if status == "COMPLETED":
+            decoded: ResultT = _payload.decode(detail, self.result_type)
+            return decoded
+        if status == "FAILED":
+            raise WorkflowFailedError(f"workflow {self.id} failed") from exception_from_failure(
+                detail
+            )
+        if status == "CANCELED":
+            raise WorkflowCanceledError(f"workflow {self.id} was cancelled")
+        raise WorkflowTerminatedError(f"workflow {self.id} was terminated: {detail}")
+
+    async def signal(self, signal: Signal) -> None:
+        await self.client.signal_workflow(self.id, signal)
+
+    async def query(
+        self, query: Query[QueryResultT], *, timeout: timedelta | float = 10.0
+    ) -> QueryResultT:
+        return await self.client.query_workflow(self.id, query, timeout=timeout)
+
+    async def cancel(self, reason: str = "") -> None:
+        """Requests cancellation: the workflow sees ``asyncio.CancelledError`` where it waits."""
+        await self.client.storage.request_cancel_workflow(self.id, reason)
+
+    async def terminate(self, reason: str = "") -> None:
+        """Ends the run at once; its code gets no say."""
+        await self.client.storage.terminate_workflow(self.id, reason)
+
+    async def describe(self) -> WorkflowDescription:
+        return await self.client.storage.describe_workflow(self.id)
+
+    async def history(self) -> History:
+        run_id = await self._run_id()
+        return History(await self.client.storage.read_history(self.id, run_id, 1))
+
+
+class Client:
+    """Starts workflows and talks to them through a :class:`~mainspring.storage.Storage`."""
+
+    def __init__(
+        self, storage: Storage, *, maximum_payload_bytes: int = _payload.DEFAULT_MAXIMUM_PAYLOAD_BYTES
+    ) -> None:
+        self.storage = storage
+        self.maximum_payload_bytes = maximum_payload_bytes
+
+    async def start_workflow(
+        self,
+        workflow: Callable[..., Any] | str,
+        input: Any = _NO_INPUT,
+        *,
+        id: str,
+        task_queue: str,
+    ) -> WorkflowHandle[Any]:
+        """Starts a run of ``workflow`` (a ``@workflow`` function or its registered name).
+
+        Raises:
+            WorkflowAlreadyStartedError: a run with this id is still running.
+            PayloadDecodeError: ``input`` does not match the workflow's input annotation.
+        """
+        value = None if input is _NO_INPUT else input
+        encoded = _payload.encode(value, self.maximum_payload_bytes)
+        if isinstance(workflow, str):
+            workflow_type, result_type = workflow, Any
+        else:
+            definition = workflow_definition(workflow)
+            workflow_type, result_type = definition.name, definition.output_type
+            if definition.takes_input:
+                # Refuse a wrong input here, before anything is recorded.
+                _payload.decode(encoded, definition.input_type)
+        run_id = str(uuid.uuid4())
+        await self.storage.start_workflow(id, run_id, workflow_type, task_queue, encoded)
+        return WorkflowHandle(self, id, run_id, result_type)
+
+    async def execute_workflow(
+        self,
+        workflow: Callable[..., Any] | str,
+        input: Any = _NO_INPUT,
+        *,
+        id: str,
+        task_queue: str,
+    ) -> Any:
+        """Starts a workflow and waits for its result."""
+        handle = await self.start_workflow(workflow, input, id=id, task_queue=task_queue)
+        return await handle.result()
+
+    def get_workflow_handle(
+        self, workflow_id: str, *, run_id: str | None = None, result_type: Any = Any
+    ) -> WorkflowHandle[Any]:
+        return WorkflowHandle(self, workflow_id, run_id, result_type)
+
+    async def signal_workflow(self, workflow_id: str, signal: Signal) -> None:
+        encoded = _payload.encode(signal, self.maximum_payload_bytes)
+        await self.storage.signal_workflow(workflow_id, message_name(type(signal)), encoded)
+
+    async def query_workflow(
+        self,
+        workflow_id: str,
+        query: Query[QueryResultT],
+        *,
+        timeout: timedelta | float = 10.0,
+    ) -> QueryResultT:
+        """Asks a worker to answer ``query`` from the workflow's current state.
+
+        Raises:
+            QueryFailedError: no handler, the handler raised, or no worker answered in time.
+        """
+        query_type = type(query)
+        encoded = _payload.encode(query, self.maximum_payload_bytes)
+        seconds = _seconds(timeout)
+        assert seconds is not None
+        answer = await self.storage.query_workflow(
+            workflow_id, message_name(query_type), encoded, seconds
+        )
+        decoded: QueryResultT = _payload.decode(answer, query_result_type(query_type))
+        return decoded
+
+    async def list_workflows(self) -> list[WorkflowDescription]:
+        return await self.storage.list_workflows()

@@ -1,0 +1,197 @@
+"""Every exception Mainspring raises, under one base class, :class:`MainspringError`.
+
+The native core raises the classes defined here (it looks them up by name), so a corrupt history
+read by Rust and one read by Python are the same exception type.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ActivityError",
+    "ApplicationError",
+    "CorruptHistoryError",
+    "FailureError",
+    "InternalError",
+    "InvalidCommandError",
+    "InvalidHistoryError",
+    "MainspringError",
+    "NonDeterminismError",
+    "PayloadDecodeError",
+    "PayloadError",
+    "PayloadTooLargeError",
+    "QueryFailedError",
+    "StaleTaskError",
+    "StorageError",
+    "UnknownActivityTypeError",
+    "UnknownWorkflowTypeError",
+    "WorkflowAlreadyStartedError",
+    "WorkflowCanceledError",
+    "WorkflowEscapeError",
+    "WorkflowFailedError",
+    "WorkflowNotFoundError",
+    "WorkflowNotRunningError",
+    "WorkflowTerminatedError",
+]
+
+
+class MainspringError(Exception):
+    """Base of every Mainspring error."""
+
+
+class InternalError(MainspringError):
+    """A bug inside Mainspring (a Rust panic in the native core). Nothing was committed."""
+
+
+class CorruptHistoryError(MainspringError):
+    """Bytes or JSON that do not decode to a history, or a format version this build can't read."""
+
+
+class InvalidHistoryError(MainspringError):
+    """A history that decodes but breaks an invariant (dense ids, references, terminal event)."""
+
+
+class NonDeterminismError(MainspringError):
+    """Replayed workflow code issued a command that does not match its recorded history.
+
+    Attributes:
+        event_id: The recorded event where replay diverged.
+        recorded: The command the history recorded there.
+        issued: The command the workflow code issued instead.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        event_id: int | None = None,
+        recorded: str | None = None,
+        issued: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.event_id = event_id
+        self.recorded = recorded
+        self.issued = issued
+
+
+class InvalidCommandError(MainspringError):
+    """Workflow code asked for something that cannot apply (e.g. cancelling an unknown timer)."""
+
+
+class WorkflowNotFoundError(MainspringError):
+    """No workflow with that id exists in this storage."""
+
+
+class WorkflowAlreadyStartedError(MainspringError):
+    """A run with that workflow id is still running."""
+
+
+class WorkflowNotRunningError(MainspringError):
+    """The workflow has already closed, so it takes no signal, cancel or terminate."""
+
+
+class StaleTaskError(MainspringError):
+    """The task's lease expired or the task is over: this worker may no longer report it."""
+
+
+class StorageError(MainspringError):
+    """The storage backend failed or is unreachable; nothing from the failed call was committed."""
+
+
+class PayloadError(MainspringError):
+    """Base of payload encoding problems."""
+
+
+class PayloadDecodeError(PayloadError):
+    """A payload does not decode to the type its function annotation asks for."""
+
+
+class PayloadTooLargeError(PayloadError):
+    """A payload is larger than the configured limit."""
+
+
+class WorkflowEscapeError(MainspringError):
+    """Workflow code awaited something the deterministic loop does not own.
+
+    Examples are ``asyncio.sleep``, a socket, or another event loop's future. The workflow task
+    fails and is retried; nothing is recorded in history. Use ``ctx.sleep`` and activities.
+    """
+
+
+class UnknownWorkflowTypeError(MainspringError):
+    """No registered workflow has that name."""
+
+
+class UnknownActivityTypeError(MainspringError):
+    """No registered activity has that name."""
+
+
+class QueryFailedError(MainspringError):
+    """The query handler raised, or no handler is registered for the query."""
+
+
+class FailureError(MainspringError):
+    """Base of errors that travel through history as a recorded failure."""
+
+
+class ApplicationError(FailureError):
+    """An error raised on purpose by user code, carried across activities and workflows.
+
+    Args:
+        message: What went wrong.
+        details: Extra JSON-encodable data for the handler on the other side.
+        type: A name retry policies can match in ``non_retryable_error_types``; defaults to the
+            class name.
+        non_retryable: If true, an activity that raises it is never retried.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: Any = None,
+        type: str | None = None,
+        non_retryable: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        self.type = type or self.__class__.__name__
+        self.non_retryable = non_retryable
+        # Set on errors rebuilt from a recorded failure: the stack where it was first raised.
+        self.remote_stack_trace = ""
+
+
+class ActivityError(FailureError):
+    """An activity failed, timed out or was cancelled; the cause is in ``__cause__``.
+
+    Attributes:
+        activity_type: The activity's registered name.
+        attempt: How many attempts ran.
+        timeout_type: ``"start_to_close"`` etc. when the activity timed out, else ``None``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        activity_type: str,
+        attempt: int,
+        timeout_type: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.activity_type = activity_type
+        self.attempt = attempt
+        self.timeout_type = timeout_type
+
+
+class WorkflowFailedError(FailureError):
+    """The workflow run failed; its cause chain is in ``__cause__``."""
+
+
+class WorkflowCanceledError(FailureError):
+    """The workflow run was cancelled."""
+
+
+class WorkflowTerminatedError(FailureError):
+    """The workflow run was terminated from outside."""

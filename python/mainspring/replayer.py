@@ -1,0 +1,51 @@
+"""``Replayer``: runs recorded histories through current workflow code to prove it still
+replays (run it in CI over exported histories before deploying a change)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import _core
+from ._definitions import workflow_definition
+from ._instance import WorkflowInstance
+from ._payload import DEFAULT_MAXIMUM_PAYLOAD_BYTES
+from ._protocol import JOB_START_WORKFLOW
+from ._workflow_tasks import advance
+from .errors import InvalidHistoryError, UnknownWorkflowTypeError
+from .history import History
+
+__all__ = ["Replayer"]
+
+
+class Replayer:
+    def __init__(self, *, workflows: Sequence[Callable[..., Any]]) -> None:
+        self._definitions = {
+            definition.name: definition for definition in map(workflow_definition, workflows)
+        }
+
+    def replay(self, history: History) -> None:
+        """Replays ``history`` through the registered workflow code.
+
+        Raises:
+            NonDeterminismError: the code issued a command the history did not record; the
+                error names the event id and both commands.
+            UnknownWorkflowTypeError: the history's workflow type is not registered here.
+        """
+        run = _core.WorkflowRun()
+        run.add_events(history.encoded)
+        first = run.next_activation(0, allow_live=False)
+        start = None if first is None else next(
+            (job for job in first[2] if job[0] == JOB_START_WORKFLOW), None
+        )
+        if first is None or start is None:
+            raise InvalidHistoryError("the history has no completed first workflow task")
+        workflow_type = start[1]
+        definition = self._definitions.get(workflow_type)
+        if definition is None:
+            raise UnknownWorkflowTypeError(
+                f"workflow type {workflow_type!r} is not registered with this replayer"
+            )
+        instance = WorkflowInstance(definition, DEFAULT_MAXIMUM_PAYLOAD_BYTES, run=run)
+        run.complete(instance.activate(first))
+        advance(instance, 0, allow_live=False)

@@ -1,0 +1,117 @@
+"""The storage contract every backend implements (DESIGN §7).
+
+- A workflow task's outcome (its events, the activity tasks and timers they create, the run's
+  new status) commits atomically and only while the worker still holds the task's lease
+  (fencing); two workers can never both extend one run.
+- Leases expire; an expired task goes to another worker.
+- Time-driven work (timers, timeouts, retries) becomes visible to polls once due.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class WorkflowTask:
+    """A leased workflow task. ``history_length`` is how many events the run had when leased."""
+
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    history_length: int
+    token: int
+    handle: Any
+
+
+@dataclass(frozen=True)
+class ActivityTask:
+    """A leased activity attempt."""
+
+    activity_id: str
+    token: int
+    workflow_id: str
+    run_id: str
+    activity_type: str
+    input: bytes
+    attempt: int
+    heartbeat_details: bytes
+    scheduled_ms: int
+    started_ms: int
+    deadline_ms: int | None
+    heartbeat_timeout_ms: int | None
+    task_queue: str
+    handle: Any
+
+
+@dataclass(frozen=True)
+class QueryTask:
+    workflow_id: str
+    run_id: str
+    query_name: str
+    input: bytes
+    handle: Any
+
+
+@dataclass(frozen=True)
+class WorkflowDescription:
+    """What ``describe`` and ``list`` report about a run."""
+
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    task_queue: str
+    status: str
+    history_length: int
+    start_time: datetime
+    close_time: datetime | None
+    last_task_failure: str | None
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """Async storage for histories and task queues. All times are Unix milliseconds."""
+
+    def now_ms(self) -> int:
+        """The storage's clock (a virtual one in tests)."""
+        ...
+
+    # Client side.
+    async def start_workflow(
+        self, workflow_id: str, run_id: str, workflow_type: str, task_queue: str, input: bytes
+    ) -> None: ...
+    async def signal_workflow(self, workflow_id: str, signal_name: str, input: bytes) -> None: ...
+    async def request_cancel_workflow(self, workflow_id: str, reason: str) -> None: ...
+    async def terminate_workflow(self, workflow_id: str, reason: str) -> None: ...
+    async def describe_workflow(self, workflow_id: str) -> WorkflowDescription: ...
+    async def list_workflows(self) -> list[WorkflowDescription]: ...
+    async def read_history(self, workflow_id: str, run_id: str, from_event_id: int = 1) -> bytes:
+        """Encoded events of a run from ``from_event_id`` (inclusive) to the end."""
+        ...
+    async def wait_closed(self, workflow_id: str, run_id: str, timeout: float | None) -> None:
+        """Returns once the run has closed; raises ``TimeoutError`` after ``timeout`` seconds."""
+        ...
+    async def query_workflow(
+        self, workflow_id: str, query_name: str, input: bytes, timeout: float
+    ) -> bytes: ...
+
+    # Worker side.
+    async def poll_workflow_task(self, task_queue: str, lease_ms: int) -> WorkflowTask | None: ...
+    async def complete_workflow_task(self, task: WorkflowTask, outcome: bytes | None) -> None: ...
+    async def fail_workflow_task(self, task: WorkflowTask, message: str) -> None: ...
+    async def poll_activity_task(self, task_queue: str) -> ActivityTask | None: ...
+    async def complete_activity_task(self, task: ActivityTask, result: bytes) -> None: ...
+    async def fail_activity_task(self, task: ActivityTask, failure: tuple[Any, ...]) -> None: ...
+    async def heartbeat_activity_task(self, task: ActivityTask, details: bytes) -> None:
+        """Raises ``StaleTaskError`` once the attempt is over (cancelled or timed out)."""
+        ...
+    async def poll_query(self, task_queue: str) -> QueryTask | None: ...
+    async def answer_query(
+        self, query: QueryTask, result: bytes | None, error: str | None
+    ) -> None: ...
+    async def wait_for_work(self, task_queue: str, timeout: float | None) -> None:
+        """Sleeps until something may have changed for ``task_queue`` or ``timeout`` passed."""
+        ...
+    async def close(self) -> None: ...

@@ -1,0 +1,266 @@
+"""``MemoryStorage``: the native dispatcher and history store in this process, no persistence.
+
+For tests, benchmarks and single-process apps that need no durability. Pass a
+:class:`VirtualClock` to drive timers and timeouts from a test without real waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from .. import _core
+from ..errors import QueryFailedError
+from .base import ActivityTask, QueryTask, WorkflowDescription, WorkflowTask
+
+
+class SystemClock:
+    is_virtual = False
+
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+
+class VirtualClock:
+    """A clock that moves only when told to. Advancing it wakes every storage that uses it."""
+
+    is_virtual = True
+
+    def __init__(self, start: datetime | None = None) -> None:
+        start = start or datetime(2030, 1, 1, tzinfo=timezone.utc)
+        self._now_ms = int(start.timestamp() * 1000)
+        self._listeners: list[Callable[[], None]] = []
+
+    def now_ms(self) -> int:
+        return self._now_ms
+
+    def advance(self, duration: timedelta | float) -> None:
+        seconds = duration.total_seconds() if isinstance(duration, timedelta) else duration
+        self._now_ms += round(seconds * 1000)
+        for listener in self._listeners:
+            listener()
+
+    def subscribe(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+
+def _datetime(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+
+def _description(summary: _core.SummaryTuple) -> WorkflowDescription:
+    _, workflow_id, run_id, workflow_type, task_queue, status, length, started, closed, failure = (
+        summary
+    )
+    return WorkflowDescription(
+        workflow_id=workflow_id,
+        run_id=run_id,
+        workflow_type=workflow_type,
+        task_queue=task_queue,
+        status=status,
+        history_length=length,
+        start_time=_datetime(started),
+        close_time=None if closed is None else _datetime(closed),
+        last_task_failure=failure,
+    )
+
+
+class MemoryStorage:
+    """In-process storage backed by the native core. Nothing survives the process."""
+
+    def __init__(
+        self,
+        *,
+        clock: VirtualClock | SystemClock | None = None,
+        workflow_task_retry_initial: timedelta = timedelta(seconds=1),
+        workflow_task_retry_maximum: timedelta = timedelta(seconds=60),
+    ) -> None:
+        self._store = _core.MemoryStore(
+            int(workflow_task_retry_initial.total_seconds() * 1000),
+            int(workflow_task_retry_maximum.total_seconds() * 1000),
+        )
+        self._clock = clock or SystemClock()
+        self._changed: asyncio.Event | None = None
+        self._run_keys: dict[tuple[str, str], int] = {}
+        self._queries: dict[str, collections.deque[QueryTask]] = {}
+        if isinstance(self._clock, VirtualClock):
+            self._clock.subscribe(self._notify)
+
+    def now_ms(self) -> int:
+        return self._clock.now_ms()
+
+    def _notify(self) -> None:
+        changed = self._changed
+        if changed is not None:
+            self._changed = None
+            changed.set()
+
+    async def _wait_changed(self, timeout: float | None) -> None:
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        changed = self._changed
+        if timeout is None:
+            await changed.wait()
+            return
+        try:
+            await asyncio.wait_for(changed.wait(), max(timeout, 0.0))
+        except TimeoutError:
+            pass
+
+    def _run_key(self, workflow_id: str, run_id: str) -> int:
+        key = self._run_keys.get((workflow_id, run_id))
+        if key is None:
+            key = self._store.describe(workflow_id)[0]
+        return key
+
+    # Client side.
+
+    async def start_workflow(
+        self, workflow_id: str, run_id: str, workflow_type: str, task_queue: str, input: bytes
+    ) -> None:
+        run_key = self._store.start_workflow(
+            workflow_id, run_id, workflow_type, task_queue, input, self.now_ms()
+        )
+        self._run_keys[(workflow_id, run_id)] = run_key
+        self._notify()
+
+    async def signal_workflow(self, workflow_id: str, signal_name: str, input: bytes) -> None:
+        self._store.signal_workflow(workflow_id, signal_name, input, self.now_ms())
+        self._notify()
+
+    async def request_cancel_workflow(self, workflow_id: str, reason: str) -> None:
+        self._store.request_cancel_workflow(workflow_id, reason, self.now_ms())
+        self._notify()
+
+    async def terminate_workflow(self, workflow_id: str, reason: str) -> None:
+        self._store.terminate_workflow(workflow_id, reason, self.now_ms())
+        self._notify()
+
+    async def describe_workflow(self, workflow_id: str) -> WorkflowDescription:
+        return _description(self._store.describe(workflow_id))
+
+    async def list_workflows(self) -> list[WorkflowDescription]:
+        return [_description(summary) for summary in self._store.list()]
+
+    async def read_history(self, workflow_id: str, run_id: str, from_event_id: int = 1) -> bytes:
+        return self._store.history(self._run_key(workflow_id, run_id), from_event_id)
+
+    async def wait_closed(self, workflow_id: str, run_id: str, timeout: float | None) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            summary = self._store.describe(workflow_id)
+            if summary[2] != run_id or summary[5] != "RUNNING":
+                return
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"workflow {workflow_id} did not close within {timeout} s")
+            await self._wait_changed(remaining)
+
+    async def query_workflow(
+        self, workflow_id: str, query_name: str, input: bytes, timeout: float
+    ) -> bytes:
+        summary = self._store.describe(workflow_id)
+        answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        task = QueryTask(workflow_id, summary[2], query_name, input, answer)
+        self._queries.setdefault(summary[4], collections.deque()).append(task)
+        self._notify()
+        try:
+            return await asyncio.wait_for(answer, timeout)
+        except TimeoutError:
+            raise QueryFailedError(
+                f"no worker answered query {query_name!r} within {timeout} s"
+            ) from None
+
+    # Worker side.
+
+    def _tick(self) -> int:
+        applied = self._store.tick(self.now_ms())
+        if applied:
+            self._notify()
+        return applied
+
+    async def poll_workflow_task(self, task_queue: str, lease_ms: int) -> WorkflowTask | None:
+        self._tick()
+        lease = self._store.poll_workflow_task(task_queue, self.now_ms(), lease_ms)
+        if lease is None:
+            return None
+        run_key, token, workflow_id, run_id, workflow_type, length, _deadline = lease
+        return WorkflowTask(workflow_id, run_id, workflow_type, length, token, run_key)
+
+    async def complete_workflow_task(self, task: WorkflowTask, outcome: bytes | None) -> None:
+        self._store.complete_workflow_task(task.handle, task.token, outcome, self.now_ms())
+        self._notify()
+
+    async def fail_workflow_task(self, task: WorkflowTask, message: str) -> None:
+        self._store.fail_workflow_task(task.handle, task.token, message, self.now_ms())
+        self._notify()
+
+    async def poll_activity_task(self, task_queue: str) -> ActivityTask | None:
+        self._tick()
+        lease = self._store.poll_activity_task(task_queue, self.now_ms())
+        if lease is None:
+            return None
+        (activity_id, token, workflow_id, run_id, activity_type, input, attempt, details,
+         scheduled, started, deadline, heartbeat_timeout) = lease  # fmt: skip
+        return ActivityTask(
+            activity_id=str(activity_id),
+            token=token,
+            workflow_id=workflow_id,
+            run_id=run_id,
+            activity_type=activity_type,
+            input=input,
+            attempt=attempt,
+            heartbeat_details=details,
+            scheduled_ms=scheduled,
+            started_ms=started,
+            deadline_ms=deadline,
+            heartbeat_timeout_ms=heartbeat_timeout,
+            task_queue=task_queue,
+            handle=activity_id,
+        )
+
+    async def complete_activity_task(self, task: ActivityTask, result: bytes) -> None:
+        self._store.complete_activity_task(task.handle, task.token, result, self.now_ms())
+        self._notify()
+
+    async def fail_activity_task(self, task: ActivityTask, failure: tuple[Any, ...]) -> None:
+        self._store.fail_activity_task(task.handle, task.token, failure, self.now_ms())  # type: ignore[arg-type]
+        self._notify()
+
+    async def heartbeat_activity_task(self, task: ActivityTask, details: bytes) -> None:
+        self._store.heartbeat_activity_task(task.handle, task.token, details, self.now_ms())
+
+    async def poll_query(self, task_queue: str) -> QueryTask | None:
+        queue = self._queries.get(task_queue)
+        return queue.popleft() if queue else None
+
+    async def answer_query(
+        self, query: QueryTask, result: bytes | None, error: str | None
+    ) -> None:
+        answer: asyncio.Future[bytes] = query.handle
+        if answer.done():
+            return
+        if error is not None or result is None:
+            answer.set_exception(QueryFailedError(error or "query failed"))
+        else:
+            answer.set_result(result)
+
+    async def wait_for_work(self, task_queue: str, timeout: float | None) -> None:
+        if self._queries.get(task_queue):
+            return
+        wakeup = self._store.next_wakeup_ms()
+        now = self.now_ms()
+        if wakeup is not None and wakeup <= now:
+            return
+        if wakeup is not None and not self._clock.is_virtual:
+            until_wakeup = (wakeup - now) / 1000
+            timeout = until_wakeup if timeout is None else min(timeout, until_wakeup)
+        await self._wait_changed(timeout)
+
+    async def close(self) -> None:
+        self._notify()

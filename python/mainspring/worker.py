@@ -1,0 +1,155 @@
+"""The worker: polls one task queue for workflow tasks, activity tasks and queries."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from types import TracebackType
+from typing import Any
+
+from ._activity_tasks import ActivityTaskRunner
+from ._definitions import activity_definition, workflow_definition
+from ._payload import DEFAULT_MAXIMUM_PAYLOAD_BYTES
+from ._workflow_tasks import WorkflowTaskRunner
+from .client import Client
+
+__all__ = ["Worker", "WorkerConfig"]
+
+logger = logging.getLogger("mainspring.worker")
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Tuning knobs of a worker (the seed's WorkerConfig).
+
+    Attributes:
+        max_concurrent_activities: Activity attempts running at once.
+        max_cached_workflows: Live workflow instances kept between tasks (sticky execution);
+            0 rebuilds every instance by replay on every task.
+        max_concurrent_workflow_tasks: Workflow tasks in flight at once.
+        activity_threads: Threads for plain ``def`` activities.
+        workflow_task_timeout: Lease on a workflow task; past it, another worker takes over.
+        poll_interval: Longest idle wait between polls when the storage sends no wake-up.
+        graceful_shutdown_timeout: How long shutdown waits for running activities.
+        maximum_payload_bytes: Largest payload a workflow or activity may produce.
+    """
+
+    max_concurrent_activities: int = 100
+    max_cached_workflows: int = 10_000
+    max_concurrent_workflow_tasks: int = 1
+    activity_threads: int = 16
+    workflow_task_timeout: timedelta = timedelta(seconds=10)
+    poll_interval: timedelta = timedelta(seconds=1)
+    graceful_shutdown_timeout: timedelta = timedelta(seconds=10)
+    maximum_payload_bytes: int = DEFAULT_MAXIMUM_PAYLOAD_BYTES
+
+
+class Worker:
+    """Runs the given workflows and activities for one task queue.
+
+    Use ``await worker.run()`` (returns after :meth:`shutdown`) or ``async with worker:``.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        task_queue: str,
+        workflows: Sequence[Callable[..., Any]] = (),
+        activities: Sequence[Callable[..., Any]] = (),
+        config: WorkerConfig | None = None,
+    ) -> None:
+        if not workflows and not activities:
+            raise ValueError("a worker needs at least one workflow or activity")
+        self.client = client
+        self.task_queue = task_queue
+        self.config = config or WorkerConfig()
+        workflow_definitions = {
+            definition.name: definition for definition in map(workflow_definition, workflows)
+        }
+        activity_definitions = {
+            definition.name: definition for definition in map(activity_definition, activities)
+        }
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.config.activity_threads, thread_name_prefix="mainspring-activity"
+        )
+        storage = client.storage
+        self._workflow_runner = WorkflowTaskRunner(
+            storage, task_queue, workflow_definitions, self.config
+        )
+        self._activity_runner = ActivityTaskRunner(
+            storage, task_queue, activity_definitions, self.config, self._executor
+        )
+        self._has_workflows = bool(workflow_definitions)
+        self._has_activities = bool(activity_definitions)
+        self._stop: asyncio.Future[None] | None = None
+        self._background: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        """Polls until :meth:`shutdown`; then lets running activities finish (up to
+        ``graceful_shutdown_timeout``) and returns."""
+        loop = asyncio.get_running_loop()
+        self._stop = loop.create_future()
+        pollers = []
+        if self._has_workflows:
+            for _ in range(max(1, self.config.max_concurrent_workflow_tasks)):
+                pollers.append(loop.create_task(self._poll(self._workflow_runner.poll_once)))
+        if self._has_activities:
+            pollers.append(loop.create_task(self._poll(self._activity_runner.poll_once)))
+        try:
+            await asyncio.gather(*pollers)
+        finally:
+            for poller in pollers:
+                poller.cancel()
+            await self._drain_activities()
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _poll(self, poll_once: Callable[[], Any]) -> None:
+        stop = self._stop
+        assert stop is not None
+        storage = self.client.storage
+        idle_seconds = self.config.poll_interval.total_seconds()
+        while not stop.done():
+            if await poll_once():
+                # Let the other pollers and running activities have the loop.
+                await asyncio.sleep(0)
+                continue
+            waiting = asyncio.ensure_future(storage.wait_for_work(self.task_queue, idle_seconds))
+            await asyncio.wait((waiting, stop), return_when=asyncio.FIRST_COMPLETED)
+            if not waiting.done():
+                waiting.cancel()
+
+    async def _drain_activities(self) -> None:
+        running = set(self._activity_runner.running)
+        if not running:
+            return
+        timeout = self.config.graceful_shutdown_timeout.total_seconds()
+        _, pending = await asyncio.wait(running, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+    def shutdown(self) -> None:
+        """Asks :meth:`run` to stop polling and return."""
+        if self._stop is not None and not self._stop.done():
+            self._stop.set_result(None)
+
+    async def __aenter__(self) -> Worker:
+        self._background = asyncio.get_running_loop().create_task(self.run())
+        await asyncio.sleep(0)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.shutdown()
+        if self._background is not None:
+            await self._background

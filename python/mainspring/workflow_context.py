@@ -1,0 +1,269 @@
+"""What workflow code uses: :class:`WorkflowContext`, handed to every workflow as ``ctx``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Generator
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+
+from . import _payload
+from ._definitions import activity_definition
+from ._protocol import COMMAND_SCHEDULE_ACTIVITY
+from .messages import Query, Signal, message_name
+from .retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from ._instance import WorkflowInfo, WorkflowInstance
+
+__all__ = ["ActivityHandle", "WorkflowContext"]
+
+ResultT = TypeVar("ResultT")
+SignalT = TypeVar("SignalT", bound=Signal)
+QueryResultT = TypeVar("QueryResultT")
+
+_NO_INPUT: Any = object()
+_DEFAULT_RETRY = RetryPolicy()
+
+
+def _milliseconds(duration: timedelta | float | None) -> int | None:
+    if duration is None:
+        return None
+    seconds = duration.total_seconds() if isinstance(duration, timedelta) else float(duration)
+    if seconds < 0:
+        raise ValueError("durations cannot be negative")
+    return round(seconds * 1000)
+
+
+class ActivityHandle(Generic[ResultT]):
+    """A started activity: await it for its result, or :meth:`cancel` it."""
+
+    def __init__(self, future: asyncio.Future[ResultT], seq: int) -> None:
+        self._future = future
+        self.seq = seq
+
+    def __await__(self) -> Generator[Any, None, ResultT]:
+        return self._future.__await__()
+
+    def cancel(self) -> bool:
+        """Requests cancellation; awaiting the handle then raises ``asyncio.CancelledError``."""
+        return self._future.cancel()
+
+    def done(self) -> bool:
+        return self._future.done()
+
+
+class _ReplayAwareLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Drops records while replaying, so a replayed step does not log twice."""
+
+    def __init__(self, instance: WorkflowInstance) -> None:
+        super().__init__(logging.getLogger("mainspring.workflow"), {})
+        self._instance = instance
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if not self._instance.replaying:
+            info = self._instance.info
+            if info is not None:
+                kwargs.setdefault("extra", {}).update(
+                    workflow_id=info.workflow_id, run_id=info.run_id
+                )
+            super().log(level, msg, *args, **kwargs)
+
+
+class WorkflowContext:
+    """The workflow's window on the engine. Everything here is deterministic: it reads only
+    the history, so replay sees the same values."""
+
+    def __init__(self, instance: WorkflowInstance) -> None:
+        self._instance = instance
+        self.logger: logging.LoggerAdapter = _ReplayAwareLogger(instance)  # type: ignore[type-arg]
+
+    @property
+    def info(self) -> WorkflowInfo:
+        info = self._instance.info
+        assert info is not None, "the workflow has started before its code runs"
+        return info
+
+    @property
+    def is_replaying(self) -> bool:
+        return self._instance.replaying
+
+    @property
+    def is_cancel_requested(self) -> bool:
+        return self._instance.cancel_requested
+
+    def now(self) -> datetime:
+        """The current workflow task's time (recorded, so replay sees the same)."""
+        return datetime.fromtimestamp(self._instance.now_ms / 1000, tz=timezone.utc)
+
+    def random(self) -> float:
+        """A float in [0, 1) from a generator seeded by the run id."""
+        return self._instance.random.random()
+
+    def uuid4(self) -> uuid.UUID:
+        """A version-4 UUID from the run's deterministic generator."""
+        return uuid.UUID(int=self._instance.random.getrandbits(128), version=4)
+
+    # Activities.
+
+    def start_activity(
+        self,
+        activity: Callable[..., Any] | str,
+        input: Any = _NO_INPUT,
+        *,
+        start_to_close_timeout: timedelta | float | None = None,
+        schedule_to_close_timeout: timedelta | float | None = None,
+        schedule_to_start_timeout: timedelta | float | None = None,
+        heartbeat_timeout: timedelta | float | None = None,
+        retry_policy: RetryPolicy | None = None,
+        task_queue: str | None = None,
+    ) -> ActivityHandle[Any]:
+        """Schedules an activity and returns a handle to await or cancel.
+
+        At least one of ``start_to_close_timeout`` and ``schedule_to_close_timeout`` is
+        required, as in Temporal: an activity with neither could hang its workflow forever.
+        """
+        if isinstance(activity, str):
+            activity_type, output_type = activity, Any
+        else:
+            definition = activity_definition(activity)
+            activity_type, output_type = definition.name, definition.output_type
+        start_to_close = _milliseconds(start_to_close_timeout)
+        schedule_to_close = _milliseconds(schedule_to_close_timeout)
+        if start_to_close is None and schedule_to_close is None:
+            raise ValueError(
+                "execute_activity needs start_to_close_timeout or schedule_to_close_timeout"
+            )
+        policy = retry_policy or _DEFAULT_RETRY
+        input_bytes = _payload.encode(
+            None if input is _NO_INPUT else input, self._instance.payload_limit
+        )
+        fields = (
+            COMMAND_SCHEDULE_ACTIVITY,
+            activity_type,
+            input_bytes,
+            task_queue or self.info.task_queue,
+            schedule_to_close,
+            _milliseconds(schedule_to_start_timeout),
+            start_to_close,
+            _milliseconds(heartbeat_timeout),
+            _milliseconds(policy.initial_interval),
+            float(policy.backoff_coefficient),
+            _milliseconds(policy.maximum_interval),
+            policy.maximum_attempts,
+            list(policy.non_retryable_error_types),
+        )
+        seq, future = self._instance.schedule_activity(fields, activity_type, output_type)
+        return ActivityHandle(future, seq)
+
+    async def execute_activity(
+        self,
+        activity: Callable[..., Any] | str,
+        input: Any = _NO_INPUT,
+        *,
+        start_to_close_timeout: timedelta | float | None = None,
+        schedule_to_close_timeout: timedelta | float | None = None,
+        schedule_to_start_timeout: timedelta | float | None = None,
+        heartbeat_timeout: timedelta | float | None = None,
+        retry_policy: RetryPolicy | None = None,
+        task_queue: str | None = None,
+    ) -> Any:
+        """Runs an activity and returns its result; raises ``ActivityError`` if it fails."""
+        handle = self.start_activity(
+            activity,
+            input,
+            start_to_close_timeout=start_to_close_timeout,
+            schedule_to_close_timeout=schedule_to_close_timeout,
+            schedule_to_start_timeout=schedule_to_start_timeout,
+            heartbeat_timeout=heartbeat_timeout,
+            retry_policy=retry_policy,
+            task_queue=task_queue,
+        )
+        return await handle
+
+    # Timers and conditions.
+
+    async def sleep(self, duration: timedelta | float) -> None:
+        """A durable timer: survives restarts; a month-long sleep costs nothing while it waits."""
+        duration_ms = _milliseconds(duration) or 0
+        if duration_ms <= 0:
+            await asyncio.sleep(0)
+            return
+        await self._instance.start_timer(duration_ms)
+
+    async def wait_condition(
+        self, predicate: Callable[[], bool], timeout: timedelta | float | None = None
+    ) -> None:
+        """Waits until ``predicate()`` is true; it is re-checked after every job.
+
+        Raises:
+            TimeoutError: ``timeout`` passed first (a durable timer).
+        """
+        if predicate():
+            return
+        instance = self._instance
+        condition: asyncio.Future[None] = instance.loop.create_future()
+        instance.conditions.append((predicate, condition))
+        timeout_ms = _milliseconds(timeout)
+        if timeout_ms is None:
+            await condition
+            return
+        timer = instance.start_timer(timeout_ms)
+        either: asyncio.Future[None] = instance.loop.create_future()
+
+        def settle(_: asyncio.Future[None]) -> None:
+            if not either.done():
+                either.set_result(None)
+
+        condition.add_done_callback(settle)
+        timer.add_done_callback(settle)
+        try:
+            await either
+        finally:
+            if not timer.done():
+                timer.cancel()
+            if not condition.done():
+                condition.cancel()
+        if condition.cancelled():
+            raise TimeoutError(f"condition not met within {timeout_ms} ms")
+        condition.result()
+
+    # Signals and queries.
+
+    @overload
+    async def wait_signal(self, signal_type: type[SignalT]) -> SignalT: ...
+    @overload
+    async def wait_signal(
+        self, signal_type: type[SignalT], timeout: timedelta | float | None
+    ) -> SignalT: ...
+    async def wait_signal(
+        self, signal_type: type[SignalT], timeout: timedelta | float | None = None
+    ) -> SignalT:
+        """Returns the next signal of this type, buffered if it arrived before the call.
+
+        Raises:
+            TimeoutError: no such signal arrived within ``timeout``.
+        """
+        name = message_name(signal_type)
+        buffers = self._instance.signal_buffers
+        await self.wait_condition(lambda: bool(buffers.get(name)), timeout)
+        payload = buffers[name].popleft()
+        decoded: SignalT = _payload.decode(payload, signal_type)
+        return decoded
+
+    def set_signal_handler(
+        self, signal_type: type[SignalT], handler: Callable[[SignalT], Any]
+    ) -> None:
+        """Calls ``handler(signal)`` for every signal of this type, buffered ones first.
+        The handler may be ``async``; if it raises, the workflow fails."""
+        self._instance.set_signal_handler(message_name(signal_type), signal_type, handler)
+
+    def set_query_handler(
+        self,
+        query_type: type[Query[QueryResultT]],
+        handler: Callable[[Query[QueryResultT]], QueryResultT],
+    ) -> None:
+        """Answers queries of this type with ``handler(query)``: a plain, read-only function."""
+        self._instance.query_handlers[message_name(query_type)] = (query_type, handler)

@@ -1,0 +1,23 @@
+//! `mainspring._core`: the thin PyO3 layer over `mainspring-core`. This file only registers;
+//! each exposed core module has its own file.
+
+use pyo3::prelude::*;
+
+mod convert;
+mod errors;
+mod history;
+mod memory_store;
+mod workflow_run;
+
+#[pymodule]
+fn _core(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    history::register(module)?;
+    module.add_class::<workflow_run::PyWorkflowRun>()?;
+    module.add_class::<memory_store::PyMemoryStore>()?;
+    module.add(
+        "HISTORY_FORMAT_VERSION",
+        mainspring_core::history::FORMAT_VERSION,
+    )?;
+    module.add("ENGINE_FLAGS", mainspring_core::replay::ENGINE_FLAGS)?;
+    Ok(())
+}

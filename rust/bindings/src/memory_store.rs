@@ -1,0 +1,305 @@
+//! `MemoryStore`: the native dispatcher and history store behind `MemoryStorage`.
+
+use std::sync::Mutex;
+
+use mainspring_core::dispatch::{MemoryStore, RunSummary};
+use mainspring_core::history::{decode_events, encode_events};
+use mainspring_core::CoreError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use pyo3::IntoPyObjectExt;
+
+use crate::convert::{bytes, failure_from_py, payload};
+use crate::errors::guarded;
+
+#[pyclass(name = "MemoryStore", module = "mainspring._core", frozen)]
+pub struct PyMemoryStore {
+    inner: Mutex<MemoryStore>,
+}
+
+type LeaseTuple = (u64, u64, String, String, String, u64, i64);
+type SummaryTuple = (
+    u64,
+    String,
+    String,
+    String,
+    String,
+    &'static str,
+    u64,
+    i64,
+    Option<i64>,
+    Option<String>,
+);
+
+fn summary_tuple(summary: RunSummary) -> SummaryTuple {
+    (
+        summary.run_key,
+        summary.workflow_id,
+        summary.run_id,
+        summary.workflow_type,
+        summary.task_queue,
+        summary.status.name(),
+        summary.history_length,
+        summary.started_ms,
+        summary.closed_ms,
+        summary.last_task_failure,
+    )
+}
+
+impl PyMemoryStore {
+    fn with<T>(
+        &self,
+        py: Python<'_>,
+        work: impl FnOnce(&mut MemoryStore) -> Result<T, CoreError>,
+    ) -> PyResult<T> {
+        guarded(py, || {
+            let mut store = self.inner.lock().map_err(|_| {
+                CoreError::InvalidCommand("memory store is unusable after an earlier panic".into())
+            })?;
+            work(&mut store)
+        })
+    }
+}
+
+#[pymethods]
+impl PyMemoryStore {
+    #[new]
+    #[pyo3(signature = (workflow_task_retry_initial_ms = 1_000, workflow_task_retry_maximum_ms = 60_000))]
+    fn new(workflow_task_retry_initial_ms: u64, workflow_task_retry_maximum_ms: u64) -> Self {
+        let config = mainspring_core::dispatch::DispatcherConfig {
+            workflow_task_retry_initial_ms,
+            workflow_task_retry_maximum_ms,
+        };
+        PyMemoryStore {
+            inner: Mutex::new(MemoryStore::new(config)),
+        }
+    }
+
+    // Mirrors the Python storage call one to one; bundling the arguments would only add a type.
+    #[allow(clippy::too_many_arguments)]
+    fn start_workflow(
+        &self,
+        py: Python<'_>,
+        workflow_id: &str,
+        run_id: &str,
+        workflow_type: &str,
+        task_queue: &str,
+        input: &Bound<'_, PyAny>,
+        now_ms: i64,
+    ) -> PyResult<u64> {
+        let input = payload(input)?;
+        self.with(py, |store| {
+            store.start_workflow(
+                workflow_id,
+                run_id,
+                workflow_type,
+                task_queue,
+                input,
+                now_ms,
+            )
+        })
+    }
+
+    /// `(run_key, token, workflow_id, run_id, workflow_type, history_length, deadline_ms)`.
+    fn poll_workflow_task(
+        &self,
+        py: Python<'_>,
+        task_queue: &str,
+        now_ms: i64,
+        lease_ms: u64,
+    ) -> PyResult<Option<LeaseTuple>> {
+        self.with(py, |store| {
+            Ok(store
+                .poll_workflow_task(task_queue, now_ms, lease_ms)
+                .map(|lease| {
+                    (
+                        lease.run_key,
+                        lease.token,
+                        lease.workflow_id,
+                        lease.run_id,
+                        lease.workflow_type,
+                        lease.history_length,
+                        lease.deadline_ms,
+                    )
+                }))
+        })
+    }
+
+    /// Encoded events of a run from `from_event_id` on.
+    fn history<'py>(
+        &self,
+        py: Python<'py>,
+        run_key: u64,
+        from_event_id: u64,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let encoded = self.with(py, |store| {
+            Ok(encode_events(store.history(run_key, from_event_id)?))
+        })?;
+        Ok(PyBytes::new(py, &encoded))
+    }
+
+    /// `outcome` is `WorkflowRun.complete`'s encoded events, or `None` for a task that had
+    /// nothing to do.
+    #[pyo3(signature = (run_key, token, outcome, now_ms))]
+    fn complete_workflow_task(
+        &self,
+        py: Python<'_>,
+        run_key: u64,
+        token: u64,
+        outcome: Option<&[u8]>,
+        now_ms: i64,
+    ) -> PyResult<()> {
+        self.with(py, |store| {
+            let attributes = match outcome {
+                Some(encoded) => decode_events(encoded)?
+                    .into_iter()
+                    .map(|event| event.attributes)
+                    .collect(),
+                None => Vec::new(),
+            };
+            store.complete_workflow_task(run_key, token, attributes, now_ms)
+        })
+    }
+
+    fn fail_workflow_task(
+        &self,
+        py: Python<'_>,
+        run_key: u64,
+        token: u64,
+        message: &str,
+        now_ms: i64,
+    ) -> PyResult<()> {
+        self.with(py, |store| {
+            store.fail_workflow_task(run_key, token, message, now_ms)
+        })
+    }
+
+    /// `(activity_id, token, workflow_id, run_id, activity_type, input, attempt,
+    /// heartbeat_details, scheduled_ms, started_ms, deadline_ms, heartbeat_timeout_ms)`.
+    fn poll_activity_task<'py>(
+        &self,
+        py: Python<'py>,
+        task_queue: &str,
+        now_ms: i64,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let lease = self.with(py, |store| Ok(store.poll_activity_task(task_queue, now_ms)))?;
+        let Some(lease) = lease else { return Ok(None) };
+        Ok(Some(
+            (
+                lease.activity_id,
+                lease.token,
+                lease.workflow_id,
+                lease.run_id,
+                lease.activity_type,
+                bytes(py, &lease.input),
+                lease.attempt,
+                bytes(py, &lease.heartbeat_details),
+                lease.scheduled_ms,
+                lease.started_ms,
+                lease.deadline_ms,
+                lease.heartbeat_timeout_ms,
+            )
+                .into_bound_py_any(py)?,
+        ))
+    }
+
+    fn complete_activity_task(
+        &self,
+        py: Python<'_>,
+        activity_id: u64,
+        token: u64,
+        result: &Bound<'_, PyAny>,
+        now_ms: i64,
+    ) -> PyResult<()> {
+        let result = payload(result)?;
+        self.with(py, |store| {
+            store.complete_activity_task(activity_id, token, result, now_ms)
+        })
+    }
+
+    fn fail_activity_task(
+        &self,
+        py: Python<'_>,
+        activity_id: u64,
+        token: u64,
+        failure: &Bound<'_, PyAny>,
+        now_ms: i64,
+    ) -> PyResult<()> {
+        let failure = failure_from_py(failure)?;
+        self.with(py, |store| {
+            store.fail_activity_task(activity_id, token, failure, now_ms)
+        })
+    }
+
+    fn heartbeat_activity_task(
+        &self,
+        py: Python<'_>,
+        activity_id: u64,
+        token: u64,
+        details: &Bound<'_, PyAny>,
+        now_ms: i64,
+    ) -> PyResult<()> {
+        let details = payload(details)?;
+        self.with(py, |store| {
+            store.heartbeat_activity_task(activity_id, token, details, now_ms)
+        })
+    }
+
+    fn signal_workflow(
+        &self,
+        py: Python<'_>,
+        workflow_id: &str,
+        signal_name: &str,
+        input: &Bound<'_, PyAny>,
+        now_ms: i64,
+    ) -> PyResult<()> {
+        let input = payload(input)?;
+        self.with(py, |store| {
+            store.signal_workflow(workflow_id, signal_name, input, now_ms)
+        })
+    }
+
+    fn request_cancel_workflow(
+        &self,
+        py: Python<'_>,
+        workflow_id: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> PyResult<()> {
+        self.with(py, |store| {
+            store.request_cancel_workflow(workflow_id, reason, now_ms)
+        })
+    }
+
+    fn terminate_workflow(
+        &self,
+        py: Python<'_>,
+        workflow_id: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> PyResult<()> {
+        self.with(py, |store| {
+            store.terminate_workflow(workflow_id, reason, now_ms)
+        })
+    }
+
+    /// `(run_key, workflow_id, run_id, workflow_type, task_queue, status, history_length,
+    /// started_ms, closed_ms, last_task_failure)` of the workflow id's current run.
+    fn describe(&self, py: Python<'_>, workflow_id: &str) -> PyResult<SummaryTuple> {
+        self.with(py, |store| store.describe(workflow_id).map(summary_tuple))
+    }
+
+    fn list(&self, py: Python<'_>) -> PyResult<Vec<SummaryTuple>> {
+        self.with(py, |store| {
+            Ok(store.list().into_iter().map(summary_tuple).collect())
+        })
+    }
+
+    fn tick(&self, py: Python<'_>, now_ms: i64) -> PyResult<usize> {
+        self.with(py, |store| Ok(store.tick(now_ms)))
+    }
+
+    fn next_wakeup_ms(&self, py: Python<'_>) -> PyResult<Option<i64>> {
+        self.with(py, |store| Ok(store.next_wakeup_ms()))
+    }
+}

@@ -1,0 +1,107 @@
+//! `WorkflowRun`: one run's replay state machine, driven once per activation.
+
+use std::sync::Mutex;
+
+use mainspring_core::history::{decode_events, encode_events, Event};
+use mainspring_core::replay::WorkflowRun;
+use mainspring_core::CoreError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList};
+
+use crate::convert::{activation_to_py, command_from_py};
+use crate::errors::guarded;
+
+#[pyclass(name = "WorkflowRun", module = "mainspring._core", frozen)]
+pub struct PyWorkflowRun {
+    inner: Mutex<WorkflowRun>,
+}
+
+fn poisoned() -> CoreError {
+    CoreError::InvalidCommand("workflow run state is unusable after an earlier panic".into())
+}
+
+#[pymethods]
+impl PyWorkflowRun {
+    #[new]
+    fn new() -> Self {
+        PyWorkflowRun {
+            inner: Mutex::new(WorkflowRun::new()),
+        }
+    }
+
+    /// Appends encoded events (a history, or the tail fetched since the last task).
+    fn add_events(&self, py: Python<'_>, encoded: &[u8]) -> PyResult<()> {
+        guarded(py, || {
+            let events = decode_events(encoded)?;
+            self.inner
+                .lock()
+                .map_err(|_| poisoned())?
+                .add_events(events)
+        })
+    }
+
+    #[getter]
+    fn history_length(&self) -> PyResult<u64> {
+        Ok(self
+            .inner
+            .lock()
+            .map(|run| run.history_length())
+            .unwrap_or(0))
+    }
+
+    #[getter]
+    fn is_closed(&self) -> bool {
+        self.inner.lock().map(|run| run.is_closed()).unwrap_or(true)
+    }
+
+    /// `(replaying, now_ms, jobs)` or `None` when there is nothing to deliver.
+    #[pyo3(signature = (now_ms, allow_live = true))]
+    fn next_activation<'py>(
+        &self,
+        py: Python<'py>,
+        now_ms: i64,
+        allow_live: bool,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let activation = guarded(py, || {
+            self.inner
+                .lock()
+                .map_err(|_| poisoned())?
+                .next_activation(now_ms, allow_live)
+        })?;
+        activation
+            .map(|activation| activation_to_py(py, &activation))
+            .transpose()
+    }
+
+    /// Completes the outstanding activation. Returns the encoded outcome events to commit for a
+    /// live activation, `None` for a replayed one.
+    fn complete<'py>(
+        &self,
+        py: Python<'py>,
+        commands: &Bound<'py, PyList>,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let commands = commands
+            .iter()
+            .map(|command| command_from_py(&command))
+            .collect::<PyResult<Vec<_>>>()?;
+        let outcome = guarded(py, || {
+            self.inner
+                .lock()
+                .map_err(|_| poisoned())?
+                .complete(commands)
+        })?;
+        if outcome.is_empty() {
+            return Ok(None);
+        }
+        // Outcome events carry no id or time yet: the store assigns both when it commits.
+        let events: Vec<Event> = outcome
+            .into_iter()
+            .map(|attributes| Event {
+                event_id: 0,
+                timestamp_ms: 0,
+                attributes,
+            })
+            .collect();
+        Ok(Some(PyBytes::new(py, &encode_events(&events))))
+    }
+}

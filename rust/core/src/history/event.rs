@@ -1,0 +1,241 @@
+//! Typed history events.
+//!
+//! Field and variant order is load-bearing: the binary codec (postcard) encodes variants by
+//! index and fields by position. Append new variants and new trailing fields only, and bump
+//! [`crate::history::FORMAT_VERSION`] for anything else.
+
+use serde::{Deserialize, Serialize};
+
+use super::payload::{Failure, Payload};
+
+/// One fact in a run's history. `event_id` is dense from 1; `timestamp_ms` is Unix milliseconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub event_id: u64,
+    pub timestamp_ms: i64,
+    pub attributes: EventAttributes,
+}
+
+/// How to retry an activity. `maximum_attempts == 0` means unlimited.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    pub initial_interval_ms: u64,
+    pub backoff_coefficient: f64,
+    pub maximum_interval_ms: Option<u64>,
+    pub maximum_attempts: u32,
+    pub non_retryable_error_types: Vec<String>,
+}
+
+impl Default for RetryPolicy {
+    /// Temporal's defaults: 1 s, doubling, capped at 100 × initial, unlimited attempts.
+    fn default() -> Self {
+        RetryPolicy {
+            initial_interval_ms: 1_000,
+            backoff_coefficient: 2.0,
+            maximum_interval_ms: None,
+            maximum_attempts: 0,
+            non_retryable_error_types: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ActivityOptions {
+    pub task_queue: String,
+    pub schedule_to_close_ms: Option<u64>,
+    pub schedule_to_start_ms: Option<u64>,
+    pub start_to_close_ms: Option<u64>,
+    pub heartbeat_ms: Option<u64>,
+    pub retry_policy: RetryPolicy,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TimeoutType {
+    ScheduleToStart,
+    StartToClose,
+    ScheduleToClose,
+    Heartbeat,
+}
+
+impl TimeoutType {
+    pub fn name(self) -> &'static str {
+        match self {
+            TimeoutType::ScheduleToStart => "schedule_to_start",
+            TimeoutType::StartToClose => "start_to_close",
+            TimeoutType::ScheduleToClose => "schedule_to_close",
+            TimeoutType::Heartbeat => "heartbeat",
+        }
+    }
+}
+
+/// Where an event comes from, which decides how replay treats it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventRole {
+    /// Something that happened to the run (start, activity result, timer, signal): delivered to
+    /// workflow code as a job of an activation.
+    Inbound,
+    /// Something workflow code asked for: matched against the command it issues on replay.
+    Command,
+    /// The boundary of a workflow task.
+    TaskBoundary,
+    /// Ends the run from outside (terminate): no job, no command.
+    External,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum EventAttributes {
+    WorkflowStarted {
+        workflow_type: String,
+        workflow_id: String,
+        run_id: String,
+        task_queue: String,
+        input: Payload,
+    },
+    /// Closes one workflow task. `seen_event_id` is the last event that task had seen: events
+    /// after it (a signal that arrived mid-task) belong to the next activation, on replay too.
+    /// `flags` versions engine behaviour so old histories keep replaying.
+    WorkflowTaskCompleted {
+        seen_event_id: u64,
+        flags: u64,
+    },
+    ActivityScheduled {
+        seq: u32,
+        activity_type: String,
+        input: Payload,
+        options: ActivityOptions,
+    },
+    ActivityCompleted {
+        scheduled_event_id: u64,
+        result: Payload,
+        attempt: u32,
+    },
+    ActivityFailed {
+        scheduled_event_id: u64,
+        failure: Failure,
+        attempt: u32,
+    },
+    ActivityTimedOut {
+        scheduled_event_id: u64,
+        timeout_type: TimeoutType,
+        last_failure: Option<Failure>,
+        attempt: u32,
+    },
+    ActivityCancelRequested {
+        scheduled_event_id: u64,
+    },
+    ActivityCanceled {
+        scheduled_event_id: u64,
+        attempt: u32,
+    },
+    TimerStarted {
+        seq: u32,
+        duration_ms: u64,
+    },
+    TimerFired {
+        started_event_id: u64,
+    },
+    TimerCanceled {
+        started_event_id: u64,
+    },
+    WorkflowSignaled {
+        signal_name: String,
+        input: Payload,
+    },
+    WorkflowCancelRequested {
+        reason: String,
+    },
+    WorkflowCompleted {
+        result: Payload,
+    },
+    WorkflowFailed {
+        failure: Failure,
+    },
+    WorkflowCanceled {
+        details: Payload,
+    },
+    WorkflowTerminated {
+        reason: String,
+    },
+}
+
+impl EventAttributes {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EventAttributes::WorkflowStarted { .. } => "WorkflowStarted",
+            EventAttributes::WorkflowTaskCompleted { .. } => "WorkflowTaskCompleted",
+            EventAttributes::ActivityScheduled { .. } => "ActivityScheduled",
+            EventAttributes::ActivityCompleted { .. } => "ActivityCompleted",
+            EventAttributes::ActivityFailed { .. } => "ActivityFailed",
+            EventAttributes::ActivityTimedOut { .. } => "ActivityTimedOut",
+            EventAttributes::ActivityCancelRequested { .. } => "ActivityCancelRequested",
+            EventAttributes::ActivityCanceled { .. } => "ActivityCanceled",
+            EventAttributes::TimerStarted { .. } => "TimerStarted",
+            EventAttributes::TimerFired { .. } => "TimerFired",
+            EventAttributes::TimerCanceled { .. } => "TimerCanceled",
+            EventAttributes::WorkflowSignaled { .. } => "WorkflowSignaled",
+            EventAttributes::WorkflowCancelRequested { .. } => "WorkflowCancelRequested",
+            EventAttributes::WorkflowCompleted { .. } => "WorkflowCompleted",
+            EventAttributes::WorkflowFailed { .. } => "WorkflowFailed",
+            EventAttributes::WorkflowCanceled { .. } => "WorkflowCanceled",
+            EventAttributes::WorkflowTerminated { .. } => "WorkflowTerminated",
+        }
+    }
+
+    pub fn role(&self) -> EventRole {
+        use EventAttributes::*;
+        match self {
+            WorkflowStarted { .. }
+            | ActivityCompleted { .. }
+            | ActivityFailed { .. }
+            | ActivityTimedOut { .. }
+            | ActivityCanceled { .. }
+            | TimerFired { .. }
+            | WorkflowSignaled { .. }
+            | WorkflowCancelRequested { .. } => EventRole::Inbound,
+            ActivityScheduled { .. }
+            | ActivityCancelRequested { .. }
+            | TimerStarted { .. }
+            | TimerCanceled { .. }
+            | WorkflowCompleted { .. }
+            | WorkflowFailed { .. }
+            | WorkflowCanceled { .. } => EventRole::Command,
+            WorkflowTaskCompleted { .. } => EventRole::TaskBoundary,
+            WorkflowTerminated { .. } => EventRole::External,
+        }
+    }
+
+    /// Events after which nothing may be appended.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            EventAttributes::WorkflowCompleted { .. }
+                | EventAttributes::WorkflowFailed { .. }
+                | EventAttributes::WorkflowCanceled { .. }
+                | EventAttributes::WorkflowTerminated { .. }
+        )
+    }
+
+    /// The earlier event this one refers to, if any (validation checks it exists and fits).
+    pub fn referenced_event_id(&self) -> Option<u64> {
+        use EventAttributes::*;
+        match self {
+            ActivityCompleted {
+                scheduled_event_id, ..
+            }
+            | ActivityFailed {
+                scheduled_event_id, ..
+            }
+            | ActivityTimedOut {
+                scheduled_event_id, ..
+            }
+            | ActivityCancelRequested { scheduled_event_id }
+            | ActivityCanceled {
+                scheduled_event_id, ..
+            } => Some(*scheduled_event_id),
+            TimerFired { started_event_id } | TimerCanceled { started_event_id } => {
+                Some(*started_event_id)
+            }
+            _ => None,
+        }
+    }
+}

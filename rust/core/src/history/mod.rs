@@ -1,0 +1,13 @@
+//! The history store: typed events, their binary and JSON encodings, and validation on load.
+
+mod codec;
+mod event;
+mod json;
+mod payload;
+mod validate;
+
+pub use codec::{decode_events, decode_history, encode_events, encode_history, FORMAT_VERSION};
+pub use event::{ActivityOptions, Event, EventAttributes, EventRole, RetryPolicy, TimeoutType};
+pub use json::{history_from_json, history_to_json};
+pub use payload::{Failure, Payload};
+pub use validate::validate_history;

@@ -47,6 +47,7 @@ class ActivityTaskRunner:
         self._executor = executor
         self._slots = asyncio.Semaphore(config.max_concurrent_activities)
         self.running: set[asyncio.Task[None]] = set()
+        self._heartbeats: set[asyncio.Task[None]] = set()
 
     async def poll_once(self) -> bool:
         """Starts one activity attempt if one is ready and a slot is free."""
@@ -77,9 +78,7 @@ class ActivityTaskRunner:
             return
         loop = asyncio.get_running_loop()
         current = asyncio.current_task()
-        context = ActivityContext(
-            self._info(task), task.heartbeat_details, lambda details: None
-        )
+        context = ActivityContext(self._info(task), task.heartbeat_details, lambda details: None)
 
         def send_heartbeat(details: bytes) -> None:
             coroutine = self._heartbeat(task, details, context, current, definition.is_async)
@@ -88,7 +87,9 @@ class ActivityTaskRunner:
             except RuntimeError:
                 running = None
             if running is loop:
-                loop.create_task(coroutine)
+                sending = loop.create_task(coroutine)
+                self._heartbeats.add(sending)
+                sending.add_done_callback(self._heartbeats.discard)
             else:
                 asyncio.run_coroutine_threadsafe(coroutine, loop)
 
@@ -106,7 +107,9 @@ class ActivityTaskRunner:
         try:
             await self._storage.complete_activity_task(task, encoded)
         except StaleTaskError:
-            logger.info("activity %s finished after its attempt ended; result dropped", task.activity_type)
+            logger.info(
+                "activity %s finished after its attempt ended; result dropped", task.activity_type
+            )
 
     async def _call(
         self, definition: ActivityDefinition, task: ActivityTask, context: ActivityContext

@@ -18,7 +18,7 @@ from typing import Any
 from . import _core, _payload
 from ._definitions import WorkflowDefinition
 from ._failure import exception_from_failure, failure_from_exception
-from ._loop import WorkflowEventLoop
+from ._loop import new_workflow_loop
 from ._protocol import (
     COMMAND_CANCEL_TIMER,
     COMMAND_CANCEL_WORKFLOW,
@@ -72,12 +72,14 @@ class WorkflowInstance:
         payload_limit: int,
         run: _core.WorkflowRun | None = None,
     ) -> None:
-        from .workflow_context import WorkflowContext  # the context is the public face of the instance
+        from .workflow_context import (
+            WorkflowContext,
+        )  # the context is the public face of the instance
 
         self.definition = definition
         self.payload_limit = payload_limit
         self.run = run if run is not None else _core.WorkflowRun()
-        self.loop = WorkflowEventLoop()
+        self.loop = new_workflow_loop()
         self.commands: list[tuple[Any, ...]] = []
         self.activities: dict[int, _PendingActivity] = {}
         self.timers: dict[int, _PendingTimer] = {}
@@ -99,7 +101,9 @@ class WorkflowInstance:
 
     # Activations.
 
-    def activate(self, activation: tuple[bool, int, list[tuple[Any, ...]]]) -> list[tuple[Any, ...]]:
+    def activate(
+        self, activation: tuple[bool, int, list[tuple[Any, ...]]]
+    ) -> list[tuple[Any, ...]]:
         """Applies one activation and returns the commands the workflow code issued."""
         replaying, now_ms, jobs = activation
         self.replaying = replaying
@@ -253,17 +257,17 @@ class WorkflowInstance:
             message = f"activity {name} was cancelled"
         else:
             message = f"activity {name} timed out ({timeout_type})"
-        error = ActivityError(
+        activity_error = ActivityError(
             message,
             activity_type=name,
             attempt=attempt,
             timeout_type=timeout_type,
         )
         if kind == RESOLUTION_CANCELED:
-            error.__cause__ = asyncio.CancelledError()
+            activity_error.__cause__ = asyncio.CancelledError()
         elif detail is not None:
-            error.__cause__ = exception_from_failure(detail)
-        future.set_exception(error)
+            activity_error.__cause__ = exception_from_failure(detail)
+        future.set_exception(activity_error)
 
     # Timers.
 
@@ -318,7 +322,9 @@ class WorkflowInstance:
             if self.main_task is not None:
                 self.main_task.cancel()
 
-    def set_signal_handler(self, name: str, signal_type: Any, function: Callable[[Any], Any]) -> None:
+    def set_signal_handler(
+        self, name: str, signal_type: Any, function: Callable[[Any], Any]
+    ) -> None:
         self.signal_handlers[name] = (signal_type, function)
         buffered = self.signal_buffers.pop(name, None)
         for payload in buffered or ():

@@ -4,6 +4,7 @@ commits their outcomes, and answers queries."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -94,10 +95,8 @@ class WorkflowTaskRunner:
                 error,
                 exc_info=not isinstance(error, UnknownWorkflowTypeError),
             )
-            try:
+            with contextlib.suppress(StaleTaskError):
                 await storage.fail_workflow_task(task, f"{type(error).__name__}: {error}")
-            except StaleTaskError:
-                pass
             return
         try:
             await storage.complete_workflow_task(task, outcome)

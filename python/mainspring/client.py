@@ -109,7 +109,10 @@ class Client:
     """Starts workflows and talks to them through a :class:`~mainspring.storage.Storage`."""
 
     def __init__(
-        self, storage: Storage, *, maximum_payload_bytes: int = _payload.DEFAULT_MAXIMUM_PAYLOAD_BYTES
+        self,
+        storage: Storage,
+        *,
+        maximum_payload_bytes: int = _payload.DEFAULT_MAXIMUM_PAYLOAD_BYTES,
     ) -> None:
         self.storage = storage
         self.maximum_payload_bytes = maximum_payload_bytes

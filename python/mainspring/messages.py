@@ -26,8 +26,8 @@ class Signal(msgspec.Struct):
 class Query(msgspec.Struct, Generic[ResultT]):
     """Base of typed queries, generic in their result type::
 
-        class Status(Query[str]):
-            pass
+    class Status(Query[str]):
+        pass
     """
 
     message_name: ClassVar[str | None] = None

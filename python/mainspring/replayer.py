@@ -35,8 +35,10 @@ class Replayer:
         run = _core.WorkflowRun()
         run.add_events(history.encoded)
         first = run.next_activation(0, allow_live=False)
-        start = None if first is None else next(
-            (job for job in first[2] if job[0] == JOB_START_WORKFLOW), None
+        start = (
+            None
+            if first is None
+            else next((job for job in first[2] if job[0] == JOB_START_WORKFLOW), None)
         )
         if first is None or start is None:
             raise InvalidHistoryError("the history has no completed first workflow task")

@@ -16,7 +16,7 @@ class RetryPolicy:
     Attributes:
         initial_interval: Wait before the first retry.
         backoff_coefficient: Each further wait is this many times the last.
-        maximum_interval: Cap on the wait; default 100 × ``initial_interval``.
+        maximum_interval: Cap on the wait; default 100 x ``initial_interval``.
         maximum_attempts: Attempts in all, first included; 0 means unlimited.
         non_retryable_error_types: Error type names (``ApplicationError.type`` or exception
             class names) that are never retried.

@@ -90,9 +90,11 @@ class Storage(Protocol):
     async def read_history(self, workflow_id: str, run_id: str, from_event_id: int = 1) -> bytes:
         """Encoded events of a run from ``from_event_id`` (inclusive) to the end."""
         ...
+
     async def wait_closed(self, workflow_id: str, run_id: str, timeout: float | None) -> None:
         """Returns once the run has closed; raises ``TimeoutError`` after ``timeout`` seconds."""
         ...
+
     async def query_workflow(
         self, workflow_id: str, query_name: str, input: bytes, timeout: float
     ) -> bytes: ...
@@ -107,6 +109,7 @@ class Storage(Protocol):
     async def heartbeat_activity_task(self, task: ActivityTask, details: bytes) -> None:
         """Raises ``StaleTaskError`` once the attempt is over (cancelled or timed out)."""
         ...
+
     async def poll_query(self, task_queue: str) -> QueryTask | None: ...
     async def answer_query(
         self, query: QueryTask, result: bytes | None, error: str | None
@@ -114,4 +117,5 @@ class Storage(Protocol):
     async def wait_for_work(self, task_queue: str, timeout: float | None) -> None:
         """Sleeps until something may have changed for ``task_queue`` or ``timeout`` passed."""
         ...
+
     async def close(self) -> None: ...

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -106,10 +107,8 @@ class MemoryStorage:
         if timeout is None:
             await changed.wait()
             return
-        try:
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(changed.wait(), max(timeout, 0.0))
-        except TimeoutError:
-            pass
 
     def _run_key(self, workflow_id: str, run_id: str) -> int:
         key = self._run_keys.get((workflow_id, run_id))
@@ -171,7 +170,7 @@ class MemoryStorage:
         self._notify()
         try:
             return await asyncio.wait_for(answer, timeout)
-        except TimeoutError:
+        except asyncio.TimeoutError:
             raise QueryFailedError(
                 f"no worker answered query {query_name!r} within {timeout} s"
             ) from None
@@ -229,7 +228,7 @@ class MemoryStorage:
         self._notify()
 
     async def fail_activity_task(self, task: ActivityTask, failure: tuple[Any, ...]) -> None:
-        self._store.fail_activity_task(task.handle, task.token, failure, self.now_ms())  # type: ignore[arg-type]
+        self._store.fail_activity_task(task.handle, task.token, failure, self.now_ms())
         self._notify()
 
     async def heartbeat_activity_task(self, task: ActivityTask, details: bytes) -> None:
@@ -239,9 +238,7 @@ class MemoryStorage:
         queue = self._queries.get(task_queue)
         return queue.popleft() if queue else None
 
-    async def answer_query(
-        self, query: QueryTask, result: bytes | None, error: str | None
-    ) -> None:
+    async def answer_query(self, query: QueryTask, result: bytes | None, error: str | None) -> None:
         answer: asyncio.Future[bytes] = query.handle
         if answer.done():
             return

@@ -343,6 +343,16 @@ impl MemoryStore {
         timeout_type: TimeoutType,
         now_ms: i64,
     ) {
+        let past_schedule_to_close = self
+            .activities
+            .get(&activity_id)
+            .and_then(ActivityTask::schedule_to_close_deadline)
+            .is_some_and(|deadline| deadline <= now_ms);
+        if past_schedule_to_close {
+            // The whole activity is out of time, not just this attempt: say so.
+            self.time_out_activity(activity_id, TimeoutType::ScheduleToClose, now_ms);
+            return;
+        }
         let failure = MemoryStore::failure_of_timeout(timeout_type.name());
         self.attempt_failed(activity_id, failure, Some(timeout_type), now_ms);
     }

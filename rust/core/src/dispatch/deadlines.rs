@@ -20,7 +20,14 @@ pub(super) enum Deadline {
 
 impl MemoryStore {
     /// The earliest time at which [`MemoryStore::tick`] or a poll could find new work.
-    pub fn next_wakeup_ms(&self) -> Option<i64> {
+    /// Drops lapsed deadlines from the front first, so idle workers do not wake for nothing.
+    pub fn next_wakeup_ms(&mut self) -> Option<i64> {
+        while let Some(&(at, deadline)) = self.deadlines.first() {
+            if self.is_live(deadline) {
+                break;
+            }
+            self.deadlines.remove(&(at, deadline));
+        }
         let deadline = self.deadlines.first().map(|(at, _)| *at);
         let queued = self
             .workflow_queues
@@ -43,6 +50,37 @@ impl MemoryStore {
             }
         }
         applied
+    }
+
+    /// Whether a deadline still guards something (its token or attempt is current).
+    fn is_live(&self, deadline: Deadline) -> bool {
+        match deadline {
+            Deadline::Timer {
+                run_key,
+                started_event_id,
+            } => self.runs[run_key as usize]
+                .open_timers
+                .contains(&started_event_id),
+            Deadline::WorkflowTaskLease { run_key, token } => matches!(
+                self.runs[run_key as usize].workflow_task,
+                WorkflowTaskSlot::Leased { token: held, .. } if held == token
+            ),
+            Deadline::ActivityScheduleToStart {
+                activity_id,
+                attempt,
+            } => self.activities.get(&activity_id).is_some_and(|task| {
+                task.attempt == attempt && matches!(task.state, AttemptState::Queued { .. })
+            }),
+            Deadline::ActivityStartToClose { activity_id, token }
+            | Deadline::ActivityHeartbeat { activity_id, token } => {
+                self.activities.get(&activity_id).is_some_and(|task| {
+                    matches!(task.state, AttemptState::Running { token: held, .. } if held == token)
+                })
+            }
+            Deadline::ActivityScheduleToClose { activity_id } => {
+                self.activities.contains_key(&activity_id)
+            }
+        }
     }
 
     fn apply_deadline(&mut self, deadline: Deadline, now_ms: i64) -> bool {

@@ -58,3 +58,32 @@ impl ActivityState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{ActivityInput as I, ActivityState as S};
+
+    #[test]
+    fn the_happy_path_and_a_cancel_race() {
+        let scheduled = S::ScheduleCommandCreated
+            .on(I::ScheduleRecorded { event_id: 5 })
+            .unwrap();
+        assert_eq!(scheduled.scheduled_event_id(), Some(5));
+        let cancelling = scheduled.on(I::CancelCommand).unwrap();
+        let recorded = cancelling.on(I::CancelRecorded).unwrap();
+        assert_eq!(recorded.on(I::Resolution).unwrap(), S::Resolved);
+        assert_eq!(S::Resolved.on(I::CancelCommand).unwrap(), S::Resolved);
+    }
+
+    #[test]
+    fn impossible_pairs_are_errors() {
+        assert!(S::ScheduleCommandCreated.on(I::Resolution).is_err());
+        assert!(S::ScheduleCommandCreated.on(I::CancelCommand).is_err());
+        assert!(S::Resolved.on(I::Resolution).is_err());
+        let scheduled = S::Scheduled {
+            scheduled_event_id: 1,
+        };
+        assert!(scheduled.on(I::ScheduleRecorded { event_id: 2 }).is_err());
+        assert!(scheduled.on(I::CancelRecorded).is_err());
+    }
+}

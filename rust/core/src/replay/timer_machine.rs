@@ -43,3 +43,26 @@ impl TimerState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{TimerInput as I, TimerState as S};
+
+    #[test]
+    fn start_fire_and_cancel() {
+        let started = S::StartCommandCreated
+            .on(I::StartRecorded { event_id: 3 })
+            .unwrap();
+        assert_eq!(started.on(I::Fired).unwrap(), S::Fired);
+        let cancelling = started.on(I::CancelCommand).unwrap();
+        assert_eq!(cancelling.on(I::CancelRecorded).unwrap(), S::Canceled);
+        assert_eq!(S::Fired.on(I::CancelCommand).unwrap(), S::Fired);
+    }
+
+    #[test]
+    fn impossible_pairs_are_errors() {
+        assert!(S::StartCommandCreated.on(I::Fired).is_err());
+        assert!(S::Fired.on(I::Fired).is_err());
+        assert!(S::Canceled.on(I::CancelRecorded).is_err());
+    }
+}

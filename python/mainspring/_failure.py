@@ -26,7 +26,14 @@ def failure_from_exception(error: BaseException, depth: int = 0) -> FailureTuple
         error_type, non_retryable, message = error.type, error.non_retryable, error.message
     else:
         error_type, non_retryable, message = type(error).__name__, False, str(error)
-    stack = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    remote_stack = getattr(error, "remote_stack_trace", "")
+    if remote_stack and error.__traceback__ is None:
+        # Rebuilt from a recorded failure and re-raised as is: keep where it first happened.
+        stack = remote_stack
+    else:
+        stack = "".join(
+            traceback.format_exception(type(error), error, error.__traceback__, chain=False)
+        )
     cause = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
     cause_failure = (
         failure_from_exception(cause, depth + 1)

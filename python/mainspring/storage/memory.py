@@ -261,3 +261,24 @@ class MemoryStorage:
 
     async def close(self) -> None:
         self._notify()
+
+    # Time skipping (tests).
+
+    def skip_to_next_wakeup(self) -> bool:
+        """With a :class:`VirtualClock`: if no task is ready or running, moves the clock to the
+        next timer or timeout and returns True. Used by :func:`mainspring.testing.time_skipping`."""
+        clock = self._clock
+        if not isinstance(clock, VirtualClock):
+            raise TypeError("time skipping needs MemoryStorage(clock=VirtualClock())")
+        now = clock.now_ms()
+        if self._store.busy_count(now) or any(self._queries.values()):
+            return False
+        wakeup = self._store.next_wakeup_ms()
+        if wakeup is None or wakeup <= now:
+            return False
+        clock.advance((wakeup - now) / 1000)
+        return True
+
+    async def wait_for_change(self) -> None:
+        """Returns after the next change to this storage."""
+        await self._wait_changed(None)

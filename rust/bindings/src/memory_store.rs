@@ -299,6 +299,10 @@ impl PyMemoryStore {
         self.with(py, |store| Ok(store.tick(now_ms)))
     }
 
+    fn busy_count(&self, py: Python<'_>, now_ms: i64) -> PyResult<usize> {
+        self.with(py, |store| Ok(store.busy_count(now_ms)))
+    }
+
     fn next_wakeup_ms(&self, py: Python<'_>) -> PyResult<Option<i64>> {
         self.with(py, |store| Ok(store.next_wakeup_ms()))
     }

@@ -37,6 +37,28 @@ impl MemoryStore {
         deadline.into_iter().chain(queued).min()
     }
 
+    /// Tasks that are ready to hand out or leased right now. Zero means nothing can happen
+    /// before [`MemoryStore::next_wakeup_ms`]: what a test's time skipping waits for.
+    pub fn busy_count(&self, now_ms: i64) -> usize {
+        let ready = self
+            .workflow_queues
+            .values()
+            .chain(self.activity_queues.values())
+            .map(|queue| queue.iter().take_while(|(at, _)| *at <= now_ms).count())
+            .sum::<usize>();
+        let leased_workflow_tasks = self
+            .runs
+            .iter()
+            .filter(|run| matches!(run.workflow_task, WorkflowTaskSlot::Leased { .. }))
+            .count();
+        let running_activities = self
+            .activities
+            .values()
+            .filter(|task| matches!(task.state, AttemptState::Running { .. }))
+            .count();
+        ready + leased_workflow_tasks + running_activities
+    }
+
     /// Applies every deadline at or before `now_ms`. Returns how many took effect.
     pub fn tick(&mut self, now_ms: i64) -> usize {
         let mut applied = 0;

@@ -1,0 +1,55 @@
+"""Shared fixtures: a storage with a virtual clock, a client, and a worker factory."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from mainspring import Client, Worker, WorkerConfig
+from mainspring.storage import MemoryStorage, VirtualClock
+
+settings.register_profile(
+    "fast", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "slow", max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
+
+TASK_QUEUE = "tests"
+
+
+class Environment:
+    """One test's engine: virtual clock, memory storage, client, and workers on demand."""
+
+    def __init__(self) -> None:
+        self.clock = VirtualClock()
+        self.storage = MemoryStorage(clock=self.clock)
+        self.client = Client(self.storage)
+
+    @contextlib.asynccontextmanager
+    async def worker(
+        self,
+        workflows: Sequence[Callable[..., Any]] = (),
+        activities: Sequence[Callable[..., Any]] = (),
+        config: WorkerConfig | None = None,
+        task_queue: str = TASK_QUEUE,
+    ) -> AsyncIterator[Worker]:
+        async with Worker(
+            self.client,
+            task_queue=task_queue,
+            workflows=workflows,
+            activities=activities,
+            config=config,
+        ) as worker:
+            yield worker
+
+
+@pytest.fixture
+def env() -> Environment:
+    return Environment()

@@ -7,6 +7,7 @@ Run it only when a history format or command-sequence change is intended; the go
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +47,8 @@ async def record() -> None:
         async with time_skipping(storage):
             for name, function, argument in cases:
                 handle = await client.start_workflow(function, argument, id=name, task_queue=queue)
-                try:
+                with contextlib.suppress(Exception):  # failing ones are recorded too
                     await handle.result()
-                except Exception:
-                    pass
         handle = await client.start_workflow(
             checkout, Order("o-1", 995), id="checkout", task_queue=queue
         )
@@ -64,10 +63,8 @@ async def record() -> None:
         while (await handle.describe()).history_length < 3:
             await storage.wait_for_change()
         await handle.cancel("golden")
-        try:
+        with contextlib.suppress(Exception):
             await handle.result()
-        except Exception:
-            pass
     for description in await client.list_workflows():
         history = await client.get_workflow_handle(description.workflow_id).history()
         (FOLDER / f"{description.workflow_id}.json").write_text(history.to_json() + "\n")

@@ -108,9 +108,11 @@ async def program(ctx: WorkflowContext, plan: list[Step]) -> list[str]:
             await ctx.sleep(argument)
             results.append("slept")
         elif kind == "parallel":
-            values = await asyncio.gather(
-                *(ctx.execute_activity(double, i, start_to_close_timeout=SHORT) for i in range(argument))
-            )  # fmt: skip
+            calls = [
+                ctx.execute_activity(double, index, start_to_close_timeout=SHORT)
+                for index in range(argument)
+            ]
+            values = await asyncio.gather(*calls)
             results.append(",".join(map(str, values)))
         elif kind == "signal":
             results.append((await ctx.wait_signal(AddItem)).item)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import functools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from ._protocol import (
     COMMAND_COMPLETE_WORKFLOW,
     COMMAND_FAIL_WORKFLOW,
     COMMAND_REQUEST_CANCEL_ACTIVITY,
+    COMMAND_SCHEDULE_ACTIVITY,
     COMMAND_START_TIMER,
     JOB_CANCEL_WORKFLOW,
     JOB_FIRE_TIMER,
@@ -48,12 +48,9 @@ class WorkflowInfo:
     task_queue: str
 
 
-@dataclass
-class _PendingActivity:
-    future: asyncio.Future[Any]
-    activity_type: str
-    output_type: Any
-    command: tuple[Any, ...]
+# A scheduled activity awaiting its result: (future, activity_type, output_type, command,
+# decode). A plain tuple, not a class: one is made per activity on the replay hot path.
+_PendingActivity = tuple["asyncio.Future[Any]", str, Any, tuple[Any, ...], Callable[[bytes], Any]]
 
 
 @dataclass
@@ -94,6 +91,7 @@ class WorkflowInstance:
         self.info: WorkflowInfo | None = None
         self.random = random.Random(0)
         self.main_task: asyncio.Task[Any] | None = None
+        self.task_queue = ""
         self.closed = False
         self.cancel_requested = False
         self.handler_error: BaseException | None = None
@@ -136,7 +134,9 @@ class WorkflowInstance:
         now_seconds = self.now_ms / 1000.0
         while True:
             loop.run_until_idle(now_seconds)
-            if not self._check_conditions():
+            if loop.cancellation_requested:
+                self._sweep_cancelled()
+            if not self._check_conditions() and not loop.has_ready():
                 break
         task = self.main_task
         if task is not None and task.done() and not self.closed:
@@ -167,6 +167,7 @@ class WorkflowInstance:
     def _start(self, job: tuple[Any, ...]) -> None:
         _, workflow_type, workflow_id, run_id, task_queue, input_bytes = job
         self.info = WorkflowInfo(workflow_id, run_id, workflow_type, task_queue)
+        self.task_queue = task_queue
         # Seeded from the run id so ctx.random()/uuid4() repeat on replay and differ per run.
         self.random = random.Random(run_id)
         self.main_task = self.loop.create_task(self._main(input_bytes), name=workflow_type)
@@ -210,25 +211,43 @@ class WorkflowInstance:
     # Activities.
 
     def schedule_activity(
-        self, command_fields: tuple[Any, ...], activity_type: str, output_type: Any
+        self,
+        activity_type: str,
+        input_bytes: bytes,
+        task_queue: str,
+        options: tuple[Any, ...],
+        output_type: Any,
     ) -> tuple[int, asyncio.Future[Any]]:
         seq = self.next_activity_seq
-        self.next_activity_seq += 1
-        command = (command_fields[0], seq, *command_fields[1:])
+        self.next_activity_seq = seq + 1
+        command = (COMMAND_SCHEDULE_ACTIVITY, seq, activity_type, input_bytes, task_queue, *options)
         self.commands.append(command)
-        future: asyncio.Future[Any] = self.loop.create_future()
-        self.activities[seq] = _PendingActivity(future, activity_type, output_type, command)
-        future.add_done_callback(functools.partial(self._activity_done, seq))
+        future: asyncio.Future[Any] = asyncio.Future(loop=self.loop)
+        self.activities[seq] = (
+            future,
+            activity_type,
+            output_type,
+            command,
+            _payload.decoder(output_type),
+        )
         return seq, future
 
-    def _activity_done(self, seq: int, future: asyncio.Future[Any]) -> None:
-        if not future.cancelled():
-            return
-        pending = self.activities.pop(seq, None)
-        if pending is None:
-            return
-        if not self._withdraw(pending.command):
-            self.commands.append((COMMAND_REQUEST_CANCEL_ACTIVITY, seq))
+    def _sweep_cancelled(self) -> None:
+        """Turns futures that workflow code cancelled into cancel commands.
+
+        Checked after the loop drains, and only when something was cancelled (the loop's tasks
+        and our handles flag it), instead of a done-callback on every future: resolving a
+        future is the hot path of replay and should schedule nothing extra.
+        """
+        self.loop.cancellation_requested = False
+        for seq in [seq for seq, pending in self.activities.items() if pending[0].cancelled()]:
+            command = self.activities.pop(seq)[3]
+            if not self._withdraw(command):
+                self.commands.append((COMMAND_REQUEST_CANCEL_ACTIVITY, seq))
+        for seq in [seq for seq, timer in self.timers.items() if timer.future.cancelled()]:
+            timer = self.timers.pop(seq)
+            if not self._withdraw(timer.command):
+                self.commands.append((COMMAND_CANCEL_TIMER, seq))
 
     def _withdraw(self, command: tuple[Any, ...]) -> bool:
         """Drops a command not yet sent (cancelled in the activation that issued it)."""
@@ -241,16 +260,22 @@ class WorkflowInstance:
     def _resolve_activity(self, job: tuple[Any, ...]) -> None:
         _, seq, attempt, kind, detail, timeout_type = job
         pending = self.activities.pop(seq, None)
-        if pending is None or pending.future.done():
+        if pending is None:
             return
-        future = pending.future
+        future, name, output_type, _, decode = pending
+        if future.done():
+            return
         if kind == RESOLUTION_COMPLETED:
             try:
-                future.set_result(_payload.decode(detail, pending.output_type))
-            except Exception as error:
-                future.set_exception(error)
+                value = decode(detail)
+            except Exception:
+                try:  # the slow path, for a typed error that names the expected type
+                    value = _payload.decode(detail, output_type)
+                except Exception as error:
+                    future.set_exception(error)
+                    return
+            future.set_result(value)
             return
-        name = pending.activity_type
         if kind == RESOLUTION_FAILED:
             message = f"activity {name} failed"
         elif kind == RESOLUTION_CANCELED:
@@ -278,15 +303,7 @@ class WorkflowInstance:
         self.commands.append(command)
         future: asyncio.Future[None] = self.loop.create_future()
         self.timers[seq] = _PendingTimer(future, command)
-        future.add_done_callback(functools.partial(self._timer_done, seq))
         return future
-
-    def _timer_done(self, seq: int, future: asyncio.Future[None]) -> None:
-        if not future.cancelled():
-            return
-        pending = self.timers.pop(seq, None)
-        if pending is not None and not self._withdraw(pending.command):
-            self.commands.append((COMMAND_CANCEL_TIMER, seq))
 
     # Signals and queries.
 

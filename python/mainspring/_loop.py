@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import contextvars
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .errors import WorkflowEscapeError
@@ -59,6 +60,8 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         self._running = False
         self._debug = False
         self.escape: str | None = None
+        # Set whenever workflow code may have cancelled a future (see WorkflowInstance).
+        self.cancellation_requested = False
         self.unhandled_errors: list[dict[str, Any]] = []
 
     # The asyncio surface workflow code legitimately reaches.
@@ -79,9 +82,9 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         self, coro: Any, *, name: str | None = None, context: contextvars.Context | None = None
     ) -> asyncio.Task[Any]:
         if context is None:
-            return asyncio.Task(coro, loop=self, name=name)
+            return _WorkflowTask(coro, loop=self, name=name)
         # Task(context=) exists from Python 3.11; asyncio passes it only on versions that have it.
-        return asyncio.Task(coro, loop=self, name=name, context=context)  # type: ignore[call-arg]
+        return _WorkflowTask(coro, loop=self, name=name, context=context)  # type: ignore[call-arg]
 
     def get_debug(self) -> bool:
         return self._debug
@@ -111,23 +114,57 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
     def run_until_idle(self, now_seconds: float) -> None:
         """Runs callbacks until none is ready. Workflow code sees this loop as running."""
         self._now_seconds = now_seconds
+        ready = self._ready
+        if not ready:
+            return
+        if self._running:
+            self._drain(ready)
+            return
+        with self.running():
+            self._drain(ready)
+
+    @staticmethod
+    def _drain(
+        ready: collections.deque[
+            tuple[Callable[..., Any], tuple[Any, ...], contextvars.Context | None]
+        ],
+    ) -> None:
+        while ready:
+            callback, args, context = ready.popleft()
+            if context is None:
+                callback(*args)
+            else:
+                context.run(callback, *args)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        """Makes this the running loop (what asyncio.get_running_loop() returns) for a stretch
+        of activations: the worker enters it once per workflow task, not once per activation."""
+        if self._running:
+            yield
+            return
         previous = asyncio.events._get_running_loop()
         asyncio.events._set_running_loop(self)
         self._running = True
-        ready = self._ready
         try:
-            while ready:
-                callback, args, context = ready.popleft()
-                if context is None:
-                    callback(*args)
-                else:
-                    context.run(callback, *args)
+            yield
         finally:
             self._running = False
             asyncio.events._set_running_loop(previous)
 
     def has_ready(self) -> bool:
         return bool(self._ready)
+
+
+class _WorkflowTask(asyncio.Task):  # type: ignore[type-arg]
+    """A task that tells its loop when it is cancelled: cancelling a task cancels the future
+    it awaits, which may be an activity or timer whose cancellation must be recorded."""
+
+    def cancel(self, msg: Any = None) -> bool:
+        loop = self.get_loop()
+        if isinstance(loop, WorkflowEventLoop):
+            loop.cancellation_requested = True
+        return super().cancel(msg)
 
 
 def _forbidden(name: str) -> Callable[..., Any]:

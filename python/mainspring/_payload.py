@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -14,6 +15,7 @@ DEFAULT_MAXIMUM_PAYLOAD_BYTES = 2 * 1024 * 1024
 _encoder = msgspec.json.Encoder()
 _decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
 EMPTY = b"null"
+NULL = EMPTY
 
 
 def encode(value: Any, maximum_bytes: int = DEFAULT_MAXIMUM_PAYLOAD_BYTES) -> bytes:
@@ -27,6 +29,16 @@ def encode(value: Any, maximum_bytes: int = DEFAULT_MAXIMUM_PAYLOAD_BYTES) -> by
             f"payload of {len(data)} bytes is over the {maximum_bytes}-byte limit"
         )
     return data
+
+
+def decoder(type_: Any) -> Callable[[bytes], Any]:
+    """The raw msgspec decode function for ``type_`` (raises msgspec errors; hot paths use it
+    and fall back to :func:`decode` for the typed error)."""
+    found = _decoders.get(type_)
+    if found is None:
+        found = msgspec.json.Decoder(type_)
+        _decoders[type_] = found
+    return found.decode
 
 
 def decode(data: bytes, type_: Any = Any) -> Any:

@@ -23,10 +23,11 @@ def advance(instance: WorkflowInstance, now_ms: int, allow_live: bool = True) ->
     """Feeds every pending activation through the instance. Returns the encoded outcome of the
     live activation, if there was one (it is always the last)."""
     run = instance.run
-    while (activation := run.next_activation(now_ms, allow_live)) is not None:
-        outcome = run.complete(instance.activate(activation))
-        if outcome is not None:
-            return outcome
+    with instance.loop.running():
+        while (activation := run.next_activation(now_ms, allow_live)) is not None:
+            outcome = run.complete(instance.activate(activation))
+            if outcome is not None:
+                return outcome
     return None
 
 

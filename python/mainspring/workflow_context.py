@@ -5,18 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from . import _payload
 from ._definitions import activity_definition
-from ._protocol import COMMAND_SCHEDULE_ACTIVITY
 from .messages import Query, Signal, message_name
 from .retry import RetryPolicy
 
 if TYPE_CHECKING:
     from ._instance import WorkflowInfo, WorkflowInstance
+    from ._loop import WorkflowEventLoop
 
 __all__ = ["ActivityHandle", "WorkflowContext"]
 
@@ -26,6 +26,11 @@ QueryResultT = TypeVar("QueryResultT")
 
 _NO_INPUT: Any = object()
 _DEFAULT_RETRY = RetryPolicy()
+
+# Activity options resolved to the command's tuple form, per distinct call-site arguments: a
+# workflow resuming thousands of times per second should not redo unit conversions each time.
+_resolved_options: dict[Any, tuple[str, Any, tuple[Any, ...]]] = {}
+_RESOLVED_OPTIONS_LIMIT = 4096
 
 
 def _milliseconds(duration: timedelta | float | None) -> int | None:
@@ -37,11 +42,47 @@ def _milliseconds(duration: timedelta | float | None) -> int | None:
     return round(seconds * 1000)
 
 
+def _resolve_options(
+    activity: Callable[..., Any] | str,
+    start_to_close_timeout: timedelta | float | None,
+    schedule_to_close_timeout: timedelta | float | None,
+    schedule_to_start_timeout: timedelta | float | None,
+    heartbeat_timeout: timedelta | float | None,
+    retry_policy: RetryPolicy | None,
+) -> tuple[str, Any, tuple[Any, ...]]:
+    """(activity type, output type, the option fields of a ScheduleActivity command)."""
+    if isinstance(activity, str):
+        activity_type, output_type = activity, Any
+    else:
+        definition = activity_definition(activity)
+        activity_type, output_type = definition.name, definition.output_type
+    start_to_close = _milliseconds(start_to_close_timeout)
+    schedule_to_close = _milliseconds(schedule_to_close_timeout)
+    if start_to_close is None and schedule_to_close is None:
+        raise ValueError(
+            "execute_activity needs start_to_close_timeout or schedule_to_close_timeout"
+        )
+    policy = retry_policy or _DEFAULT_RETRY
+    options = (
+        schedule_to_close,
+        _milliseconds(schedule_to_start_timeout),
+        start_to_close,
+        _milliseconds(heartbeat_timeout),
+        _milliseconds(policy.initial_interval),
+        float(policy.backoff_coefficient),
+        _milliseconds(policy.maximum_interval),
+        policy.maximum_attempts,
+        list(policy.non_retryable_error_types),
+    )
+    return activity_type, output_type, options
+
+
 class ActivityHandle(Generic[ResultT]):
     """A started activity: await it for its result, or :meth:`cancel` it."""
 
-    def __init__(self, future: asyncio.Future[ResultT], seq: int) -> None:
+    def __init__(self, future: asyncio.Future[ResultT], seq: int, loop: WorkflowEventLoop) -> None:
         self._future = future
+        self._loop = loop
         self.seq = seq
 
     def __await__(self) -> Generator[Any, None, ResultT]:
@@ -49,6 +90,7 @@ class ActivityHandle(Generic[ResultT]):
 
     def cancel(self) -> bool:
         """Requests cancellation; awaiting the handle then raises ``asyncio.CancelledError``."""
+        self._loop.cancellation_requested = True
         return self._future.cancel()
 
     def done(self) -> bool:
@@ -108,6 +150,49 @@ class WorkflowContext:
 
     # Activities.
 
+    def _schedule_activity(
+        self,
+        activity: Callable[..., Any] | str,
+        input: Any,
+        start_to_close_timeout: timedelta | float | None,
+        schedule_to_close_timeout: timedelta | float | None,
+        schedule_to_start_timeout: timedelta | float | None,
+        heartbeat_timeout: timedelta | float | None,
+        retry_policy: RetryPolicy | None,
+        task_queue: str | None,
+    ) -> tuple[int, asyncio.Future[Any]]:
+        key = (
+            activity,
+            start_to_close_timeout,
+            schedule_to_close_timeout,
+            schedule_to_start_timeout,
+            heartbeat_timeout,
+            retry_policy,
+        )
+        cacheable = True
+        try:
+            resolved = _resolved_options.get(key)
+        except TypeError:  # an unhashable argument (a list of error types): resolve each time
+            cacheable, resolved = False, None
+        if resolved is None:
+            resolved = _resolve_options(*key)
+            if cacheable:
+                if len(_resolved_options) > _RESOLVED_OPTIONS_LIMIT:
+                    _resolved_options.clear()
+                _resolved_options[key] = resolved
+        activity_type, output_type, options = resolved
+        instance = self._instance
+        input_bytes = (
+            _payload.NULL if input is _NO_INPUT else _payload.encode(input, instance.payload_limit)
+        )
+        return instance.schedule_activity(
+            activity_type,
+            input_bytes,
+            task_queue or instance.task_queue,
+            options,
+            output_type,
+        )
+
     def start_activity(
         self,
         activity: Callable[..., Any] | str,
@@ -125,40 +210,19 @@ class WorkflowContext:
         At least one of ``start_to_close_timeout`` and ``schedule_to_close_timeout`` is
         required, as in Temporal: an activity with neither could hang its workflow forever.
         """
-        if isinstance(activity, str):
-            activity_type, output_type = activity, Any
-        else:
-            definition = activity_definition(activity)
-            activity_type, output_type = definition.name, definition.output_type
-        start_to_close = _milliseconds(start_to_close_timeout)
-        schedule_to_close = _milliseconds(schedule_to_close_timeout)
-        if start_to_close is None and schedule_to_close is None:
-            raise ValueError(
-                "execute_activity needs start_to_close_timeout or schedule_to_close_timeout"
-            )
-        policy = retry_policy or _DEFAULT_RETRY
-        input_bytes = _payload.encode(
-            None if input is _NO_INPUT else input, self._instance.payload_limit
+        seq, future = self._schedule_activity(
+            activity,
+            input,
+            start_to_close_timeout,
+            schedule_to_close_timeout,
+            schedule_to_start_timeout,
+            heartbeat_timeout,
+            retry_policy,
+            task_queue,
         )
-        fields = (
-            COMMAND_SCHEDULE_ACTIVITY,
-            activity_type,
-            input_bytes,
-            task_queue or self.info.task_queue,
-            schedule_to_close,
-            _milliseconds(schedule_to_start_timeout),
-            start_to_close,
-            _milliseconds(heartbeat_timeout),
-            _milliseconds(policy.initial_interval),
-            float(policy.backoff_coefficient),
-            _milliseconds(policy.maximum_interval),
-            policy.maximum_attempts,
-            list(policy.non_retryable_error_types),
-        )
-        seq, future = self._instance.schedule_activity(fields, activity_type, output_type)
-        return ActivityHandle(future, seq)
+        return ActivityHandle(future, seq, self._instance.loop)
 
-    async def execute_activity(
+    def execute_activity(
         self,
         activity: Callable[..., Any] | str,
         input: Any = _NO_INPUT,
@@ -169,19 +233,22 @@ class WorkflowContext:
         heartbeat_timeout: timedelta | float | None = None,
         retry_policy: RetryPolicy | None = None,
         task_queue: str | None = None,
-    ) -> Any:
-        """Runs an activity and returns its result; raises ``ActivityError`` if it fails."""
-        handle = self.start_activity(
+    ) -> Awaitable[Any]:
+        """Runs an activity; await it for the result. Raises ``ActivityError`` if it fails.
+
+        The activity is scheduled when this is called, so ``asyncio.gather`` over several
+        calls runs them in parallel.
+        """
+        return self._schedule_activity(
             activity,
             input,
-            start_to_close_timeout=start_to_close_timeout,
-            schedule_to_close_timeout=schedule_to_close_timeout,
-            schedule_to_start_timeout=schedule_to_start_timeout,
-            heartbeat_timeout=heartbeat_timeout,
-            retry_policy=retry_policy,
-            task_queue=task_queue,
-        )
-        return await handle
+            start_to_close_timeout,
+            schedule_to_close_timeout,
+            schedule_to_start_timeout,
+            heartbeat_timeout,
+            retry_policy,
+            task_queue,
+        )[1]
 
     # Timers and conditions.
 
@@ -223,6 +290,7 @@ class WorkflowContext:
             await either
         finally:
             if not timer.done():
+                instance.loop.cancellation_requested = True
                 timer.cancel()
             if not condition.done():
                 condition.cancel()

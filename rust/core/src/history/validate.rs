@@ -1,9 +1,34 @@
 //! History invariants checked on load. Linear in the number of events.
 
-use std::collections::BTreeSet;
-
 use super::event::{Event, EventAttributes};
 use crate::error::{CoreError, CoreResult};
+
+/// Open flags by event id (dense from 1, so a vector, not a set).
+struct OpenSet(Vec<bool>);
+
+impl OpenSet {
+    fn new(events: usize) -> Self {
+        OpenSet(vec![false; events + 1])
+    }
+    fn insert(&mut self, id: u64) {
+        if let Some(slot) = self.0.get_mut(id as usize) {
+            *slot = true;
+        }
+    }
+    fn contains(&self, id: &u64) -> bool {
+        self.0.get(*id as usize).copied().unwrap_or(false)
+    }
+    /// Closes `id`; false if it was not open.
+    fn remove(&mut self, id: &u64) -> bool {
+        match self.0.get_mut(*id as usize) {
+            Some(slot) if *slot => {
+                *slot = false;
+                true
+            }
+            _ => false,
+        }
+    }
+}
 
 fn invalid(event_id: u64, reason: impl Into<String>) -> CoreError {
     CoreError::InvalidHistory {
@@ -18,8 +43,9 @@ fn invalid(event_id: u64, reason: impl Into<String>) -> CoreError {
 // One arm per event kind reads better than guards with side effects (`remove` in a guard).
 #[allow(clippy::collapsible_match)]
 pub fn validate_history(events: &[Event]) -> CoreResult<()> {
-    let mut open_activities: BTreeSet<u64> = BTreeSet::new();
-    let mut open_timers: BTreeSet<u64> = BTreeSet::new();
+    // Indexed by event id: a scheduled activity or started timer that is still open.
+    let mut open_activities = OpenSet::new(events.len());
+    let mut open_timers = OpenSet::new(events.len());
     let mut last_seen = 0u64;
     let mut terminal_at: Option<u64> = None;
     for (index, event) in events.iter().enumerate() {

@@ -11,6 +11,7 @@
 mod activation;
 mod activity_machine;
 mod commands;
+mod seq_table;
 mod timer_machine;
 mod workflow_run;
 

@@ -12,11 +12,10 @@
 //!
 //! Every event is visited a bounded number of times, so a whole replay is linear in history size.
 
-use std::collections::BTreeMap;
-
 use super::activation::{Activation, ActivityResolution, Job};
 use super::activity_machine::{ActivityInput, ActivityState};
 use super::commands::{describe_recorded, Command};
+use super::seq_table::SeqTable;
 use super::timer_machine::{TimerInput, TimerState};
 use crate::error::{CoreError, CoreResult};
 use crate::history::{Event, EventAttributes, EventRole};
@@ -36,7 +35,7 @@ enum Phase {
     /// A live completion was handed to storage; its events have not come back yet.
     AwaitingCommit {
         seen_event_id: u64,
-        expected: Vec<EventAttributes>,
+        recorded: Vec<Command>,
     },
 }
 
@@ -48,10 +47,8 @@ pub struct WorkflowRun {
     scan_index: usize,
     /// `seen_event_id` of the last task processed: inbound events after it are undelivered.
     last_seen: u64,
-    activities: BTreeMap<u32, ActivityState>,
-    activity_seq_by_event: BTreeMap<u64, u32>,
-    timers: BTreeMap<u32, TimerState>,
-    timer_seq_by_event: BTreeMap<u64, u32>,
+    activities: SeqTable<ActivityState>,
+    timers: SeqTable<TimerState>,
     phase: Phase,
     closed: bool,
 }
@@ -76,10 +73,8 @@ impl WorkflowRun {
             events: Vec::new(),
             scan_index: 0,
             last_seen: 0,
-            activities: BTreeMap::new(),
-            activity_seq_by_event: BTreeMap::new(),
-            timers: BTreeMap::new(),
-            timer_seq_by_event: BTreeMap::new(),
+            activities: SeqTable::default(),
+            timers: SeqTable::default(),
             phase: Phase::Idle,
             closed: false,
         }
@@ -140,8 +135,8 @@ impl WorkflowRun {
             Phase::Idle => {}
             Phase::AwaitingCommit {
                 seen_event_id,
-                expected,
-            } => self.acknowledge_commit(seen_event_id, expected)?,
+                recorded,
+            } => self.acknowledge_commit(seen_event_id, recorded)?,
             other => {
                 self.phase = other;
                 return Err(CoreError::InvalidCommand(
@@ -210,14 +205,40 @@ impl WorkflowRun {
         Ok(jobs)
     }
 
+    /// The seq of the activity scheduled by event `scheduled_event_id`, which `event_id`
+    /// refers to. Read off the referenced event itself: no index to keep.
     fn activity_seq(&self, event_id: u64, scheduled_event_id: u64) -> CoreResult<u32> {
-        self.activity_seq_by_event
-            .get(&scheduled_event_id)
-            .copied()
-            .ok_or_else(|| CoreError::InvalidHistory {
+        let referenced = (scheduled_event_id as usize)
+            .checked_sub(1)
+            .and_then(|index| self.events.get(index));
+        match referenced.map(|event| &event.attributes) {
+            Some(EventAttributes::ActivityScheduled { seq, .. })
+                if scheduled_event_id < event_id =>
+            {
+                Ok(*seq)
+            }
+            _ => Err(CoreError::InvalidHistory {
                 event_id,
-                reason: format!("refers to unknown activity event {scheduled_event_id}"),
-            })
+                reason: format!(
+                    "refers to event {scheduled_event_id}, which is not an ActivityScheduled"
+                ),
+            }),
+        }
+    }
+
+    fn timer_seq(&self, event_id: u64, started_event_id: u64) -> CoreResult<u32> {
+        let referenced = (started_event_id as usize)
+            .checked_sub(1)
+            .and_then(|index| self.events.get(index));
+        match referenced.map(|event| &event.attributes) {
+            Some(EventAttributes::TimerStarted { seq, .. }) if started_event_id < event_id => {
+                Ok(*seq)
+            }
+            _ => Err(CoreError::InvalidHistory {
+                event_id,
+                reason: format!("refers to event {started_event_id}, which is not a TimerStarted"),
+            }),
+        }
     }
 
     fn advance_activity(
@@ -226,26 +247,24 @@ impl WorkflowRun {
         seq: u32,
         input: ActivityInput,
     ) -> CoreResult<()> {
-        let state =
-            self.activities
-                .get(&seq)
-                .copied()
-                .ok_or_else(|| CoreError::InvalidHistory {
-                    event_id,
-                    reason: format!("no activity with seq {seq}"),
-                })?;
+        let state = self
+            .activities
+            .get(seq)
+            .ok_or_else(|| CoreError::InvalidHistory {
+                event_id,
+                reason: format!("no activity with seq {seq}"),
+            })?;
         let next = state
             .on(input)
             .map_err(|reason| CoreError::InvalidHistory { event_id, reason })?;
-        self.activities.insert(seq, next);
+        self.activities.set(seq, next);
         Ok(())
     }
 
     fn advance_timer(&mut self, event_id: u64, seq: u32, input: TimerInput) -> CoreResult<()> {
         let state = self
             .timers
-            .get(&seq)
-            .copied()
+            .get(seq)
             .ok_or_else(|| CoreError::InvalidHistory {
                 event_id,
                 reason: format!("no timer with seq {seq}"),
@@ -253,166 +272,175 @@ impl WorkflowRun {
         let next = state
             .on(input)
             .map_err(|reason| CoreError::InvalidHistory { event_id, reason })?;
-        self.timers.insert(seq, next);
+        self.timers.set(seq, next);
         Ok(())
     }
 
     fn job_for(&mut self, index: usize) -> CoreResult<Job> {
-        let event_id = self.events[index].event_id;
-        let attributes = self.events[index].attributes.clone();
-        let resolve = |run: &mut Self, scheduled: u64, attempt: u32, resolution| {
-            let seq = run.activity_seq(event_id, scheduled)?;
-            run.advance_activity(event_id, seq, ActivityInput::Resolution)?;
-            Ok::<Job, CoreError>(Job::ResolveActivity {
-                seq,
-                attempt,
-                resolution,
-            })
-        };
-        Ok(match attributes {
+        let event = &self.events[index];
+        let event_id = event.event_id;
+        // Clone only what the job carries (a payload, a name), never the whole event.
+        let (scheduled_event_id, attempt, resolution) = match &event.attributes {
             EventAttributes::WorkflowStarted {
                 workflow_type,
                 workflow_id,
                 run_id,
                 task_queue,
                 input,
-            } => Job::StartWorkflow {
-                workflow_type,
-                workflow_id,
-                run_id,
-                task_queue,
-                input,
-            },
+            } => {
+                return Ok(Job::StartWorkflow {
+                    workflow_type: workflow_type.clone(),
+                    workflow_id: workflow_id.clone(),
+                    run_id: run_id.clone(),
+                    task_queue: task_queue.clone(),
+                    input: input.clone(),
+                })
+            }
             EventAttributes::ActivityCompleted {
                 scheduled_event_id,
                 result,
                 attempt,
-            } => resolve(
-                self,
-                scheduled_event_id,
-                attempt,
-                ActivityResolution::Completed { result },
-            )?,
+            } => (
+                *scheduled_event_id,
+                *attempt,
+                ActivityResolution::Completed {
+                    result: result.clone(),
+                },
+            ),
             EventAttributes::ActivityFailed {
                 scheduled_event_id,
                 failure,
                 attempt,
-            } => resolve(
-                self,
-                scheduled_event_id,
-                attempt,
-                ActivityResolution::Failed { failure },
-            )?,
+            } => (
+                *scheduled_event_id,
+                *attempt,
+                ActivityResolution::Failed {
+                    failure: failure.clone(),
+                },
+            ),
             EventAttributes::ActivityTimedOut {
                 scheduled_event_id,
                 timeout_type,
                 last_failure,
                 attempt,
-            } => resolve(
-                self,
-                scheduled_event_id,
-                attempt,
+            } => (
+                *scheduled_event_id,
+                *attempt,
                 ActivityResolution::TimedOut {
-                    timeout_type,
-                    last_failure,
+                    timeout_type: *timeout_type,
+                    last_failure: last_failure.clone(),
                 },
-            )?,
+            ),
             EventAttributes::ActivityCanceled {
                 scheduled_event_id,
                 attempt,
-            } => resolve(
-                self,
-                scheduled_event_id,
-                attempt,
-                ActivityResolution::Canceled,
-            )?,
+            } => (*scheduled_event_id, *attempt, ActivityResolution::Canceled),
             EventAttributes::TimerFired { started_event_id } => {
-                let seq = self
-                    .timer_seq_by_event
-                    .get(&started_event_id)
-                    .copied()
-                    .ok_or_else(|| CoreError::InvalidHistory {
-                        event_id,
-                        reason: format!("refers to unknown timer event {started_event_id}"),
-                    })?;
+                let seq = self.timer_seq(event_id, *started_event_id)?;
                 self.advance_timer(event_id, seq, TimerInput::Fired)?;
-                Job::FireTimer { seq }
+                return Ok(Job::FireTimer { seq });
             }
-            EventAttributes::WorkflowSignaled { signal_name, input } => Job::Signal {
-                name: signal_name,
-                input,
-            },
-            EventAttributes::WorkflowCancelRequested { reason } => Job::CancelWorkflow { reason },
+            EventAttributes::WorkflowSignaled { signal_name, input } => {
+                return Ok(Job::Signal {
+                    name: signal_name.clone(),
+                    input: input.clone(),
+                })
+            }
+            EventAttributes::WorkflowCancelRequested { reason } => {
+                return Ok(Job::CancelWorkflow {
+                    reason: reason.clone(),
+                })
+            }
             other => {
                 return Err(CoreError::InvalidHistory {
                     event_id,
                     reason: format!("{} is not an inbound event", other.kind()),
                 })
             }
+        };
+        let seq = self.activity_seq(event_id, scheduled_event_id)?;
+        self.advance_activity(event_id, seq, ActivityInput::Resolution)?;
+        Ok(Job::ResolveActivity {
+            seq,
+            attempt,
+            resolution,
         })
     }
 
-    /// Applies a command to its machine and returns the event it records, or `None` for a
-    /// no-op (cancelling something already finished).
-    fn apply_command(&mut self, command: &Command) -> CoreResult<Option<EventAttributes>> {
+    /// Applies a command's transition to its machine. Returns whether the command records an
+    /// event: cancelling something already finished is a no-op.
+    fn apply_command(&mut self, command: &Command) -> CoreResult<bool> {
         let invalid = |reason: String| CoreError::InvalidCommand(reason);
-        Ok(Some(match command {
+        match command {
+            Command::ScheduleActivity { seq, .. } => {
+                if self.activities.contains(*seq) {
+                    return Err(invalid(format!("activity seq {seq} used twice")));
+                }
+                self.activities
+                    .set(*seq, ActivityState::ScheduleCommandCreated);
+            }
+            Command::RequestCancelActivity { seq } => {
+                let state = self
+                    .activities
+                    .get(*seq)
+                    .ok_or_else(|| invalid(format!("cancel of unknown activity seq {seq}")))?;
+                let next = state.on(ActivityInput::CancelCommand).map_err(invalid)?;
+                self.activities.set(*seq, next);
+                return Ok(matches!(next, ActivityState::CancelCommandCreated { .. }));
+            }
+            Command::StartTimer { seq, .. } => {
+                if self.timers.contains(*seq) {
+                    return Err(invalid(format!("timer seq {seq} used twice")));
+                }
+                self.timers.set(*seq, TimerState::StartCommandCreated);
+            }
+            Command::CancelTimer { seq } => {
+                let state = self
+                    .timers
+                    .get(*seq)
+                    .ok_or_else(|| invalid(format!("cancel of unknown timer seq {seq}")))?;
+                let next = state.on(TimerInput::CancelCommand).map_err(invalid)?;
+                self.timers.set(*seq, next);
+                return Ok(matches!(next, TimerState::CancelCommandCreated { .. }));
+            }
+            Command::CompleteWorkflow { .. }
+            | Command::FailWorkflow { .. }
+            | Command::CancelWorkflow { .. } => {}
+        }
+        Ok(true)
+    }
+
+    /// The event an applied command records (live path only: it clones the payloads).
+    fn event_for(&self, command: &Command) -> EventAttributes {
+        match command {
             Command::ScheduleActivity {
                 seq,
                 activity_type,
                 input,
                 options,
-            } => {
-                if self.activities.contains_key(seq) {
-                    return Err(invalid(format!("activity seq {seq} used twice")));
-                }
-                self.activities
-                    .insert(*seq, ActivityState::ScheduleCommandCreated);
-                EventAttributes::ActivityScheduled {
-                    seq: *seq,
-                    activity_type: activity_type.clone(),
-                    input: input.clone(),
-                    options: options.clone(),
-                }
-            }
-            Command::RequestCancelActivity { seq } => {
-                let state = *self
+            } => EventAttributes::ActivityScheduled {
+                seq: *seq,
+                activity_type: activity_type.clone(),
+                input: input.clone(),
+                options: options.clone(),
+            },
+            Command::RequestCancelActivity { seq } => EventAttributes::ActivityCancelRequested {
+                scheduled_event_id: self
                     .activities
-                    .get(seq)
-                    .ok_or_else(|| invalid(format!("cancel of unknown activity seq {seq}")))?;
-                let next = state.on(ActivityInput::CancelCommand).map_err(invalid)?;
-                self.activities.insert(*seq, next);
-                match next {
-                    ActivityState::CancelCommandCreated { scheduled_event_id } => {
-                        EventAttributes::ActivityCancelRequested { scheduled_event_id }
-                    }
-                    _ => return Ok(None),
-                }
-            }
-            Command::StartTimer { seq, duration_ms } => {
-                if self.timers.contains_key(seq) {
-                    return Err(invalid(format!("timer seq {seq} used twice")));
-                }
-                self.timers.insert(*seq, TimerState::StartCommandCreated);
-                EventAttributes::TimerStarted {
-                    seq: *seq,
-                    duration_ms: *duration_ms,
-                }
-            }
-            Command::CancelTimer { seq } => {
-                let state = *self
-                    .timers
-                    .get(seq)
-                    .ok_or_else(|| invalid(format!("cancel of unknown timer seq {seq}")))?;
-                let next = state.on(TimerInput::CancelCommand).map_err(invalid)?;
-                self.timers.insert(*seq, next);
-                match next {
-                    TimerState::CancelCommandCreated { started_event_id } => {
-                        EventAttributes::TimerCanceled { started_event_id }
-                    }
-                    _ => return Ok(None),
-                }
-            }
+                    .get(*seq)
+                    .and_then(ActivityState::scheduled_event_id)
+                    .unwrap_or_default(),
+            },
+            Command::StartTimer { seq, duration_ms } => EventAttributes::TimerStarted {
+                seq: *seq,
+                duration_ms: *duration_ms,
+            },
+            Command::CancelTimer { seq } => EventAttributes::TimerCanceled {
+                started_event_id: match self.timers.get(*seq) {
+                    Some(TimerState::CancelCommandCreated { started_event_id }) => started_event_id,
+                    _ => 0,
+                },
+            },
             Command::CompleteWorkflow { result } => EventAttributes::WorkflowCompleted {
                 result: result.clone(),
             },
@@ -422,17 +450,57 @@ impl WorkflowRun {
             Command::CancelWorkflow { details } => EventAttributes::WorkflowCanceled {
                 details: details.clone(),
             },
-        }))
+        }
     }
 
-    /// A recorded command event: moves its machine to the recorded state and learns its id.
+    /// Whether a recorded event is the one an applied command records: same kind and identity.
+    /// Inputs are not compared, as in Temporal, so fixing an argument is not a divergence.
+    fn matches(&self, command: &Command, recorded: &EventAttributes) -> bool {
+        use EventAttributes as E;
+        match (command, recorded) {
+            (
+                Command::ScheduleActivity {
+                    seq, activity_type, ..
+                },
+                E::ActivityScheduled {
+                    seq: recorded_seq,
+                    activity_type: recorded_type,
+                    ..
+                },
+            ) => seq == recorded_seq && activity_type == recorded_type,
+            (
+                Command::RequestCancelActivity { seq },
+                E::ActivityCancelRequested { scheduled_event_id },
+            ) => {
+                self.activities
+                    .get(*seq)
+                    .and_then(ActivityState::scheduled_event_id)
+                    == Some(*scheduled_event_id)
+            }
+            (
+                Command::StartTimer { seq, .. },
+                E::TimerStarted {
+                    seq: recorded_seq, ..
+                },
+            ) => seq == recorded_seq,
+            (Command::CancelTimer { seq }, E::TimerCanceled { started_event_id }) => matches!(
+                self.timers.get(*seq),
+                Some(TimerState::CancelCommandCreated { started_event_id: id }) if id == *started_event_id
+            ),
+            (Command::CompleteWorkflow { .. }, E::WorkflowCompleted { .. })
+            | (Command::FailWorkflow { .. }, E::WorkflowFailed { .. })
+            | (Command::CancelWorkflow { .. }, E::WorkflowCanceled { .. }) => true,
+            _ => false,
+        }
+    }
+
+    /// A recorded command event: moves its machine to the recorded state.
     fn record_command_event(&mut self, index: usize) -> CoreResult<()> {
         let event_id = self.events[index].event_id;
         match &self.events[index].attributes {
             EventAttributes::ActivityScheduled { seq, .. } => {
                 let seq = *seq;
                 self.advance_activity(event_id, seq, ActivityInput::ScheduleRecorded { event_id })?;
-                self.activity_seq_by_event.insert(event_id, seq);
             }
             EventAttributes::ActivityCancelRequested { scheduled_event_id } => {
                 let seq = self.activity_seq(event_id, *scheduled_event_id)?;
@@ -441,16 +509,9 @@ impl WorkflowRun {
             EventAttributes::TimerStarted { seq, .. } => {
                 let seq = *seq;
                 self.advance_timer(event_id, seq, TimerInput::StartRecorded { event_id })?;
-                self.timer_seq_by_event.insert(event_id, seq);
             }
             EventAttributes::TimerCanceled { started_event_id } => {
-                let seq = *self
-                    .timer_seq_by_event
-                    .get(started_event_id)
-                    .ok_or_else(|| CoreError::InvalidHistory {
-                        event_id,
-                        reason: format!("refers to unknown timer event {started_event_id}"),
-                    })?;
+                let seq = self.timer_seq(event_id, *started_event_id)?;
                 self.advance_timer(event_id, seq, TimerInput::CancelRecorded)?;
             }
             attributes if attributes.is_terminal() => self.closed = true,
@@ -464,77 +525,37 @@ impl WorkflowRun {
         Ok(())
     }
 
-    /// Whether a recorded command event is the one workflow code issued (kind and identity;
-    /// inputs are not compared, as in Temporal, so fixing an argument is not a divergence).
-    fn same_command(expected: &EventAttributes, recorded: &EventAttributes) -> bool {
-        use EventAttributes as E;
-        match (expected, recorded) {
-            (
-                E::ActivityScheduled {
-                    seq: a,
-                    activity_type: type_a,
-                    ..
-                },
-                E::ActivityScheduled {
-                    seq: b,
-                    activity_type: type_b,
-                    ..
-                },
-            ) => a == b && type_a == type_b,
-            (E::TimerStarted { seq: a, .. }, E::TimerStarted { seq: b, .. }) => a == b,
-            (
-                E::ActivityCancelRequested {
-                    scheduled_event_id: a,
-                },
-                E::ActivityCancelRequested {
-                    scheduled_event_id: b,
-                },
-            ) => a == b,
-            (
-                E::TimerCanceled {
-                    started_event_id: a,
-                },
-                E::TimerCanceled {
-                    started_event_id: b,
-                },
-            ) => a == b,
-            (E::WorkflowCompleted { .. }, E::WorkflowCompleted { .. })
-            | (E::WorkflowFailed { .. }, E::WorkflowFailed { .. })
-            | (E::WorkflowCanceled { .. }, E::WorkflowCanceled { .. }) => true,
-            _ => false,
-        }
-    }
-
     /// Completes the outstanding activation with workflow code's commands. Returns the events
     /// to commit for a live activation (boundary first) and nothing for a replayed one.
-    pub fn complete(&mut self, commands: Vec<Command>) -> CoreResult<Vec<EventAttributes>> {
+    pub fn complete(&mut self, mut commands: Vec<Command>) -> CoreResult<Vec<EventAttributes>> {
         // Workflow code stops at its first terminal command; anything after it is dropped.
-        let end = commands
-            .iter()
-            .position(Command::is_terminal)
-            .map_or(commands.len(), |index| index + 1);
+        if let Some(terminal) = commands.iter().position(Command::is_terminal) {
+            commands.truncate(terminal + 1);
+        }
         match std::mem::replace(&mut self.phase, Phase::Idle) {
             Phase::Replaying { boundary_index } => {
-                self.complete_replay(boundary_index, &commands[..end])?;
+                self.complete_replay(boundary_index, &commands)?;
                 Ok(Vec::new())
             }
             Phase::Live { seen_event_id } => {
-                let mut events = Vec::with_capacity(end + 1);
+                let mut events = Vec::with_capacity(commands.len() + 1);
                 events.push(EventAttributes::WorkflowTaskCompleted {
                     seen_event_id,
                     flags: ENGINE_FLAGS,
                 });
-                for command in &commands[..end] {
-                    if let Some(attributes) = self.apply_command(command)? {
-                        events.push(attributes);
+                let mut recorded = Vec::with_capacity(commands.len());
+                for command in commands {
+                    if self.apply_command(&command)? {
+                        events.push(self.event_for(&command));
+                        recorded.push(command);
                     }
                 }
-                if commands[..end].iter().any(Command::is_terminal) {
+                if recorded.last().is_some_and(Command::is_terminal) {
                     self.closed = true;
                 }
                 self.phase = Phase::AwaitingCommit {
                     seen_event_id,
-                    expected: events[1..].to_vec(),
+                    recorded,
                 };
                 Ok(events)
             }
@@ -553,13 +574,13 @@ impl WorkflowRun {
         else {
             unreachable!("Replaying always points at a task boundary")
         };
-        let recorded_count = self.recorded_command_count(boundary_index);
+        let end = boundary_index + 1 + self.recorded_command_count(boundary_index);
         let mut next = boundary_index + 1;
         for command in commands {
-            let Some(expected) = self.apply_command(command)? else {
+            if !self.apply_command(command)? {
                 continue;
-            };
-            if next >= boundary_index + 1 + recorded_count {
+            }
+            if next >= end {
                 let event_id = self.events[boundary_index].event_id;
                 return Err(non_determinism(
                     event_id,
@@ -568,7 +589,7 @@ impl WorkflowRun {
                 ));
             }
             let recorded = &self.events[next];
-            if !Self::same_command(&expected, &recorded.attributes) {
+            if !self.matches(command, &recorded.attributes) {
                 return Err(non_determinism(
                     recorded.event_id,
                     describe_recorded(&recorded.attributes),
@@ -578,7 +599,7 @@ impl WorkflowRun {
             self.record_command_event(next)?;
             next += 1;
         }
-        if next < boundary_index + 1 + recorded_count {
+        if next < end {
             let recorded = &self.events[next];
             return Err(non_determinism(
                 recorded.event_id,
@@ -592,11 +613,7 @@ impl WorkflowRun {
     }
 
     /// The events of our own live completion came back from storage: check and learn their ids.
-    fn acknowledge_commit(
-        &mut self,
-        seen_event_id: u64,
-        expected: Vec<EventAttributes>,
-    ) -> CoreResult<()> {
+    fn acknowledge_commit(&mut self, seen_event_id: u64, recorded: Vec<Command>) -> CoreResult<()> {
         let missing = || CoreError::InvalidHistory {
             event_id: seen_event_id,
             reason: "the workflow task this worker completed is not in the fetched history".into(),
@@ -609,18 +626,18 @@ impl WorkflowRun {
             } if recorded_seen == seen_event_id => {}
             _ => return Err(missing()),
         }
-        for (offset, attributes) in expected.iter().enumerate() {
+        for (offset, command) in recorded.iter().enumerate() {
             let index = boundary_index + 1 + offset;
             let matches = self
                 .events
                 .get(index)
-                .is_some_and(|event| Self::same_command(attributes, &event.attributes));
+                .is_some_and(|event| self.matches(command, &event.attributes));
             if !matches {
                 return Err(missing());
             }
             self.record_command_event(index)?;
         }
-        self.scan_index = boundary_index + 1 + expected.len();
+        self.scan_index = boundary_index + 1 + recorded.len();
         self.last_seen = seen_event_id;
         Ok(())
     }

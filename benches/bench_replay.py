@@ -1,0 +1,51 @@
+"""Replay throughput: full Python path (workflow code resumed for every activity), and the
+native core alone driven with prerecorded commands (FFI included, no workflow code).
+
+Run: ``pytest benches/bench_replay.py --benchmark-enable -p no:randomly``
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mainspring import Replayer, _core
+from mainspring._protocol import COMMAND_COMPLETE_WORKFLOW, COMMAND_SCHEDULE_ACTIVITY
+
+from .conftest import sequential_history, sequential_steps
+
+SIZES = [1_000, 10_000]
+
+
+@pytest.mark.parametrize("activities", SIZES)
+def test_replay_full_python_path(benchmark: Any, activities: int) -> None:
+    history = sequential_history(activities)
+    replayer = Replayer(workflows=[sequential_steps])
+    benchmark.extra_info["activities"] = activities
+    benchmark.pedantic(replayer.replay, args=(history,), rounds=5, iterations=1, warmup_rounds=1)
+    benchmark.extra_info["activities_per_second"] = activities / benchmark.stats.stats.mean
+
+
+def _replay_core_only(encoded: bytes, scripts: list[list[tuple[Any, ...]]]) -> None:
+    run = _core.WorkflowRun()
+    run.add_events(encoded)
+    for commands in scripts:
+        run.next_activation(0, False)
+        run.complete(commands)
+
+
+@pytest.mark.parametrize("activities", SIZES)
+def test_replay_core_only(benchmark: Any, activities: int) -> None:
+    history = sequential_history(activities)
+    schedule = [
+        [(COMMAND_SCHEDULE_ACTIVITY, seq, "step", b"null", "bench", None, None, 30_000, None,
+          1000, 2.0, None, 0, [])]
+        for seq in range(1, activities + 1)
+    ]  # fmt: skip
+    scripts = [*schedule, [(COMMAND_COMPLETE_WORKFLOW, str(activities).encode())]]
+    benchmark.extra_info["activities"] = activities
+    benchmark.pedantic(
+        _replay_core_only, args=(history.encoded, scripts), rounds=5, iterations=1, warmup_rounds=1
+    )
+    benchmark.extra_info["activities_per_second"] = activities / benchmark.stats.stats.mean

@@ -257,6 +257,7 @@ async def test_worker_shuts_down_gracefully_while_idle(env: Environment) -> None
 async def test_heartbeat_timeout_retries_a_stuck_attempt(env: Environment) -> None:
     first_attempt_running = asyncio.Event()
     release_first_attempt = asyncio.Event()
+    first_attempt_cancelled = asyncio.Event()
     first_context: list[ActivityContext] = []
 
     @activity(name="stuck")
@@ -266,7 +267,11 @@ async def test_heartbeat_timeout_retries_a_stuck_attempt(env: Environment) -> No
             first_attempt_running.set()
             await release_first_attempt.wait()
             ctx.heartbeat("too late")
-            return -1
+            try:
+                await asyncio.Event().wait()  # forever, unless the refused heartbeat cancels us
+            except asyncio.CancelledError:
+                first_attempt_cancelled.set()
+                raise
         return ctx.info.attempt
 
     async with env.worker([calls_stuck], [stuck]):
@@ -277,9 +282,9 @@ async def test_heartbeat_timeout_retries_a_stuck_attempt(env: Environment) -> No
             await _wait_for_event(handle, "ActivityCompleted")
         release_first_attempt.set()
         assert await handle.result() == 2
-        # The late heartbeat of the timed-out attempt is refused: it learns it was cancelled.
-        while not first_context[0].is_cancelled:
-            await env.storage.wait_for_change()
+        # The late heartbeat of the timed-out attempt is refused: the attempt is cancelled.
+        await first_attempt_cancelled.wait()
+        assert first_context[0].is_cancelled
 
 
 @workflow

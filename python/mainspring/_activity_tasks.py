@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import functools
 import logging
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
     from .worker import WorkerConfig
 
 logger = logging.getLogger("mainspring.worker")
+
+
+def _no_heartbeat(details: bytes) -> None:
+    """Placeholder until the real sender (which needs the context) is attached."""
 
 
 def _datetime(ms: int) -> datetime:
@@ -78,7 +83,9 @@ class ActivityTaskRunner:
             return
         loop = asyncio.get_running_loop()
         current = asyncio.current_task()
-        context = ActivityContext(self._info(task), task.heartbeat_details, lambda details: None)
+        context = ActivityContext(
+            functools.partial(self._info, task), task.heartbeat_details, _no_heartbeat
+        )
 
         def send_heartbeat(details: bytes) -> None:
             coroutine = self._heartbeat(task, details, context, current, definition.is_async)

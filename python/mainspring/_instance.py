@@ -89,13 +89,21 @@ class WorkflowInstance:
         self.replaying = False
         self.now_ms = 0
         self.info: WorkflowInfo | None = None
-        self.random = random.Random(0)
+        self._random: random.Random | None = None
         self.main_task: asyncio.Task[Any] | None = None
         self.task_queue = ""
         self.closed = False
         self.cancel_requested = False
         self.handler_error: BaseException | None = None
         self.context = WorkflowContext(self)
+
+    @property
+    def random(self) -> random.Random:
+        """Seeded from the run id, so ctx.random()/uuid4() repeat on replay and differ per
+        run. Made on first use: seeding hashes the id, which most workflows never need."""
+        if self._random is None:
+            self._random = random.Random(self.info.run_id if self.info else "")
+        return self._random
 
     # Activations.
 
@@ -168,8 +176,6 @@ class WorkflowInstance:
         _, workflow_type, workflow_id, run_id, task_queue, input_bytes = job
         self.info = WorkflowInfo(workflow_id, run_id, workflow_type, task_queue)
         self.task_queue = task_queue
-        # Seeded from the run id so ctx.random()/uuid4() repeat on replay and differ per run.
-        self.random = random.Random(run_id)
         self.main_task = self.loop.create_task(self._main(input_bytes), name=workflow_type)
 
     async def _main(self, input_bytes: bytes) -> Any:

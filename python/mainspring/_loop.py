@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import contextvars
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from .errors import WorkflowEscapeError
@@ -136,24 +135,39 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
             else:
                 context.run(callback, *args)
 
-    @contextlib.contextmanager
-    def running(self) -> Iterator[None]:
-        """Makes this the running loop (what asyncio.get_running_loop() returns) for a stretch
-        of activations: the worker enters it once per workflow task, not once per activation."""
-        if self._running:
-            yield
-            return
-        previous = asyncio.events._get_running_loop()
-        asyncio.events._set_running_loop(self)
-        self._running = True
-        try:
-            yield
-        finally:
-            self._running = False
-            asyncio.events._set_running_loop(previous)
-
     def has_ready(self) -> bool:
         return bool(self._ready)
+
+    def running(self) -> _Running:
+        """Makes this the running loop (what asyncio.get_running_loop() returns) for a stretch
+        of activations: the worker enters it once per workflow task, not once per activation."""
+        return _Running(self)
+
+
+class _Running:
+    """Context manager behind :meth:`WorkflowEventLoop.running` (a class: it is on the hot
+    path, and a generator-based context manager costs several times more)."""
+
+    __slots__ = ("_loop", "_previous", "_entered")
+
+    def __init__(self, loop: WorkflowEventLoop) -> None:
+        self._loop = loop
+        self._previous: asyncio.AbstractEventLoop | None = None
+        self._entered = False
+
+    def __enter__(self) -> None:
+        loop = self._loop
+        if loop._running:
+            return
+        self._previous = asyncio.events._get_running_loop()
+        asyncio.events._set_running_loop(loop)
+        loop._running = True
+        self._entered = True
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._entered:
+            self._loop._running = False
+            asyncio.events._set_running_loop(self._previous)
 
 
 class _WorkflowTask(asyncio.Task):  # type: ignore[type-arg]

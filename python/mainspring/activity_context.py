@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,14 +34,23 @@ class ActivityContext:
 
     def __init__(
         self,
-        info: ActivityInfo,
+        info: Callable[[], ActivityInfo],
         heartbeat_details: bytes,
         send_heartbeat: Callable[[bytes], None],
     ) -> None:
-        self.info = info
+        self._make_info = info
+        self._info: ActivityInfo | None = None
         self._heartbeat_details = heartbeat_details
         self._send_heartbeat = send_heartbeat
-        self._cancelled = threading.Event()
+        # A plain flag: set once, from the worker's loop; reads from activity threads are safe.
+        self._cancelled = False
+
+    @property
+    def info(self) -> ActivityInfo:
+        """Facts about this attempt (built on first use)."""
+        if self._info is None:
+            self._info = self._make_info()
+        return self._info
 
     def heartbeat(self, details: Any = None) -> None:
         """Reports progress (and liveness, for ``heartbeat_timeout``). ``details`` are handed to
@@ -66,7 +74,7 @@ class ActivityContext:
     def is_cancelled(self) -> bool:
         """True once the workflow cancelled this activity or this attempt timed out; a heartbeat
         is how the worker learns it, so long activities should heartbeat."""
-        return self._cancelled.is_set()
+        return self._cancelled
 
     def _mark_cancelled(self) -> None:
-        self._cancelled.set()
+        self._cancelled = True

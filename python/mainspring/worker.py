@@ -87,6 +87,7 @@ class Worker:
         self._has_workflows = bool(workflow_definitions)
         self._has_activities = bool(activity_definitions)
         self._stop: asyncio.Future[None] | None = None
+        self._idle_pollers: set[asyncio.Task[Any]] = set()
         self._background: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
@@ -113,15 +114,26 @@ class Worker:
         assert stop is not None
         storage = self.client.storage
         idle_seconds = self.config.poll_interval.total_seconds()
+        me = asyncio.current_task()
+        assert me is not None
         while not stop.done():
             if await poll_once():
                 # Let the other pollers and running activities have the loop.
                 await asyncio.sleep(0)
                 continue
-            waiting = asyncio.ensure_future(storage.wait_for_work(self.task_queue, idle_seconds))
-            await asyncio.wait((waiting, stop), return_when=asyncio.FIRST_COMPLETED)
-            if not waiting.done():
-                waiting.cancel()
+            # Only an idle poller may be cancelled by shutdown: one in the middle of a task
+            # finishes it (and its commit) first.
+            self._idle_pollers.add(me)
+            try:
+                await storage.wait_for_work(self.task_queue, idle_seconds)
+            except asyncio.CancelledError:
+                if stop.done():
+                    return
+                raise
+            finally:
+                self._idle_pollers.discard(me)
+            # Yield even if the storage answered at once, so no poller can starve the others.
+            await asyncio.sleep(0)
 
     async def _drain_activities(self) -> None:
         running = set(self._activity_runner.running)
@@ -138,6 +150,8 @@ class Worker:
         """Asks :meth:`run` to stop polling and return."""
         if self._stop is not None and not self._stop.done():
             self._stop.set_result(None)
+            for poller in list(self._idle_pollers):
+                poller.cancel()
 
     async def __aenter__(self) -> Worker:
         self._background = asyncio.get_running_loop().create_task(self.run())

@@ -88,6 +88,9 @@ class MemoryStorage:
         self._changed: asyncio.Event | None = None
         self._run_keys: dict[tuple[str, str], int] = {}
         self._queries: dict[str, collections.deque[QueryTask]] = {}
+        # Who waits for which run to close: woken only by that run, not by every change.
+        self._close_waiters: dict[tuple[str, str], list[asyncio.Future[None]]] = {}
+        self.now_ms = self._clock.now_ms  # type: ignore[method-assign]
         if isinstance(self._clock, VirtualClock):
             self._clock.subscribe(self._notify)
 
@@ -136,8 +139,10 @@ class MemoryStorage:
         self._notify()
 
     async def terminate_workflow(self, workflow_id: str, reason: str) -> None:
+        run_id = self._store.describe(workflow_id)[2]
         self._store.terminate_workflow(workflow_id, reason, self.now_ms())
         self._notify()
+        self._run_closed(workflow_id, run_id)
 
     async def describe_workflow(self, workflow_id: str) -> WorkflowDescription:
         return _description(self._store.describe(workflow_id))
@@ -149,16 +154,24 @@ class MemoryStorage:
         return self._store.history(self._run_key(workflow_id, run_id), from_event_id)
 
     async def wait_closed(self, workflow_id: str, run_id: str, timeout: float | None) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        while True:
-            summary = self._store.describe(workflow_id)
-            if summary[2] != run_id or summary[5] != "RUNNING":
-                return
-            remaining = None if deadline is None else deadline - loop.time()
-            if remaining is not None and remaining <= 0:
-                raise TimeoutError(f"workflow {workflow_id} did not close within {timeout} s")
-            await self._wait_changed(remaining)
+        summary = self._store.describe(workflow_id)
+        if summary[2] != run_id or summary[5] != "RUNNING":
+            return
+        closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters = self._close_waiters.setdefault((workflow_id, run_id), [])
+        waiters.append(closed)
+        try:
+            await asyncio.wait_for(closed, timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"workflow {workflow_id} did not close within {timeout} s") from None
+        finally:
+            if closed in waiters:
+                waiters.remove(closed)
+
+    def _run_closed(self, workflow_id: str, run_id: str) -> None:
+        for waiter in self._close_waiters.pop((workflow_id, run_id), ()):
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def query_workflow(
         self, workflow_id: str, query_name: str, input: bytes, timeout: float
@@ -192,8 +205,10 @@ class MemoryStorage:
         return WorkflowTask(workflow_id, run_id, workflow_type, length, token, run_key)
 
     async def complete_workflow_task(self, task: WorkflowTask, outcome: bytes | None) -> None:
-        self._store.complete_workflow_task(task.handle, task.token, outcome, self.now_ms())
+        closed = self._store.complete_workflow_task(task.handle, task.token, outcome, self.now_ms())
         self._notify()
+        if closed:
+            self._run_closed(task.workflow_id, task.run_id)
 
     async def fail_workflow_task(self, task: WorkflowTask, message: str) -> None:
         self._store.fail_workflow_task(task.handle, task.token, message, self.now_ms())
@@ -250,10 +265,10 @@ class MemoryStorage:
     async def wait_for_work(self, task_queue: str, timeout: float | None) -> None:
         if self._queries.get(task_queue):
             return
-        wakeup = self._store.next_wakeup_ms()
         now = self.now_ms()
+        wakeup = self._store.next_wakeup_ms(now)
         if wakeup is not None and wakeup <= now:
-            return
+            return  # a deadline is due: the next poll's tick applies it
         if wakeup is not None and not self._clock.is_virtual:
             until_wakeup = (wakeup - now) / 1000
             timeout = until_wakeup if timeout is None else min(timeout, until_wakeup)
@@ -273,7 +288,7 @@ class MemoryStorage:
         now = clock.now_ms()
         if self._store.busy_count(now) or any(self._queries.values()):
             return False
-        wakeup = self._store.next_wakeup_ms()
+        wakeup = self._store.next_wakeup_ms(now)
         if wakeup is None or wakeup <= now:
             return False
         clock.advance((wakeup - now) / 1000)

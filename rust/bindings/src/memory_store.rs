@@ -139,7 +139,7 @@ impl PyMemoryStore {
     }
 
     /// `outcome` is `WorkflowRun.complete`'s encoded events, or `None` for a task that had
-    /// nothing to do.
+    /// nothing to do. Returns whether the run closed.
     #[pyo3(signature = (run_key, token, outcome, now_ms))]
     fn complete_workflow_task(
         &self,
@@ -148,7 +148,7 @@ impl PyMemoryStore {
         token: u64,
         outcome: Option<&[u8]>,
         now_ms: i64,
-    ) -> PyResult<()> {
+    ) -> PyResult<bool> {
         self.with(py, |store| {
             let attributes = match outcome {
                 Some(encoded) => decode_events(encoded)?
@@ -303,7 +303,7 @@ impl PyMemoryStore {
         self.with(py, |store| Ok(store.busy_count(now_ms)))
     }
 
-    fn next_wakeup_ms(&self, py: Python<'_>) -> PyResult<Option<i64>> {
-        self.with(py, |store| Ok(store.next_wakeup_ms()))
+    fn next_wakeup_ms(&self, py: Python<'_>, now_ms: i64) -> PyResult<Option<i64>> {
+        self.with(py, |store| Ok(store.next_wakeup_ms(now_ms)))
     }
 }

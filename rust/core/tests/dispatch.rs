@@ -199,7 +199,7 @@ fn timers_fire_when_due() {
             duration_ms: 3_600_000,
         }],
     );
-    assert_eq!(store.next_wakeup_ms(), Some(3_600_000));
+    assert_eq!(store.next_wakeup_ms(0), Some(3_600_000));
     assert_eq!(store.tick(3_599_999), 0);
     assert!(store.poll_workflow_task("q", 3_599_999, LEASE).is_none());
     assert_eq!(store.tick(3_600_000), 1);

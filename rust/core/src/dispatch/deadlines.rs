@@ -19,9 +19,12 @@ pub(super) enum Deadline {
 }
 
 impl MemoryStore {
-    /// The earliest time at which [`MemoryStore::tick`] or a poll could find new work.
+    /// The earliest time after which a poll could find work that is not there at `now_ms`:
+    /// a deadline that needs a [`MemoryStore::tick`], or a task whose ready time (retry
+    /// backoff) is still ahead. Tasks ready now do not count: a poller that found none of its
+    /// own kind should sleep until something changes, not spin on another kind's queue.
     /// Drops lapsed deadlines from the front first, so idle workers do not wake for nothing.
-    pub fn next_wakeup_ms(&mut self) -> Option<i64> {
+    pub fn next_wakeup_ms(&mut self, now_ms: i64) -> Option<i64> {
         while let Some(&(at, deadline)) = self.deadlines.first() {
             if self.is_live(deadline) {
                 break;
@@ -29,11 +32,12 @@ impl MemoryStore {
             self.deadlines.remove(&(at, deadline));
         }
         let deadline = self.deadlines.first().map(|(at, _)| *at);
+        let after = (now_ms.saturating_add(1), 0);
         let queued = self
             .workflow_queues
             .values()
             .chain(self.activity_queues.values())
-            .filter_map(|queue| queue.first().map(|(at, _)| *at));
+            .filter_map(|queue| queue.range(after..).next().map(|(at, _)| *at));
         deadline.into_iter().chain(queued).min()
     }
 

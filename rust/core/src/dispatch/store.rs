@@ -302,7 +302,7 @@ impl MemoryStore {
         token: u64,
         outcome: Vec<EventAttributes>,
         now_ms: i64,
-    ) -> CoreResult<()> {
+    ) -> CoreResult<bool> {
         self.check_workflow_task_lease(run_key, token, now_ms)?;
         let history_length = self.runs[run_key as usize].events.len() as u64;
         let seen = match outcome.first() {
@@ -349,7 +349,7 @@ impl MemoryStore {
         if unseen_inbound {
             self.request_workflow_task(run_key, now_ms);
         }
-        Ok(())
+        Ok(self.runs[run_key as usize].status != RunStatus::Running)
     }
 
     fn apply_outcome_event(&mut self, run_key: u64, attributes: EventAttributes, now_ms: i64) {

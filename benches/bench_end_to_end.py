@@ -1,0 +1,72 @@
+"""End to end on MemoryStorage in one process: 1,000 workflows x 3 no-op activities, and the
+latency of one such workflow from start to result.
+
+Run: ``pytest benches/bench_end_to_end.py --benchmark-only``
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import mainspring
+from mainspring import Client, Worker, WorkerConfig
+from mainspring.storage import MemoryStorage
+
+from .conftest import no_op, three_no_ops
+
+WORKFLOWS = 1_000
+
+
+async def _throughput(count: int) -> float:
+    """Starts `count` workflows, runs one worker until all are done; returns workflows/s."""
+    client = Client(MemoryStorage())
+    config = WorkerConfig(max_concurrent_activities=1_000)
+    worker = Worker(
+        client, task_queue="bench", workflows=[three_no_ops], activities=[no_op], config=config
+    )
+    started = time.perf_counter()
+    handles = [
+        await client.start_workflow(three_no_ops, id=f"w-{index}", task_queue="bench")
+        for index in range(count)
+    ]
+    async with worker:
+        for handle in handles:
+            await handle.result()
+    return count / (time.perf_counter() - started)
+
+
+def test_throughput_1000_workflows_of_3_activities(benchmark: Any) -> None:
+    rates: list[float] = []
+
+    def run() -> None:
+        rates.append(mainspring.run(_throughput(WORKFLOWS)))
+
+    benchmark.pedantic(run, rounds=5, iterations=1, warmup_rounds=1)
+    benchmark.extra_info["workflows_per_second"] = statistics.median(rates)
+
+
+async def _latencies(samples: int) -> list[float]:
+    client = Client(MemoryStorage())
+    worker = Worker(client, task_queue="bench", workflows=[three_no_ops], activities=[no_op])
+    latencies = []
+    async with worker:
+        for index in range(samples):
+            started = time.perf_counter()
+            handle = await client.start_workflow(three_no_ops, id=f"l-{index}", task_queue="bench")
+            await handle.result()
+            latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+def test_single_workflow_latency(benchmark: Any) -> None:
+    latencies: list[float] = []
+
+    def run() -> None:
+        latencies.extend(mainspring.run(_latencies(200)))
+
+    benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
+    ordered = sorted(latencies)
+    benchmark.extra_info["p50_ms"] = ordered[len(ordered) // 2] * 1000
+    benchmark.extra_info["p99_ms"] = ordered[int(len(ordered) * 0.99)] * 1000

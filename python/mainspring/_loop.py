@@ -148,7 +148,7 @@ class _Running:
     """Context manager behind :meth:`WorkflowEventLoop.running` (a class: it is on the hot
     path, and a generator-based context manager costs several times more)."""
 
-    __slots__ = ("_loop", "_previous", "_entered")
+    __slots__ = ("_entered", "_loop", "_previous")
 
     def __init__(self, loop: WorkflowEventLoop) -> None:
         self._loop = loop

@@ -50,26 +50,25 @@ class ActivityTaskRunner:
         self._definitions = definitions
         self._config = config
         self._executor = executor
-        self._slots = asyncio.Semaphore(config.max_concurrent_activities)
+        self._capacity = config.max_concurrent_activities
         self.running: set[asyncio.Task[None]] = set()
         self._heartbeats: set[asyncio.Task[None]] = set()
 
     async def poll_once(self) -> bool:
-        """Starts one activity attempt if one is ready and a slot is free."""
-        if self._slots.locked():
-            return False
-        task = await self._storage.poll_activity_task(self._task_queue)
-        if task is None:
-            return False
-        await self._slots.acquire()
-        runner = asyncio.get_running_loop().create_task(self._run(task))
-        self.running.add(runner)
-        runner.add_done_callback(self._finished)
-        return True
-
-    def _finished(self, runner: asyncio.Task[None]) -> None:
-        self.running.discard(runner)
-        self._slots.release()
+        """Starts every ready attempt there is a free slot for; returns whether it started any.
+        (Slots are counted on the loop's thread: a set's size is the semaphore.)"""
+        started = False
+        loop = asyncio.get_running_loop()
+        running = self.running
+        while len(running) < self._capacity:
+            task = await self._storage.poll_activity_task(self._task_queue)
+            if task is None:
+                break
+            runner = loop.create_task(self._run(task))
+            running.add(runner)
+            runner.add_done_callback(running.discard)
+            started = True
+        return started
 
     async def _run(self, task: ActivityTask) -> None:
         definition = self._definitions.get(task.activity_type)

@@ -55,18 +55,23 @@ class WorkflowTaskRunner:
         return len(self._cache)
 
     async def poll_once(self) -> bool:
-        """Handles one query or workflow task if one is ready; returns whether it did."""
-        query = await self._storage.poll_query(self._task_queue)
-        if query is not None:
+        """Handles ready queries and up to ``workflow_task_batch`` workflow tasks back to back
+        (one batch, then the loop is yielded); returns whether it did anything."""
+        did_something = False
+        storage = self._storage
+        while (query := await storage.poll_query(self._task_queue)) is not None:
             await self._answer_query(query)
-            return True
-        task = await self._storage.poll_workflow_task(self._task_queue, self._lease_ms)
-        if task is None:
-            return False
-        await self._process(task)
-        for query in self._deferred_queries.pop(task.run_id, ()):
-            await self._answer_query(query)
-        return True
+            did_something = True
+        for _ in range(self._config.workflow_task_batch):
+            task = await storage.poll_workflow_task(self._task_queue, self._lease_ms)
+            if task is None:
+                break
+            did_something = True
+            await self._process(task)
+            if self._deferred_queries:
+                for query in self._deferred_queries.pop(task.run_id, ()):
+                    await self._answer_query(query)
+        return did_something
 
     def _new_instance(self, workflow_type: str) -> WorkflowInstance:
         definition = self._definitions.get(workflow_type)

@@ -31,6 +31,8 @@ class WorkerConfig:
         max_cached_workflows: Live workflow instances kept between tasks (sticky execution);
             0 rebuilds every instance by replay on every task.
         max_concurrent_workflow_tasks: Workflow tasks in flight at once.
+        workflow_task_batch: Workflow tasks a poller handles back to back before it yields the
+            loop to activities (more is faster, less is fairer).
         activity_threads: Threads for plain ``def`` activities.
         workflow_task_timeout: Lease on a workflow task; past it, another worker takes over.
         poll_interval: Longest idle wait between polls when the storage sends no wake-up.
@@ -41,6 +43,7 @@ class WorkerConfig:
     max_concurrent_activities: int = 100
     max_cached_workflows: int = 10_000
     max_concurrent_workflow_tasks: int = 1
+    workflow_task_batch: int = 32
     activity_threads: int = 16
     workflow_task_timeout: timedelta = timedelta(seconds=10)
     poll_interval: timedelta = timedelta(seconds=1)

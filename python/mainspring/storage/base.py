@@ -14,7 +14,9 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 
-@dataclass(frozen=True)
+# Task records are made once per task on the hot path: slotted, not frozen (a frozen
+# dataclass pays an object.__setattr__ per field). Treat them as read-only all the same.
+@dataclass(slots=True)
 class WorkflowTask:
     """A leased workflow task. ``history_length`` is how many events the run had when leased."""
 
@@ -26,7 +28,7 @@ class WorkflowTask:
     handle: Any
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ActivityTask:
     """A leased activity attempt."""
 
@@ -46,7 +48,7 @@ class ActivityTask:
     handle: Any
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class QueryTask:
     workflow_id: str
     run_id: str

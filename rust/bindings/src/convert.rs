@@ -137,7 +137,7 @@ pub fn command_from_py(object: &Bound<'_, PyAny>) -> PyResult<Command> {
             seq: tuple.get_item(1)?.extract()?,
             activity_type: tuple.get_item(2)?.extract()?,
             input: payload(&tuple.get_item(3)?)?,
-            options: activity_options(tuple)?,
+            options: Box::new(activity_options(tuple)?),
         },
         1 => Command::RequestCancelActivity {
             seq: tuple.get_item(1)?.extract()?,
@@ -153,7 +153,7 @@ pub fn command_from_py(object: &Bound<'_, PyAny>) -> PyResult<Command> {
             result: payload(&tuple.get_item(1)?)?,
         },
         5 => Command::FailWorkflow {
-            failure: failure_from_py(&tuple.get_item(1)?)?,
+            failure: Box::new(failure_from_py(&tuple.get_item(1)?)?),
         },
         6 => Command::CancelWorkflow {
             details: payload(&tuple.get_item(1)?)?,

@@ -56,7 +56,7 @@ fn schedule_with(seq: u32, options: ActivityOptions) -> Command {
         seq,
         activity_type: "act".into(),
         input: payload("null"),
-        options,
+        options: Box::new(options),
     }
 }
 

@@ -39,7 +39,7 @@ fn every_kind() -> Vec<EventAttributes> {
             seq: 1,
             activity_type: "a".into(),
             input: Payload(vec![0, 255, 10]),
-            options,
+            options: Box::new(options),
         },
         scheduled(2, "b"),
         scheduled(3, "c"),
@@ -59,13 +59,13 @@ fn every_kind() -> Vec<EventAttributes> {
         },
         EventAttributes::ActivityFailed {
             scheduled_event_id: 4,
-            failure: failure.clone(),
+            failure: Box::new(failure.clone()),
             attempt: 3,
         },
         EventAttributes::ActivityTimedOut {
             scheduled_event_id: 5,
             timeout_type: TimeoutType::Heartbeat,
-            last_failure: Some(failure.clone()),
+            last_failure: Some(Box::new(failure.clone())),
             attempt: 1,
         },
         EventAttributes::TimerFired {
@@ -90,7 +90,9 @@ fn every_kind() -> Vec<EventAttributes> {
             attempt: 1,
         },
         boundary(18),
-        EventAttributes::WorkflowFailed { failure },
+        EventAttributes::WorkflowFailed {
+            failure: Box::new(failure),
+        },
     ]
 }
 

@@ -308,12 +308,12 @@ impl MemoryStore {
                         Some(timeout_type) => EventAttributes::ActivityTimedOut {
                             scheduled_event_id,
                             timeout_type,
-                            last_failure: Some(failure),
+                            last_failure: Some(Box::new(failure)),
                             attempt,
                         },
                         None => EventAttributes::ActivityFailed {
                             scheduled_event_id,
-                            failure,
+                            failure: Box::new(failure),
                             attempt,
                         },
                     }
@@ -372,7 +372,7 @@ impl MemoryStore {
             EventAttributes::ActivityTimedOut {
                 scheduled_event_id,
                 timeout_type,
-                last_failure,
+                last_failure: last_failure.map(Box::new),
                 attempt,
             }
         });

@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::activity_tasks::ActivityTask;
 use super::deadlines::Deadline;
 use crate::error::{CoreError, CoreResult};
-use crate::history::{Event, EventAttributes, EventRole, Failure, Payload};
+use crate::history::{
+    Event, EventAttributes, EventRole, Failure, Payload, WorkflowStartedAttributes,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunStatus {
@@ -237,13 +239,13 @@ impl MemoryStore {
         self.append(
             run_key,
             now_ms,
-            EventAttributes::WorkflowStarted {
+            EventAttributes::WorkflowStarted(Box::new(WorkflowStartedAttributes {
                 workflow_type: workflow_type.to_string(),
                 workflow_id: workflow_id.to_string(),
                 run_id: run_id.to_string(),
                 task_queue: task_queue.to_string(),
                 input,
-            },
+            })),
         );
         self.request_workflow_task(run_key, now_ms);
         Ok(run_key)
@@ -362,7 +364,7 @@ impl MemoryStore {
                 options,
                 ..
             } => {
-                self.create_activity_task(run_key, event_id, activity_type, input, options, now_ms)
+                self.create_activity_task(run_key, event_id, activity_type, input, *options, now_ms)
             }
             EventAttributes::TimerStarted { duration_ms, .. } => {
                 self.runs[run_key as usize].open_timers.insert(event_id);

@@ -82,15 +82,21 @@ pub enum EventRole {
     External,
 }
 
+/// The attributes of `WorkflowStarted`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowStartedAttributes {
+    pub workflow_type: String,
+    pub workflow_id: String,
+    pub run_id: String,
+    pub task_queue: String,
+    pub input: Payload,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum EventAttributes {
-    WorkflowStarted {
-        workflow_type: String,
-        workflow_id: String,
-        run_id: String,
-        task_queue: String,
-        input: Payload,
-    },
+    /// Boxed: the largest attributes, and one per history (encodings are the same as for an
+    /// inline struct variant).
+    WorkflowStarted(Box<WorkflowStartedAttributes>),
     /// Closes one workflow task. `seen_event_id` is the last event that task had seen: events
     /// after it (a signal that arrived mid-task) belong to the next activation, on replay too.
     /// `flags` versions engine behaviour so old histories keep replaying.
@@ -102,7 +108,9 @@ pub enum EventAttributes {
         seq: u32,
         activity_type: String,
         input: Payload,
-        options: ActivityOptions,
+        // Boxed (here and on failures) to keep every event small: histories are long vectors
+        // of them. Boxing changes neither encoding.
+        options: Box<ActivityOptions>,
     },
     ActivityCompleted {
         scheduled_event_id: u64,
@@ -111,13 +119,13 @@ pub enum EventAttributes {
     },
     ActivityFailed {
         scheduled_event_id: u64,
-        failure: Failure,
+        failure: Box<Failure>,
         attempt: u32,
     },
     ActivityTimedOut {
         scheduled_event_id: u64,
         timeout_type: TimeoutType,
-        last_failure: Option<Failure>,
+        last_failure: Option<Box<Failure>>,
         attempt: u32,
     },
     ActivityCancelRequested {
@@ -148,7 +156,7 @@ pub enum EventAttributes {
         result: Payload,
     },
     WorkflowFailed {
-        failure: Failure,
+        failure: Box<Failure>,
     },
     WorkflowCanceled {
         details: Payload,
@@ -161,7 +169,7 @@ pub enum EventAttributes {
 impl EventAttributes {
     pub fn kind(&self) -> &'static str {
         match self {
-            EventAttributes::WorkflowStarted { .. } => "WorkflowStarted",
+            EventAttributes::WorkflowStarted(_) => "WorkflowStarted",
             EventAttributes::WorkflowTaskCompleted { .. } => "WorkflowTaskCompleted",
             EventAttributes::ActivityScheduled { .. } => "ActivityScheduled",
             EventAttributes::ActivityCompleted { .. } => "ActivityCompleted",
@@ -184,7 +192,7 @@ impl EventAttributes {
     pub fn role(&self) -> EventRole {
         use EventAttributes::*;
         match self {
-            WorkflowStarted { .. }
+            WorkflowStarted(_)
             | ActivityCompleted { .. }
             | ActivityFailed { .. }
             | ActivityTimedOut { .. }
@@ -237,5 +245,14 @@ impl EventAttributes {
             }
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Histories are long vectors of events: keep each small (large parts are boxed).
+    #[test]
+    fn events_stay_small() {
+        assert!(std::mem::size_of::<super::Event>() <= 96);
     }
 }

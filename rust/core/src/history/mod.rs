@@ -7,7 +7,10 @@ mod payload;
 mod validate;
 
 pub use codec::{decode_events, decode_history, encode_events, encode_history, FORMAT_VERSION};
-pub use event::{ActivityOptions, Event, EventAttributes, EventRole, RetryPolicy, TimeoutType};
+pub use event::{
+    ActivityOptions, Event, EventAttributes, EventRole, RetryPolicy, TimeoutType,
+    WorkflowStartedAttributes,
+};
 pub use json::{history_from_json, history_to_json};
 pub use payload::{Failure, Payload};
 pub use validate::validate_history;

@@ -63,7 +63,7 @@ pub fn validate_history(events: &[Event]) -> CoreResult<()> {
                 format!("event after the terminal event {terminal_id}"),
             ));
         }
-        let is_start = matches!(event.attributes, EventAttributes::WorkflowStarted { .. });
+        let is_start = matches!(event.attributes, EventAttributes::WorkflowStarted(_));
         if (id == 1) != is_start {
             return Err(invalid(
                 id,

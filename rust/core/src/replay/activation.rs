@@ -8,11 +8,11 @@ pub enum ActivityResolution {
         result: Payload,
     },
     Failed {
-        failure: Failure,
+        failure: Box<Failure>,
     },
     TimedOut {
         timeout_type: TimeoutType,
-        last_failure: Option<Failure>,
+        last_failure: Option<Box<Failure>>,
     },
     Canceled,
 }

@@ -8,7 +8,7 @@ pub enum Command {
         seq: u32,
         activity_type: String,
         input: Payload,
-        options: ActivityOptions,
+        options: Box<ActivityOptions>,
     },
     RequestCancelActivity {
         seq: u32,
@@ -24,7 +24,7 @@ pub enum Command {
         result: Payload,
     },
     FailWorkflow {
-        failure: Failure,
+        failure: Box<Failure>,
     },
     CancelWorkflow {
         details: Payload,

@@ -96,15 +96,21 @@ impl WorkflowRun {
 
     /// Appends fetched events; they must continue the ids densely.
     pub fn add_events(&mut self, events: Vec<Event>) -> CoreResult<()> {
-        for event in events {
-            let expected = self.events.len() as u64 + 1;
+        let first_id = self.events.len() as u64 + 1;
+        for (offset, event) in events.iter().enumerate() {
+            let expected = first_id + offset as u64;
             if event.event_id != expected {
                 return Err(CoreError::InvalidHistory {
                     event_id: event.event_id,
                     reason: format!("expected event id {expected}: ids must be dense"),
                 });
             }
-            self.events.push(event);
+        }
+        if self.events.is_empty() {
+            // A whole history: keep the decoded vector instead of moving every event again.
+            self.events = events;
+        } else {
+            self.events.extend(events);
         }
         Ok(())
     }
@@ -281,19 +287,13 @@ impl WorkflowRun {
         let event_id = event.event_id;
         // Clone only what the job carries (a payload, a name), never the whole event.
         let (scheduled_event_id, attempt, resolution) = match &event.attributes {
-            EventAttributes::WorkflowStarted {
-                workflow_type,
-                workflow_id,
-                run_id,
-                task_queue,
-                input,
-            } => {
+            EventAttributes::WorkflowStarted(started) => {
                 return Ok(Job::StartWorkflow {
-                    workflow_type: workflow_type.clone(),
-                    workflow_id: workflow_id.clone(),
-                    run_id: run_id.clone(),
-                    task_queue: task_queue.clone(),
-                    input: input.clone(),
+                    workflow_type: started.workflow_type.clone(),
+                    workflow_id: started.workflow_id.clone(),
+                    run_id: started.run_id.clone(),
+                    task_queue: started.task_queue.clone(),
+                    input: started.input.clone(),
                 })
             }
             EventAttributes::ActivityCompleted {

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use mainspring_core::history::{ActivityOptions, Event, EventAttributes, Payload};
+use mainspring_core::history::{
+    ActivityOptions, Event, EventAttributes, Payload, WorkflowStartedAttributes,
+};
 use mainspring_core::replay::Command;
 
 pub fn payload(text: &str) -> Payload {
@@ -19,13 +21,13 @@ pub fn options() -> ActivityOptions {
 }
 
 pub fn started() -> EventAttributes {
-    EventAttributes::WorkflowStarted {
+    EventAttributes::WorkflowStarted(Box::new(WorkflowStartedAttributes {
         workflow_type: "wf".into(),
         workflow_id: "w-1".into(),
         run_id: "r-1".into(),
         task_queue: "q".into(),
         input: payload("null"),
-    }
+    }))
 }
 
 pub fn boundary(seen_event_id: u64) -> EventAttributes {
@@ -40,7 +42,7 @@ pub fn scheduled(seq: u32, activity_type: &str) -> EventAttributes {
         seq,
         activity_type: activity_type.into(),
         input: payload("null"),
-        options: options(),
+        options: Box::new(options()),
     }
 }
 
@@ -49,7 +51,7 @@ pub fn schedule(seq: u32, activity_type: &str) -> Command {
         seq,
         activity_type: activity_type.into(),
         input: payload("null"),
-        options: options(),
+        options: Box::new(options()),
     }
 }
 

@@ -6,6 +6,7 @@ Run: ``pytest benches/bench_replay.py --benchmark-enable -p no:randomly``
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -55,3 +56,22 @@ def test_replay_core_only(benchmark: Any, activities: int) -> None:
         _replay_core_only, args=(history.encoded, scripts), rounds=10, iterations=1, warmup_rounds=2
     )
     _rates(benchmark, activities)
+
+
+def test_replay_cost_is_linear_in_history_length(benchmark: Any) -> None:
+    """Interleaves the 1,000- and 10,000-activity replays and compares their best rounds, so
+    the ratio is not skewed by the machine's speed drifting between two separate benches."""
+    replayer = Replayer(workflows=[sequential_steps])
+    small, large = sequential_history(1_000), sequential_history(10_000)
+    best = {1_000: float("inf"), 10_000: float("inf")}
+
+    def interleaved() -> None:
+        for size, history in ((1_000, small), (10_000, large)):
+            started = time.perf_counter()
+            replayer.replay(history)
+            best[size] = min(best[size], time.perf_counter() - started)
+
+    benchmark.pedantic(interleaved, rounds=15, iterations=1, warmup_rounds=1)
+    benchmark.extra_info["ratio_10k_to_1k"] = round(best[10_000] / best[1_000], 2)
+    benchmark.extra_info["activities_per_second_1k"] = round(1_000 / best[1_000])
+    benchmark.extra_info["activities_per_second_10k"] = round(10_000 / best[10_000])

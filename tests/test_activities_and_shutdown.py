@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from datetime import timedelta
 
@@ -72,10 +73,8 @@ async def cancels_before_sending(ctx: WorkflowContext) -> str:
     handle.cancel()
     timer = asyncio.ensure_future(ctx.sleep(60))
     timer.cancel()
-    try:
+    with contextlib.suppress(asyncio.CancelledError):
         await handle
-    except asyncio.CancelledError:
-        pass
     return "done"
 
 

@@ -191,14 +191,14 @@ class MemoryStorage:
     # Worker side.
 
     def _tick(self) -> int:
-        applied = self._store.tick(self.now_ms())
-        if applied:
+        """Applies due deadlines; returns the time it used, for the caller's poll."""
+        now = self.now_ms()
+        if self._store.tick(now):
             self._notify()
-        return applied
+        return now
 
     async def poll_workflow_task(self, task_queue: str, lease_ms: int) -> WorkflowTask | None:
-        self._tick()
-        lease = self._store.poll_workflow_task(task_queue, self.now_ms(), lease_ms)
+        lease = self._store.poll_workflow_task(task_queue, self._tick(), lease_ms)
         if lease is None:
             return None
         run_key, token, workflow_id, run_id, workflow_type, length, _deadline = lease
@@ -215,8 +215,7 @@ class MemoryStorage:
         self._notify()
 
     async def poll_activity_task(self, task_queue: str) -> ActivityTask | None:
-        self._tick()
-        lease = self._store.poll_activity_task(task_queue, self.now_ms())
+        lease = self._store.poll_activity_task(task_queue, self._tick())
         if lease is None:
             return None
         (activity_id, token, workflow_id, run_id, activity_type, input, attempt, details,

@@ -1,0 +1,222 @@
+"""The Storage contract (DESIGN §7), run against every backend.
+
+Each backend is built on a VirtualClock so leases, timers and timeouts are driven without
+waiting. Later backends (SQLite, PostgreSQL, MySQL) join the `backend` parametrization.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from mainspring import _core
+from mainspring._protocol import (
+    COMMAND_COMPLETE_WORKFLOW,
+    COMMAND_SCHEDULE_ACTIVITY,
+    COMMAND_START_TIMER,
+    JOB_FIRE_TIMER,
+    JOB_RESOLVE_ACTIVITY,
+    JOB_SIGNAL,
+)
+from mainspring.errors import (
+    StaleTaskError,
+    WorkflowAlreadyStartedError,
+    WorkflowNotFoundError,
+    WorkflowNotRunningError,
+)
+from mainspring.storage import MemoryStorage, Storage, VirtualClock, WorkflowTask
+
+LEASE_MS = 10_000
+QUEUE = "conformance"
+
+
+def _memory(clock: VirtualClock) -> Storage:
+    return MemoryStorage(clock=clock)
+
+
+BACKENDS: dict[str, Callable[[VirtualClock], Storage]] = {"memory": _memory}
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+async def storage(request: pytest.FixtureRequest, clock: VirtualClock) -> AsyncIterator[Storage]:
+    backend = BACKENDS[request.param](clock)
+    yield backend
+    await backend.close()
+
+
+def _schedule(seq: int, activity_type: str = "act", **options: Any) -> tuple[Any, ...]:
+    return (
+        COMMAND_SCHEDULE_ACTIVITY, seq, activity_type, b"null", QUEUE,
+        options.get("schedule_to_close"), options.get("schedule_to_start"),
+        options.get("start_to_close", 30_000), options.get("heartbeat"),
+        options.get("initial", 1_000), 2.0, None, options.get("attempts", 0), [],
+    )  # fmt: skip
+
+
+class Driver:
+    """Plays a worker by hand: leases a task, feeds the run, commits chosen commands."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.runs: dict[str, _core.WorkflowRun] = {}
+
+    async def lease(self) -> WorkflowTask:
+        task = await self.storage.poll_workflow_task(QUEUE, LEASE_MS)
+        assert task is not None, "expected a workflow task"
+        return task
+
+    async def advance(self, task: WorkflowTask) -> list[tuple[Any, ...]]:
+        """Feeds the run its new events and returns the live activation's jobs."""
+        run = self.runs.setdefault(task.run_id, _core.WorkflowRun())
+        run.add_events(
+            await self.storage.read_history(task.workflow_id, task.run_id, run.history_length + 1)
+        )
+        activation = run.next_activation(self.storage.now_ms())
+        assert activation is not None and not activation[0]
+        return activation[2]
+
+    async def commit(self, task: WorkflowTask, commands: list[tuple[Any, ...]]) -> None:
+        outcome = self.runs[task.run_id].complete(commands)
+        await self.storage.complete_workflow_task(task, outcome)
+
+    async def step(self, commands: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        task = await self.lease()
+        jobs = await self.advance(task)
+        await self.commit(task, commands)
+        return jobs
+
+
+async def _kinds(storage: Storage, workflow_id: str) -> list[str]:
+    description = await storage.describe_workflow(workflow_id)
+    history = await storage.read_history(workflow_id, description.run_id, 1)
+    return [kind for _, _, kind in _core.history_outline(history)]
+
+
+async def test_start_describe_list_and_unique_ids(storage: Storage) -> None:
+    await storage.start_workflow("w", "r1", "wf", QUEUE, b"1")
+    with pytest.raises(WorkflowAlreadyStartedError):
+        await storage.start_workflow("w", "r2", "wf", QUEUE, b"1")
+    description = await storage.describe_workflow("w")
+    assert (description.run_id, description.status, description.history_length) == (
+        "r1",
+        "RUNNING",
+        1,
+    )
+    assert [run.workflow_id for run in await storage.list_workflows()] == ["w"]
+    with pytest.raises(WorkflowNotFoundError):
+        await storage.describe_workflow("missing")
+
+
+async def test_a_workflow_task_commits_atomically_and_creates_its_work(storage: Storage) -> None:
+    driver = Driver(storage)
+    await storage.start_workflow("w", "r", "wf", QUEUE, b"null")
+    await driver.step([_schedule(1), (COMMAND_START_TIMER, 1, 60_000)])
+    assert await _kinds(storage, "w") == [
+        "WorkflowStarted",
+        "WorkflowTaskCompleted",
+        "ActivityScheduled",
+        "TimerStarted",
+    ]
+    attempt = await storage.poll_activity_task(QUEUE)
+    assert attempt is not None and (attempt.activity_type, attempt.attempt) == ("act", 1)
+    await storage.complete_activity_task(attempt, b'"done"')
+    jobs = await driver.step([(COMMAND_COMPLETE_WORKFLOW, b"1")])
+    assert [job[0] for job in jobs] == [JOB_RESOLVE_ACTIVITY]
+    description = await storage.describe_workflow("w")
+    assert description.status == "COMPLETED"
+    await storage.wait_closed("w", "r", timeout=1)
+
+
+async def test_one_outstanding_task_per_run_and_mid_task_signals_go_to_the_next(
+    storage: Storage,
+) -> None:
+    driver = Driver(storage)
+    await storage.start_workflow("w", "r", "wf", QUEUE, b"null")
+    task = await driver.lease()
+    jobs = await driver.advance(task)
+    await storage.signal_workflow("w", "go", b"1")
+    assert await storage.poll_workflow_task(QUEUE, LEASE_MS) is None
+    await driver.commit(task, [])
+    jobs = await driver.step([])
+    assert [(job[0], job[1]) for job in jobs] == [(JOB_SIGNAL, "go")]
+
+
+async def test_an_expired_lease_is_handed_out_again_and_fences_its_old_holder(
+    storage: Storage, clock: VirtualClock
+) -> None:
+    driver = Driver(storage)
+    await storage.start_workflow("w", "r", "wf", QUEUE, b"null")
+    stale = await driver.lease()
+    await driver.advance(stale)
+    clock.advance(timedelta(milliseconds=LEASE_MS + 1))
+    fresh = await storage.poll_workflow_task(QUEUE, LEASE_MS)
+    assert fresh is not None and fresh.token != stale.token
+    outcome = driver.runs["r"].complete([(COMMAND_COMPLETE_WORKFLOW, b"1")])
+    with pytest.raises(StaleTaskError):
+        await storage.complete_workflow_task(stale, outcome)
+    assert (await storage.describe_workflow("w")).status == "RUNNING"
+
+
+async def test_timers_fire_when_due(storage: Storage, clock: VirtualClock) -> None:
+    driver = Driver(storage)
+    await storage.start_workflow("w", "r", "wf", QUEUE, b"null")
+    await driver.step([(COMMAND_START_TIMER, 1, 3_600_000)])
+    clock.advance(timedelta(minutes=59))
+    assert await storage.poll_workflow_task(QUEUE, LEASE_MS) is None
+    clock.advance(timedelta(minutes=1))
+    jobs = await driver.step([(COMMAND_COMPLETE_WORKFLOW, b"1")])
+    assert jobs == [(JOB_FIRE_TIMER, 1)]
+
+
+async def test_failed_attempts_retry_with_backoff_and_stale_attempts_are_fenced(
+    storage: Storage, clock: VirtualClock
+) -> None:
+    driver = Driver(storage)
+    await storage.start_workflow("w", "r", "wf", QUEUE, b"null")
+    await driver.step([_schedule(1, initial=500, attempts=2, heartbeat=1_000)])
+    first = await storage.poll_activity_task(QUEUE)
+    assert first is not None
+    await storage.heartbeat_activity_task(first, b'"half"')
+    failure = ("boom", "ValueError", False, b"null", "", None)
+    await storage.fail_activity_task(first, failure)
+    with pytest.raises(StaleTaskError):
+        await storage.heartbeat_activity_task(first, b"null")
+    assert await storage.poll_activity_task(QUEUE) is None
+    clock.advance(timedelta(milliseconds=500))
+    second = await storage.poll_activity_task(QUEUE)
+    assert second is not None
+    assert (second.attempt, second.heartbeat_details) == (2, b'"half"')
+    await storage.fail_activity_task(second, failure)
+    assert (await _kinds(storage, "w"))[-1] == "ActivityFailed"
+
+
+async def test_signal_cancel_and_terminate(storage: Storage) -> None:
+    await storage.start_workflow("w", "r", "wf", QUEUE, b"null")
+    await storage.signal_workflow("w", "s", b"1")
+    await storage.request_cancel_workflow("w", "please")
+    await storage.terminate_workflow("w", "stop")
+    assert (await storage.describe_workflow("w")).status == "TERMINATED"
+    assert await _kinds(storage, "w") == [
+        "WorkflowStarted",
+        "WorkflowSignaled",
+        "WorkflowCancelRequested",
+        "WorkflowTerminated",
+    ]
+    with pytest.raises(WorkflowNotRunningError):
+        await storage.signal_workflow("w", "s", b"1")
+    assert await storage.poll_workflow_task(QUEUE, LEASE_MS) is None
+    await storage.wait_closed("w", "r", timeout=1)
+
+
+async def test_wait_closed_times_out_while_running(storage: Storage) -> None:
+    await storage.start_workflow("w", "r", "wf", QUEUE, b"null")
+    with pytest.raises(TimeoutError):
+        await storage.wait_closed("w", "r", timeout=0.01)

@@ -524,11 +524,6 @@ impl MemoryStore {
         Ok(&events[start..])
     }
 
-    /// Records a failure on the run, for `describe` (used by tests and tools).
-    pub fn last_task_failure(&self, run_key: u64) -> CoreResult<Option<String>> {
-        Ok(self.run(run_key)?.last_task_failure.clone())
-    }
-
     pub(super) fn failure_of_timeout(kind: &str) -> Failure {
         Failure::new(format!("activity {kind} timeout"), "ActivityTimeout")
     }

@@ -222,30 +222,6 @@ impl EventAttributes {
                 | EventAttributes::WorkflowTerminated { .. }
         )
     }
-
-    /// The earlier event this one refers to, if any (validation checks it exists and fits).
-    pub fn referenced_event_id(&self) -> Option<u64> {
-        use EventAttributes::*;
-        match self {
-            ActivityCompleted {
-                scheduled_event_id, ..
-            }
-            | ActivityFailed {
-                scheduled_event_id, ..
-            }
-            | ActivityTimedOut {
-                scheduled_event_id, ..
-            }
-            | ActivityCancelRequested { scheduled_event_id }
-            | ActivityCanceled {
-                scheduled_event_id, ..
-            } => Some(*scheduled_event_id),
-            TimerFired { started_event_id } | TimerCanceled { started_event_id } => {
-                Some(*started_event_id)
-            }
-            _ => None,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -7,11 +7,13 @@ mod convert;
 mod errors;
 mod history;
 mod memory_store;
+mod storage_rows;
 mod workflow_run;
 
 #[pymodule]
 fn _core(module: &Bound<'_, PyModule>) -> PyResult<()> {
     history::register(module)?;
+    storage_rows::register(module)?;
     module.add_class::<workflow_run::PyWorkflowRun>()?;
     module.add_class::<memory_store::PyMemoryStore>()?;
     module.add(

@@ -7,9 +7,11 @@
 
 mod activity_tasks;
 mod deadlines;
+mod effects;
 mod retry;
 mod store;
 
 pub use activity_tasks::ActivityTaskLease;
+pub use effects::{effect_of, Effect};
 pub use retry::{backoff_ms, decide, RetryDecision};
 pub use store::{DispatcherConfig, MemoryStore, RunStatus, RunSummary, WorkflowTaskLease};

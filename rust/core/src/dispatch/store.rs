@@ -4,9 +4,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::activity_tasks::ActivityTask;
 use super::deadlines::Deadline;
+use super::effects::{effect_of, Effect};
 use crate::error::{CoreError, CoreResult};
 use crate::history::{
-    Event, EventAttributes, EventRole, Failure, Payload, WorkflowStartedAttributes,
+    ActivityOptions, Event, EventAttributes, EventRole, Failure, Payload, WorkflowStartedAttributes,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +46,15 @@ impl Default for DispatcherConfig {
             workflow_task_retry_maximum_ms: 60_000,
         }
     }
+}
+
+/// [`Effect`] with owned data, applied after the borrow of the stored event ends.
+enum OwnedEffect {
+    ScheduleActivity(String, Payload, ActivityOptions),
+    StartTimer(u64),
+    CancelTimer(u64),
+    CancelActivity(u64),
+    Close(RunStatus),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -355,18 +365,34 @@ impl MemoryStore {
     }
 
     fn apply_outcome_event(&mut self, run_key: u64, attributes: EventAttributes, now_ms: i64) {
-        let side_effect = attributes.clone();
         let event_id = self.append(run_key, now_ms, attributes);
-        match side_effect {
-            EventAttributes::ActivityScheduled {
-                activity_type,
-                input,
-                options,
-                ..
-            } => {
-                self.create_activity_task(run_key, event_id, activity_type, input, *options, now_ms)
+        let run = &self.runs[run_key as usize];
+        // The effect borrows the stored event; take what outlives the borrow first.
+        let effect =
+            effect_of(&run.events[event_id as usize - 1].attributes).map(|effect| match effect {
+                Effect::ScheduleActivity {
+                    activity_type,
+                    input,
+                    options,
+                } => OwnedEffect::ScheduleActivity(
+                    activity_type.to_string(),
+                    input.clone(),
+                    options.clone(),
+                ),
+                Effect::StartTimer { duration_ms } => OwnedEffect::StartTimer(duration_ms),
+                Effect::CancelTimer { started_event_id } => {
+                    OwnedEffect::CancelTimer(started_event_id)
+                }
+                Effect::CancelActivity { scheduled_event_id } => {
+                    OwnedEffect::CancelActivity(scheduled_event_id)
+                }
+                Effect::Close(status) => OwnedEffect::Close(status),
+            });
+        match effect {
+            Some(OwnedEffect::ScheduleActivity(activity_type, input, options)) => {
+                self.create_activity_task(run_key, event_id, activity_type, input, options, now_ms)
             }
-            EventAttributes::TimerStarted { duration_ms, .. } => {
+            Some(OwnedEffect::StartTimer(duration_ms)) => {
                 self.runs[run_key as usize].open_timers.insert(event_id);
                 let fire_at = now_ms.saturating_add(duration_ms as i64);
                 self.deadlines.insert((
@@ -377,24 +403,16 @@ impl MemoryStore {
                     },
                 ));
             }
-            EventAttributes::TimerCanceled { started_event_id } => {
+            Some(OwnedEffect::CancelTimer(started_event_id)) => {
                 self.runs[run_key as usize]
                     .open_timers
                     .remove(&started_event_id);
             }
-            EventAttributes::ActivityCancelRequested { scheduled_event_id } => {
+            Some(OwnedEffect::CancelActivity(scheduled_event_id)) => {
                 self.cancel_activity_task(run_key, scheduled_event_id, now_ms);
             }
-            EventAttributes::WorkflowCompleted { .. } => {
-                self.close_run(run_key, RunStatus::Completed, now_ms)
-            }
-            EventAttributes::WorkflowFailed { .. } => {
-                self.close_run(run_key, RunStatus::Failed, now_ms)
-            }
-            EventAttributes::WorkflowCanceled { .. } => {
-                self.close_run(run_key, RunStatus::Canceled, now_ms)
-            }
-            _ => {}
+            Some(OwnedEffect::Close(status)) => self.close_run(run_key, status, now_ms),
+            None => {}
         }
     }
 

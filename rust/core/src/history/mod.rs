@@ -6,7 +6,10 @@ mod json;
 mod payload;
 mod validate;
 
-pub use codec::{decode_events, decode_history, encode_events, encode_history, FORMAT_VERSION};
+pub use codec::{
+    decode_events, decode_history, encode_event_row, encode_events, encode_history,
+    join_event_rows, FORMAT_VERSION,
+};
 pub use event::{
     ActivityOptions, Event, EventAttributes, EventRole, RetryPolicy, TimeoutType,
     WorkflowStartedAttributes,

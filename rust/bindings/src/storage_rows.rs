@@ -1,0 +1,257 @@
+//! Helpers for storages that keep histories in a database: one encoded row per event, the
+//! effects of a committed workflow task, and retry decisions. The rules stay in the core; the
+//! database adapter (Python) only stores what these return.
+
+use mainspring_core::dispatch::{decide, effect_of, Effect, RetryDecision};
+use mainspring_core::history::{
+    decode_events, encode_event_row, join_event_rows, Event, EventAttributes, EventRole, Failure,
+    RetryPolicy, TimeoutType, WorkflowStartedAttributes,
+};
+use mainspring_core::CoreError;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyTuple};
+use pyo3::IntoPyObjectExt;
+
+use crate::convert::{failure_from_py, payload};
+use crate::errors::guarded;
+
+fn invalid_outcome(message: String) -> CoreError {
+    CoreError::InvalidCommand(message)
+}
+
+fn effect_to_py<'py>(py: Python<'py>, effect: Effect<'_>) -> PyResult<Bound<'py, PyAny>> {
+    match effect {
+        Effect::ScheduleActivity {
+            activity_type,
+            input,
+            options,
+        } => {
+            let policy = &options.retry_policy;
+            (
+                "activity",
+                activity_type,
+                PyBytes::new(py, &input.0),
+                options.task_queue.as_str(),
+                options.schedule_to_close_ms,
+                options.schedule_to_start_ms,
+                options.start_to_close_ms,
+                options.heartbeat_ms,
+                (
+                    policy.initial_interval_ms,
+                    policy.backoff_coefficient,
+                    policy.maximum_interval_ms,
+                    policy.maximum_attempts,
+                    policy.non_retryable_error_types.clone(),
+                ),
+            )
+                .into_bound_py_any(py)
+        }
+        Effect::StartTimer { duration_ms } => ("timer", duration_ms).into_bound_py_any(py),
+        Effect::CancelTimer { started_event_id } => {
+            ("cancel_timer", started_event_id).into_bound_py_any(py)
+        }
+        Effect::CancelActivity { scheduled_event_id } => {
+            ("cancel_activity", scheduled_event_id).into_bound_py_any(py)
+        }
+        Effect::Close(status) => ("close", status.name()).into_bound_py_any(py),
+    }
+}
+
+/// Numbers a workflow task outcome (from `WorkflowRun.complete`) from `first_event_id` at
+/// `now_ms` and returns `(seen_event_id, [(event_id, kind, row, effect | None), ...])`.
+/// Refuses an outcome that does not start with its boundary or holds non-command events.
+#[pyfunction]
+fn outcome_rows<'py>(
+    py: Python<'py>,
+    outcome: &[u8],
+    first_event_id: u64,
+    now_ms: i64,
+) -> PyResult<(u64, Bound<'py, PyList>)> {
+    let events = guarded(py, || {
+        let events = decode_events(outcome)?;
+        match events.first().map(|event| &event.attributes) {
+            Some(EventAttributes::WorkflowTaskCompleted { .. }) => {}
+            _ => {
+                return Err(invalid_outcome(
+                    "a workflow task outcome starts with its boundary".into(),
+                ))
+            }
+        }
+        if events[1..]
+            .iter()
+            .any(|event| event.attributes.role() != EventRole::Command)
+        {
+            return Err(invalid_outcome(
+                "a workflow task outcome holds its boundary and command events only".into(),
+            ));
+        }
+        Ok(events)
+    })?;
+    let EventAttributes::WorkflowTaskCompleted { seen_event_id, .. } = events[0].attributes else {
+        unreachable!("checked above")
+    };
+    let rows = PyList::empty(py);
+    for (offset, event) in events.into_iter().enumerate() {
+        let numbered = Event {
+            event_id: first_event_id + offset as u64,
+            timestamp_ms: now_ms,
+            attributes: event.attributes,
+        };
+        let effect = match effect_of(&numbered.attributes) {
+            Some(effect) => effect_to_py(py, effect)?,
+            None => py.None().into_bound(py),
+        };
+        rows.append((
+            numbered.event_id,
+            numbered.attributes.kind(),
+            PyBytes::new(py, &encode_event_row(&numbered)),
+            effect,
+        ))?;
+    }
+    Ok((seen_event_id, rows))
+}
+
+fn timeout_type(name: &str) -> PyResult<TimeoutType> {
+    Ok(match name {
+        "schedule_to_start" => TimeoutType::ScheduleToStart,
+        "start_to_close" => TimeoutType::StartToClose,
+        "schedule_to_close" => TimeoutType::ScheduleToClose,
+        "heartbeat" => TimeoutType::Heartbeat,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "unknown timeout type {other}"
+            )))
+        }
+    })
+}
+
+fn optional_failure(object: Bound<'_, PyAny>) -> PyResult<Option<Box<Failure>>> {
+    if object.is_none() {
+        Ok(None)
+    } else {
+        Ok(Some(Box::new(failure_from_py(&object)?)))
+    }
+}
+
+/// Encodes one inbound or external event as a row. `kind` names the event; `args` are its
+/// attributes in declaration order (payloads as bytes, failures as failure tuples).
+#[pyfunction]
+fn encode_inbound_row<'py>(
+    py: Python<'py>,
+    event_id: u64,
+    timestamp_ms: i64,
+    kind: &str,
+    args: &Bound<'py, PyTuple>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let item = |index: usize| args.get_item(index);
+    let attributes = match kind {
+        "WorkflowStarted" => {
+            EventAttributes::WorkflowStarted(Box::new(WorkflowStartedAttributes {
+                workflow_type: item(0)?.extract()?,
+                workflow_id: item(1)?.extract()?,
+                run_id: item(2)?.extract()?,
+                task_queue: item(3)?.extract()?,
+                input: payload(&item(4)?)?,
+            }))
+        }
+        "WorkflowSignaled" => EventAttributes::WorkflowSignaled {
+            signal_name: item(0)?.extract()?,
+            input: payload(&item(1)?)?,
+        },
+        "WorkflowCancelRequested" => EventAttributes::WorkflowCancelRequested {
+            reason: item(0)?.extract()?,
+        },
+        "WorkflowTerminated" => EventAttributes::WorkflowTerminated {
+            reason: item(0)?.extract()?,
+        },
+        "ActivityCompleted" => EventAttributes::ActivityCompleted {
+            scheduled_event_id: item(0)?.extract()?,
+            result: payload(&item(1)?)?,
+            attempt: item(2)?.extract()?,
+        },
+        "ActivityFailed" => EventAttributes::ActivityFailed {
+            scheduled_event_id: item(0)?.extract()?,
+            failure: Box::new(failure_from_py(&item(1)?)?),
+            attempt: item(2)?.extract()?,
+        },
+        "ActivityTimedOut" => EventAttributes::ActivityTimedOut {
+            scheduled_event_id: item(0)?.extract()?,
+            timeout_type: timeout_type(&item(1)?.extract::<String>()?)?,
+            last_failure: optional_failure(item(2)?)?,
+            attempt: item(3)?.extract()?,
+        },
+        "ActivityCanceled" => EventAttributes::ActivityCanceled {
+            scheduled_event_id: item(0)?.extract()?,
+            attempt: item(1)?.extract()?,
+        },
+        "TimerFired" => EventAttributes::TimerFired {
+            started_event_id: item(0)?.extract()?,
+        },
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "{other} is not an event a storage appends by itself"
+            )))
+        }
+    };
+    let event = Event {
+        event_id,
+        timestamp_ms,
+        attributes,
+    };
+    Ok(PyBytes::new(py, &encode_event_row(&event)))
+}
+
+/// Rows (from `outcome_rows` / `encode_inbound_row`) in event order → encoded events.
+#[pyfunction]
+fn join_rows<'py>(py: Python<'py>, rows: Vec<Bound<'py, PyBytes>>) -> Bound<'py, PyBytes> {
+    let slices: Vec<&[u8]> = rows.iter().map(|row| row.as_bytes()).collect();
+    PyBytes::new(py, &join_event_rows(&slices))
+}
+
+/// The delay before retrying a failed attempt, or `None` to give up. `policy` is
+/// `(initial_interval_ms, backoff_coefficient, maximum_interval_ms, maximum_attempts,
+/// non_retryable_error_types)`, as `outcome_rows` reports it.
+#[pyfunction]
+#[pyo3(signature = (policy, error_type, non_retryable, failed_attempt, now_ms, schedule_to_close_deadline_ms))]
+fn retry_delay_ms(
+    policy: (u64, f64, Option<u64>, u32, Vec<String>),
+    error_type: String,
+    non_retryable: bool,
+    failed_attempt: u32,
+    now_ms: i64,
+    schedule_to_close_deadline_ms: Option<i64>,
+) -> Option<u64> {
+    let (initial_interval_ms, backoff_coefficient, maximum_interval_ms, maximum_attempts, types) =
+        policy;
+    let policy = RetryPolicy {
+        initial_interval_ms,
+        backoff_coefficient,
+        maximum_interval_ms,
+        maximum_attempts,
+        non_retryable_error_types: types,
+    };
+    let failure = Failure {
+        error_type,
+        non_retryable,
+        ..Failure::default()
+    };
+    match decide(
+        &policy,
+        &failure,
+        failed_attempt,
+        now_ms,
+        schedule_to_close_deadline_ms,
+    ) {
+        RetryDecision::RetryAfter(delay) => Some(delay),
+        RetryDecision::GiveUp => None,
+    }
+}
+
+pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_function(wrap_pyfunction!(outcome_rows, module)?)?;
+    module.add_function(wrap_pyfunction!(encode_inbound_row, module)?)?;
+    module.add_function(wrap_pyfunction!(join_rows, module)?)?;
+    module.add_function(wrap_pyfunction!(retry_delay_ms, module)?)?;
+    Ok(())
+}

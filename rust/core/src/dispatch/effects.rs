@@ -1,0 +1,52 @@
+//! What committing a workflow task's command event sets in motion. Shared by every store, so
+//! the in-memory dispatcher and the database adapters read outcomes the same way.
+
+use super::store::RunStatus;
+use crate::history::{ActivityOptions, EventAttributes, Payload};
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect<'a> {
+    /// Queue the first attempt of an activity.
+    ScheduleActivity {
+        activity_type: &'a str,
+        input: &'a Payload,
+        options: &'a ActivityOptions,
+    },
+    /// Fire a timer this long after the commit.
+    StartTimer { duration_ms: u64 },
+    /// Forget a pending timer.
+    CancelTimer { started_event_id: u64 },
+    /// Cancel an activity (try-cancel: resolve it as canceled at once).
+    CancelActivity { scheduled_event_id: u64 },
+    /// Close the run.
+    Close(RunStatus),
+}
+
+/// The effect of one committed event of a workflow task outcome, if it has one.
+pub fn effect_of(attributes: &EventAttributes) -> Option<Effect<'_>> {
+    Some(match attributes {
+        EventAttributes::ActivityScheduled {
+            activity_type,
+            input,
+            options,
+            ..
+        } => Effect::ScheduleActivity {
+            activity_type,
+            input,
+            options,
+        },
+        EventAttributes::TimerStarted { duration_ms, .. } => Effect::StartTimer {
+            duration_ms: *duration_ms,
+        },
+        EventAttributes::TimerCanceled { started_event_id } => Effect::CancelTimer {
+            started_event_id: *started_event_id,
+        },
+        EventAttributes::ActivityCancelRequested { scheduled_event_id } => Effect::CancelActivity {
+            scheduled_event_id: *scheduled_event_id,
+        },
+        EventAttributes::WorkflowCompleted { .. } => Effect::Close(RunStatus::Completed),
+        EventAttributes::WorkflowFailed { .. } => Effect::Close(RunStatus::Failed),
+        EventAttributes::WorkflowCanceled { .. } => Effect::Close(RunStatus::Canceled),
+        _ => return None,
+    })
+}

@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from mainspring import Client, Worker, WorkerConfig
-from mainspring.storage import MemoryStorage, VirtualClock
+from mainspring.storage import MemoryStorage, SqliteStorage, VirtualClock
 
 settings.register_profile(
     "fast", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -25,11 +26,15 @@ TASK_QUEUE = "tests"
 
 
 class Environment:
-    """One test's engine: virtual clock, memory storage, client, and workers on demand."""
+    """One test's engine: virtual clock, a storage backend, client, and workers on demand."""
 
-    def __init__(self) -> None:
+    def __init__(self, backend: str, folder: Path) -> None:
         self.clock = VirtualClock()
-        self.storage = MemoryStorage(clock=self.clock)
+        self.storage: MemoryStorage | SqliteStorage
+        if backend == "memory":
+            self.storage = MemoryStorage(clock=self.clock)
+        else:
+            self.storage = SqliteStorage(folder / "test.db", clock=self.clock)
         self.client = Client(self.storage)
 
     @contextlib.asynccontextmanager
@@ -50,6 +55,9 @@ class Environment:
             yield worker
 
 
-@pytest.fixture
-def env() -> Environment:
-    return Environment()
+@pytest.fixture(params=["memory", "sqlite"])
+async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Environment]:
+    """Every end-to-end test runs on each backend."""
+    environment = Environment(request.param, tmp_path)
+    yield environment
+    await environment.storage.close()

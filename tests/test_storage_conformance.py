@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,17 +28,30 @@ from mainspring.errors import (
     WorkflowNotFoundError,
     WorkflowNotRunningError,
 )
-from mainspring.storage import MemoryStorage, Storage, VirtualClock, WorkflowTask
+from mainspring.storage import (
+    MemoryStorage,
+    SqliteStorage,
+    Storage,
+    VirtualClock,
+    WorkflowTask,
+)
 
 LEASE_MS = 10_000
 QUEUE = "conformance"
 
 
-def _memory(clock: VirtualClock) -> Storage:
+def _memory(clock: VirtualClock, folder: Path) -> Storage:
     return MemoryStorage(clock=clock)
 
 
-BACKENDS: dict[str, Callable[[VirtualClock], Storage]] = {"memory": _memory}
+def _sqlite(clock: VirtualClock, folder: Path) -> Storage:
+    return SqliteStorage(folder / "conformance.db", clock=clock)
+
+
+BACKENDS: dict[str, Callable[[VirtualClock, Path], Storage]] = {
+    "memory": _memory,
+    "sqlite": _sqlite,
+}
 
 
 @pytest.fixture
@@ -46,8 +60,10 @@ def clock() -> VirtualClock:
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-async def storage(request: pytest.FixtureRequest, clock: VirtualClock) -> AsyncIterator[Storage]:
-    backend = BACKENDS[request.param](clock)
+async def storage(
+    request: pytest.FixtureRequest, clock: VirtualClock, tmp_path: Path
+) -> AsyncIterator[Storage]:
+    backend = BACKENDS[request.param](clock, tmp_path)
     yield backend
     await backend.close()
 

@@ -7,12 +7,13 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from .storage.memory import MemoryStorage
+from .storage.sqlite import SqliteStorage
 
 __all__ = ["time_skipping"]
 
 
 @contextlib.asynccontextmanager
-async def time_skipping(storage: MemoryStorage) -> AsyncIterator[None]:
+async def time_skipping(storage: MemoryStorage | SqliteStorage) -> AsyncIterator[None]:
     """While inside, whenever nothing is ready or running, jumps the storage's virtual clock to
     the next timer or timeout, so a workflow that sleeps for a month finishes in milliseconds.
 
@@ -22,7 +23,7 @@ async def time_skipping(storage: MemoryStorage) -> AsyncIterator[None]:
 
     async def skip_forever() -> None:
         while True:
-            storage.skip_to_next_wakeup()
+            await storage.skip_to_next_wakeup()
             await storage.wait_for_change()
 
     skipper = asyncio.get_running_loop().create_task(skip_forever())

@@ -2,11 +2,13 @@
 
 from .base import ActivityTask, QueryTask, Storage, WorkflowDescription, WorkflowTask
 from .memory import MemoryStorage, VirtualClock
+from .sqlite import SqliteStorage
 
 __all__ = [
     "ActivityTask",
     "MemoryStorage",
     "QueryTask",
+    "SqliteStorage",
     "Storage",
     "VirtualClock",
     "WorkflowDescription",

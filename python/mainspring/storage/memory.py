@@ -278,7 +278,7 @@ class MemoryStorage:
 
     # Time skipping (tests).
 
-    def skip_to_next_wakeup(self) -> bool:
+    async def skip_to_next_wakeup(self) -> bool:
         """With a :class:`VirtualClock`: if no task is ready or running, moves the clock to the
         next timer or timeout and returns True. Used by :func:`mainspring.testing.time_skipping`."""
         clock = self._clock

@@ -528,3 +528,61 @@ fn activity_tasks_are_handed_out_per_task_queue_in_ready_order() {
         "act"
     );
 }
+
+#[test]
+fn effects_never_split_a_tasks_commands_nor_follow_its_end() {
+    use mainspring_core::history::validate_history;
+    // Cancel an activity and start a timer in one task: the cancellation is recorded after
+    // both commands, and the whole history replays.
+    let (mut store, mut run, key) = run_one_activity(options());
+    store.signal_workflow("w", "go", payload("1"), 1).unwrap();
+    workflow_task(
+        &mut store,
+        &mut run,
+        2,
+        vec![
+            Command::RequestCancelActivity { seq: 1 },
+            Command::StartTimer {
+                seq: 1,
+                duration_ms: 5,
+            },
+        ],
+    );
+    let kinds: Vec<&str> = store
+        .history(key, 5)
+        .unwrap()
+        .iter()
+        .map(|event| event.attributes.kind())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "WorkflowTaskCompleted",
+            "ActivityCancelRequested",
+            "TimerStarted",
+            "ActivityCanceled"
+        ]
+    );
+    replay_recorded(store.history(key, 1).unwrap().to_vec()).unwrap();
+
+    // Cancel and complete in one task: nothing is recorded after the completion.
+    let (mut store, mut run, key) = run_one_activity(options());
+    store.signal_workflow("w", "go", payload("1"), 1).unwrap();
+    workflow_task(
+        &mut store,
+        &mut run,
+        2,
+        vec![
+            Command::RequestCancelActivity { seq: 1 },
+            complete_workflow("1"),
+        ],
+    );
+    let events = store.history(key, 1).unwrap().to_vec();
+    assert!(matches!(
+        events.last().unwrap().attributes,
+        EventAttributes::WorkflowCompleted { .. }
+    ));
+    validate_history(&events).unwrap();
+    replay_recorded(events).unwrap();
+    assert!(store.poll_activity_task("q", 3).is_none());
+}

@@ -350,8 +350,17 @@ impl MemoryStore {
             run.consecutive_task_failures = 0;
             run.last_task_failure = None;
         }
+        // All of the task's events go in first, then their effects: an effect that records an
+        // event itself (a cancelled activity) must not split the task's command events, which
+        // replay reads as one block right after the boundary.
+        let closes = outcome.iter().any(EventAttributes::is_terminal);
+        let first_event_id = history_length + 1;
+        let count = outcome.len() as u64;
         for attributes in outcome {
-            self.apply_outcome_event(run_key, attributes, now_ms);
+            self.append(run_key, now_ms, attributes);
+        }
+        for event_id in first_event_id..first_event_id + count {
+            self.apply_outcome_effect(run_key, event_id, closes, now_ms);
         }
         let seen = seen.unwrap_or(history_length);
         let run = &self.runs[run_key as usize];
@@ -364,8 +373,9 @@ impl MemoryStore {
         Ok(self.runs[run_key as usize].status != RunStatus::Running)
     }
 
-    fn apply_outcome_event(&mut self, run_key: u64, attributes: EventAttributes, now_ms: i64) {
-        let event_id = self.append(run_key, now_ms, attributes);
+    /// Applies the effect of committed event `event_id`. `closes`: the same task closed the
+    /// run, so nothing may be recorded after its terminal event.
+    fn apply_outcome_effect(&mut self, run_key: u64, event_id: u64, closes: bool, now_ms: i64) {
         let run = &self.runs[run_key as usize];
         // The effect borrows the stored event; take what outlives the borrow first.
         let effect =
@@ -408,9 +418,11 @@ impl MemoryStore {
                     .open_timers
                     .remove(&started_event_id);
             }
-            Some(OwnedEffect::CancelActivity(scheduled_event_id)) => {
+            // When the task also closed the run, close_run drops the activity instead.
+            Some(OwnedEffect::CancelActivity(scheduled_event_id)) if !closes => {
                 self.cancel_activity_task(run_key, scheduled_event_id, now_ms);
             }
+            Some(OwnedEffect::CancelActivity(_)) => {}
             Some(OwnedEffect::Close(status)) => self.close_run(run_key, status, now_ms),
             None => {}
         }

@@ -1,0 +1,139 @@
+"""The SQLite schema and its migrations, applied on open.
+
+Each migration moves the file from version N-1 to N inside one transaction. A file written by a
+newer Mainspring (a version above the last one here) is refused with a clear error rather than
+read with the wrong rules.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ..errors import StorageError
+
+MIGRATIONS: list[str] = [
+    # Version 1.
+    """
+    CREATE TABLE runs (
+        run_key INTEGER PRIMARY KEY AUTOINCREMENT,
+        workflow_id TEXT NOT NULL,
+        run_id TEXT NOT NULL UNIQUE,
+        workflow_type TEXT NOT NULL,
+        task_queue TEXT NOT NULL,
+        status TEXT NOT NULL,
+        history_length INTEGER NOT NULL,
+        started_ms INTEGER NOT NULL,
+        closed_ms INTEGER,
+        last_task_failure TEXT,
+        task_failures INTEGER NOT NULL DEFAULT 0,
+        -- The run's one workflow task: 0 idle, 1 queued (ready at task_ready_ms),
+        -- 2 leased (to task_token until task_deadline_ms).
+        task_state INTEGER NOT NULL DEFAULT 0,
+        task_ready_ms INTEGER,
+        task_token INTEGER,
+        task_deadline_ms INTEGER,
+        cancel_requested INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX runs_by_workflow ON runs (workflow_id, run_key);
+    CREATE INDEX runs_ready ON runs (task_queue, task_state, task_ready_ms);
+    CREATE INDEX runs_leases ON runs (task_state, task_deadline_ms);
+
+    CREATE TABLE events (
+        run_key INTEGER NOT NULL,
+        event_id INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        row BLOB NOT NULL,
+        PRIMARY KEY (run_key, event_id)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE activities (
+        activity_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_key INTEGER NOT NULL,
+        scheduled_event_id INTEGER NOT NULL,
+        task_queue TEXT NOT NULL,
+        activity_type TEXT NOT NULL,
+        input BLOB NOT NULL,
+        policy BLOB NOT NULL,
+        schedule_to_close_ms INTEGER,
+        schedule_to_start_ms INTEGER,
+        start_to_close_ms INTEGER,
+        heartbeat_ms INTEGER,
+        attempt INTEGER NOT NULL,
+        scheduled_ms INTEGER NOT NULL,
+        -- 0 queued (may start at ready_ms), 1 running (attempt token).
+        state INTEGER NOT NULL,
+        ready_ms INTEGER,
+        token INTEGER,
+        started_ms INTEGER,
+        heartbeat_details BLOB NOT NULL DEFAULT x'',
+        last_failure BLOB,
+        -- Absolute deadlines, NULL when there is none: the tick scans them by index.
+        attempt_deadline_ms INTEGER,
+        heartbeat_deadline_ms INTEGER,
+        start_deadline_ms INTEGER,
+        close_deadline_ms INTEGER
+    );
+    CREATE INDEX activities_ready ON activities (task_queue, state, ready_ms);
+    CREATE INDEX activities_of_run ON activities (run_key, scheduled_event_id);
+    CREATE INDEX activities_attempt_deadline ON activities (attempt_deadline_ms);
+    CREATE INDEX activities_heartbeat_deadline ON activities (heartbeat_deadline_ms);
+    CREATE INDEX activities_start_deadline ON activities (start_deadline_ms);
+    CREATE INDEX activities_close_deadline ON activities (close_deadline_ms);
+
+    CREATE TABLE timers (
+        run_key INTEGER NOT NULL,
+        started_event_id INTEGER NOT NULL,
+        fire_ms INTEGER NOT NULL,
+        PRIMARY KEY (run_key, started_event_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX timers_due ON timers (fire_ms);
+
+    CREATE TABLE queries (
+        query_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        task_queue TEXT NOT NULL,
+        workflow_id TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        input BLOB NOT NULL,
+        -- 0 waiting for a worker, 1 taken, 2 answered.
+        state INTEGER NOT NULL DEFAULT 0,
+        result BLOB,
+        error TEXT,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE INDEX queries_waiting ON queries (task_queue, state, query_id);
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(connection: sqlite3.Connection) -> None:
+    """Brings the file up to :data:`SCHEMA_VERSION`; refuses a newer one."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS mainspring_meta (key TEXT PRIMARY KEY, value TEXT)"
+        )
+        row = connection.execute(
+            "SELECT value FROM mainspring_meta WHERE key = 'schema_version'"
+        ).fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                f"this database was written by a newer Mainspring (schema version {version}; "
+                f"this one reads up to {SCHEMA_VERSION}): upgrade Mainspring to open it"
+            )
+        for number in range(version, SCHEMA_VERSION):
+            # Statement by statement: executescript() would commit our transaction.
+            for statement in MIGRATIONS[number].split(";"):
+                if statement.strip():
+                    connection.execute(statement)
+        connection.execute(
+            "INSERT OR REPLACE INTO mainspring_meta (key, value) VALUES ('schema_version', ?)",
+            (str(SCHEMA_VERSION),),
+        )
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise

@@ -1,0 +1,339 @@
+"""``SqliteStorage``: the embedded, durable default. One SQLite file, no server.
+
+- WAL mode; ``synchronous=FULL`` by default (a commit survives power loss), ``NORMAL`` on
+  request (survives a process crash, may lose the last commits on power loss).
+- Group commit: a single database thread runs every operation waiting in one transaction.
+- Several processes may share the file (a client process and worker processes): SQLite's
+  write lock serialises transactions, leases with fencing tokens keep two workers from running
+  one task, and processes notice each other's changes by polling every ``poll_interval``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from ..errors import QueryFailedError
+from . import _sqlite_operations as operations
+from ._sqlite_schema import migrate
+from ._sqlite_thread import DatabaseThread
+from .base import ActivityTask, QueryTask, WorkflowDescription, WorkflowTask
+from .memory import SystemClock, VirtualClock
+
+__all__ = ["DEFAULT_PATH", "SqliteStorage", "default_path"]
+
+DEFAULT_PATH = "mainspring.db"
+
+
+def default_path() -> str:
+    """``$MAINSPRING_DB`` if set, else ``mainspring.db`` in the working directory."""
+    return os.environ.get("MAINSPRING_DB") or DEFAULT_PATH
+
+
+def _datetime(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+
+def _description(row: tuple[Any, ...]) -> WorkflowDescription:
+    _, workflow_id, run_id, workflow_type, task_queue, status, length, started, closed, failure = (
+        row
+    )
+    return WorkflowDescription(
+        workflow_id=workflow_id,
+        run_id=run_id,
+        workflow_type=workflow_type,
+        task_queue=task_queue,
+        status=status,
+        history_length=length,
+        start_time=_datetime(started),
+        close_time=None if closed is None else _datetime(closed),
+        last_task_failure=failure,
+    )
+
+
+class SqliteStorage:
+    """Durable storage in one SQLite file.
+
+    Args:
+        path: The database file; created (with its schema) if missing.
+        synchronous: ``"FULL"`` (default, survives power loss) or ``"NORMAL"``.
+        clock: A :class:`VirtualClock` for tests; the system clock otherwise.
+        poll_interval: How often an idle worker or a waiting client looks for changes made by
+            other processes. Changes made in this process wake them at once.
+        busy_timeout: How long a transaction waits for another process's write lock.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        synchronous: str = "FULL",
+        clock: VirtualClock | SystemClock | None = None,
+        poll_interval: timedelta = timedelta(milliseconds=100),
+        busy_timeout: timedelta = timedelta(seconds=30),
+        workflow_task_retry_initial: timedelta = timedelta(seconds=1),
+        workflow_task_retry_maximum: timedelta = timedelta(seconds=60),
+    ) -> None:
+        if synchronous.upper() not in ("FULL", "NORMAL"):
+            raise ValueError("synchronous is 'FULL' or 'NORMAL'")
+        self.path = str(path if path is not None else default_path())
+        self._synchronous = synchronous.upper()
+        self._busy_timeout_ms = int(busy_timeout.total_seconds() * 1000)
+        self._clock = clock or SystemClock()
+        self.now_ms = self._clock.now_ms
+        self._poll_seconds = poll_interval.total_seconds()
+        self._retry_initial_ms = int(workflow_task_retry_initial.total_seconds() * 1000)
+        self._retry_maximum_ms = int(workflow_task_retry_maximum.total_seconds() * 1000)
+        self._changed: asyncio.Event | None = None
+        self._close_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        if isinstance(self._clock, VirtualClock):
+            self._clock.subscribe(self._notify)
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._database = DatabaseThread(self._connect)
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        connection.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute(f"PRAGMA synchronous = {self._synchronous}")
+        connection.execute("PRAGMA foreign_keys = OFF")
+        migrate(connection)
+        return connection
+
+    async def _run(self, function: Any, *args: Any) -> Any:
+        return await self._database.submit(function, self.now_ms(), *args)
+
+    async def _write(self, function: Any, *args: Any) -> Any:
+        result = await self._run(function, *args)
+        self._notify()
+        return result
+
+    def _notify(self) -> None:
+        changed = self._changed
+        if changed is not None:
+            self._changed = None
+            changed.set()
+
+    async def _wait_changed(self, timeout: float | None) -> None:
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        changed = self._changed
+        wait = self._poll_seconds if timeout is None else min(timeout, self._poll_seconds)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(changed.wait(), max(wait, 0.0))
+
+    # Client side.
+
+    async def start_workflow(
+        self, workflow_id: str, run_id: str, workflow_type: str, task_queue: str, input: bytes
+    ) -> None:
+        await self._write(
+            operations.start_workflow, workflow_id, run_id, workflow_type, task_queue, input
+        )
+
+    async def signal_workflow(self, workflow_id: str, signal_name: str, input: bytes) -> None:
+        await self._write(operations.signal_workflow, workflow_id, signal_name, input)
+
+    async def request_cancel_workflow(self, workflow_id: str, reason: str) -> None:
+        await self._write(operations.request_cancel_workflow, workflow_id, reason)
+
+    async def terminate_workflow(self, workflow_id: str, reason: str) -> None:
+        run_id = await self._write(operations.terminate_workflow, workflow_id, reason)
+        self._run_closed(run_id)
+
+    async def describe_workflow(self, workflow_id: str) -> WorkflowDescription:
+        return _description(await self._run(_current_run, workflow_id))
+
+    async def list_workflows(self) -> list[WorkflowDescription]:
+        return [_description(row) for row in await self._run(_all_runs)]
+
+    async def read_history(self, workflow_id: str, run_id: str, from_event_id: int = 1) -> bytes:
+        history: bytes = await self._run(operations.read_history, run_id, from_event_id)
+        return history
+
+    async def wait_closed(self, workflow_id: str, run_id: str, timeout: float | None) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            status = await self._run(_run_status, run_id)
+            if status != "RUNNING":
+                return
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"workflow {workflow_id} did not close within {timeout} s")
+            closed: asyncio.Future[None] = loop.create_future()
+            waiters = self._close_waiters.setdefault(run_id, [])
+            waiters.append(closed)
+            wait = self._poll_seconds if remaining is None else min(remaining, self._poll_seconds)
+            try:
+                await asyncio.wait_for(closed, wait)
+            except asyncio.TimeoutError:
+                pass  # another process may have closed it: look again
+            finally:
+                if closed in waiters:
+                    waiters.remove(closed)
+
+    def _run_closed(self, run_id: str) -> None:
+        for waiter in self._close_waiters.pop(run_id, ()):
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def query_workflow(
+        self, workflow_id: str, query_name: str, input: bytes, timeout: float
+    ) -> bytes:
+        query_id = await self._write(operations.submit_query, workflow_id, query_name, input)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            give_up = loop.time() >= deadline
+            answer = await self._run(operations.read_answer, query_id, give_up)
+            if answer is not None:
+                _, result, error = answer
+                if error is not None:
+                    raise QueryFailedError(error)
+                return bytes(result)
+            if give_up:
+                raise QueryFailedError(
+                    f"no worker answered query {query_name!r} within {timeout} s"
+                )
+            await self._wait_changed(deadline - loop.time())
+
+    # Worker side.
+
+    async def _tick(self) -> None:
+        if await self._run(operations.tick):
+            self._notify()
+
+    async def poll_workflow_task(self, task_queue: str, lease_ms: int) -> WorkflowTask | None:
+        await self._tick()
+        lease = await self._run(operations.poll_workflow_task, task_queue, lease_ms)
+        if lease is None:
+            return None
+        run_key, workflow_id, run_id, workflow_type, length, token = lease
+        return WorkflowTask(workflow_id, run_id, workflow_type, length, token, run_key)
+
+    async def complete_workflow_task(self, task: WorkflowTask, outcome: bytes | None) -> None:
+        closed = await self._write(
+            operations.complete_workflow_task, task.handle, task.token, outcome
+        )
+        if closed:
+            self._run_closed(task.run_id)
+
+    async def fail_workflow_task(self, task: WorkflowTask, message: str) -> None:
+        await self._write(
+            operations.fail_workflow_task,
+            task.handle,
+            task.token,
+            message,
+            self._retry_initial_ms,
+            self._retry_maximum_ms,
+        )
+
+    async def poll_activity_task(self, task_queue: str) -> ActivityTask | None:
+        await self._tick()
+        lease = await self._run(operations.poll_activity_task, task_queue)
+        if lease is None:
+            return None
+        (activity_id, token, workflow_id, run_id, activity_type, input, attempt, details,
+         scheduled, started, deadline, heartbeat_timeout) = lease  # fmt: skip
+        return ActivityTask(
+            activity_id=str(activity_id),
+            token=token,
+            workflow_id=workflow_id,
+            run_id=run_id,
+            activity_type=activity_type,
+            input=input,
+            attempt=attempt,
+            heartbeat_details=details,
+            scheduled_ms=scheduled,
+            started_ms=started,
+            deadline_ms=deadline,
+            heartbeat_timeout_ms=heartbeat_timeout,
+            task_queue=task_queue,
+            handle=activity_id,
+        )
+
+    async def complete_activity_task(self, task: ActivityTask, result: bytes) -> None:
+        await self._write(operations.complete_activity_task, task.handle, task.token, result)
+
+    async def fail_activity_task(self, task: ActivityTask, failure: tuple[Any, ...]) -> None:
+        await self._write(operations.fail_activity_task, task.handle, task.token, failure)
+
+    async def heartbeat_activity_task(self, task: ActivityTask, details: bytes) -> None:
+        await self._run(operations.heartbeat_activity_task, task.handle, task.token, details)
+
+    async def poll_query(self, task_queue: str) -> QueryTask | None:
+        row = await self._run(operations.take_query, task_queue)
+        if row is None:
+            return None
+        query_id, workflow_id, run_id, name, input = row
+        return QueryTask(workflow_id, run_id, name, input, query_id)
+
+    async def answer_query(self, query: QueryTask, result: bytes | None, error: str | None) -> None:
+        await self._write(operations.answer_query, query.handle, result, error)
+
+    async def wait_for_work(self, task_queue: str, timeout: float | None) -> None:
+        now = self.now_ms()
+        wakeup = await self._run(operations.next_wakeup_ms)
+        if wakeup is not None and wakeup <= now:
+            return
+        if wakeup is not None and not self._clock.is_virtual:
+            until_wakeup = (wakeup - now) / 1000
+            timeout = until_wakeup if timeout is None else min(timeout, until_wakeup)
+        await self._wait_changed(timeout)
+
+    async def skip_to_next_wakeup(self) -> bool:
+        """With a :class:`VirtualClock`: if no task is ready or running, moves the clock to the
+        next timer or timeout. Used by :func:`mainspring.testing.time_skipping`."""
+        clock = self._clock
+        if not isinstance(clock, VirtualClock):
+            raise TypeError("time skipping needs SqliteStorage(clock=VirtualClock())")
+        busy, wakeup = await self._run(_busy_and_wakeup)
+        now = clock.now_ms()
+        if busy or wakeup is None or wakeup <= now:
+            return False
+        clock.advance((wakeup - now) / 1000)
+        return True
+
+    async def wait_for_change(self) -> None:
+        """Returns after the next change made through this storage object."""
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        await self._changed.wait()
+
+    async def close(self) -> None:
+        self._notify()
+        await asyncio.get_running_loop().run_in_executor(None, self._database.close)
+
+
+def _current_run(db: sqlite3.Connection, now: int, workflow_id: str) -> tuple[Any, ...]:
+    return operations.current_run(db, workflow_id)
+
+
+def _all_runs(db: sqlite3.Connection, now: int) -> list[tuple[Any, ...]]:
+    return [
+        tuple(row)
+        for row in db.execute(f"SELECT {operations.RUN_COLUMNS} FROM runs ORDER BY run_key")
+    ]
+
+
+def _run_status(db: sqlite3.Connection, now: int, run_id: str) -> str:
+    row = db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    return "MISSING" if row is None else str(row[0])
+
+
+def _busy_and_wakeup(db: sqlite3.Connection, now: int) -> tuple[int, int | None]:
+    """Tasks ready or leased now (zero: nothing happens before the next wakeup), and that
+    wakeup."""
+    (busy,) = db.execute(
+        "SELECT (SELECT COUNT(*) FROM runs WHERE (task_state = 1 AND task_ready_ms <= ?) "
+        "OR task_state = 2) + (SELECT COUNT(*) FROM activities WHERE (state = 0 AND "
+        "ready_ms <= ?) OR state = 1) + (SELECT COUNT(*) FROM queries WHERE state < 2)",
+        (now, now),
+    ).fetchone()
+    return int(busy), operations.next_wakeup_ms(db, now)

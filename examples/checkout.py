@@ -1,7 +1,9 @@
 """A small order-checkout app: a workflow that waits for approval, charges a card through an
 activity (retried on failure), sleeps on a durable timer, and answers a status query.
 
-Run it with ``python examples/checkout.py``.
+Run it with ``python examples/checkout.py``. Everything is recorded in a SQLite file
+(``$MAINSPRING_DB``, default ``mainspring.db`` here): no server. Run it again and it starts a
+new run of the same workflow id; the earlier runs stay in the file.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from mainspring import (
     activity,
     workflow,
 )
-from mainspring.storage import MemoryStorage
 
 
 class Order(msgspec.Struct):
@@ -66,8 +67,8 @@ async def checkout(ctx: WorkflowContext, order: Order) -> str:
 
 
 async def main() -> None:
-    storage = MemoryStorage()
-    client = Client(storage)
+    client = Client()  # the embedded default: a SQLite file
+    print("database:", client.storage.path)  # type: ignore[attr-defined]
     async with Worker(client, task_queue="orders", workflows=[checkout], activities=[charge]):
         handle = await client.start_workflow(
             checkout, Order("o-1", 995), id="order-o-1", task_queue="orders"
@@ -80,6 +81,7 @@ async def main() -> None:
         print(f"history: {len(history)} events")
         for event_id, _, kind in history.outline():
             print(f"  {event_id:>3} {kind}")
+    await client.close()
 
 
 if __name__ == "__main__":

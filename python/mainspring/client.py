@@ -106,16 +106,28 @@ class WorkflowHandle(Generic[ResultT]):
 
 
 class Client:
-    """Starts workflows and talks to them through a :class:`~mainspring.storage.Storage`."""
+    """Starts workflows and talks to them through a :class:`~mainspring.storage.Storage`.
+
+    Without a storage it opens the embedded default: a SQLite file at ``$MAINSPRING_DB``, or
+    ``mainspring.db`` in the working directory.
+    """
 
     def __init__(
         self,
-        storage: Storage,
+        storage: Storage | None = None,
         *,
         maximum_payload_bytes: int = _payload.DEFAULT_MAXIMUM_PAYLOAD_BYTES,
     ) -> None:
+        if storage is None:
+            from .storage.sqlite import SqliteStorage
+
+            storage = SqliteStorage()
         self.storage = storage
         self.maximum_payload_bytes = maximum_payload_bytes
+
+    async def close(self) -> None:
+        """Closes the storage (flushes and stops its database thread, for SQLite)."""
+        await self.storage.close()
 
     async def start_workflow(
         self,

@@ -59,7 +59,7 @@ class Worker:
 
     def __init__(
         self,
-        client: Client,
+        client: Client | None = None,
         *,
         task_queue: str,
         workflows: Sequence[Callable[..., Any]] = (),
@@ -68,7 +68,8 @@ class Worker:
     ) -> None:
         if not workflows and not activities:
             raise ValueError("a worker needs at least one workflow or activity")
-        self.client = client
+        # Without a client: the embedded default storage (see Client).
+        self.client = client if client is not None else Client()
         self.task_queue = task_queue
         self.config = config or WorkerConfig()
         workflow_definitions = {

@@ -81,7 +81,7 @@ class Worker:
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=self.config.activity_threads, thread_name_prefix="mainspring-activity"
         )
-        storage = client.storage
+        storage = self.client.storage
         self._workflow_runner = WorkflowTaskRunner(
             storage, task_queue, workflow_definitions, self.config
         )

@@ -57,18 +57,17 @@ class ActivityTaskRunner:
     async def poll_once(self) -> bool:
         """Starts every ready attempt there is a free slot for; returns whether it started any.
         (Slots are counted on the loop's thread: a set's size is the semaphore.)"""
-        started = False
-        loop = asyncio.get_running_loop()
         running = self.running
-        while len(running) < self._capacity:
-            task = await self._storage.poll_activity_task(self._task_queue)
-            if task is None:
-                break
+        free = self._capacity - len(running)
+        if free <= 0:
+            return False
+        tasks = await self._storage.poll_activity_tasks(self._task_queue, free)
+        loop = asyncio.get_running_loop()
+        for task in tasks:
             runner = loop.create_task(self._run(task))
             running.add(runner)
             runner.add_done_callback(running.discard)
-            started = True
-        return started
+        return bool(tasks)
 
     async def _run(self, task: ActivityTask) -> None:
         definition = self._definitions.get(task.activity_type)

@@ -3,6 +3,7 @@ commits their outcomes, and answers queries."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import logging
@@ -62,15 +63,21 @@ class WorkflowTaskRunner:
         while (query := await storage.poll_query(self._task_queue)) is not None:
             await self._answer_query(query)
             did_something = True
-        for _ in range(self._config.workflow_task_batch):
-            task = await storage.poll_workflow_task(self._task_queue, self._lease_ms)
-            if task is None:
-                break
-            did_something = True
-            await self._process(task)
-            if self._deferred_queries:
+        tasks = await storage.poll_workflow_tasks(
+            self._task_queue, self._lease_ms, self._config.workflow_task_batch
+        )
+        if not tasks:
+            return did_something
+        if len(tasks) == 1:
+            await self._process(tasks[0])
+        else:
+            # Concurrently, so a database storage commits their outcomes together.
+            await asyncio.gather(*(self._process(task) for task in tasks))
+        if self._deferred_queries:
+            for task in tasks:
                 for query in self._deferred_queries.pop(task.run_id, ()):
                     await self._answer_query(query)
+        return True
         return did_something
 
     def _new_instance(self, workflow_type: str) -> WorkflowInstance:

@@ -16,6 +16,7 @@ from ._definitions import activity_definition, workflow_definition
 from ._payload import DEFAULT_MAXIMUM_PAYLOAD_BYTES
 from ._workflow_tasks import WorkflowTaskRunner
 from .client import Client
+from .errors import MainspringError
 
 __all__ = ["Worker", "WorkerConfig"]
 
@@ -42,7 +43,7 @@ class WorkerConfig:
 
     max_concurrent_activities: int = 100
     max_cached_workflows: int = 10_000
-    max_concurrent_workflow_tasks: int = 1
+    max_concurrent_workflow_tasks: int = 8
     workflow_task_batch: int = 32
     activity_threads: int = 16
     workflow_task_timeout: timedelta = timedelta(seconds=10)
@@ -121,7 +122,15 @@ class Worker:
         me = asyncio.current_task()
         assert me is not None
         while not stop.done():
-            if await poll_once():
+            try:
+                did_work = await poll_once()
+            except MainspringError as error:
+                # The storage failed (a StorageError: disk, lock, connection). Nothing half-done
+                # was committed; wait a poll interval and try again.
+                logger.warning("poll failed; retrying in %.1f s: %s", idle_seconds, error)
+                await asyncio.sleep(idle_seconds)
+                continue
+            if did_work:
                 # Let the other pollers and running activities have the loop.
                 await asyncio.sleep(0)
                 continue

@@ -190,23 +190,28 @@ def read_history(db: sqlite3.Connection, now: int, run_id: str, from_event_id: i
 # Workflow tasks.
 
 
-def poll_workflow_task(
-    db: sqlite3.Connection, now: int, task_queue: str, lease_ms: int
-) -> tuple[Any, ...] | None:
-    row = db.execute(
+def poll_workflow_tasks(
+    db: sqlite3.Connection, now: int, task_queue: str, lease_ms: int, max_tasks: int
+) -> tuple[int, list[tuple[Any, ...]]]:
+    """Applies due deadlines, then leases up to `max_tasks` ready tasks, oldest first:
+    `(deadlines applied, leases)`. One transaction, one round trip."""
+    applied = tick(db, now)
+    rows = db.execute(
         "SELECT run_key, workflow_id, run_id, workflow_type, history_length FROM runs "
         "WHERE task_queue = ? AND task_state = ? AND task_ready_ms <= ? "
-        "ORDER BY task_ready_ms LIMIT 1",
-        (task_queue, QUEUED, now),
-    ).fetchone()
-    if row is None:
-        return None
-    token = _token()
-    db.execute(
-        "UPDATE runs SET task_state = ?, task_token = ?, task_deadline_ms = ? WHERE run_key = ?",
-        (LEASED, token, now + lease_ms, row[0]),
-    )
-    return (*row, token)
+        "ORDER BY task_ready_ms LIMIT ?",
+        (task_queue, QUEUED, now, max_tasks),
+    ).fetchall()
+    leases = []
+    for row in rows:
+        token = _token()
+        db.execute(
+            "UPDATE runs SET task_state = ?, task_token = ?, task_deadline_ms = ? "
+            "WHERE run_key = ?",
+            (LEASED, token, now + lease_ms, row[0]),
+        )
+        leases.append((*row, token))
+    return applied, leases
 
 
 def _check_lease(db: sqlite3.Connection, run_key: int, token: int, now: int) -> int:
@@ -373,35 +378,44 @@ def _resolve_activity(
     _request_task(db, run_key, now)
 
 
-def poll_activity_task(db: sqlite3.Connection, now: int, task_queue: str) -> tuple[Any, ...] | None:
-    row = db.execute(
+def poll_activity_tasks(
+    db: sqlite3.Connection, now: int, task_queue: str, max_tasks: int
+) -> tuple[int, list[tuple[Any, ...]]]:
+    """Applies due deadlines, then leases up to `max_tasks` ready attempts:
+    `(deadlines applied, leases)`."""
+    applied = tick(db, now)
+    rows = db.execute(
         "SELECT a.activity_id, r.workflow_id, r.run_id, a.activity_type, a.input, a.attempt, "
         "a.heartbeat_details, a.scheduled_ms, a.start_to_close_ms, a.schedule_to_close_ms, "
         "a.close_deadline_ms, a.heartbeat_ms FROM activities a JOIN runs r USING (run_key) "
-        "WHERE a.task_queue = ? AND a.state = ? AND a.ready_ms <= ? ORDER BY a.ready_ms LIMIT 1",
-        (task_queue, ACTIVITY_QUEUED, now),
-    ).fetchone()
-    if row is None:
-        return None
-    (activity_id, workflow_id, run_id, activity_type, input, attempt, details, scheduled,
-     start_to_close, schedule_to_close, close_deadline, heartbeat) = row  # fmt: skip
-    token = _token()
-    # Start-to-close falls back to schedule-to-close, as Temporal does.
-    per_attempt = start_to_close if start_to_close is not None else schedule_to_close
-    attempt_deadline = None if per_attempt is None else now + per_attempt
-    deadlines = [d for d in (attempt_deadline, close_deadline) if d is not None]
-    db.execute(
-        "UPDATE activities SET state = ?, token = ?, started_ms = ?, attempt_deadline_ms = ?, "
-        "heartbeat_deadline_ms = ?, start_deadline_ms = NULL WHERE activity_id = ?",
-        (
-            ACTIVITY_RUNNING, token, now, attempt_deadline,
-            None if heartbeat is None else now + heartbeat, activity_id,
-        ),
-    )  # fmt: skip
-    return (
-        activity_id, token, workflow_id, run_id, activity_type, input, attempt, details,
-        scheduled, now, min(deadlines) if deadlines else None, heartbeat,
-    )  # fmt: skip
+        "WHERE a.task_queue = ? AND a.state = ? AND a.ready_ms <= ? ORDER BY a.ready_ms LIMIT ?",
+        (task_queue, ACTIVITY_QUEUED, now, max_tasks),
+    ).fetchall()
+    leases = []
+    for row in rows:
+        (activity_id, workflow_id, run_id, activity_type, input, attempt, details, scheduled,
+         start_to_close, schedule_to_close, close_deadline, heartbeat) = row  # fmt: skip
+        token = _token()
+        # Start-to-close falls back to schedule-to-close, as Temporal does.
+        per_attempt = start_to_close if start_to_close is not None else schedule_to_close
+        attempt_deadline = None if per_attempt is None else now + per_attempt
+        deadlines = [d for d in (attempt_deadline, close_deadline) if d is not None]
+        db.execute(
+            "UPDATE activities SET state = ?, token = ?, started_ms = ?, "
+            "attempt_deadline_ms = ?, heartbeat_deadline_ms = ?, start_deadline_ms = NULL "
+            "WHERE activity_id = ?",
+            (
+                ACTIVITY_RUNNING, token, now, attempt_deadline,
+                None if heartbeat is None else now + heartbeat, activity_id,
+            ),
+        )  # fmt: skip
+        leases.append(
+            (
+                activity_id, token, workflow_id, run_id, activity_type, input, attempt, details,
+                scheduled, now, min(deadlines) if deadlines else None, heartbeat,
+            )
+        )  # fmt: skip
+    return applied, leases
 
 
 def complete_activity_task(

@@ -70,6 +70,29 @@ def _description(summary: _core.SummaryTuple) -> WorkflowDescription:
     )
 
 
+def activity_task(lease: tuple[Any, ...], task_queue: str) -> ActivityTask:
+    """An :class:`ActivityTask` from a lease tuple (the layout `_core.MemoryStore` and the
+    SQLite storage share)."""
+    (activity_id, token, workflow_id, run_id, activity_type, input, attempt, details,
+     scheduled, started, deadline, heartbeat_timeout) = lease  # fmt: skip
+    return ActivityTask(
+        activity_id=str(activity_id),
+        token=token,
+        workflow_id=workflow_id,
+        run_id=run_id,
+        activity_type=activity_type,
+        input=input,
+        attempt=attempt,
+        heartbeat_details=details,
+        scheduled_ms=scheduled,
+        started_ms=started,
+        deadline_ms=deadline,
+        heartbeat_timeout_ms=heartbeat_timeout,
+        task_queue=task_queue,
+        handle=activity_id,
+    )
+
+
 class MemoryStorage:
     """In-process storage backed by the native core. Nothing survives the process."""
 
@@ -197,12 +220,20 @@ class MemoryStorage:
             self._notify()
         return now
 
+    async def poll_workflow_tasks(
+        self, task_queue: str, lease_ms: int, max_tasks: int
+    ) -> list[WorkflowTask]:
+        now = self._tick()
+        tasks: list[WorkflowTask] = []
+        poll = self._store.poll_workflow_task
+        while len(tasks) < max_tasks and (lease := poll(task_queue, now, lease_ms)) is not None:
+            run_key, token, workflow_id, run_id, workflow_type, length, _deadline = lease
+            tasks.append(WorkflowTask(workflow_id, run_id, workflow_type, length, token, run_key))
+        return tasks
+
     async def poll_workflow_task(self, task_queue: str, lease_ms: int) -> WorkflowTask | None:
-        lease = self._store.poll_workflow_task(task_queue, self._tick(), lease_ms)
-        if lease is None:
-            return None
-        run_key, token, workflow_id, run_id, workflow_type, length, _deadline = lease
-        return WorkflowTask(workflow_id, run_id, workflow_type, length, token, run_key)
+        tasks = await self.poll_workflow_tasks(task_queue, lease_ms, 1)
+        return tasks[0] if tasks else None
 
     async def complete_workflow_task(self, task: WorkflowTask, outcome: bytes | None) -> None:
         closed = self._store.complete_workflow_task(task.handle, task.token, outcome, self.now_ms())
@@ -214,28 +245,17 @@ class MemoryStorage:
         self._store.fail_workflow_task(task.handle, task.token, message, self.now_ms())
         self._notify()
 
+    async def poll_activity_tasks(self, task_queue: str, max_tasks: int) -> list[ActivityTask]:
+        now = self._tick()
+        tasks: list[ActivityTask] = []
+        poll = self._store.poll_activity_task
+        while len(tasks) < max_tasks and (lease := poll(task_queue, now)) is not None:
+            tasks.append(activity_task(lease, task_queue))
+        return tasks
+
     async def poll_activity_task(self, task_queue: str) -> ActivityTask | None:
-        lease = self._store.poll_activity_task(task_queue, self._tick())
-        if lease is None:
-            return None
-        (activity_id, token, workflow_id, run_id, activity_type, input, attempt, details,
-         scheduled, started, deadline, heartbeat_timeout) = lease  # fmt: skip
-        return ActivityTask(
-            activity_id=str(activity_id),
-            token=token,
-            workflow_id=workflow_id,
-            run_id=run_id,
-            activity_type=activity_type,
-            input=input,
-            attempt=attempt,
-            heartbeat_details=details,
-            scheduled_ms=scheduled,
-            started_ms=started,
-            deadline_ms=deadline,
-            heartbeat_timeout_ms=heartbeat_timeout,
-            task_queue=task_queue,
-            handle=activity_id,
-        )
+        tasks = await self.poll_activity_tasks(task_queue, 1)
+        return tasks[0] if tasks else None
 
     async def complete_activity_task(self, task: ActivityTask, result: bytes) -> None:
         self._store.complete_activity_task(task.handle, task.token, result, self.now_ms())

@@ -23,7 +23,7 @@ from . import _sqlite_operations as operations
 from ._sqlite_schema import migrate
 from ._sqlite_thread import DatabaseThread
 from .base import ActivityTask, QueryTask, WorkflowDescription, WorkflowTask
-from .memory import SystemClock, VirtualClock
+from .memory import SystemClock, VirtualClock, activity_task
 
 __all__ = ["DEFAULT_PATH", "SqliteStorage", "default_path"]
 
@@ -119,10 +119,17 @@ class SqliteStorage:
             self._changed = None
             changed.set()
 
-    async def _wait_changed(self, timeout: float | None) -> None:
+    def _change_event(self) -> asyncio.Event:
+        """The event the next in-process change sets. Take it *before* reading the state you
+        will wait on, so a change made meanwhile is not missed."""
         if self._changed is None:
             self._changed = asyncio.Event()
-        changed = self._changed
+        return self._changed
+
+    async def _wait_changed(
+        self, timeout: float | None, changed: asyncio.Event | None = None
+    ) -> None:
+        changed = changed or self._change_event()
         wait = self._poll_seconds if timeout is None else min(timeout, self._poll_seconds)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(changed.wait(), max(wait, 0.0))
@@ -160,20 +167,23 @@ class SqliteStorage:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
-            status = await self._run(_run_status, run_id)
-            if status != "RUNNING":
-                return
-            remaining = None if deadline is None else deadline - loop.time()
-            if remaining is not None and remaining <= 0:
-                raise TimeoutError(f"workflow {workflow_id} did not close within {timeout} s")
+            # Register before reading the status, so a close in between is not missed.
             closed: asyncio.Future[None] = loop.create_future()
             waiters = self._close_waiters.setdefault(run_id, [])
             waiters.append(closed)
-            wait = self._poll_seconds if remaining is None else min(remaining, self._poll_seconds)
             try:
-                await asyncio.wait_for(closed, wait)
-            except asyncio.TimeoutError:
-                pass  # another process may have closed it: look again
+                status = await self._run(_run_status, run_id)
+                if status != "RUNNING":
+                    return
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"workflow {workflow_id} did not close within {timeout} s")
+                wait = (
+                    self._poll_seconds if remaining is None else min(remaining, self._poll_seconds)
+                )
+                with contextlib.suppress(asyncio.TimeoutError):
+                    # On a timeout, another process may have closed it: look again.
+                    await asyncio.wait_for(closed, wait)
             finally:
                 if closed in waiters:
                     waiters.remove(closed)
@@ -190,6 +200,7 @@ class SqliteStorage:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
+            changed = self._change_event()
             give_up = loop.time() >= deadline
             answer = await self._run(operations.read_answer, query_id, give_up)
             if answer is not None:
@@ -201,21 +212,29 @@ class SqliteStorage:
                 raise QueryFailedError(
                     f"no worker answered query {query_name!r} within {timeout} s"
                 )
-            await self._wait_changed(deadline - loop.time())
+            await self._wait_changed(deadline - loop.time(), changed)
 
     # Worker side.
 
-    async def _tick(self) -> None:
-        if await self._run(operations.tick):
-            self._notify()
+    def _after_poll(self, applied: int) -> None:
+        if applied:
+            self._notify()  # timers fired or timeouts passed: other pollers may have work
+
+    async def poll_workflow_tasks(
+        self, task_queue: str, lease_ms: int, max_tasks: int
+    ) -> list[WorkflowTask]:
+        applied, leases = await self._run(
+            operations.poll_workflow_tasks, task_queue, lease_ms, max_tasks
+        )
+        self._after_poll(applied)
+        return [
+            WorkflowTask(workflow_id, run_id, workflow_type, length, token, run_key)
+            for run_key, workflow_id, run_id, workflow_type, length, token in leases
+        ]
 
     async def poll_workflow_task(self, task_queue: str, lease_ms: int) -> WorkflowTask | None:
-        await self._tick()
-        lease = await self._run(operations.poll_workflow_task, task_queue, lease_ms)
-        if lease is None:
-            return None
-        run_key, workflow_id, run_id, workflow_type, length, token = lease
-        return WorkflowTask(workflow_id, run_id, workflow_type, length, token, run_key)
+        tasks = await self.poll_workflow_tasks(task_queue, lease_ms, 1)
+        return tasks[0] if tasks else None
 
     async def complete_workflow_task(self, task: WorkflowTask, outcome: bytes | None) -> None:
         closed = await self._write(
@@ -234,29 +253,14 @@ class SqliteStorage:
             self._retry_maximum_ms,
         )
 
+    async def poll_activity_tasks(self, task_queue: str, max_tasks: int) -> list[ActivityTask]:
+        applied, leases = await self._run(operations.poll_activity_tasks, task_queue, max_tasks)
+        self._after_poll(applied)
+        return [activity_task(lease, task_queue) for lease in leases]
+
     async def poll_activity_task(self, task_queue: str) -> ActivityTask | None:
-        await self._tick()
-        lease = await self._run(operations.poll_activity_task, task_queue)
-        if lease is None:
-            return None
-        (activity_id, token, workflow_id, run_id, activity_type, input, attempt, details,
-         scheduled, started, deadline, heartbeat_timeout) = lease  # fmt: skip
-        return ActivityTask(
-            activity_id=str(activity_id),
-            token=token,
-            workflow_id=workflow_id,
-            run_id=run_id,
-            activity_type=activity_type,
-            input=input,
-            attempt=attempt,
-            heartbeat_details=details,
-            scheduled_ms=scheduled,
-            started_ms=started,
-            deadline_ms=deadline,
-            heartbeat_timeout_ms=heartbeat_timeout,
-            task_queue=task_queue,
-            handle=activity_id,
-        )
+        tasks = await self.poll_activity_tasks(task_queue, 1)
+        return tasks[0] if tasks else None
 
     async def complete_activity_task(self, task: ActivityTask, result: bytes) -> None:
         await self._write(operations.complete_activity_task, task.handle, task.token, result)
@@ -278,6 +282,7 @@ class SqliteStorage:
         await self._write(operations.answer_query, query.handle, result, error)
 
     async def wait_for_work(self, task_queue: str, timeout: float | None) -> None:
+        changed = self._change_event()
         now = self.now_ms()
         wakeup = await self._run(operations.next_wakeup_ms)
         if wakeup is not None and wakeup <= now:
@@ -285,7 +290,7 @@ class SqliteStorage:
         if wakeup is not None and not self._clock.is_virtual:
             until_wakeup = (wakeup - now) / 1000
             timeout = until_wakeup if timeout is None else min(timeout, until_wakeup)
-        await self._wait_changed(timeout)
+        await self._wait_changed(timeout, changed)
 
     async def skip_to_next_wakeup(self) -> bool:
         """With a :class:`VirtualClock`: if no task is ready or running, moves the clock to the
@@ -302,9 +307,7 @@ class SqliteStorage:
 
     async def wait_for_change(self) -> None:
         """Returns after the next change made through this storage object."""
-        if self._changed is None:
-            self._changed = asyncio.Event()
-        await self._changed.wait()
+        await self._change_event().wait()
 
     async def close(self) -> None:
         self._notify()

@@ -68,11 +68,12 @@ class WorkflowTaskRunner:
         )
         if not tasks:
             return did_something
-        if len(tasks) == 1:
-            await self._process(tasks[0])
-        else:
-            # Concurrently, so a database storage commits their outcomes together.
+        if len(tasks) > 1 and storage.groups_commits:
+            # Concurrently, so the storage commits their outcomes together.
             await asyncio.gather(*(self._process(task) for task in tasks))
+        else:
+            for task in tasks:
+                await self._process(task)
         if self._deferred_queries:
             for task in tasks:
                 for query in self._deferred_queries.pop(task.run_id, ()):

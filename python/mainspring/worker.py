@@ -43,7 +43,7 @@ class WorkerConfig:
 
     max_concurrent_activities: int = 100
     max_cached_workflows: int = 10_000
-    max_concurrent_workflow_tasks: int = 8
+    max_concurrent_workflow_tasks: int = 1
     workflow_task_batch: int = 32
     activity_threads: int = 16
     workflow_task_timeout: timedelta = timedelta(seconds=10)

@@ -76,6 +76,11 @@ class WorkflowDescription:
 class Storage(Protocol):
     """Async storage for histories and task queues. All times are Unix milliseconds."""
 
+    #: True when concurrent calls cost less than the same calls one after another (the
+    #: storage groups commits): the worker then advances a batch of workflow tasks
+    #: concurrently instead of one by one.
+    groups_commits: bool
+
     def now_ms(self) -> int:
         """The storage's clock (a virtual one in tests)."""
         ...

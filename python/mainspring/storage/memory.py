@@ -96,6 +96,8 @@ def activity_task(lease: tuple[Any, ...], task_queue: str) -> ActivityTask:
 class MemoryStorage:
     """In-process storage backed by the native core. Nothing survives the process."""
 
+    groups_commits = False  # every call completes at once: concurrency would only add cost
+
     def __init__(
         self,
         *,

@@ -68,6 +68,8 @@ class SqliteStorage:
         busy_timeout: How long a transaction waits for another process's write lock.
     """
 
+    groups_commits = True
+
     def __init__(
         self,
         path: str | os.PathLike[str] | None = None,

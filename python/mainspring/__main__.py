@@ -1,0 +1,5 @@
+"""`python -m mainspring` runs the command line."""
+
+from .cli import entry_point
+
+entry_point()

@@ -1,0 +1,147 @@
+"""The `mainspring` command line (also `python -m mainspring`).
+
+    mainspring worker MODULE[:ATTR] --task-queue Q
+    mainspring workflow start|list|describe|history|signal|query|cancel|terminate|result ...
+    mainspring replay HISTORY.json|FOLDER... --workflows MODULE
+
+The store is `--db PATH`, else `$MAINSPRING_DB`, else `./mainspring.db`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+
+from .. import Client, History, Replayer, Worker, WorkerConfig, run
+from ..errors import MainspringError, NonDeterminismError
+from ..storage.sqlite import SqliteStorage, default_path
+from . import workflow_commands
+from .loading import load
+from .output import UserError, fail
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mainspring", description="Durable workflows for Python.")
+    parser.add_argument("--db", help="SQLite database (default: $MAINSPRING_DB or ./mainspring.db)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    worker = commands.add_parser("worker", help="run a worker for a module's workflows")
+    worker.add_argument("module", help="MODULE or MODULE:ATTR declaring the functions")
+    worker.add_argument("--task-queue", default="default")
+    worker.add_argument("--max-concurrent-activities", type=int, default=100)
+    worker.add_argument("--max-cached-workflows", type=int, default=10_000)
+    workflow_commands.add_parser(commands)
+    replay = commands.add_parser("replay", help="replay exported histories through workflow code")
+    replay.add_argument("paths", nargs="+", help="history JSON files or folders of them")
+    replay.add_argument("--workflows", required=True, help="MODULE[:ATTR] with the workflows")
+    replay.add_argument("--json", action="store_true")
+    return parser
+
+
+async def _worker(arguments: argparse.Namespace, client: Client) -> int:
+    workflows, activities = load(arguments.module)
+    config = WorkerConfig(
+        max_concurrent_activities=arguments.max_concurrent_activities,
+        max_cached_workflows=arguments.max_cached_workflows,
+    )
+    worker = Worker(
+        client,
+        task_queue=arguments.task_queue,
+        workflows=workflows,
+        activities=activities,
+        config=config,
+    )
+    loop = asyncio.get_running_loop()
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        # Stop polling and let running activities finish (graceful shutdown).
+        with contextlib.suppress(NotImplementedError):  # Windows has no signal handlers
+            loop.add_signal_handler(stop_signal, worker.shutdown)
+    print(
+        f"worker on {arguments.task_queue!r}: {len(workflows)} workflows, "
+        f"{len(activities)} activities (Ctrl-C to stop)",
+        file=sys.stderr,
+    )
+    await worker.run()
+    return 0
+
+
+def _replay(arguments: argparse.Namespace) -> int:
+    workflows, _ = load(arguments.workflows)
+    files: list[Path] = []
+    for path in map(Path, arguments.paths):
+        if path.is_dir():
+            files.extend(sorted(path.glob("*.json")))
+        elif path.exists():
+            files.append(path)
+        else:
+            raise UserError(f"no such file or folder: {path}")
+    replayer = Replayer(workflows=workflows)
+    failures: list[dict[str, object]] = []
+    show_progress = sys.stderr.isatty() and not arguments.json
+    for index, path in enumerate(files, start=1):
+        try:
+            replayer.replay(History.from_json(path.read_text()))
+        except NonDeterminismError as error:
+            failures.append({"file": str(path), "event_id": error.event_id,
+                             "recorded": error.recorded, "issued": error.issued})  # fmt: skip
+        except MainspringError as error:
+            failures.append({"file": str(path), "error": f"{type(error).__name__}: {error}"})
+        if show_progress:
+            done = int(30 * index / len(files))
+            print(
+                f"\r[{'#' * done}{'.' * (30 - done)}] {index}/{len(files)}", end="", file=sys.stderr
+            )
+    if show_progress:
+        print(file=sys.stderr)
+    if arguments.json:
+        print(json.dumps({"replayed": len(files), "failed": failures}, indent=2))
+    else:
+        for failure in failures:
+            if "event_id" in failure:
+                print(
+                    f"{failure['file']}: non-determinism at event {failure['event_id']}: "
+                    f"history recorded {failure['recorded']}, code issued {failure['issued']}"
+                )
+            else:
+                print(f"{failure['file']}: {failure['error']}")
+        print(f"{len(files) - len(failures)} of {len(files)} histories replay")
+    return 1 if failures else 0
+
+
+async def _with_client(arguments: argparse.Namespace) -> int:
+    storage = SqliteStorage(
+        arguments.db or default_path(), poll_interval=timedelta(milliseconds=50)
+    )
+    client = Client(storage)
+    try:
+        if arguments.command == "worker":
+            return await _worker(arguments, client)
+        return await workflow_commands.run(client, arguments)
+    finally:
+        await client.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = _parser().parse_args(argv)
+    try:
+        if arguments.command == "replay":
+            return _replay(arguments)
+        return run(_with_client(arguments))
+    except UserError as error:
+        return fail(str(error))
+    except (MainspringError, TimeoutError) as error:
+        return fail(f"{type(error).__name__}: {error}")
+    except KeyboardInterrupt:
+        return 130
+
+
+def entry_point() -> None:
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""Finding the workflows and activities a user module declares (`MODULE[:ATTR]`)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .._definitions import ActivityDefinition, WorkflowDefinition
+from .output import UserError
+
+
+def load(target: str) -> tuple[list[Callable[..., Any]], list[Callable[..., Any]]]:
+    """`package.module` or `package.module:ATTR` (ATTR: an object whose attributes, or a list
+    whose items, are the functions). Returns (workflows, activities)."""
+    module_name, _, attribute = target.partition(":")
+    # Like `python -m`, find modules in the working directory.
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        module: Any = importlib.import_module(module_name)
+    except ImportError as error:
+        raise UserError(f"cannot import {module_name!r}: {error}") from None
+    container: Any = module
+    if attribute:
+        try:
+            container = getattr(module, attribute)
+        except AttributeError:
+            raise UserError(f"module {module_name!r} has no attribute {attribute!r}") from None
+    candidates = (
+        list(container) if isinstance(container, (list, tuple)) else list(vars(container).values())
+    )
+    workflows = [
+        item for item in candidates if _is(item, "__mainspring_workflow__", WorkflowDefinition)
+    ]
+    activities = [
+        item for item in candidates if _is(item, "__mainspring_activity__", ActivityDefinition)
+    ]
+    if not workflows and not activities:
+        raise UserError(f"{target} declares no @workflow or @activity functions")
+    return workflows, activities
+
+
+def _is(item: Any, attribute: str, kind: type) -> bool:
+    return isinstance(getattr(item, attribute, None), kind)

@@ -1,0 +1,104 @@
+"""SQLite specifics: the schema version guard, the default path, durability settings, and two
+worker processes sharing one file."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mainspring import Client, Replayer
+from mainspring.errors import StorageError
+from mainspring.storage import SqliteStorage
+from mainspring.storage._sqlite_schema import SCHEMA_VERSION
+
+from .recovery_app import TASK_QUEUE, Bump, expected, mixed
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def test_a_file_from_a_newer_schema_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "newer.db"
+    await SqliteStorage(path).close()
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "UPDATE mainspring_meta SET value = ? WHERE key = 'schema_version'",
+            (str(SCHEMA_VERSION + 1),),
+        )
+    with pytest.raises(StorageError, match="newer Mainspring"):
+        SqliteStorage(path)
+    with sqlite3.connect(path) as connection:
+        (version,) = connection.execute(
+            "SELECT value FROM mainspring_meta WHERE key = 'schema_version'"
+        ).fetchone()
+    assert version == str(SCHEMA_VERSION + 1)
+
+
+async def test_client_without_storage_uses_mainspring_db(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "from-env.db"
+    monkeypatch.setenv("MAINSPRING_DB", str(path))
+    client = Client()
+    assert isinstance(client.storage, SqliteStorage)
+    await client.start_workflow("anything", id="w", task_queue="q")
+    await client.close()
+    assert path.exists()
+    reopened = Client(SqliteStorage(path))
+    assert [run.workflow_id for run in await reopened.list_workflows()] == ["w"]
+    await reopened.close()
+
+
+async def test_durability_settings(tmp_path: Path) -> None:
+    for setting, expected_value in (("FULL", 2), ("NORMAL", 1)):
+        storage = SqliteStorage(tmp_path / f"{setting}.db", synchronous=setting)
+        read = storage._database.submit(
+            lambda connection: connection.execute("PRAGMA synchronous").fetchone()[0]
+        )
+        mode = storage._database.submit(
+            lambda connection: connection.execute("PRAGMA journal_mode").fetchone()[0]
+        )
+        assert (await read, await mode) == (expected_value, "wal")
+        await storage.close()
+    with pytest.raises(ValueError):
+        SqliteStorage(tmp_path / "x.db", synchronous="OFF")
+
+
+async def test_two_worker_processes_share_one_file_and_never_run_one_task_twice(
+    tmp_path: Path,
+) -> None:
+    database = tmp_path / "shared.db"
+    client = Client(SqliteStorage(database))
+    count = 150
+    handles = [
+        await client.start_workflow(mixed, number, id=f"m{number}", task_queue=TASK_QUEUE)
+        for number in range(count)
+    ]
+    for number in range(0, count, 3):
+        await handles[number].signal(Bump(amount=number))
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.recovery_app", str(database)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(2)
+    ]
+    try:
+        results = [await handle.result(timeout=120) for handle in handles]
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(timeout=30)
+    assert results == [expected(number) for number in range(count)]
+    replayer = Replayer(workflows=[mixed])
+    for handle in handles:
+        # A task run by both workers would have recorded its commands twice: replay would
+        # find commands the code did not issue.
+        replayer.replay(await handle.history())
+    await client.close()

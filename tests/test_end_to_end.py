@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import timedelta
 
 import pytest
@@ -98,6 +99,9 @@ async def test_signals_reach_handlers_and_queries_read_state(env: Environment) -
         handle = await env.client.start_workflow(cart, id="cart", task_queue=TASK_QUEUE)
         await handle.signal(AddItem(item="apple"))
         await handle.signal(AddItem(item="pear"))
+        # Queries read the state of the last completed workflow task: wait until one has
+        # seen both signals.
+        await _wait_until_signals_seen(handle)
         assert await handle.query(Items()) == ["apple", "pear"]
         await env.client.signal_workflow("cart", AddItem(item="checkout"))
         assert await handle.result() == ["apple", "pear", "checkout"]
@@ -233,6 +237,25 @@ async def test_results_do_not_depend_on_the_workflow_cache(
 async def test_sleep_and_wait_condition_timeout_use_workflow_time(env: Environment) -> None:
     async with env.worker(ALL_WORKFLOWS, ALL_ACTIVITIES), time_skipping(env.storage):
         assert await env.client.execute_workflow(sleeper, 90, id="z", task_queue=TASK_QUEUE) == "90"
+
+
+async def _wait_until_signals_seen(handle: object) -> None:
+    """Until a completed workflow task has seen every signal sent so far."""
+    from mainspring import WorkflowHandle
+
+    assert isinstance(handle, WorkflowHandle)
+    storage = handle.client.storage
+    while True:
+        events = json.loads((await handle.history()).to_json())["events"]
+        last_signal = max(e["event_id"] for e in events if e["type"] == "WorkflowSignaled")
+        seen = [
+            event["attributes"]["seen_event_id"]
+            for event in events
+            if event["type"] == "WorkflowTaskCompleted"
+        ]
+        if seen and max(seen) >= last_signal:
+            return
+        await storage.wait_for_change()  # type: ignore[attr-defined]
 
 
 async def _wait_for_event(handle: object, kind: str) -> None:

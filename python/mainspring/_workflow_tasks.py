@@ -97,9 +97,11 @@ class WorkflowTaskRunner:
         try:
             if instance is None:
                 instance = self._new_instance(task.workflow_type)
-            tail = await storage.read_history(
-                task.workflow_id, task.run_id, instance.run.history_length + 1
-            )
+            known = instance.run.history_length
+            if task.history_tail is not None and task.tail_from == known + 1:
+                tail = task.history_tail  # the poll brought exactly what this instance lacks
+            else:
+                tail = await storage.read_history(task.workflow_id, task.run_id, known + 1)
             instance.run.add_events(tail)
             outcome = advance(instance, storage.now_ms())
         except Exception as error:

@@ -197,20 +197,27 @@ def poll_workflow_tasks(
     `(deadlines applied, leases)`. One transaction, one round trip."""
     applied = tick(db, now)
     rows = db.execute(
-        "SELECT run_key, workflow_id, run_id, workflow_type, history_length FROM runs "
-        "WHERE task_queue = ? AND task_state = ? AND task_ready_ms <= ? "
+        "SELECT run_key, workflow_id, run_id, workflow_type, history_length, tail_start "
+        "FROM runs WHERE task_queue = ? AND task_state = ? AND task_ready_ms <= ? "
         "ORDER BY task_ready_ms LIMIT ?",
         (task_queue, QUEUED, now, max_tasks),
     ).fetchall()
     leases = []
-    for row in rows:
+    for run_key, workflow_id, run_id, workflow_type, length, tail_start in rows:
         token = _token()
         db.execute(
             "UPDATE runs SET task_state = ?, task_token = ?, task_deadline_ms = ? "
             "WHERE run_key = ?",
-            (LEASED, token, now + lease_ms, row[0]),
+            (LEASED, token, now + lease_ms, run_key),
         )
-        leases.append((*row, token))
+        tail = db.execute(
+            "SELECT row FROM events WHERE run_key = ? AND event_id >= ? ORDER BY event_id",
+            (run_key, tail_start),
+        ).fetchall()
+        leases.append(
+            (run_key, workflow_id, run_id, workflow_type, length, token, tail_start,
+             _core.join_rows([row[0] for row in tail]))
+        )  # fmt: skip
     return applied, leases
 
 
@@ -245,7 +252,8 @@ def complete_workflow_task(
             [(run_key, event_id, kind, row) for event_id, kind, row, _ in rows],
         )
         db.execute(
-            "UPDATE runs SET history_length = ? WHERE run_key = ?", (length + len(rows), run_key)
+            "UPDATE runs SET history_length = ?, tail_start = ? WHERE run_key = ?",
+            (length + len(rows), seen + 1, run_key),
         )
         # All of the task's events are in before any effect runs: an effect that records an
         # event itself (a cancelled activity) must not split the task's command events, and

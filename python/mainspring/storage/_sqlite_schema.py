@@ -103,6 +103,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX queries_waiting ON queries (task_queue, state, query_id);
     """,
+    # Version 2: the first event a run's cached instance has not seen (one past what its last
+    # workflow task saw). A poll hands out the history from there, saving a read per task.
+    """
+    ALTER TABLE runs ADD COLUMN tail_start INTEGER NOT NULL DEFAULT 1
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

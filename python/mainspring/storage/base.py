@@ -26,6 +26,10 @@ class WorkflowTask:
     history_length: int
     token: int
     handle: Any
+    #: Optionally, the encoded events from ``tail_from`` on, so a worker whose cached
+    #: instance has seen everything before ``tail_from`` needs no separate history read.
+    tail_from: int = 0
+    history_tail: bytes | None = None
 
 
 @dataclass(slots=True)

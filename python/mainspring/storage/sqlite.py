@@ -229,10 +229,14 @@ class SqliteStorage:
             operations.poll_workflow_tasks, task_queue, lease_ms, max_tasks
         )
         self._after_poll(applied)
-        return [
-            WorkflowTask(workflow_id, run_id, workflow_type, length, token, run_key)
-            for run_key, workflow_id, run_id, workflow_type, length, token in leases
-        ]
+        tasks = []
+        for run_key, workflow_id, run_id, workflow_type, length, token, tail_from, tail in leases:
+            tasks.append(
+                WorkflowTask(
+                    workflow_id, run_id, workflow_type, length, token, run_key, tail_from, tail
+                )
+            )
+        return tasks
 
     async def poll_workflow_task(self, task_queue: str, lease_ms: int) -> WorkflowTask | None:
         tasks = await self.poll_workflow_tasks(task_queue, lease_ms, 1)

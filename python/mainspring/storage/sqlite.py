@@ -2,7 +2,7 @@
 
 - WAL mode; ``synchronous=FULL`` by default (a commit survives power loss), ``NORMAL`` on
   request (survives a process crash, may lose the last commits on power loss).
-- Group commit: a single database thread runs every operation waiting in one transaction.
+- Group commit: the operations of one event-loop pass run in one transaction, one fsync.
 - Several processes may share the file (a client process and worker processes): SQLite's
   write lock serialises transactions, leases with fencing tokens keep two workers from running
   one task, and processes notice each other's changes by polling every ``poll_interval``.
@@ -20,8 +20,8 @@ from typing import Any
 
 from ..errors import QueryFailedError
 from . import _sqlite_operations as operations
+from ._sqlite_batch import LoopDatabase
 from ._sqlite_schema import migrate
-from ._sqlite_thread import DatabaseThread
 from .base import ActivityTask, QueryTask, WorkflowDescription, WorkflowTask
 from .memory import SystemClock, VirtualClock, activity_task
 
@@ -65,7 +65,8 @@ class SqliteStorage:
         clock: A :class:`VirtualClock` for tests; the system clock otherwise.
         poll_interval: How often an idle worker or a waiting client looks for changes made by
             other processes. Changes made in this process wake them at once.
-        busy_timeout: How long a transaction waits for another process's write lock.
+        busy_timeout: How long a transaction waits for another process's write lock (the
+            event loop waits with it: other processes' transactions are short).
     """
 
     groups_commits = True
@@ -77,7 +78,7 @@ class SqliteStorage:
         synchronous: str = "FULL",
         clock: VirtualClock | SystemClock | None = None,
         poll_interval: timedelta = timedelta(milliseconds=100),
-        busy_timeout: timedelta = timedelta(seconds=30),
+        busy_timeout: timedelta = timedelta(seconds=5),
         workflow_task_retry_initial: timedelta = timedelta(seconds=1),
         workflow_task_retry_maximum: timedelta = timedelta(seconds=60),
     ) -> None:
@@ -96,7 +97,7 @@ class SqliteStorage:
         if isinstance(self._clock, VirtualClock):
             self._clock.subscribe(self._notify)
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._database = DatabaseThread(self._connect)
+        self._database = LoopDatabase(self._connect)
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -317,7 +318,7 @@ class SqliteStorage:
 
     async def close(self) -> None:
         self._notify()
-        await asyncio.get_running_loop().run_in_executor(None, self._database.close)
+        self._database.close()
 
 
 def _current_run(db: sqlite3.Connection, now: int, workflow_id: str) -> tuple[Any, ...]:

@@ -59,10 +59,12 @@ def run_group(connection: sqlite3.Connection, group: list[Operation]) -> None:
     """Runs the group in one transaction. First without savepoints (the common case: nothing
     fails); if an operation raises, the transaction is rolled back and the group re-run with a
     savepoint per operation, so only the failing ones are undone."""
+    outcomes: list[tuple[bool, Any]] | None
     try:
         outcomes = _run_all(connection, group, isolate=False)
         if outcomes is None:
             outcomes = _run_all(connection, group, isolate=True)
+        assert outcomes is not None, "an isolated run always completes"
     except sqlite3.Error as error:
         # The file itself failed (disk full, locked past the busy timeout, corrupt): nothing in
         # this group was committed.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -34,9 +35,12 @@ def database(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def worker(database: Path) -> Iterator[subprocess.Popen[str]]:
+    # Database and task queue from the environment, as a deployment would set them.
+    environment = dict(os.environ, MAINSPRING_DB=str(database), MAINSPRING_TASK_QUEUE="cli")
     process = subprocess.Popen(
-        [str(SCRIPT), "--db", str(database), "worker", "tests.cli_app", "--task-queue", "cli"],
+        [str(SCRIPT), "worker", "tests.cli_app"],
         cwd=ROOT,
+        env=environment,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -35,9 +36,24 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     worker = commands.add_parser("worker", help="run a worker for a module's workflows")
     worker.add_argument("module", help="MODULE or MODULE:ATTR declaring the functions")
-    worker.add_argument("--task-queue", default="default")
-    worker.add_argument("--max-concurrent-activities", type=int, default=100)
-    worker.add_argument("--max-cached-workflows", type=int, default=10_000)
+    environment = os.environ.get
+    worker.add_argument(
+        "--task-queue",
+        default=environment("MAINSPRING_TASK_QUEUE", "default"),
+        help="default: $MAINSPRING_TASK_QUEUE or 'default'",
+    )
+    worker.add_argument(
+        "--max-concurrent-activities",
+        type=int,
+        default=int(environment("MAINSPRING_MAX_CONCURRENT_ACTIVITIES", "100")),
+        help="default: $MAINSPRING_MAX_CONCURRENT_ACTIVITIES or 100",
+    )
+    worker.add_argument(
+        "--max-cached-workflows",
+        type=int,
+        default=int(environment("MAINSPRING_MAX_CACHED_WORKFLOWS", "10000")),
+        help="default: $MAINSPRING_MAX_CACHED_WORKFLOWS or 10000",
+    )
     workflow_commands.add_parser(commands)
     replay = commands.add_parser("replay", help="replay exported histories through workflow code")
     replay.add_argument("paths", nargs="+", help="history JSON files or folders of them")

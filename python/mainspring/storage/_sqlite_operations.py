@@ -88,8 +88,15 @@ def run_key_of(db: sqlite3.Connection, run_id: str) -> int:
 
 
 def _append_inbound(
-    db: sqlite3.Connection, run_key: int, now: int, kind: str, args: tuple[Any, ...]
+    db: sqlite3.Connection,
+    run_key: int,
+    now: int,
+    kind: str,
+    args: tuple[Any, ...],
+    wake: bool = False,
 ) -> int:
+    """Appends one event; with `wake`, also queues the run's workflow task (as
+    :func:`_request_task` does) in the same statement."""
     (length,) = db.execute(
         "SELECT history_length FROM runs WHERE run_key = ?", (run_key,)
     ).fetchone()
@@ -99,7 +106,17 @@ def _append_inbound(
         "INSERT INTO events (run_key, event_id, kind, row) VALUES (?, ?, ?, ?)",
         (run_key, event_id, kind, row),
     )
-    db.execute("UPDATE runs SET history_length = ? WHERE run_key = ?", (event_id, run_key))
+    if wake:
+        idle_and_running = f"status = 'RUNNING' AND task_state = {IDLE}"
+        db.execute(
+            f"UPDATE runs SET history_length = ?, "
+            f"task_ready_ms = CASE WHEN {idle_and_running} THEN ? ELSE task_ready_ms END, "
+            f"task_state = CASE WHEN {idle_and_running} THEN {QUEUED} ELSE task_state END "
+            "WHERE run_key = ?",
+            (event_id, now, run_key),
+        )
+    else:
+        db.execute("UPDATE runs SET history_length = ? WHERE run_key = ?", (event_id, run_key))
     return event_id
 
 
@@ -154,8 +171,7 @@ def signal_workflow(
     db: sqlite3.Connection, now: int, workflow_id: str, signal_name: str, input: bytes
 ) -> None:
     run_key = _running_run(db, workflow_id)[0]
-    _append_inbound(db, run_key, now, "WorkflowSignaled", (signal_name, input))
-    _request_task(db, run_key, now)
+    _append_inbound(db, run_key, now, "WorkflowSignaled", (signal_name, input), wake=True)
 
 
 def request_cancel_workflow(
@@ -168,8 +184,7 @@ def request_cancel_workflow(
     if already:
         return
     db.execute("UPDATE runs SET cancel_requested = 1 WHERE run_key = ?", (run_key,))
-    _append_inbound(db, run_key, now, "WorkflowCancelRequested", (reason,))
-    _request_task(db, run_key, now)
+    _append_inbound(db, run_key, now, "WorkflowCancelRequested", (reason,), wake=True)
 
 
 def terminate_workflow(db: sqlite3.Connection, now: int, workflow_id: str, reason: str) -> str:
@@ -237,42 +252,31 @@ def complete_workflow_task(
 ) -> bool:
     """Commits the outcome, fenced by the lease; returns whether the run closed."""
     length = _check_lease(db, run_key, token, now)
+    seen, rows = (length, []) if outcome is None else _core.outcome_rows(outcome, length + 1, now)
+    if seen > length:
+        raise StaleTaskError(f"task saw event {seen} but the history has {length}")
+    # Events after what the task saw arrived while it ran (storages only ever append inbound
+    # events outside a task's own commit): the run needs another task at once.
+    unseen = seen < length
     db.execute(
-        "UPDATE runs SET task_state = ?, task_failures = 0, last_task_failure = NULL "
-        "WHERE run_key = ?",
-        (IDLE, run_key),
+        "UPDATE runs SET task_state = ?, task_ready_ms = ?, task_failures = 0, "
+        "last_task_failure = NULL, history_length = ?, tail_start = ? WHERE run_key = ?",
+        (QUEUED if unseen else IDLE, now, length + len(rows), seen + 1, run_key),
     )
-    seen = length
-    if outcome is not None:
-        seen, rows = _core.outcome_rows(outcome, length + 1, now)
-        if seen > length:
-            raise StaleTaskError(f"task saw event {seen} but the history has {length}")
-        db.executemany(
-            "INSERT INTO events (run_key, event_id, kind, row) VALUES (?, ?, ?, ?)",
-            [(run_key, event_id, kind, row) for event_id, kind, row, _ in rows],
-        )
-        db.execute(
-            "UPDATE runs SET history_length = ?, tail_start = ? WHERE run_key = ?",
-            (length + len(rows), seen + 1, run_key),
-        )
-        # All of the task's events are in before any effect runs: an effect that records an
-        # event itself (a cancelled activity) must not split the task's command events, and
-        # nothing may follow a terminal event.
-        closes = any(effect is not None and effect[0] == "close" for *_, effect in rows)
-        for event_id, _, _, effect in rows:
-            if effect is not None and not (closes and effect[0] == "cancel_activity"):
-                _apply_effect(db, now, run_key, event_id, effect)
-    (status,) = db.execute("SELECT status FROM runs WHERE run_key = ?", (run_key,)).fetchone()
-    if status != "RUNNING":
-        return True
-    unseen = db.execute(
-        f"SELECT 1 FROM events WHERE run_key = ? AND event_id > ? AND kind IN ({_INBOUND_SQL}) "
-        "LIMIT 1",
-        (run_key, seen),
-    ).fetchone()
-    if unseen is not None:
-        _request_task(db, run_key, now)
-    return False
+    if not rows:
+        return False
+    db.executemany(
+        "INSERT INTO events (run_key, event_id, kind, row) VALUES (?, ?, ?, ?)",
+        [(run_key, event_id, kind, row) for event_id, kind, row, _ in rows],
+    )
+    # All of the task's events are in before any effect runs: an effect that records an
+    # event itself (a cancelled activity) must not split the task's command events, and
+    # nothing may follow a terminal event.
+    closes = any(effect is not None and effect[0] == "close" for *_, effect in rows)
+    for event_id, _, _, effect in rows:
+        if effect is not None and not (closes and effect[0] == "cancel_activity"):
+            _apply_effect(db, now, run_key, event_id, effect)
+    return closes
 
 
 def _apply_effect(
@@ -373,17 +377,22 @@ def _running(db: sqlite3.Connection, activity_id: int, token: int) -> tuple[Any,
 
 
 def _resolve_activity(
-    db: sqlite3.Connection, now: int, activity_id: int, kind: str, extra: tuple[Any, ...]
+    db: sqlite3.Connection,
+    now: int,
+    activity_id: int,
+    kind: str,
+    extra: tuple[Any, ...],
+    row: tuple[Any, ...] | None = None,
 ) -> None:
     """Records an activity's final outcome (`extra` follows the scheduled event id; the
-    attempt count is appended) and wakes its workflow."""
-    row = _activity(db, activity_id)
+    attempt count is appended) and wakes its workflow. `row`: the activity's row, if the
+    caller has just read it."""
+    row = row if row is not None else _activity(db, activity_id)
     if row is None:
         return
     run_key, scheduled_event_id, attempt = row[1], row[2], row[3]
     db.execute("DELETE FROM activities WHERE activity_id = ?", (activity_id,))
-    _append_inbound(db, run_key, now, kind, (scheduled_event_id, *extra, attempt))
-    _request_task(db, run_key, now)
+    _append_inbound(db, run_key, now, kind, (scheduled_event_id, *extra, attempt), wake=True)
 
 
 def poll_activity_tasks(
@@ -429,8 +438,8 @@ def poll_activity_tasks(
 def complete_activity_task(
     db: sqlite3.Connection, now: int, activity_id: int, token: int, result: bytes
 ) -> None:
-    _running(db, activity_id, token)
-    _resolve_activity(db, now, activity_id, "ActivityCompleted", (result,))
+    row = _running(db, activity_id, token)
+    _resolve_activity(db, now, activity_id, "ActivityCompleted", (result,), row)
 
 
 def fail_activity_task(
@@ -521,8 +530,7 @@ def tick(db: sqlite3.Connection, now: int) -> int:
             "DELETE FROM timers WHERE run_key = ? AND started_event_id = ?",
             (run_key, started_event_id),
         )
-        _append_inbound(db, run_key, now, "TimerFired", (started_event_id,))
-        _request_task(db, run_key, now)
+        _append_inbound(db, run_key, now, "TimerFired", (started_event_id,), wake=True)
         applied += 1
     # Workflow task leases that lapsed: hand the task to another worker.
     applied += db.execute(

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import sqlite3
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import MainspringError, StorageError
 
@@ -87,7 +87,10 @@ def _run_all(
     """One transaction over the group. Without `isolate`, returns None (having rolled back)
     as soon as an operation fails."""
     outcomes: list[tuple[bool, Any]] = []
-    connection.execute("BEGIN IMMEDIATE")
+    # A group of reads needs no write lock: it neither waits for other processes' writers nor
+    # makes them wait, and its commit syncs nothing.
+    reads_only = all(getattr(function, "read_only", False) for function, _, _ in group)
+    connection.execute("BEGIN" if reads_only else "BEGIN IMMEDIATE")
     for function, args, _ in group:
         if not isolate:
             try:
@@ -106,6 +109,15 @@ def _run_all(
             outcomes.append((False, _typed(error)))
     connection.execute("COMMIT")
     return outcomes
+
+
+OperationT = TypeVar("OperationT", bound=Callable[..., Any])
+
+
+def read_only(function: OperationT) -> OperationT:
+    """Marks an operation that only reads (see :func:`run_group`)."""
+    function.read_only = True  # type: ignore[attr-defined]
+    return function
 
 
 def _typed(error: Exception) -> Exception:

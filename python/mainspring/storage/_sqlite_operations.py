@@ -21,6 +21,7 @@ from ..errors import (
     WorkflowNotFoundError,
     WorkflowNotRunningError,
 )
+from ._sqlite_batch import read_only
 
 INBOUND_KINDS = (
     "WorkflowStarted",
@@ -62,6 +63,7 @@ def _failure_tuple(value: Any) -> Any:
 # Runs and events.
 
 
+@read_only
 def current_run(db: sqlite3.Connection, workflow_id: str) -> tuple[Any, ...]:
     row = db.execute(
         f"SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = ? ORDER BY run_key DESC LIMIT 1",
@@ -194,6 +196,7 @@ def terminate_workflow(db: sqlite3.Connection, now: int, workflow_id: str, reaso
     return str(run[2])
 
 
+@read_only
 def read_history(db: sqlite3.Connection, now: int, run_id: str, from_event_id: int) -> bytes:
     rows = db.execute(
         "SELECT row FROM events WHERE run_key = ? AND event_id >= ? ORDER BY event_id",
@@ -556,6 +559,7 @@ def tick(db: sqlite3.Connection, now: int) -> int:
     return applied
 
 
+@read_only
 def next_wakeup_ms(db: sqlite3.Connection, now: int) -> int | None:
     """The earliest deadline, or ready time still ahead, that a poll would act on."""
     candidates = [

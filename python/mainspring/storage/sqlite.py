@@ -20,7 +20,7 @@ from typing import Any
 
 from ..errors import QueryFailedError
 from . import _sqlite_operations as operations
-from ._sqlite_batch import LoopDatabase
+from ._sqlite_batch import LoopDatabase, read_only
 from ._sqlite_schema import migrate
 from .base import ActivityTask, QueryTask, WorkflowDescription, WorkflowTask
 from .memory import SystemClock, VirtualClock, activity_task
@@ -321,10 +321,12 @@ class SqliteStorage:
         self._database.close()
 
 
+@read_only
 def _current_run(db: sqlite3.Connection, now: int, workflow_id: str) -> tuple[Any, ...]:
     return operations.current_run(db, workflow_id)
 
 
+@read_only
 def _all_runs(db: sqlite3.Connection, now: int) -> list[tuple[Any, ...]]:
     return [
         tuple(row)
@@ -332,6 +334,7 @@ def _all_runs(db: sqlite3.Connection, now: int) -> list[tuple[Any, ...]]:
     ]
 
 
+@read_only
 def _run_status(db: sqlite3.Connection, now: int, run_id: str) -> str:
     row = db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
     return "MISSING" if row is None else str(row[0])

@@ -541,21 +541,23 @@ def tick(db: sqlite3.Connection, now: int) -> int:
         "WHERE task_state = ? AND task_deadline_ms < ?",
         (QUEUED, now, LEASED, now),
     ).rowcount
-    scans = (
-        ("attempt_deadline_ms", ACTIVITY_RUNNING, "start_to_close", _time_out_attempt),
-        ("heartbeat_deadline_ms", ACTIVITY_RUNNING, "heartbeat", _time_out_attempt),
-        ("start_deadline_ms", ACTIVITY_QUEUED, "schedule_to_start", _time_out_activity),
-        ("close_deadline_ms", None, "schedule_to_close", _time_out_activity),
-    )
-    for column, state, kind, apply in scans:
-        state_filter = "" if state is None else f" AND state = {state}"
-        for (activity_id,) in db.execute(
-            f"SELECT activity_id FROM activities WHERE {column} <= ?{state_filter} "
-            f"ORDER BY {column}",
-            (now,),
-        ).fetchall():
-            apply(db, now, activity_id, kind)
-            applied += 1
+    for activity_id, state, attempt, heartbeat, start, close in db.execute(
+        "SELECT activity_id, state, attempt_deadline_ms, heartbeat_deadline_ms, "
+        "start_deadline_ms, close_deadline_ms FROM activities WHERE next_deadline_ms <= ? "
+        "ORDER BY next_deadline_ms",
+        (now,),
+    ).fetchall():
+        if close is not None and close <= now:
+            _time_out_activity(db, now, activity_id, "schedule_to_close")
+        elif state == ACTIVITY_QUEUED and start is not None and start <= now:
+            _time_out_activity(db, now, activity_id, "schedule_to_start")
+        elif state == ACTIVITY_RUNNING and attempt is not None and attempt <= now:
+            _time_out_attempt(db, now, activity_id, "start_to_close")
+        elif state == ACTIVITY_RUNNING and heartbeat is not None and heartbeat <= now:
+            _time_out_attempt(db, now, activity_id, "heartbeat")
+        else:
+            continue
+        applied += 1
     return applied
 
 
@@ -567,10 +569,7 @@ def next_wakeup_ms(db: sqlite3.Connection, now: int) -> int | None:
         "SELECT MIN(task_deadline_ms) FROM runs WHERE task_state = 2",
         f"SELECT MIN(task_ready_ms) FROM runs WHERE task_state = 1 AND task_ready_ms > {now}",
         f"SELECT MIN(ready_ms) FROM activities WHERE state = 0 AND ready_ms > {now}",
-        "SELECT MIN(attempt_deadline_ms) FROM activities",
-        "SELECT MIN(heartbeat_deadline_ms) FROM activities",
-        "SELECT MIN(start_deadline_ms) FROM activities",
-        "SELECT MIN(close_deadline_ms) FROM activities",
+        "SELECT MIN(next_deadline_ms) FROM activities WHERE next_deadline_ms < 9223372036854775807",
     ]
     values = [db.execute(query).fetchone()[0] for query in candidates]
     present = [value for value in values if value is not None]

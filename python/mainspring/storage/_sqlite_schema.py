@@ -108,6 +108,23 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE runs ADD COLUMN tail_start INTEGER NOT NULL DEFAULT 1
     """,
+    # Version 3: one index over an activity's earliest deadline instead of one per deadline
+    # kind, so changing an activity maintains one deadline index, not four.
+    """
+    DROP INDEX activities_attempt_deadline;
+    DROP INDEX activities_heartbeat_deadline;
+    DROP INDEX activities_start_deadline;
+    DROP INDEX activities_close_deadline;
+    ALTER TABLE activities ADD COLUMN next_deadline_ms INTEGER GENERATED ALWAYS AS (
+        min(
+            coalesce(attempt_deadline_ms, 9223372036854775807),
+            coalesce(heartbeat_deadline_ms, 9223372036854775807),
+            coalesce(start_deadline_ms, 9223372036854775807),
+            coalesce(close_deadline_ms, 9223372036854775807)
+        )
+    ) VIRTUAL;
+    CREATE INDEX activities_next_deadline ON activities (next_deadline_ms)
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

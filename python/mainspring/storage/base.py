@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -74,6 +74,28 @@ class WorkflowDescription:
     start_time: datetime
     close_time: datetime | None
     last_task_failure: str | None
+
+
+def description_from_row(row: tuple[Any, ...]) -> WorkflowDescription:
+    """A description from the row layout every storage reports runs in: `(key, workflow_id,
+    run_id, workflow_type, task_queue, status, history_length, started_ms, closed_ms,
+    last_task_failure)`."""
+    _, workflow_id, run_id, workflow_type, task_queue, status, length, started, closed, failure = (
+        row
+    )
+    return WorkflowDescription(
+        workflow_id=workflow_id,
+        run_id=run_id,
+        workflow_type=workflow_type,
+        task_queue=task_queue,
+        status=status,
+        history_length=length,
+        start_time=datetime.fromtimestamp(started / 1000, tz=timezone.utc),
+        close_time=None
+        if closed is None
+        else datetime.fromtimestamp(closed / 1000, tz=timezone.utc),
+        last_task_failure=failure,
+    )
 
 
 @runtime_checkable

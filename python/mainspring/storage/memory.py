@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import _core
 from ..errors import QueryFailedError
-from .base import ActivityTask, QueryTask, WorkflowDescription, WorkflowTask
+from .base import ActivityTask, QueryTask, WorkflowDescription, WorkflowTask, description_from_row
 
 
 class SystemClock:
@@ -47,27 +47,6 @@ class VirtualClock:
 
     def subscribe(self, listener: Callable[[], None]) -> None:
         self._listeners.append(listener)
-
-
-def _datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
-
-
-def _description(summary: _core.SummaryTuple) -> WorkflowDescription:
-    _, workflow_id, run_id, workflow_type, task_queue, status, length, started, closed, failure = (
-        summary
-    )
-    return WorkflowDescription(
-        workflow_id=workflow_id,
-        run_id=run_id,
-        workflow_type=workflow_type,
-        task_queue=task_queue,
-        status=status,
-        history_length=length,
-        start_time=_datetime(started),
-        close_time=None if closed is None else _datetime(closed),
-        last_task_failure=failure,
-    )
 
 
 def activity_task(lease: tuple[Any, ...], task_queue: str) -> ActivityTask:
@@ -170,10 +149,10 @@ class MemoryStorage:
         self._run_closed(workflow_id, run_id)
 
     async def describe_workflow(self, workflow_id: str) -> WorkflowDescription:
-        return _description(self._store.describe(workflow_id))
+        return description_from_row(self._store.describe(workflow_id))
 
     async def list_workflows(self) -> list[WorkflowDescription]:
-        return [_description(summary) for summary in self._store.list()]
+        return [description_from_row(summary) for summary in self._store.list()]
 
     async def read_history(self, workflow_id: str, run_id: str, from_event_id: int = 1) -> bytes:
         return self._store.history(self._run_key(workflow_id, run_id), from_event_id)

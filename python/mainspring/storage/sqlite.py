@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from ..errors import QueryFailedError
 from . import _sqlite_operations as operations
 from ._sqlite_batch import LoopDatabase, read_only
 from ._sqlite_schema import migrate
-from .base import ActivityTask, QueryTask, WorkflowDescription, WorkflowTask
+from .base import ActivityTask, QueryTask, WorkflowDescription, WorkflowTask, description_from_row
 from .memory import SystemClock, VirtualClock, activity_task
 
 __all__ = ["DEFAULT_PATH", "SqliteStorage", "default_path"]
@@ -33,27 +33,6 @@ DEFAULT_PATH = "mainspring.db"
 def default_path() -> str:
     """``$MAINSPRING_DB`` if set, else ``mainspring.db`` in the working directory."""
     return os.environ.get("MAINSPRING_DB") or DEFAULT_PATH
-
-
-def _datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
-
-
-def _description(row: tuple[Any, ...]) -> WorkflowDescription:
-    _, workflow_id, run_id, workflow_type, task_queue, status, length, started, closed, failure = (
-        row
-    )
-    return WorkflowDescription(
-        workflow_id=workflow_id,
-        run_id=run_id,
-        workflow_type=workflow_type,
-        task_queue=task_queue,
-        status=status,
-        history_length=length,
-        start_time=_datetime(started),
-        close_time=None if closed is None else _datetime(closed),
-        last_task_failure=failure,
-    )
 
 
 class SqliteStorage:
@@ -157,10 +136,10 @@ class SqliteStorage:
         self._run_closed(run_id)
 
     async def describe_workflow(self, workflow_id: str) -> WorkflowDescription:
-        return _description(await self._run(_current_run, workflow_id))
+        return description_from_row(await self._run(_current_run, workflow_id))
 
     async def list_workflows(self) -> list[WorkflowDescription]:
-        return [_description(row) for row in await self._run(_all_runs)]
+        return [description_from_row(row) for row in await self._run(_all_runs)]
 
     async def read_history(self, workflow_id: str, run_id: str, from_event_id: int = 1) -> bytes:
         history: bytes = await self._run(operations.read_history, run_id, from_event_id)

@@ -23,6 +23,7 @@ from .errors import ApplicationError, PayloadError, StaleTaskError, UnknownActiv
 from .storage.base import ActivityTask, Storage
 
 if TYPE_CHECKING:
+    from ._workflow_tasks import WorkflowTaskRunner
     from .worker import WorkerConfig
 
 logger = logging.getLogger("mainspring.worker")
@@ -51,23 +52,34 @@ class ActivityTaskRunner:
         self._config = config
         self._executor = executor
         self._capacity = config.max_concurrent_activities
+        # Set by the worker when it also runs workflows: a result that wakes a workflow task
+        # of this queue can hand it straight to it (see Storage.complete_activity_task).
+        self.workflows: WorkflowTaskRunner | None = None
+        self._lease_ms = int(config.workflow_task_timeout.total_seconds() * 1000)
         self.running: set[asyncio.Task[None]] = set()
         self._heartbeats: set[asyncio.Task[None]] = set()
 
     async def poll_once(self) -> bool:
         """Starts every ready attempt there is a free slot for; returns whether it started any.
         (Slots are counted on the loop's thread: a set's size is the semaphore.)"""
-        running = self.running
-        free = self._capacity - len(running)
+        free = self.free_slots()
         if free <= 0:
             return False
         tasks = await self._storage.poll_activity_tasks(self._task_queue, free)
+        self.start(tasks)
+        return bool(tasks)
+
+    def free_slots(self) -> int:
+        return max(0, self._capacity - len(self.running))
+
+    def start(self, tasks: list[ActivityTask]) -> None:
+        """Runs leased attempts (polled, or handed over by a commit)."""
         loop = asyncio.get_running_loop()
+        running = self.running
         for task in tasks:
             runner = loop.create_task(self._run(task))
             running.add(runner)
             runner.add_done_callback(running.discard)
-        return bool(tasks)
 
     async def _run(self, task: ActivityTask) -> None:
         definition = self._definitions.get(task.activity_type)
@@ -101,6 +113,7 @@ class ActivityTaskRunner:
         context._send_heartbeat = send_heartbeat
         try:
             result = await self._call(definition, task, context)
+            context._returned = True
             encoded = _payload.encode(result, self._config.maximum_payload_bytes)
         except asyncio.CancelledError:
             if context.is_cancelled:
@@ -109,12 +122,20 @@ class ActivityTaskRunner:
         except Exception as error:
             await self._report_failure(task, error)
             return
+        workflows = self.workflows
         try:
-            await self._storage.complete_activity_task(task, encoded)
+            woken = await self._storage.complete_activity_task(
+                task,
+                encoded,
+                eager_workflow_lease_ms=self._lease_ms if workflows is not None else None,
+            )
         except StaleTaskError:
             logger.info(
                 "activity %s finished after its attempt ended; result dropped", task.activity_type
             )
+            return
+        if woken is not None and workflows is not None:
+            await workflows.process_leased(woken)
 
     async def _call(
         self, definition: ActivityDefinition, task: ActivityTask, context: ActivityContext
@@ -153,7 +174,9 @@ class ActivityTaskRunner:
             await self._storage.heartbeat_activity_task(task, details)
         except StaleTaskError:
             context._mark_cancelled()
-            if is_async and runner is not None and not runner.done():
+            # Cancel the attempt only while the activity function runs: once it has returned,
+            # this task is reporting (or advancing an eagerly handed workflow task).
+            if is_async and runner is not None and not runner.done() and not context._returned:
                 runner.cancel()
 
     def _info(self, task: ActivityTask) -> ActivityInfo:

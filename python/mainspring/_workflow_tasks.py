@@ -15,6 +15,7 @@ from .errors import QueryFailedError, StaleTaskError, UnknownWorkflowTypeError
 from .storage.base import QueryTask, Storage, WorkflowTask
 
 if TYPE_CHECKING:
+    from ._activity_tasks import ActivityTaskRunner
     from .worker import WorkerConfig
 
 logger = logging.getLogger("mainspring.worker")
@@ -50,6 +51,9 @@ class WorkflowTaskRunner:
         # Queries that arrived before the run's first workflow task completed: its handlers
         # are not registered yet, so they wait for that task (as Temporal's do).
         self._deferred_queries: dict[str, list[QueryTask]] = {}
+        # Set by the worker when it also runs activities: attempts a commit leased eagerly
+        # start at once on this worker (see Storage.complete_workflow_task).
+        self.activities: ActivityTaskRunner | None = None
 
     @property
     def cached_runs(self) -> int:
@@ -80,6 +84,12 @@ class WorkflowTaskRunner:
                     await self._answer_query(query)
         return True
         return did_something
+
+    async def process_leased(self, task: WorkflowTask) -> None:
+        """Advances a workflow task this worker was handed without polling (eager dispatch)."""
+        await self._process(task)
+        for query in self._deferred_queries.pop(task.run_id, ()):
+            await self._answer_query(query)
 
     def _new_instance(self, workflow_type: str) -> WorkflowInstance:
         definition = self._definitions.get(workflow_type)
@@ -114,12 +124,21 @@ class WorkflowTaskRunner:
             with contextlib.suppress(StaleTaskError):
                 await storage.fail_workflow_task(task, f"{type(error).__name__}: {error}")
             return
+        activities = self.activities
+        slots = activities.free_slots() if activities is not None else 0
         try:
-            await storage.complete_workflow_task(task, outcome)
+            eager = await storage.complete_workflow_task(
+                task,
+                outcome,
+                eager_activity_queue=self._task_queue if slots else None,
+                eager_activity_slots=slots,
+            )
         except StaleTaskError:
             # Our lease expired and another worker owns the run now: drop our copy.
             logger.info("workflow task of %s lost its lease; dropped", task.workflow_id)
             return
+        if eager and activities is not None:
+            activities.start(eager)
         if not instance.run.is_closed and self._config.max_cached_workflows > 0:
             self._cache[task.run_id] = instance
             while len(self._cache) > self._config.max_cached_workflows:

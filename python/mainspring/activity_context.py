@@ -44,6 +44,8 @@ class ActivityContext:
         self._send_heartbeat = send_heartbeat
         # A plain flag: set once, from the worker's loop; reads from activity threads are safe.
         self._cancelled = False
+        # Set by the worker once the activity function has returned.
+        self._returned = False
 
     @property
     def info(self) -> ActivityInfo:

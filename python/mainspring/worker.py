@@ -91,6 +91,10 @@ class Worker:
         )
         self._has_workflows = bool(workflow_definitions)
         self._has_activities = bool(activity_definitions)
+        if self._has_workflows and self._has_activities:
+            # Eager dispatch between the two sides of this worker (storages that support it).
+            self._workflow_runner.activities = self._activity_runner
+            self._activity_runner.workflows = self._workflow_runner
         self._stop: asyncio.Future[None] | None = None
         self._idle_pollers: set[asyncio.Task[Any]] = set()
         self._background: asyncio.Task[None] | None = None
@@ -161,6 +165,9 @@ class Worker:
 
     def shutdown(self) -> None:
         """Asks :meth:`run` to stop polling and return."""
+        # No more eager dispatch either: work in flight finishes, but chains no new work.
+        self._workflow_runner.activities = None
+        self._activity_runner.workflows = None
         if self._stop is not None and not self._stop.done():
             self._stop.set_result(None)
             for poller in list(self._idle_pollers):

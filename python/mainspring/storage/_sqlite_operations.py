@@ -214,11 +214,24 @@ def poll_workflow_tasks(
     """Applies due deadlines, then leases up to `max_tasks` ready tasks, oldest first:
     `(deadlines applied, leases)`. One transaction, one round trip."""
     applied = tick(db, now)
+    return applied, _lease_workflow_tasks(
+        db, now, "task_queue = ?", (task_queue,), lease_ms, max_tasks
+    )
+
+
+def _lease_workflow_tasks(
+    db: sqlite3.Connection,
+    now: int,
+    where: str,
+    parameters: tuple[Any, ...],
+    lease_ms: int,
+    max_tasks: int,
+) -> list[tuple[Any, ...]]:
     rows = db.execute(
         "SELECT run_key, workflow_id, run_id, workflow_type, history_length, tail_start "
-        "FROM runs WHERE task_queue = ? AND task_state = ? AND task_ready_ms <= ? "
+        f"FROM runs WHERE {where} AND task_state = ? AND task_ready_ms <= ? "
         "ORDER BY task_ready_ms LIMIT ?",
-        (task_queue, QUEUED, now, max_tasks),
+        (*parameters, QUEUED, now, max_tasks),
     ).fetchall()
     leases = []
     for run_key, workflow_id, run_id, workflow_type, length, tail_start in rows:
@@ -236,7 +249,7 @@ def poll_workflow_tasks(
             (run_key, workflow_id, run_id, workflow_type, length, token, tail_start,
              _core.join_rows([row[0] for row in tail]))
         )  # fmt: skip
-    return applied, leases
+    return leases
 
 
 def _check_lease(db: sqlite3.Connection, run_key: int, token: int, now: int) -> int:
@@ -251,9 +264,28 @@ def _check_lease(db: sqlite3.Connection, run_key: int, token: int, now: int) -> 
 
 
 def complete_workflow_task(
+    db: sqlite3.Connection,
+    now: int,
+    run_key: int,
+    token: int,
+    outcome: bytes | None,
+    eager_queue: str | None = None,
+    eager_slots: int = 0,
+) -> tuple[bool, list[tuple[Any, ...]]]:
+    """Commits the outcome, fenced by the lease. Returns whether the run closed and, when the
+    caller has `eager_slots` free on `eager_queue`, the activity attempts the outcome scheduled
+    there, already leased to it (eager execution: no separate poll, no second commit)."""
+    closed = _commit_outcome(db, now, run_key, token, outcome)
+    if closed or not eager_slots or eager_queue is None:
+        return closed, []
+    return False, _lease_activities(
+        db, now, "a.task_queue = ? AND a.run_key = ?", (eager_queue, run_key), eager_slots
+    )
+
+
+def _commit_outcome(
     db: sqlite3.Connection, now: int, run_key: int, token: int, outcome: bytes | None
 ) -> bool:
-    """Commits the outcome, fenced by the lease; returns whether the run closed."""
     length = _check_lease(db, run_key, token, now)
     seen, rows = (length, []) if outcome is None else _core.outcome_rows(outcome, length + 1, now)
     if seen > length:
@@ -404,12 +436,18 @@ def poll_activity_tasks(
     """Applies due deadlines, then leases up to `max_tasks` ready attempts:
     `(deadlines applied, leases)`."""
     applied = tick(db, now)
+    return applied, _lease_activities(db, now, "a.task_queue = ?", (task_queue,), max_tasks)
+
+
+def _lease_activities(
+    db: sqlite3.Connection, now: int, where: str, parameters: tuple[Any, ...], max_tasks: int
+) -> list[tuple[Any, ...]]:
     rows = db.execute(
         "SELECT a.activity_id, r.workflow_id, r.run_id, a.activity_type, a.input, a.attempt, "
         "a.heartbeat_details, a.scheduled_ms, a.start_to_close_ms, a.schedule_to_close_ms, "
         "a.close_deadline_ms, a.heartbeat_ms FROM activities a JOIN runs r USING (run_key) "
-        "WHERE a.task_queue = ? AND a.state = ? AND a.ready_ms <= ? ORDER BY a.ready_ms LIMIT ?",
-        (task_queue, ACTIVITY_QUEUED, now, max_tasks),
+        f"WHERE {where} AND a.state = ? AND a.ready_ms <= ? ORDER BY a.ready_ms LIMIT ?",
+        (*parameters, ACTIVITY_QUEUED, now, max_tasks),
     ).fetchall()
     leases = []
     for row in rows:
@@ -435,14 +473,28 @@ def poll_activity_tasks(
                 scheduled, now, min(deadlines) if deadlines else None, heartbeat,
             )
         )  # fmt: skip
-    return applied, leases
+    return leases
 
 
 def complete_activity_task(
-    db: sqlite3.Connection, now: int, activity_id: int, token: int, result: bytes
-) -> None:
+    db: sqlite3.Connection,
+    now: int,
+    activity_id: int,
+    token: int,
+    result: bytes,
+    eager_queue: str | None = None,
+    eager_lease_ms: int = 0,
+) -> tuple[Any, ...] | None:
+    """Records the result. With `eager_queue`, also leases the workflow task it woke, if that
+    run's tasks go to `eager_queue` (eager dispatch: the caller advances it at once)."""
     row = _running(db, activity_id, token)
     _resolve_activity(db, now, activity_id, "ActivityCompleted", (result,), row)
+    if eager_queue is None:
+        return None
+    leases = _lease_workflow_tasks(
+        db, now, "task_queue = ? AND run_key = ?", (eager_queue, row[1]), eager_lease_ms, 1
+    )
+    return leases[0] if leases else None
 
 
 def fail_activity_task(

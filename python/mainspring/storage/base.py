@@ -140,14 +140,32 @@ class Storage(Protocol):
         ...
 
     async def poll_workflow_task(self, task_queue: str, lease_ms: int) -> WorkflowTask | None: ...
-    async def complete_workflow_task(self, task: WorkflowTask, outcome: bytes | None) -> None: ...
+    async def complete_workflow_task(
+        self,
+        task: WorkflowTask,
+        outcome: bytes | None,
+        *,
+        eager_activity_queue: str | None = None,
+        eager_activity_slots: int = 0,
+    ) -> list[ActivityTask]:
+        """Commits the outcome. May return up to ``eager_activity_slots`` attempts the outcome
+        scheduled on ``eager_activity_queue``, already leased to the caller (eager execution);
+        a storage may always return none."""
+        ...
+
     async def fail_workflow_task(self, task: WorkflowTask, message: str) -> None: ...
     async def poll_activity_tasks(self, task_queue: str, max_tasks: int) -> list[ActivityTask]:
         """Applies due deadlines, then leases up to ``max_tasks`` ready activity attempts."""
         ...
 
     async def poll_activity_task(self, task_queue: str) -> ActivityTask | None: ...
-    async def complete_activity_task(self, task: ActivityTask, result: bytes) -> None: ...
+    async def complete_activity_task(
+        self, task: ActivityTask, result: bytes, *, eager_workflow_lease_ms: int | None = None
+    ) -> WorkflowTask | None:
+        """Records the result. With ``eager_workflow_lease_ms``, may return the workflow task
+        the result woke (if its run uses the activity's task queue), leased to the caller."""
+        ...
+
     async def fail_activity_task(self, task: ActivityTask, failure: tuple[Any, ...]) -> None: ...
     async def heartbeat_activity_task(self, task: ActivityTask, details: bytes) -> None:
         """Raises ``StaleTaskError`` once the attempt is over (cancelled or timed out)."""

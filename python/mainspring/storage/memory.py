@@ -216,11 +216,20 @@ class MemoryStorage:
         tasks = await self.poll_workflow_tasks(task_queue, lease_ms, 1)
         return tasks[0] if tasks else None
 
-    async def complete_workflow_task(self, task: WorkflowTask, outcome: bytes | None) -> None:
+    async def complete_workflow_task(
+        self,
+        task: WorkflowTask,
+        outcome: bytes | None,
+        *,
+        eager_activity_queue: str | None = None,
+        eager_activity_slots: int = 0,
+    ) -> list[ActivityTask]:
+        """Eager dispatch saves nothing in memory: always returns no activities."""
         closed = self._store.complete_workflow_task(task.handle, task.token, outcome, self.now_ms())
         self._notify()
         if closed:
             self._run_closed(task.workflow_id, task.run_id)
+        return []
 
     async def fail_workflow_task(self, task: WorkflowTask, message: str) -> None:
         self._store.fail_workflow_task(task.handle, task.token, message, self.now_ms())
@@ -238,9 +247,13 @@ class MemoryStorage:
         tasks = await self.poll_activity_tasks(task_queue, 1)
         return tasks[0] if tasks else None
 
-    async def complete_activity_task(self, task: ActivityTask, result: bytes) -> None:
+    async def complete_activity_task(
+        self, task: ActivityTask, result: bytes, *, eager_workflow_lease_ms: int | None = None
+    ) -> WorkflowTask | None:
+        """Eager dispatch saves nothing in memory: always returns no workflow task."""
         self._store.complete_activity_task(task.handle, task.token, result, self.now_ms())
         self._notify()
+        return None
 
     async def fail_activity_task(self, task: ActivityTask, failure: tuple[Any, ...]) -> None:
         self._store.fail_activity_task(task.handle, task.token, failure, self.now_ms())

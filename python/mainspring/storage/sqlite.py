@@ -222,12 +222,26 @@ class SqliteStorage:
         tasks = await self.poll_workflow_tasks(task_queue, lease_ms, 1)
         return tasks[0] if tasks else None
 
-    async def complete_workflow_task(self, task: WorkflowTask, outcome: bytes | None) -> None:
-        closed = await self._write(
-            operations.complete_workflow_task, task.handle, task.token, outcome
+    async def complete_workflow_task(
+        self,
+        task: WorkflowTask,
+        outcome: bytes | None,
+        *,
+        eager_activity_queue: str | None = None,
+        eager_activity_slots: int = 0,
+    ) -> list[ActivityTask]:
+        closed, leases = await self._write(
+            operations.complete_workflow_task,
+            task.handle,
+            task.token,
+            outcome,
+            eager_activity_queue,
+            eager_activity_slots,
         )
         if closed:
             self._run_closed(task.run_id)
+        assert eager_activity_queue is not None or not leases
+        return [activity_task(lease, eager_activity_queue or "") for lease in leases]
 
     async def fail_workflow_task(self, task: WorkflowTask, message: str) -> None:
         await self._write(
@@ -248,8 +262,24 @@ class SqliteStorage:
         tasks = await self.poll_activity_tasks(task_queue, 1)
         return tasks[0] if tasks else None
 
-    async def complete_activity_task(self, task: ActivityTask, result: bytes) -> None:
-        await self._write(operations.complete_activity_task, task.handle, task.token, result)
+    async def complete_activity_task(
+        self, task: ActivityTask, result: bytes, *, eager_workflow_lease_ms: int | None = None
+    ) -> WorkflowTask | None:
+        eager_queue = None if eager_workflow_lease_ms is None else task.task_queue
+        lease = await self._write(
+            operations.complete_activity_task,
+            task.handle,
+            task.token,
+            result,
+            eager_queue,
+            eager_workflow_lease_ms or 0,
+        )
+        if lease is None:
+            return None
+        run_key, workflow_id, run_id, workflow_type, length, token, tail_from, tail = lease
+        return WorkflowTask(
+            workflow_id, run_id, workflow_type, length, token, run_key, tail_from, tail
+        )
 
     async def fail_activity_task(self, task: ActivityTask, failure: tuple[Any, ...]) -> None:
         await self._write(operations.fail_activity_task, task.handle, task.token, failure)

@@ -29,6 +29,7 @@ from mainspring.errors import (
     WorkflowNotRunningError,
 )
 from mainspring.storage import (
+    ActivityTask,
     MemoryStorage,
     SqliteStorage,
     Storage,
@@ -77,6 +78,16 @@ def _schedule(seq: int, activity_type: str = "act", **options: Any) -> tuple[Any
     )  # fmt: skip
 
 
+async def _poll_workflow_task(storage: Storage) -> WorkflowTask | None:
+    tasks = await storage.poll_workflow_tasks(QUEUE, LEASE_MS, 1)
+    return tasks[0] if tasks else None
+
+
+async def _poll_activity_task(storage: Storage) -> ActivityTask | None:
+    tasks = await storage.poll_activity_tasks(QUEUE, 1)
+    return tasks[0] if tasks else None
+
+
 class Driver:
     """Plays a worker by hand: leases a task, feeds the run, commits chosen commands."""
 
@@ -85,7 +96,7 @@ class Driver:
         self.runs: dict[str, _core.WorkflowRun] = {}
 
     async def lease(self) -> WorkflowTask:
-        task = await self.storage.poll_workflow_task(QUEUE, LEASE_MS)
+        task = await _poll_workflow_task(self.storage)
         assert task is not None, "expected a workflow task"
         return task
 
@@ -141,7 +152,7 @@ async def test_a_workflow_task_commits_atomically_and_creates_its_work(storage: 
         "ActivityScheduled",
         "TimerStarted",
     ]
-    attempt = await storage.poll_activity_task(QUEUE)
+    attempt = await _poll_activity_task(storage)
     assert attempt is not None and (attempt.activity_type, attempt.attempt) == ("act", 1)
     await storage.complete_activity_task(attempt, b'"done"')
     jobs = await driver.step([(COMMAND_COMPLETE_WORKFLOW, b"1")])
@@ -159,7 +170,7 @@ async def test_one_outstanding_task_per_run_and_mid_task_signals_go_to_the_next(
     task = await driver.lease()
     jobs = await driver.advance(task)
     await storage.signal_workflow("w", "go", b"1")
-    assert await storage.poll_workflow_task(QUEUE, LEASE_MS) is None
+    assert await _poll_workflow_task(storage) is None
     await driver.commit(task, [])
     jobs = await driver.step([])
     assert [(job[0], job[1]) for job in jobs] == [(JOB_SIGNAL, "go")]
@@ -173,7 +184,7 @@ async def test_an_expired_lease_is_handed_out_again_and_fences_its_old_holder(
     stale = await driver.lease()
     await driver.advance(stale)
     clock.advance(timedelta(milliseconds=LEASE_MS + 1))
-    fresh = await storage.poll_workflow_task(QUEUE, LEASE_MS)
+    fresh = await _poll_workflow_task(storage)
     assert fresh is not None and fresh.token != stale.token
     outcome = driver.runs["r"].complete([(COMMAND_COMPLETE_WORKFLOW, b"1")])
     with pytest.raises(StaleTaskError):
@@ -186,7 +197,7 @@ async def test_timers_fire_when_due(storage: Storage, clock: VirtualClock) -> No
     await storage.start_workflow("w", "r", "wf", QUEUE, b"null")
     await driver.step([(COMMAND_START_TIMER, 1, 3_600_000)])
     clock.advance(timedelta(minutes=59))
-    assert await storage.poll_workflow_task(QUEUE, LEASE_MS) is None
+    assert await _poll_workflow_task(storage) is None
     clock.advance(timedelta(minutes=1))
     jobs = await driver.step([(COMMAND_COMPLETE_WORKFLOW, b"1")])
     assert jobs == [(JOB_FIRE_TIMER, 1)]
@@ -198,16 +209,16 @@ async def test_failed_attempts_retry_with_backoff_and_stale_attempts_are_fenced(
     driver = Driver(storage)
     await storage.start_workflow("w", "r", "wf", QUEUE, b"null")
     await driver.step([_schedule(1, initial=500, attempts=2, heartbeat=1_000)])
-    first = await storage.poll_activity_task(QUEUE)
+    first = await _poll_activity_task(storage)
     assert first is not None
     await storage.heartbeat_activity_task(first, b'"half"')
     failure = ("boom", "ValueError", False, b"null", "", None)
     await storage.fail_activity_task(first, failure)
     with pytest.raises(StaleTaskError):
         await storage.heartbeat_activity_task(first, b"null")
-    assert await storage.poll_activity_task(QUEUE) is None
+    assert await _poll_activity_task(storage) is None
     clock.advance(timedelta(milliseconds=500))
-    second = await storage.poll_activity_task(QUEUE)
+    second = await _poll_activity_task(storage)
     assert second is not None
     assert (second.attempt, second.heartbeat_details) == (2, b'"half"')
     await storage.fail_activity_task(second, failure)
@@ -228,7 +239,7 @@ async def test_signal_cancel_and_terminate(storage: Storage) -> None:
     ]
     with pytest.raises(WorkflowNotRunningError):
         await storage.signal_workflow("w", "s", b"1")
-    assert await storage.poll_workflow_task(QUEUE, LEASE_MS) is None
+    assert await _poll_workflow_task(storage) is None
     await storage.wait_closed("w", "r", timeout=1)
 
 

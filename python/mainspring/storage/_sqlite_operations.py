@@ -97,8 +97,9 @@ def _append_inbound(
     args: tuple[Any, ...],
     wake: bool = False,
 ) -> int:
-    """Appends one event; with `wake`, also queues the run's workflow task (as
-    :func:`_request_task` does) in the same statement."""
+    """Appends one event; with `wake`, also queues the run's workflow task in the same
+    statement, unless one is already queued or leased (a leased task's completion looks for
+    events it did not see and queues the next itself)."""
     (length,) = db.execute(
         "SELECT history_length FROM runs WHERE run_key = ?", (run_key,)
     ).fetchone()
@@ -120,16 +121,6 @@ def _append_inbound(
     else:
         db.execute("UPDATE runs SET history_length = ? WHERE run_key = ?", (event_id, run_key))
     return event_id
-
-
-def _request_task(db: sqlite3.Connection, run_key: int, ready_ms: int) -> None:
-    """Queues the run's workflow task unless one is already queued or leased (a leased task's
-    completion looks for events it did not see and queues the next itself)."""
-    db.execute(
-        "UPDATE runs SET task_state = ?, task_ready_ms = ? "
-        "WHERE run_key = ? AND status = 'RUNNING' AND task_state = ?",
-        (QUEUED, ready_ms, run_key, IDLE),
-    )
 
 
 def close_run(db: sqlite3.Connection, run_key: int, status: str, now: int) -> None:

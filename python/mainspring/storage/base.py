@@ -139,7 +139,6 @@ class Storage(Protocol):
         """Applies due deadlines, then leases up to ``max_tasks`` ready workflow tasks."""
         ...
 
-    async def poll_workflow_task(self, task_queue: str, lease_ms: int) -> WorkflowTask | None: ...
     async def complete_workflow_task(
         self,
         task: WorkflowTask,
@@ -158,7 +157,6 @@ class Storage(Protocol):
         """Applies due deadlines, then leases up to ``max_tasks`` ready activity attempts."""
         ...
 
-    async def poll_activity_task(self, task_queue: str) -> ActivityTask | None: ...
     async def complete_activity_task(
         self, task: ActivityTask, result: bytes, *, eager_workflow_lease_ms: int | None = None
     ) -> WorkflowTask | None:

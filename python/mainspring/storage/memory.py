@@ -212,10 +212,6 @@ class MemoryStorage:
             tasks.append(WorkflowTask(workflow_id, run_id, workflow_type, length, token, run_key))
         return tasks
 
-    async def poll_workflow_task(self, task_queue: str, lease_ms: int) -> WorkflowTask | None:
-        tasks = await self.poll_workflow_tasks(task_queue, lease_ms, 1)
-        return tasks[0] if tasks else None
-
     async def complete_workflow_task(
         self,
         task: WorkflowTask,
@@ -242,10 +238,6 @@ class MemoryStorage:
         while len(tasks) < max_tasks and (lease := poll(task_queue, now)) is not None:
             tasks.append(activity_task(lease, task_queue))
         return tasks
-
-    async def poll_activity_task(self, task_queue: str) -> ActivityTask | None:
-        tasks = await self.poll_activity_tasks(task_queue, 1)
-        return tasks[0] if tasks else None
 
     async def complete_activity_task(
         self, task: ActivityTask, result: bytes, *, eager_workflow_lease_ms: int | None = None

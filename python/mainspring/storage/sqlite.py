@@ -218,10 +218,6 @@ class SqliteStorage:
             )
         return tasks
 
-    async def poll_workflow_task(self, task_queue: str, lease_ms: int) -> WorkflowTask | None:
-        tasks = await self.poll_workflow_tasks(task_queue, lease_ms, 1)
-        return tasks[0] if tasks else None
-
     async def complete_workflow_task(
         self,
         task: WorkflowTask,
@@ -257,10 +253,6 @@ class SqliteStorage:
         applied, leases = await self._run(operations.poll_activity_tasks, task_queue, max_tasks)
         self._after_poll(applied)
         return [activity_task(lease, task_queue) for lease in leases]
-
-    async def poll_activity_task(self, task_queue: str) -> ActivityTask | None:
-        tasks = await self.poll_activity_tasks(task_queue, 1)
-        return tasks[0] if tasks else None
 
     async def complete_activity_task(
         self, task: ActivityTask, result: bytes, *, eager_workflow_lease_ms: int | None = None

@@ -7,7 +7,7 @@ use super::deadlines::Deadline;
 use super::effects::{effect_of, Effect};
 use crate::error::{CoreError, CoreResult};
 use crate::history::{
-    ActivityOptions, Event, EventAttributes, EventRole, Failure, Payload, WorkflowStartedAttributes,
+    Event, EventAttributes, EventRole, Failure, Payload, WorkflowStartedAttributes,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,15 +46,6 @@ impl Default for DispatcherConfig {
             workflow_task_retry_maximum_ms: 60_000,
         }
     }
-}
-
-/// [`Effect`] with owned data, applied after the borrow of the stored event ends.
-enum OwnedEffect {
-    ScheduleActivity(String, Payload, ActivityOptions),
-    StartTimer(u64),
-    CancelTimer(u64),
-    CancelActivity(u64),
-    Close(RunStatus),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -376,33 +367,24 @@ impl MemoryStore {
     /// Applies the effect of committed event `event_id`. `closes`: the same task closed the
     /// run, so nothing may be recorded after its terminal event.
     fn apply_outcome_effect(&mut self, run_key: u64, event_id: u64, closes: bool, now_ms: i64) {
-        let run = &self.runs[run_key as usize];
-        // The effect borrows the stored event; take what outlives the borrow first.
-        let effect =
-            effect_of(&run.events[event_id as usize - 1].attributes).map(|effect| match effect {
-                Effect::ScheduleActivity {
-                    activity_type,
-                    input,
-                    options,
-                } => OwnedEffect::ScheduleActivity(
-                    activity_type.to_string(),
-                    input.clone(),
-                    options.clone(),
-                ),
-                Effect::StartTimer { duration_ms } => OwnedEffect::StartTimer(duration_ms),
-                Effect::CancelTimer { started_event_id } => {
-                    OwnedEffect::CancelTimer(started_event_id)
-                }
-                Effect::CancelActivity { scheduled_event_id } => {
-                    OwnedEffect::CancelActivity(scheduled_event_id)
-                }
-                Effect::Close(status) => OwnedEffect::Close(status),
-            });
-        match effect {
-            Some(OwnedEffect::ScheduleActivity(activity_type, input, options)) => {
-                self.create_activity_task(run_key, event_id, activity_type, input, options, now_ms)
-            }
-            Some(OwnedEffect::StartTimer(duration_ms)) => {
+        // The effect borrows its event; a clone frees `self` for the changes it makes.
+        let attributes = self.runs[run_key as usize].events[event_id as usize - 1]
+            .attributes
+            .clone();
+        match effect_of(&attributes) {
+            Some(Effect::ScheduleActivity {
+                activity_type,
+                input,
+                options,
+            }) => self.create_activity_task(
+                run_key,
+                event_id,
+                activity_type.to_string(),
+                input.clone(),
+                options.clone(),
+                now_ms,
+            ),
+            Some(Effect::StartTimer { duration_ms }) => {
                 self.runs[run_key as usize].open_timers.insert(event_id);
                 let fire_at = now_ms.saturating_add(duration_ms as i64);
                 self.deadlines.insert((
@@ -413,18 +395,17 @@ impl MemoryStore {
                     },
                 ));
             }
-            Some(OwnedEffect::CancelTimer(started_event_id)) => {
+            Some(Effect::CancelTimer { started_event_id }) => {
                 self.runs[run_key as usize]
                     .open_timers
                     .remove(&started_event_id);
             }
             // When the task also closed the run, close_run drops the activity instead.
-            Some(OwnedEffect::CancelActivity(scheduled_event_id)) if !closes => {
+            Some(Effect::CancelActivity { scheduled_event_id }) if !closes => {
                 self.cancel_activity_task(run_key, scheduled_event_id, now_ms);
             }
-            Some(OwnedEffect::CancelActivity(_)) => {}
-            Some(OwnedEffect::Close(status)) => self.close_run(run_key, status, now_ms),
-            None => {}
+            Some(Effect::CancelActivity { .. }) | None => {}
+            Some(Effect::Close(status)) => self.close_run(run_key, status, now_ms),
         }
     }
 

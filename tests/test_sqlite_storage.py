@@ -3,20 +3,23 @@ worker processes sharing one file."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import sqlite3
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from mainspring import Client, Replayer
+from mainspring import Client, Replayer, Worker, _core
 from mainspring.errors import StorageError
 from mainspring.storage import SqliteStorage
-from mainspring.storage._sqlite_schema import SCHEMA_VERSION
+from mainspring.storage._sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 
 from .recovery_app import TASK_QUEUE, Bump, expected, mixed
+from .workflows import double, sequential
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,6 +39,36 @@ async def test_a_file_from_a_newer_schema_is_refused_and_left_alone(tmp_path: Pa
             "SELECT value FROM mainspring_meta WHERE key = 'schema_version'"
         ).fetchone()
     assert version == str(SCHEMA_VERSION + 1)
+
+
+async def test_a_file_from_the_first_schema_is_migrated_and_its_work_goes_on(
+    tmp_path: Path,
+) -> None:
+    # A version-1 file holding a started workflow, written with version 1's own layout.
+    path = tmp_path / "v1.db"
+    with sqlite3.connect(path) as connection:
+        connection.executescript(MIGRATIONS[0])
+        connection.execute("CREATE TABLE mainspring_meta (key TEXT PRIMARY KEY, value TEXT)")
+        connection.execute("INSERT INTO mainspring_meta VALUES ('schema_version', '1')")
+        connection.execute(
+            "INSERT INTO runs (workflow_id, run_id, workflow_type, task_queue, status, "
+            "history_length, started_ms, task_state, task_ready_ms) "
+            "VALUES ('old', 'old-run', 'sequential', 'q', 'RUNNING', 1, 0, 1, 0)"
+        )
+        started = ("sequential", "old", "old-run", "q", b"3")
+        row = _core.encode_inbound_row(1, 0, "WorkflowStarted", started)
+        connection.execute("INSERT INTO events VALUES (1, 1, 'WorkflowStarted', ?)", (row,))
+    client = Client(SqliteStorage(path))
+    async with Worker(client, task_queue="q", workflows=[sequential], activities=[double]):
+        assert await client.get_workflow_handle("old").result(timeout=30) == 6
+        fresh = await client.start_workflow(sequential, 2, id="new", task_queue="q")
+        assert await fresh.result(timeout=30) == 2
+    await client.close()
+    with sqlite3.connect(path) as connection:
+        (version,) = connection.execute(
+            "SELECT value FROM mainspring_meta WHERE key = 'schema_version'"
+        ).fetchone()
+    assert int(version) == SCHEMA_VERSION
 
 
 async def test_client_without_storage_uses_mainspring_db(
@@ -102,3 +135,21 @@ async def test_two_worker_processes_share_one_file_and_never_run_one_task_twice(
         # find commands the code did not issue.
         replayer.replay(await handle.history())
     await client.close()
+
+
+async def test_a_waiting_client_sees_a_close_committed_by_another_connection(
+    tmp_path: Path,
+) -> None:
+    # Two storages on one file stand for two processes: the waiter learns of the close only
+    # through the file (its watcher notices SQLite's data version moving), not in-process.
+    waiting = SqliteStorage(tmp_path / "shared.db", poll_interval=timedelta(milliseconds=10))
+    closing = SqliteStorage(tmp_path / "shared.db")
+    await waiting.start_workflow("w", "r", "wf", "queue", b"null")
+    waiter = asyncio.ensure_future(waiting.wait_closed("w", "r", timeout=30))
+    while waiting._watcher is None:  # until the waiter has read the status: still running
+        await asyncio.sleep(0)
+    assert not waiter.done()
+    await closing.terminate_workflow("w", "from elsewhere")
+    assert _core.run_outcome(await waiter) == ("TERMINATED", "from elsewhere")
+    await waiting.close()
+    await closing.close()

@@ -159,7 +159,10 @@ async def test_a_workflow_task_commits_atomically_and_creates_its_work(storage: 
     assert [job[0] for job in jobs] == [JOB_RESOLVE_ACTIVITY]
     description = await storage.describe_workflow("w")
     assert description.status == "COMPLETED"
-    await storage.wait_closed("w", "r", timeout=1)
+    assert _core.run_outcome(await storage.wait_closed("w", "r", timeout=1)) == (
+        "COMPLETED",
+        b"1",
+    )
 
 
 async def test_one_outstanding_task_per_run_and_mid_task_signals_go_to_the_next(
@@ -240,7 +243,8 @@ async def test_signal_cancel_and_terminate(storage: Storage) -> None:
     with pytest.raises(WorkflowNotRunningError):
         await storage.signal_workflow("w", "s", b"1")
     assert await _poll_workflow_task(storage) is None
-    await storage.wait_closed("w", "r", timeout=1)
+    closing = await storage.wait_closed("w", "r", timeout=1)
+    assert _core.run_outcome(closing) == ("TERMINATED", "stop")
 
 
 async def test_wait_closed_times_out_while_running(storage: Storage) -> None:

@@ -60,14 +60,8 @@ class WorkflowHandle(Generic[ResultT]):
         """
         storage = self.client.storage
         run_id = await self._run_id()
-        await storage.wait_closed(self.id, run_id, _seconds(timeout))
-        description = await storage.describe_workflow(self.id)
-        length = description.history_length if description.run_id == run_id else 1
-        tail = await storage.read_history(self.id, run_id, max(1, length))
-        outcome = _core.run_outcome(tail)
-        if outcome is None:
-            # A newer run replaced this one: read the whole history to find the close event.
-            outcome = _core.run_outcome(await storage.read_history(self.id, run_id, 1))
+        closing = await storage.wait_closed(self.id, run_id, _seconds(timeout))
+        outcome = _core.run_outcome(closing)
         assert outcome is not None, "a closed run ends with its closing event"
         status, detail = outcome
         if status == "COMPLETED":

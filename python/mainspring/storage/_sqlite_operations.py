@@ -89,6 +89,26 @@ def run_key_of(db: sqlite3.Connection, run_id: str) -> int:
     return run_key
 
 
+# A run whose workflow task a new event may queue: running, no task queued or leased.
+_IDLE_RUN = f"status = 'RUNNING' AND task_state = {IDLE}"
+# A run whose workflow task a new event may lease at once to the worker that caused the event
+# (eager dispatch): running, its tasks on :queue, no task leased nor one waiting for a retry.
+_EAGER_RUN = (
+    f"status = 'RUNNING' AND task_queue = :queue AND (task_state = {IDLE} "
+    f"OR (task_state = {QUEUED} AND task_ready_ms <= :now))"
+)
+_APPEND_AND_WAKE = (
+    "UPDATE runs SET history_length = history_length + 1, "
+    f"task_token = CASE WHEN {_EAGER_RUN} THEN :token ELSE task_token END, "
+    f"task_deadline_ms = CASE WHEN {_EAGER_RUN} THEN :deadline ELSE task_deadline_ms END, "
+    f"task_ready_ms = CASE WHEN {_IDLE_RUN} THEN :now ELSE task_ready_ms END, "
+    f"task_state = CASE WHEN {_EAGER_RUN} THEN {LEASED} WHEN {_IDLE_RUN} THEN {QUEUED} "
+    "ELSE task_state END "
+    "WHERE run_key = :run_key "
+    "RETURNING history_length, task_token, tail_start, workflow_id, run_id, workflow_type"
+)
+
+
 def _append_inbound(
     db: sqlite3.Connection,
     run_key: int,
@@ -96,39 +116,72 @@ def _append_inbound(
     kind: str,
     args: tuple[Any, ...],
     wake: bool = False,
-) -> int:
-    """Appends one event; with `wake`, also queues the run's workflow task in the same
-    statement, unless one is already queued or leased (a leased task's completion looks for
+) -> tuple[int, bytes]:
+    """Appends one event: `(its id, its encoded row)`. With `wake`, also queues the run's
+    workflow task, unless one is already queued or leased (a leased task's commit sees the
     events it did not see and queues the next itself)."""
-    (length,) = db.execute(
-        "SELECT history_length FROM runs WHERE run_key = ?", (run_key,)
+    if wake:
+        event_id, row, _ = _append_and_wake(db, run_key, now, kind, args, None, 0)
+        return event_id, row
+    (event_id,) = db.execute(
+        "UPDATE runs SET history_length = history_length + 1 WHERE run_key = ? "
+        "RETURNING history_length",
+        (run_key,),
     ).fetchone()
-    event_id = int(length) + 1
     row = _core.encode_inbound_row(event_id, now, kind, args)
     db.execute(
         "INSERT INTO events (run_key, event_id, kind, row) VALUES (?, ?, ?, ?)",
         (run_key, event_id, kind, row),
     )
-    if wake:
-        idle_and_running = f"status = 'RUNNING' AND task_state = {IDLE}"
-        db.execute(
-            f"UPDATE runs SET history_length = ?, "
-            f"task_ready_ms = CASE WHEN {idle_and_running} THEN ? ELSE task_ready_ms END, "
-            f"task_state = CASE WHEN {idle_and_running} THEN {QUEUED} ELSE task_state END "
-            "WHERE run_key = ?",
-            (event_id, now, run_key),
-        )
-    else:
-        db.execute("UPDATE runs SET history_length = ? WHERE run_key = ?", (event_id, run_key))
-    return event_id
+    return event_id, row
 
 
-def close_run(db: sqlite3.Connection, run_key: int, status: str, now: int) -> None:
-    """Closes a run and drops its pending work: no task of a closed run is handed out."""
+def _append_and_wake(
+    db: sqlite3.Connection,
+    run_key: int,
+    now: int,
+    kind: str,
+    args: tuple[Any, ...],
+    eager_queue: str | None,
+    lease_ms: int,
+) -> tuple[int, bytes, tuple[Any, ...] | None]:
+    """Appends one event and wakes the run's workflow task; with `eager_queue`, leases that
+    task to the caller when the run's tasks go there (see `_EAGER_RUN`): `(event id, encoded
+    row, lease or None)`. Two statements in the common case."""
+    token = _token()
+    event_id, task_token, tail_start, workflow_id, run_id, workflow_type = db.execute(
+        _APPEND_AND_WAKE,
+        {"queue": eager_queue, "now": now, "token": token, "deadline": now + lease_ms,
+         "run_key": run_key},
+    ).fetchone()  # fmt: skip
+    row = _core.encode_inbound_row(event_id, now, kind, args)
     db.execute(
-        "UPDATE runs SET status = ?, closed_ms = ?, task_state = ? WHERE run_key = ?",
-        (status, now, IDLE, run_key),
+        "INSERT INTO events (run_key, event_id, kind, row) VALUES (?, ?, ?, ?)",
+        (run_key, event_id, kind, row),
     )
+    if eager_queue is None or task_token != token:
+        return event_id, row, None
+    tail = _event_rows(db, run_key, tail_start, event_id) if tail_start < event_id else [row]
+    lease = (run_key, workflow_id, run_id, workflow_type, event_id, token, tail_start,
+             _core.join_rows(tail))  # fmt: skip
+    return event_id, row, lease
+
+
+def _event_rows(
+    db: sqlite3.Connection, run_key: int, from_event_id: int, to_event_id: int
+) -> list[bytes]:
+    return [
+        row
+        for (row,) in db.execute(
+            "SELECT row FROM events WHERE run_key = ? AND event_id BETWEEN ? AND ? "
+            "ORDER BY event_id",
+            (run_key, from_event_id, to_event_id),
+        )
+    ]
+
+
+def _drop_pending_work(db: sqlite3.Connection, run_key: int) -> None:
+    """A closed run's activities and timers: no task of a closed run is handed out."""
     db.execute("DELETE FROM activities WHERE run_key = ?", (run_key,))
     db.execute("DELETE FROM timers WHERE run_key = ?", (run_key,))
 
@@ -148,15 +201,20 @@ def start_workflow(
     ).fetchone()
     if existing is not None and existing[0] == "RUNNING":
         raise WorkflowAlreadyStartedError(f"workflow already started: {workflow_id}")
+    # The run starts with its first event already counted: two statements, not three.
     cursor = db.execute(
         "INSERT INTO runs (workflow_id, run_id, workflow_type, task_queue, status, "
         "history_length, started_ms, task_state, task_ready_ms) "
-        "VALUES (?, ?, ?, ?, 'RUNNING', 0, ?, ?, ?)",
+        "VALUES (?, ?, ?, ?, 'RUNNING', 1, ?, ?, ?)",
         (workflow_id, run_id, workflow_type, task_queue, now, QUEUED, now),
     )
-    run_key = int(cursor.lastrowid or 0)
-    _append_inbound(
-        db, run_key, now, "WorkflowStarted", (workflow_type, workflow_id, run_id, task_queue, input)
+    kind = "WorkflowStarted"
+    row = _core.encode_inbound_row(
+        1, now, kind, (workflow_type, workflow_id, run_id, task_queue, input)
+    )
+    db.execute(
+        "INSERT INTO events (run_key, event_id, kind, row) VALUES (?, 1, ?, ?)",
+        (cursor.lastrowid, kind, row),
     )
 
 
@@ -180,11 +238,57 @@ def request_cancel_workflow(
     _append_inbound(db, run_key, now, "WorkflowCancelRequested", (reason,), wake=True)
 
 
-def terminate_workflow(db: sqlite3.Connection, now: int, workflow_id: str, reason: str) -> str:
+def terminate_workflow(
+    db: sqlite3.Connection, now: int, workflow_id: str, reason: str
+) -> tuple[str, bytes]:
+    """Returns the run id and its closing event (encoded as a history)."""
     run = _running_run(db, workflow_id)
-    _append_inbound(db, run[0], now, "WorkflowTerminated", (reason,))
-    close_run(db, run[0], "TERMINATED", now)
-    return str(run[2])
+    _, row = _append_inbound(db, run[0], now, "WorkflowTerminated", (reason,))
+    db.execute(
+        "UPDATE runs SET status = 'TERMINATED', closed_ms = ?, task_state = ? WHERE run_key = ?",
+        (now, IDLE, run[0]),
+    )
+    _drop_pending_work(db, run[0])
+    return str(run[2]), _core.join_rows([row])
+
+
+@read_only
+def closing_event(db: sqlite3.Connection, now: int, run_id: str) -> bytes | None:
+    """A closed run's last event (the one that closed it), encoded as a history; None while
+    the run runs."""
+    row = db.execute(
+        "SELECT r.status, e.row FROM runs r LEFT JOIN events e "
+        "ON e.run_key = r.run_key AND e.event_id = r.history_length WHERE r.run_id = ?",
+        (run_id,),
+    ).fetchone()
+    if row is None:
+        raise WorkflowNotFoundError(f"run not found: {run_id}")
+    return None if row[0] == "RUNNING" else _core.join_rows([row[1]])
+
+
+@read_only
+def closing_events(db: sqlite3.Connection, now: int, run_ids: list[str]) -> list[tuple[str, bytes]]:
+    """`(run id, closing event)` for those of `run_ids` that have closed."""
+    closed = []
+    for start in range(0, len(run_ids), 500):
+        chunk = run_ids[start : start + 500]
+        closed += [
+            (run_id, _core.join_rows([row]))
+            for run_id, row in db.execute(
+                "SELECT r.run_id, e.row FROM runs r JOIN events e "
+                "ON e.run_key = r.run_key AND e.event_id = r.history_length "
+                f"WHERE r.status != 'RUNNING' AND r.run_id IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            )
+        ]
+    return closed
+
+
+@read_only
+def data_version(db: sqlite3.Connection, now: int) -> int:
+    """Moves whenever another connection (another process) commits to the file."""
+    (version,) = db.execute("PRAGMA data_version").fetchone()
+    return int(version)
 
 
 @read_only
@@ -205,24 +309,12 @@ def poll_workflow_tasks(
     """Applies due deadlines, then leases up to `max_tasks` ready tasks, oldest first:
     `(deadlines applied, leases)`. One transaction, one round trip."""
     applied = tick(db, now)
-    return applied, _lease_workflow_tasks(
-        db, now, "task_queue = ?", (task_queue,), lease_ms, max_tasks
-    )
-
-
-def _lease_workflow_tasks(
-    db: sqlite3.Connection,
-    now: int,
-    where: str,
-    parameters: tuple[Any, ...],
-    lease_ms: int,
-    max_tasks: int,
-) -> list[tuple[Any, ...]]:
     rows = db.execute(
         "SELECT run_key, workflow_id, run_id, workflow_type, history_length, tail_start "
-        f"FROM runs WHERE {where} AND task_state = ? AND task_ready_ms <= ? "
+        # The state is spelled out, not bound: only then may SQLite use the partial index.
+        f"FROM runs WHERE task_queue = ? AND task_state = {QUEUED} AND task_ready_ms <= ? "
         "ORDER BY task_ready_ms LIMIT ?",
-        (*parameters, QUEUED, now, max_tasks),
+        (task_queue, now, max_tasks),
     ).fetchall()
     leases = []
     for run_key, workflow_id, run_id, workflow_type, length, tail_start in rows:
@@ -232,15 +324,12 @@ def _lease_workflow_tasks(
             "WHERE run_key = ?",
             (LEASED, token, now + lease_ms, run_key),
         )
-        tail = db.execute(
-            "SELECT row FROM events WHERE run_key = ? AND event_id >= ? ORDER BY event_id",
-            (run_key, tail_start),
-        ).fetchall()
+        tail = _event_rows(db, run_key, tail_start, length)
         leases.append(
             (run_key, workflow_id, run_id, workflow_type, length, token, tail_start,
-             _core.join_rows([row[0] for row in tail]))
+             _core.join_rows(tail))
         )  # fmt: skip
-    return leases
+    return applied, leases
 
 
 def _check_lease(db: sqlite3.Connection, run_key: int, token: int, now: int) -> int:
@@ -254,59 +343,104 @@ def _check_lease(db: sqlite3.Connection, run_key: int, token: int, now: int) -> 
     return int(row[0])
 
 
+_COMMIT_OUTCOME = (
+    "UPDATE runs SET history_length = history_length + :added, "
+    # Events after what the task saw arrived while it ran (storages only append inbound
+    # events outside a task's own commit): the run needs another task at once.
+    f"task_state = CASE WHEN :status IS NULL AND history_length > coalesce(:seen, "
+    f"history_length) THEN {QUEUED} ELSE {IDLE} END, "
+    "task_ready_ms = :now, task_failures = 0, last_task_failure = NULL, "
+    "tail_start = coalesce(:seen, history_length) + 1, status = coalesce(:status, status), "
+    "closed_ms = CASE WHEN :status IS NULL THEN closed_ms ELSE :now END "
+    f"WHERE run_key = :run_key AND task_state = {LEASED} AND task_token = :token "
+    "AND task_deadline_ms >= :now "
+    "RETURNING history_length, workflow_id, run_id"
+)
+
+
 def complete_workflow_task(
     db: sqlite3.Connection,
     now: int,
     run_key: int,
     token: int,
     outcome: bytes | None,
+    leased_length: int,
     eager_queue: str | None = None,
     eager_slots: int = 0,
-) -> tuple[bool, list[tuple[Any, ...]]]:
-    """Commits the outcome, fenced by the lease. Returns whether the run closed and, when the
-    caller has `eager_slots` free on `eager_queue`, the activity attempts the outcome scheduled
-    there, already leased to it (eager execution: no separate poll, no second commit)."""
-    closed = _commit_outcome(db, now, run_key, token, outcome)
-    if closed or not eager_slots or eager_queue is None:
-        return closed, []
-    return False, _lease_activities(
-        db, now, "a.task_queue = ? AND a.run_key = ?", (eager_queue, run_key), eager_slots
-    )
+) -> tuple[bytes | None, list[tuple[Any, ...]]]:
+    """Commits the outcome, fenced by the lease: `(closing event or None, leases)`. When the
+    caller has `eager_slots` free on `eager_queue`, the activity attempts the outcome schedules
+    there are inserted already leased to it (eager execution: no poll, no second commit).
 
-
-def _commit_outcome(
-    db: sqlite3.Connection, now: int, run_key: int, token: int, outcome: bytes | None
-) -> bool:
-    length = _check_lease(db, run_key, token, now)
-    seen, rows = (length, []) if outcome is None else _core.outcome_rows(outcome, length + 1, now)
-    if seen > length:
+    The outcome's events are numbered from `leased_length` + 1 first (the history rarely grows
+    while a task runs, and then they are numbered again), so the lease check, the history
+    length and the run's new state are one statement."""
+    seen: int | None = None
+    rows: list[tuple[Any, ...]] = []
+    if outcome is not None:
+        seen, rows = _core.outcome_rows(outcome, leased_length + 1, now)
+    status = next((effect[1] for *_, effect in rows if effect and effect[0] == "close"), None)
+    returned = db.execute(
+        _COMMIT_OUTCOME,
+        {"added": len(rows), "seen": seen, "status": status, "now": now, "run_key": run_key,
+         "token": token},
+    ).fetchone()  # fmt: skip
+    if returned is None:
+        raise StaleTaskError(f"workflow task {token} is no longer held by this worker")
+    new_length, workflow_id, run_id = returned
+    length = new_length - len(rows)
+    if seen is not None and seen > length:
         raise StaleTaskError(f"task saw event {seen} but the history has {length}")
-    # Events after what the task saw arrived while it ran (storages only ever append inbound
-    # events outside a task's own commit): the run needs another task at once.
-    unseen = seen < length
-    db.execute(
-        "UPDATE runs SET task_state = ?, task_ready_ms = ?, task_failures = 0, "
-        "last_task_failure = NULL, history_length = ?, tail_start = ? WHERE run_key = ?",
-        (QUEUED if unseen else IDLE, now, length + len(rows), seen + 1, run_key),
-    )
     if not rows:
-        return False
+        return None, []
+    if length != leased_length and outcome is not None:
+        _, rows = _core.outcome_rows(outcome, length + 1, now)
     db.executemany(
         "INSERT INTO events (run_key, event_id, kind, row) VALUES (?, ?, ?, ?)",
         [(run_key, event_id, kind, row) for event_id, kind, row, _ in rows],
     )
+    if status is not None:
+        # Nothing of a closed run stays pending; the task's other effects are moot.
+        _drop_pending_work(db, run_key)
+        return _core.join_rows([rows[-1][2]]), []
     # All of the task's events are in before any effect runs: an effect that records an
-    # event itself (a cancelled activity) must not split the task's command events, and
-    # nothing may follow a terminal event.
-    closes = any(effect is not None and effect[0] == "close" for *_, effect in rows)
+    # event itself (a cancelled activity) must not split the task's command events.
+    eager = _EagerActivities(eager_queue, eager_slots, workflow_id, run_id)
     for event_id, _, _, effect in rows:
-        if effect is not None and not (closes and effect[0] == "cancel_activity"):
-            _apply_effect(db, now, run_key, event_id, effect)
-    return closes
+        if effect is not None:
+            _apply_effect(db, now, run_key, event_id, effect, eager)
+    return None, eager.leases
+
+
+class _EagerActivities:
+    """The activity attempts a task's commit may lease straight to its own worker."""
+
+    __slots__ = ("leases", "queue", "run_id", "slots", "workflow_id")
+
+    def __init__(self, queue: str | None, slots: int, workflow_id: str, run_id: str) -> None:
+        self.queue, self.slots = queue, slots
+        self.workflow_id, self.run_id = workflow_id, run_id
+        self.leases: list[tuple[Any, ...]] = []
+
+    def takes(self, task_queue: str) -> bool:
+        return task_queue == self.queue and len(self.leases) < self.slots
+
+
+def _attempt_deadline(
+    now: int, start_to_close: int | None, schedule_to_close: int | None
+) -> int | None:
+    # Start-to-close falls back to schedule-to-close, as Temporal does.
+    per_attempt = start_to_close if start_to_close is not None else schedule_to_close
+    return None if per_attempt is None else now + per_attempt
 
 
 def _apply_effect(
-    db: sqlite3.Connection, now: int, run_key: int, event_id: int, effect: tuple[Any, ...]
+    db: sqlite3.Connection,
+    now: int,
+    run_key: int,
+    event_id: int,
+    effect: tuple[Any, ...],
+    eager: _EagerActivities,
 ) -> None:
     kind = effect[0]
     if kind == "activity":
@@ -321,6 +455,33 @@ def _apply_effect(
             heartbeat,
             policy,
         ) = effect
+        close_deadline = None if to_close is None else now + to_close
+        if eager.takes(task_queue):
+            # Inserted as a running attempt: one statement instead of insert, select, update.
+            token = _token()
+            attempt_deadline = _attempt_deadline(now, start_to_close, to_close)
+            cursor = db.execute(
+                "INSERT INTO activities (run_key, scheduled_event_id, task_queue, "
+                "activity_type, input, policy, schedule_to_close_ms, schedule_to_start_ms, "
+                "start_to_close_ms, heartbeat_ms, attempt, scheduled_ms, state, ready_ms, "
+                "close_deadline_ms, token, started_ms, attempt_deadline_ms, "
+                "heartbeat_deadline_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_key, event_id, task_queue, activity_type, input, _pack(policy),
+                    to_close, to_start, start_to_close, heartbeat, now, ACTIVITY_RUNNING, now,
+                    close_deadline, token, now, attempt_deadline,
+                    None if heartbeat is None else now + heartbeat,
+                ),
+            )  # fmt: skip
+            deadlines = [d for d in (attempt_deadline, close_deadline) if d is not None]
+            eager.leases.append(
+                (
+                    cursor.lastrowid, token, eager.workflow_id, eager.run_id, activity_type,
+                    input, 1, b"", now, now, min(deadlines) if deadlines else None, heartbeat,
+                )
+            )  # fmt: skip
+            return
         db.execute(
             "INSERT INTO activities (run_key, scheduled_event_id, task_queue, activity_type, "
             "input, policy, schedule_to_close_ms, schedule_to_start_ms, start_to_close_ms, "
@@ -329,8 +490,7 @@ def _apply_effect(
             (
                 run_key, event_id, task_queue, activity_type, input, _pack(policy), to_close,
                 to_start, start_to_close, heartbeat, now, ACTIVITY_QUEUED, now,
-                None if to_start is None else now + to_start,
-                None if to_close is None else now + to_close,
+                None if to_start is None else now + to_start, close_deadline,
             ),
         )  # fmt: skip
     elif kind == "timer":
@@ -351,8 +511,6 @@ def _apply_effect(
             # Try-cancel, as Temporal's default: resolved at once; the attempt learns it
             # through its next heartbeat and its late result is refused.
             _resolve_activity(db, now, row[0], "ActivityCanceled", ())
-    elif kind == "close":
-        close_run(db, run_key, effect[1], now)
 
 
 def fail_workflow_task(
@@ -408,16 +566,17 @@ def _resolve_activity(
     activity_id: int,
     kind: str,
     extra: tuple[Any, ...],
-    row: tuple[Any, ...] | None = None,
 ) -> None:
     """Records an activity's final outcome (`extra` follows the scheduled event id; the
-    attempt count is appended) and wakes its workflow. `row`: the activity's row, if the
-    caller has just read it."""
-    row = row if row is not None else _activity(db, activity_id)
+    attempt count is appended) and wakes its workflow."""
+    row = db.execute(
+        "DELETE FROM activities WHERE activity_id = ? "
+        "RETURNING run_key, scheduled_event_id, attempt",
+        (activity_id,),
+    ).fetchone()
     if row is None:
         return
-    run_key, scheduled_event_id, attempt = row[1], row[2], row[3]
-    db.execute("DELETE FROM activities WHERE activity_id = ?", (activity_id,))
+    run_key, scheduled_event_id, attempt = row
     _append_inbound(db, run_key, now, kind, (scheduled_event_id, *extra, attempt), wake=True)
 
 
@@ -427,27 +586,20 @@ def poll_activity_tasks(
     """Applies due deadlines, then leases up to `max_tasks` ready attempts:
     `(deadlines applied, leases)`."""
     applied = tick(db, now)
-    return applied, _lease_activities(db, now, "a.task_queue = ?", (task_queue,), max_tasks)
-
-
-def _lease_activities(
-    db: sqlite3.Connection, now: int, where: str, parameters: tuple[Any, ...], max_tasks: int
-) -> list[tuple[Any, ...]]:
     rows = db.execute(
         "SELECT a.activity_id, r.workflow_id, r.run_id, a.activity_type, a.input, a.attempt, "
         "a.heartbeat_details, a.scheduled_ms, a.start_to_close_ms, a.schedule_to_close_ms, "
         "a.close_deadline_ms, a.heartbeat_ms FROM activities a JOIN runs r USING (run_key) "
-        f"WHERE {where} AND a.state = ? AND a.ready_ms <= ? ORDER BY a.ready_ms LIMIT ?",
-        (*parameters, ACTIVITY_QUEUED, now, max_tasks),
+        f"WHERE a.task_queue = ? AND a.state = {ACTIVITY_QUEUED} AND a.ready_ms <= ? "
+        "ORDER BY a.ready_ms LIMIT ?",
+        (task_queue, now, max_tasks),
     ).fetchall()
     leases = []
     for row in rows:
         (activity_id, workflow_id, run_id, activity_type, input, attempt, details, scheduled,
          start_to_close, schedule_to_close, close_deadline, heartbeat) = row  # fmt: skip
         token = _token()
-        # Start-to-close falls back to schedule-to-close, as Temporal does.
-        per_attempt = start_to_close if start_to_close is not None else schedule_to_close
-        attempt_deadline = None if per_attempt is None else now + per_attempt
+        attempt_deadline = _attempt_deadline(now, start_to_close, schedule_to_close)
         deadlines = [d for d in (attempt_deadline, close_deadline) if d is not None]
         db.execute(
             "UPDATE activities SET state = ?, token = ?, started_ms = ?, "
@@ -464,7 +616,7 @@ def _lease_activities(
                 scheduled, now, min(deadlines) if deadlines else None, heartbeat,
             )
         )  # fmt: skip
-    return leases
+    return applied, leases
 
 
 def complete_activity_task(
@@ -477,15 +629,26 @@ def complete_activity_task(
     eager_lease_ms: int = 0,
 ) -> tuple[Any, ...] | None:
     """Records the result. With `eager_queue`, also leases the workflow task it woke, if that
-    run's tasks go to `eager_queue` (eager dispatch: the caller advances it at once)."""
-    row = _running(db, activity_id, token)
-    _resolve_activity(db, now, activity_id, "ActivityCompleted", (result,), row)
-    if eager_queue is None:
-        return None
-    leases = _lease_workflow_tasks(
-        db, now, "task_queue = ? AND run_key = ?", (eager_queue, row[1]), eager_lease_ms, 1
+    run's tasks go to `eager_queue` (eager dispatch: the caller advances it at once). Three
+    statements: the fenced delete, the run's update and the event."""
+    row = db.execute(
+        "DELETE FROM activities WHERE activity_id = ? AND state = ? AND token = ? "
+        "RETURNING run_key, scheduled_event_id, attempt",
+        (activity_id, ACTIVITY_RUNNING, token),
+    ).fetchone()
+    if row is None:
+        raise StaleTaskError(f"activity attempt {token} is over")
+    run_key, scheduled_event_id, attempt = row
+    _, _, lease = _append_and_wake(
+        db,
+        run_key,
+        now,
+        "ActivityCompleted",
+        (scheduled_event_id, result, attempt),
+        eager_queue,
+        eager_lease_ms,
     )
-    return leases[0] if leases else None
+    return lease
 
 
 def fail_activity_task(
@@ -580,9 +743,9 @@ def tick(db: sqlite3.Connection, now: int) -> int:
         applied += 1
     # Workflow task leases that lapsed: hand the task to another worker.
     applied += db.execute(
-        "UPDATE runs SET task_state = ?, task_ready_ms = ? "
-        "WHERE task_state = ? AND task_deadline_ms < ?",
-        (QUEUED, now, LEASED, now),
+        f"UPDATE runs SET task_state = {QUEUED}, task_ready_ms = ? "
+        f"WHERE task_state = {LEASED} AND task_deadline_ms < ?",
+        (now, now),
     ).rowcount
     for activity_id, state, attempt, heartbeat, start, close in db.execute(
         "SELECT activity_id, state, attempt_deadline_ms, heartbeat_deadline_ms, "
@@ -608,13 +771,25 @@ def tick(db: sqlite3.Connection, now: int) -> int:
 def next_wakeup_ms(db: sqlite3.Connection, now: int) -> int | None:
     """The earliest deadline, or ready time still ahead, that a poll would act on."""
     candidates = [
-        "SELECT MIN(fire_ms) FROM timers",
-        "SELECT MIN(task_deadline_ms) FROM runs WHERE task_state = 2",
-        f"SELECT MIN(task_ready_ms) FROM runs WHERE task_state = 1 AND task_ready_ms > {now}",
-        f"SELECT MIN(ready_ms) FROM activities WHERE state = 0 AND ready_ms > {now}",
-        "SELECT MIN(next_deadline_ms) FROM activities WHERE next_deadline_ms < 9223372036854775807",
+        ("SELECT MIN(fire_ms) FROM timers", ()),
+        (f"SELECT MIN(task_deadline_ms) FROM runs WHERE task_state = {LEASED}", ()),
+        (
+            f"SELECT MIN(task_ready_ms) FROM runs WHERE task_state = {QUEUED} "
+            "AND task_ready_ms > ?",
+            (now,),
+        ),
+        (
+            f"SELECT MIN(ready_ms) FROM activities WHERE state = {ACTIVITY_QUEUED} "
+            "AND ready_ms > ?",
+            (now,),
+        ),
+        (
+            "SELECT MIN(next_deadline_ms) FROM activities "
+            "WHERE next_deadline_ms < 9223372036854775807",
+            (),
+        ),
     ]
-    values = [db.execute(query).fetchone()[0] for query in candidates]
+    values = [db.execute(query, parameters).fetchone()[0] for query, parameters in candidates]
     present = [value for value in values if value is not None]
     return min(present) if present else None
 

@@ -125,6 +125,18 @@ MIGRATIONS: list[str] = [
     ) VIRTUAL;
     CREATE INDEX activities_next_deadline ON activities (next_deadline_ms)
     """,
+    # Version 4: the task indexes hold only the rows they find (queued or leased tasks, queued
+    # attempts). Most runs are idle or closed, so the indexes stay small, and a task commit
+    # (leased -> idle) touches one index entry instead of rewriting two. Queries spell these
+    # states out as literals: SQLite uses a partial index only when it can see the WHERE.
+    """
+    DROP INDEX runs_ready;
+    DROP INDEX runs_leases;
+    DROP INDEX activities_ready;
+    CREATE INDEX runs_ready ON runs (task_queue, task_ready_ms) WHERE task_state = 1;
+    CREATE INDEX runs_leases ON runs (task_deadline_ms) WHERE task_state = 2;
+    CREATE INDEX activities_ready ON activities (task_queue, ready_ms) WHERE state = 0
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -124,8 +124,10 @@ class Storage(Protocol):
         """Encoded events of a run from ``from_event_id`` (inclusive) to the end."""
         ...
 
-    async def wait_closed(self, workflow_id: str, run_id: str, timeout: float | None) -> None:
-        """Returns once the run has closed; raises ``TimeoutError`` after ``timeout`` seconds."""
+    async def wait_closed(self, workflow_id: str, run_id: str, timeout: float | None) -> bytes:
+        """Waits for the run to close and returns encoded events of it that end with its
+        closing event (often that event alone); raises ``TimeoutError`` after ``timeout``
+        seconds."""
         ...
 
     async def query_workflow(

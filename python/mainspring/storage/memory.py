@@ -157,20 +157,26 @@ class MemoryStorage:
     async def read_history(self, workflow_id: str, run_id: str, from_event_id: int = 1) -> bytes:
         return self._store.history(self._run_key(workflow_id, run_id), from_event_id)
 
-    async def wait_closed(self, workflow_id: str, run_id: str, timeout: float | None) -> None:
+    async def wait_closed(self, workflow_id: str, run_id: str, timeout: float | None) -> bytes:
         summary = self._store.describe(workflow_id)
-        if summary[2] != run_id or summary[5] != "RUNNING":
-            return
-        closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiters = self._close_waiters.setdefault((workflow_id, run_id), [])
-        waiters.append(closed)
-        try:
-            await asyncio.wait_for(closed, timeout)
-        except asyncio.TimeoutError:
-            raise TimeoutError(f"workflow {workflow_id} did not close within {timeout} s") from None
-        finally:
-            if closed in waiters:
-                waiters.remove(closed)
+        if summary[2] == run_id and summary[5] == "RUNNING":
+            closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            waiters = self._close_waiters.setdefault((workflow_id, run_id), [])
+            waiters.append(closed)
+            try:
+                await asyncio.wait_for(closed, timeout)
+            except asyncio.TimeoutError:
+                raise TimeoutError(
+                    f"workflow {workflow_id} did not close within {timeout} s"
+                ) from None
+            finally:
+                if closed in waiters:
+                    waiters.remove(closed)
+            summary = self._store.describe(workflow_id)
+        if summary[2] == run_id:
+            # The closing event is the run's last: read just that one.
+            return self._store.history(summary[0], summary[6])
+        return self._store.history(self._run_key(workflow_id, run_id), 1)
 
     def _run_closed(self, workflow_id: str, run_id: str) -> None:
         for waiter in self._close_waiters.pop((workflow_id, run_id), ()):

@@ -72,7 +72,8 @@ class SqliteStorage:
         self._retry_initial_ms = int(workflow_task_retry_initial.total_seconds() * 1000)
         self._retry_maximum_ms = int(workflow_task_retry_maximum.total_seconds() * 1000)
         self._changed: asyncio.Event | None = None
-        self._close_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._close_waiters: dict[str, list[asyncio.Future[bytes]]] = {}
+        self._watcher: asyncio.Task[None] | None = None
         if isinstance(self._clock, VirtualClock):
             self._clock.subscribe(self._notify)
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -132,8 +133,8 @@ class SqliteStorage:
         await self._write(operations.request_cancel_workflow, workflow_id, reason)
 
     async def terminate_workflow(self, workflow_id: str, reason: str) -> None:
-        run_id = await self._write(operations.terminate_workflow, workflow_id, reason)
-        self._run_closed(run_id)
+        run_id, closing = await self._write(operations.terminate_workflow, workflow_id, reason)
+        self._run_closed(run_id, closing)
 
     async def describe_workflow(self, workflow_id: str) -> WorkflowDescription:
         return description_from_row(await self._run(_current_run, workflow_id))
@@ -145,35 +146,52 @@ class SqliteStorage:
         history: bytes = await self._run(operations.read_history, run_id, from_event_id)
         return history
 
-    async def wait_closed(self, workflow_id: str, run_id: str, timeout: float | None) -> None:
+    async def wait_closed(self, workflow_id: str, run_id: str, timeout: float | None) -> bytes:
         loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        while True:
-            # Register before reading the status, so a close in between is not missed.
-            closed: asyncio.Future[None] = loop.create_future()
-            waiters = self._close_waiters.setdefault(run_id, [])
-            waiters.append(closed)
+        # Registered before the status is read, so a close in between is not missed.
+        closed: asyncio.Future[bytes] = loop.create_future()
+        waiters = self._close_waiters.setdefault(run_id, [])
+        waiters.append(closed)
+        try:
+            closing: bytes | None = await self._run(operations.closing_event, run_id)
+            if closing is not None:
+                return closing
+            self._watch_other_processes()
             try:
-                status = await self._run(_run_status, run_id)
-                if status != "RUNNING":
-                    return
-                remaining = None if deadline is None else deadline - loop.time()
-                if remaining is not None and remaining <= 0:
-                    raise TimeoutError(f"workflow {workflow_id} did not close within {timeout} s")
-                wait = (
-                    self._poll_seconds if remaining is None else min(remaining, self._poll_seconds)
-                )
-                with contextlib.suppress(asyncio.TimeoutError):
-                    # On a timeout, another process may have closed it: look again.
-                    await asyncio.wait_for(closed, wait)
-            finally:
-                if closed in waiters:
-                    waiters.remove(closed)
+                return await asyncio.wait_for(closed, timeout)
+            except asyncio.TimeoutError:
+                raise TimeoutError(
+                    f"workflow {workflow_id} did not close within {timeout} s"
+                ) from None
+        finally:
+            if closed in waiters:
+                waiters.remove(closed)
+            if not waiters and self._close_waiters.get(run_id) is waiters:
+                del self._close_waiters[run_id]
 
-    def _run_closed(self, run_id: str) -> None:
+    def _run_closed(self, run_id: str, closing: bytes) -> None:
         for waiter in self._close_waiters.pop(run_id, ()):
             if not waiter.done():
-                waiter.set_result(None)
+                waiter.set_result(closing)
+
+    def _watch_other_processes(self) -> None:
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.get_running_loop().create_task(self._watch_closes())
+
+    async def _watch_closes(self) -> None:
+        """Finds runs closed by other processes while someone here waits on them. Closes made
+        in this process resolve their waiters directly; for the rest, one cheap check per
+        ``poll_interval`` (SQLite's data version moves only when another connection commits)
+        and one query for all waiters when it moved."""
+        seen_version = None
+        while self._close_waiters:
+            version = await self._run(operations.data_version)
+            if version != seen_version:
+                seen_version = version
+                closed = await self._run(operations.closing_events, list(self._close_waiters))
+                for run_id, closing in closed:
+                    self._run_closed(run_id, closing)
+            await asyncio.sleep(self._poll_seconds)
 
     async def query_workflow(
         self, workflow_id: str, query_name: str, input: bytes, timeout: float
@@ -226,16 +244,17 @@ class SqliteStorage:
         eager_activity_queue: str | None = None,
         eager_activity_slots: int = 0,
     ) -> list[ActivityTask]:
-        closed, leases = await self._write(
+        closing, leases = await self._write(
             operations.complete_workflow_task,
             task.handle,
             task.token,
             outcome,
+            task.history_length,
             eager_activity_queue,
             eager_activity_slots,
         )
-        if closed:
-            self._run_closed(task.run_id)
+        if closing is not None:
+            self._run_closed(task.run_id, closing)
         assert eager_activity_queue is not None or not leases
         return [activity_task(lease, eager_activity_queue or "") for lease in leases]
 
@@ -319,6 +338,8 @@ class SqliteStorage:
 
     async def close(self) -> None:
         self._notify()
+        if self._watcher is not None:
+            self._watcher.cancel()
         self._database.close()
 
 
@@ -333,12 +354,6 @@ def _all_runs(db: sqlite3.Connection, now: int) -> list[tuple[Any, ...]]:
         tuple(row)
         for row in db.execute(f"SELECT {operations.RUN_COLUMNS} FROM runs ORDER BY run_key")
     ]
-
-
-@read_only
-def _run_status(db: sqlite3.Connection, now: int, run_id: str) -> str:
-    row = db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-    return "MISSING" if row is None else str(row[0])
 
 
 def _busy_and_wakeup(db: sqlite3.Connection, now: int) -> tuple[int, int | None]:

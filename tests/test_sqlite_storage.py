@@ -4,12 +4,14 @@ worker processes sharing one file."""
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import signal
 import sqlite3
 import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,6 +88,37 @@ async def test_client_without_storage_uses_mainspring_db(
     await reopened.close()
 
 
+def _open_each_at_once(paths: list[str], barrier: Any, failures: Any) -> None:
+    for path in paths:
+        barrier.wait()
+        try:
+            SqliteStorage(path)._database.close()
+        except Exception as error:
+            failures.put(f"{path}: {error!r}")
+
+
+def test_processes_opening_a_new_file_at_the_same_moment_all_succeed(tmp_path: Path) -> None:
+    # Each fresh file is opened by three processes released together, so they race for the
+    # switch to WAL mode and the first migration.
+    context = multiprocessing.get_context("spawn")
+    paths = [str(tmp_path / f"new-{number}.db") for number in range(15)]
+    barrier = context.Barrier(3)
+    failures = context.Queue()
+    processes = [
+        context.Process(target=_open_each_at_once, args=(paths, barrier, failures))
+        for _ in range(3)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=60)
+    assert [process.exitcode for process in processes] == [0, 0, 0]
+    reported = []
+    while not failures.empty():
+        reported.append(failures.get())
+    assert reported == []
+
+
 async def test_durability_settings(tmp_path: Path) -> None:
     for setting, expected_value in (("FULL", 2), ("NORMAL", 1)):
         storage = SqliteStorage(tmp_path / f"{setting}.db", synchronous=setting)
@@ -153,3 +186,46 @@ async def test_a_waiting_client_sees_a_close_committed_by_another_connection(
     assert _core.run_outcome(await waiter) == ("TERMINATED", "from elsewhere")
     await waiting.close()
     await closing.close()
+
+
+async def test_an_eager_start_leases_the_first_task_in_its_own_commit(tmp_path: Path) -> None:
+    storage = SqliteStorage(tmp_path / "eager.db")
+    task = await storage.start_workflow("w", "r", "wf", "queue", b"null", eager_lease_ms=10_000)
+    assert task is not None and (task.workflow_id, task.history_length) == ("w", 1)
+    assert task.tail_from == 1 and task.history_tail is not None
+    outline = _core.history_outline(task.history_tail)
+    assert [(event_id, kind) for event_id, _, kind in outline] == [(1, "WorkflowStarted")]
+    # Leased, so no poll hands it out again; without eager_lease_ms the task is queued.
+    assert await storage.poll_workflow_tasks("queue", 10_000, 10) == []
+    assert await storage.start_workflow("v", "s", "wf", "queue", b"null") is None
+    assert [polled.workflow_id for polled in await storage.poll_workflow_tasks("queue", 1, 9)] == [
+        "v"
+    ]
+    await storage.close()
+
+
+async def test_a_workflow_started_next_to_its_worker_begins_without_a_poll(
+    tmp_path: Path,
+) -> None:
+    storage = SqliteStorage(tmp_path / "local.db")
+    polled: list[str] = []
+    poll = storage.poll_workflow_tasks
+
+    async def recording_poll(task_queue: str, lease_ms: int, max_tasks: int) -> Any:
+        tasks = await poll(task_queue, lease_ms, max_tasks)
+        polled.extend(task.workflow_id for task in tasks)
+        return tasks
+
+    storage.poll_workflow_tasks = recording_poll  # type: ignore[method-assign]
+    client = Client(storage)
+    async with Worker(client, task_queue="q", workflows=[sequential], activities=[double]):
+        handle = await client.start_workflow(sequential, 3, id="local", task_queue="q")
+        assert await handle.result(timeout=30) == 6
+    # Its first task came with the start, the later ones with the activity results.
+    assert "local" not in polled
+    # Without a running worker the task is queued and a poll hands it out.
+    queued = await client.start_workflow(sequential, 2, id="queued", task_queue="q")
+    async with Worker(client, task_queue="q", workflows=[sequential], activities=[double]):
+        assert await queued.result(timeout=30) == 2
+    assert "queued" in polled
+    await client.close()

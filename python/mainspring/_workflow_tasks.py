@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from ._definitions import WorkflowDefinition
 from ._instance import WorkflowInstance
-from .errors import QueryFailedError, StaleTaskError, UnknownWorkflowTypeError
+from .errors import MainspringError, QueryFailedError, StaleTaskError, UnknownWorkflowTypeError
 from .storage.base import QueryTask, Storage, WorkflowTask
 
 if TYPE_CHECKING:
@@ -54,6 +54,37 @@ class WorkflowTaskRunner:
         # Set by the worker when it also runs activities: attempts a commit leased eagerly
         # start at once on this worker (see Storage.complete_workflow_task).
         self.activities: ActivityTaskRunner | None = None
+        # First workflow tasks handed over by starts in this process, being advanced.
+        self._eager_starts: set[asyncio.Task[None]] = set()
+        self.accepts_eager_starts = False
+
+    @property
+    def lease_ms(self) -> int:
+        return self._lease_ms
+
+    def takes_eager_start(self) -> bool:
+        # Bounded like a poll batch: past it, starts queue their task for the pollers.
+        return (
+            self.accepts_eager_starts and len(self._eager_starts) < self._config.workflow_task_batch
+        )
+
+    def start_eagerly(self, task: WorkflowTask) -> None:
+        """Advances, in the background, a first workflow task a start leased to us."""
+        background = asyncio.get_running_loop().create_task(self._advance_started(task))
+        self._eager_starts.add(background)
+        background.add_done_callback(self._eager_starts.discard)
+
+    async def _advance_started(self, task: WorkflowTask) -> None:
+        try:
+            await self.process_leased(task)
+        except MainspringError as error:
+            # The storage failed: the lease lapses and a poll hands the task out again.
+            logger.warning("workflow task of %s failed: %s", task.workflow_id, error)
+
+    async def drain(self) -> None:
+        """Waits for the eagerly started tasks in flight (their commits included)."""
+        if self._eager_starts:
+            await asyncio.wait(set(self._eager_starts))
 
     @property
     def cached_runs(self) -> int:
@@ -83,7 +114,6 @@ class WorkflowTaskRunner:
                 for query in self._deferred_queries.pop(task.run_id, ()):
                     await self._answer_query(query)
         return True
-        return did_something
 
     async def process_leased(self, task: WorkflowTask) -> None:
         """Advances a workflow task this worker was handed without polling (eager dispatch)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from . import _core, _payload
 from ._definitions import workflow_definition
@@ -17,7 +17,7 @@ from .errors import (
 )
 from .history import History
 from .messages import Query, Signal, message_name, query_result_type
-from .storage.base import Storage, WorkflowDescription
+from .storage.base import Storage, WorkflowDescription, WorkflowTask
 
 __all__ = ["Client", "WorkflowHandle"]
 
@@ -99,6 +99,15 @@ class WorkflowHandle(Generic[ResultT]):
         return History(await self.client.storage.read_history(self.id, run_id, 1))
 
 
+class LocalWorker(Protocol):
+    """The workflow side of a worker running in this process, as a client sees it."""
+
+    @property
+    def lease_ms(self) -> int: ...
+    def takes_eager_start(self) -> bool: ...
+    def start_eagerly(self, task: WorkflowTask) -> None: ...
+
+
 class Client:
     """Starts workflows and talks to them through a :class:`~mainspring.storage.Storage`.
 
@@ -118,6 +127,16 @@ class Client:
             storage = SqliteStorage()
         self.storage = storage
         self.maximum_payload_bytes = maximum_payload_bytes
+        # Running workers of this process, by task queue: a start hands them its first
+        # workflow task directly (see start_workflow).
+        self._local_workers: dict[str, LocalWorker] = {}
+
+    def _attach_worker(self, task_queue: str, worker: LocalWorker) -> None:
+        self._local_workers[task_queue] = worker
+
+    def _detach_worker(self, task_queue: str, worker: LocalWorker) -> None:
+        if self._local_workers.get(task_queue) is worker:
+            del self._local_workers[task_queue]
 
     async def close(self) -> None:
         """Closes the storage (flushes and stops its database thread, for SQLite)."""
@@ -148,7 +167,21 @@ class Client:
                 # Refuse a wrong input here, before anything is recorded.
                 _payload.decode(encoded, definition.input_type)
         run_id = str(uuid.uuid4())
-        await self.storage.start_workflow(id, run_id, workflow_type, task_queue, encoded)
+        # Eager start (Temporal's request_eager_start, here automatic): when a worker of this
+        # process polls the task queue and has room, the first workflow task is leased to it
+        # in the start's own commit, so the workflow begins without a poll.
+        local = self._local_workers.get(task_queue)
+        eager = local if local is not None and local.takes_eager_start() else None
+        task = await self.storage.start_workflow(
+            id,
+            run_id,
+            workflow_type,
+            task_queue,
+            encoded,
+            eager_lease_ms=None if eager is None else eager.lease_ms,
+        )
+        if task is not None and eager is not None:
+            eager.start_eagerly(task)
         return WorkflowHandle(self, id, run_id, result_type)
 
     async def execute_workflow(

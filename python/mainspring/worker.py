@@ -106,6 +106,8 @@ class Worker:
         self._stop = loop.create_future()
         pollers = []
         if self._has_workflows:
+            self._workflow_runner.accepts_eager_starts = True
+            self.client._attach_worker(self.task_queue, self._workflow_runner)
             for _ in range(max(1, self.config.max_concurrent_workflow_tasks)):
                 pollers.append(loop.create_task(self._poll(self._workflow_runner.poll_once)))
         if self._has_activities:
@@ -115,6 +117,8 @@ class Worker:
         finally:
             for poller in pollers:
                 poller.cancel()
+            self._stop_eager_dispatch()
+            await self._workflow_runner.drain()
             await self._drain_activities()
             self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -163,11 +167,16 @@ class Worker:
         if pending:
             await asyncio.wait(pending)
 
-    def shutdown(self) -> None:
-        """Asks :meth:`run` to stop polling and return."""
-        # No more eager dispatch either: work in flight finishes, but chains no new work.
+    def _stop_eager_dispatch(self) -> None:
+        # Work in flight finishes, but chains no new work and takes no new starts.
         self._workflow_runner.activities = None
         self._activity_runner.workflows = None
+        self._workflow_runner.accepts_eager_starts = False
+        self.client._detach_worker(self.task_queue, self._workflow_runner)
+
+    def shutdown(self) -> None:
+        """Asks :meth:`run` to stop polling and return."""
+        self._stop_eager_dispatch()
         if self._stop is not None and not self._stop.done():
             self._stop.set_result(None)
             for poller in list(self._idle_pollers):

@@ -194,20 +194,28 @@ def start_workflow(
     workflow_type: str,
     task_queue: str,
     input: bytes,
-) -> None:
+    eager_lease_ms: int | None = None,
+) -> tuple[Any, ...] | None:
+    """Records the run with its first event and queues its first workflow task, or, with
+    `eager_lease_ms`, leases that task to the caller and returns the lease."""
     existing = db.execute(
         "SELECT status FROM runs WHERE workflow_id = ? ORDER BY run_key DESC LIMIT 1",
         (workflow_id,),
     ).fetchone()
     if existing is not None and existing[0] == "RUNNING":
         raise WorkflowAlreadyStartedError(f"workflow already started: {workflow_id}")
+    token = None if eager_lease_ms is None else _token()
     # The run starts with its first event already counted: two statements, not three.
     cursor = db.execute(
         "INSERT INTO runs (workflow_id, run_id, workflow_type, task_queue, status, "
-        "history_length, started_ms, task_state, task_ready_ms) "
-        "VALUES (?, ?, ?, ?, 'RUNNING', 1, ?, ?, ?)",
-        (workflow_id, run_id, workflow_type, task_queue, now, QUEUED, now),
-    )
+        "history_length, started_ms, task_state, task_ready_ms, task_token, task_deadline_ms) "
+        "VALUES (?, ?, ?, ?, 'RUNNING', 1, ?, ?, ?, ?, ?)",
+        (
+            workflow_id, run_id, workflow_type, task_queue, now,
+            QUEUED if token is None else LEASED, now, token,
+            None if eager_lease_ms is None else now + eager_lease_ms,
+        ),
+    )  # fmt: skip
     kind = "WorkflowStarted"
     row = _core.encode_inbound_row(
         1, now, kind, (workflow_type, workflow_id, run_id, task_queue, input)
@@ -216,6 +224,10 @@ def start_workflow(
         "INSERT INTO events (run_key, event_id, kind, row) VALUES (?, 1, ?, ?)",
         (cursor.lastrowid, kind, row),
     )
+    if token is None:
+        return None
+    return (cursor.lastrowid, workflow_id, run_id, workflow_type, 1, token, 1,
+            _core.join_rows([row]))  # fmt: skip
 
 
 def signal_workflow(
@@ -367,10 +379,11 @@ def complete_workflow_task(
     leased_length: int,
     eager_queue: str | None = None,
     eager_slots: int = 0,
-) -> tuple[bytes | None, list[tuple[Any, ...]]]:
-    """Commits the outcome, fenced by the lease: `(closing event or None, leases)`. When the
-    caller has `eager_slots` free on `eager_queue`, the activity attempts the outcome schedules
-    there are inserted already leased to it (eager execution: no poll, no second commit).
+) -> tuple[bytes | None, list[tuple[Any, ...]], bool]:
+    """Commits the outcome, fenced by the lease: `(closing event or None, leases, whether
+    pollers have new work)`. When the caller has `eager_slots` free on `eager_queue`, the
+    activity attempts the outcome schedules there are inserted already leased to it (eager
+    execution: no poll, no second commit).
 
     The outcome's events are numbered from `leased_length` + 1 first (the history rarely grows
     while a task runs, and then they are numbered again), so the lease check, the history
@@ -391,8 +404,10 @@ def complete_workflow_task(
     length = new_length - len(rows)
     if seen is not None and seen > length:
         raise StaleTaskError(f"task saw event {seen} but the history has {length}")
+    # Events that arrived while the task ran queued the run's next task.
+    unseen = seen is not None and seen < length
     if not rows:
-        return None, []
+        return None, [], unseen
     if length != leased_length and outcome is not None:
         _, rows = _core.outcome_rows(outcome, length + 1, now)
     db.executemany(
@@ -402,25 +417,29 @@ def complete_workflow_task(
     if status is not None:
         # Nothing of a closed run stays pending; the task's other effects are moot.
         _drop_pending_work(db, run_key)
-        return _core.join_rows([rows[-1][2]]), []
+        return _core.join_rows([rows[-1][2]]), [], False
     # All of the task's events are in before any effect runs: an effect that records an
     # event itself (a cancelled activity) must not split the task's command events.
-    eager = _EagerActivities(eager_queue, eager_slots, workflow_id, run_id)
+    effects = _CommitEffects(eager_queue, eager_slots, workflow_id, run_id, unseen)
     for event_id, _, _, effect in rows:
         if effect is not None:
-            _apply_effect(db, now, run_key, event_id, effect, eager)
-    return None, eager.leases
+            _apply_effect(db, now, run_key, event_id, effect, effects)
+    return None, effects.leases, effects.wakes_pollers
 
 
-class _EagerActivities:
-    """The activity attempts a task's commit may lease straight to its own worker."""
+class _CommitEffects:
+    """What a task's commit set in motion: the activity attempts it leased straight to its own
+    worker, and whether it left anything for pollers (queued work, a new timer or deadline)."""
 
-    __slots__ = ("leases", "queue", "run_id", "slots", "workflow_id")
+    __slots__ = ("leases", "queue", "run_id", "slots", "wakes_pollers", "workflow_id")
 
-    def __init__(self, queue: str | None, slots: int, workflow_id: str, run_id: str) -> None:
+    def __init__(
+        self, queue: str | None, slots: int, workflow_id: str, run_id: str, wakes_pollers: bool
+    ) -> None:
         self.queue, self.slots = queue, slots
         self.workflow_id, self.run_id = workflow_id, run_id
         self.leases: list[tuple[Any, ...]] = []
+        self.wakes_pollers = wakes_pollers
 
     def takes(self, task_queue: str) -> bool:
         return task_queue == self.queue and len(self.leases) < self.slots
@@ -440,9 +459,11 @@ def _apply_effect(
     run_key: int,
     event_id: int,
     effect: tuple[Any, ...],
-    eager: _EagerActivities,
+    eager: _CommitEffects,
 ) -> None:
     kind = effect[0]
+    if kind != "activity" or not eager.takes(effect[3]):
+        eager.wakes_pollers = True
     if kind == "activity":
         (
             _,

@@ -113,8 +113,21 @@ class Storage(Protocol):
 
     # Client side.
     async def start_workflow(
-        self, workflow_id: str, run_id: str, workflow_type: str, task_queue: str, input: bytes
-    ) -> None: ...
+        self,
+        workflow_id: str,
+        run_id: str,
+        workflow_type: str,
+        task_queue: str,
+        input: bytes,
+        *,
+        eager_lease_ms: int | None = None,
+    ) -> WorkflowTask | None:
+        """Records the run and queues its first workflow task. With ``eager_lease_ms`` (the
+        caller has a worker for ``task_queue`` in this process), a storage that supports it
+        returns that task already leased instead (eager start: no poll, no second commit);
+        others return None."""
+        ...
+
     async def signal_workflow(self, workflow_id: str, signal_name: str, input: bytes) -> None: ...
     async def request_cancel_workflow(self, workflow_id: str, reason: str) -> None: ...
     async def terminate_workflow(self, workflow_id: str, reason: str) -> None: ...

@@ -126,13 +126,22 @@ class MemoryStorage:
     # Client side.
 
     async def start_workflow(
-        self, workflow_id: str, run_id: str, workflow_type: str, task_queue: str, input: bytes
-    ) -> None:
+        self,
+        workflow_id: str,
+        run_id: str,
+        workflow_type: str,
+        task_queue: str,
+        input: bytes,
+        *,
+        eager_lease_ms: int | None = None,
+    ) -> WorkflowTask | None:
+        # No eager start: in memory a poll costs no commit, so it would save nothing.
         run_key = self._store.start_workflow(
             workflow_id, run_id, workflow_type, task_queue, input, self.now_ms()
         )
         self._run_keys[(workflow_id, run_id)] = run_key
         self._notify()
+        return None
 
     async def signal_workflow(self, workflow_id: str, signal_name: str, input: bytes) -> None:
         self._store.signal_workflow(workflow_id, signal_name, input, self.now_ms())

@@ -12,18 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sqlite3
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from ..errors import QueryFailedError
+from ..errors import QueryFailedError, StorageError
 from . import _sqlite_operations as operations
 from ._sqlite_batch import LoopDatabase, read_only
 from ._sqlite_schema import migrate
 from .base import ActivityTask, QueryTask, WorkflowDescription, WorkflowTask, description_from_row
 from .memory import SystemClock, VirtualClock, activity_task
+
+logger = logging.getLogger("mainspring.storage")
 
 __all__ = ["DEFAULT_PATH", "SqliteStorage", "default_path"]
 
@@ -71,7 +75,10 @@ class SqliteStorage:
         self._poll_seconds = poll_interval.total_seconds()
         self._retry_initial_ms = int(workflow_task_retry_initial.total_seconds() * 1000)
         self._retry_maximum_ms = int(workflow_task_retry_maximum.total_seconds() * 1000)
+        # Set by the next change made in this process (then replaced): `_changed` by any,
+        # `_work` only by one that may leave idle pollers something to do.
         self._changed: asyncio.Event | None = None
+        self._work: asyncio.Event | None = None
         self._close_waiters: dict[str, list[asyncio.Future[bytes]]] = {}
         self._watcher: asyncio.Task[None] | None = None
         if isinstance(self._clock, VirtualClock):
@@ -80,13 +87,36 @@ class SqliteStorage:
         self._database = LoopDatabase(self._connect)
 
     def _connect(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        connection.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
-        connection.execute("PRAGMA journal_mode = WAL")
-        connection.execute(f"PRAGMA synchronous = {self._synchronous}")
-        connection.execute("PRAGMA foreign_keys = OFF")
-        migrate(connection)
+        try:
+            connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            connection.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+            self._enter_wal_mode(connection)
+            connection.execute(f"PRAGMA synchronous = {self._synchronous}")
+            connection.execute("PRAGMA foreign_keys = OFF")
+            migrate(connection)
+        except sqlite3.Error as error:
+            raise StorageError(f"cannot open the SQLite database {self.path}: {error}") from error
         return connection
+
+    def _enter_wal_mode(self, connection: sqlite3.Connection) -> None:
+        """Switches a new file to WAL. The switch needs the file to itself, and SQLite does
+        not wait for that with the busy timeout: when several processes open a new file at
+        once, all but one are refused for a moment. So it is retried here, up to that
+        timeout."""
+        deadline = time.monotonic() + self._busy_timeout_ms / 1000
+        delay = 0.001
+        while True:
+            try:
+                (mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchone()
+                if str(mode).lower() == "wal":
+                    return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) and "busy" not in str(error):
+                    raise
+            if time.monotonic() >= deadline:
+                raise StorageError(f"cannot switch {self.path} to WAL mode: it stays locked")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
     async def _run(self, function: Any, *args: Any) -> Any:
         return await self._database.submit(function, self.now_ms(), *args)
@@ -96,11 +126,17 @@ class SqliteStorage:
         self._notify()
         return result
 
-    def _notify(self) -> None:
+    def _notify(self, pollers: bool = True) -> None:
+        """Wakes what waits on a change in this process; idle pollers too, unless `pollers`
+        is false (the change was work handed straight to the worker that made it)."""
         changed = self._changed
         if changed is not None:
             self._changed = None
             changed.set()
+        work = self._work
+        if pollers and work is not None:
+            self._work = None
+            work.set()
 
     def _change_event(self) -> asyncio.Event:
         """The event the next in-process change sets. Take it *before* reading the state you
@@ -108,6 +144,12 @@ class SqliteStorage:
         if self._changed is None:
             self._changed = asyncio.Event()
         return self._changed
+
+    def _work_event(self) -> asyncio.Event:
+        """Like :meth:`_change_event`, for changes that may give pollers work."""
+        if self._work is None:
+            self._work = asyncio.Event()
+        return self._work
 
     async def _wait_changed(
         self, timeout: float | None, changed: asyncio.Event | None = None
@@ -120,11 +162,26 @@ class SqliteStorage:
     # Client side.
 
     async def start_workflow(
-        self, workflow_id: str, run_id: str, workflow_type: str, task_queue: str, input: bytes
-    ) -> None:
-        await self._write(
-            operations.start_workflow, workflow_id, run_id, workflow_type, task_queue, input
+        self,
+        workflow_id: str,
+        run_id: str,
+        workflow_type: str,
+        task_queue: str,
+        input: bytes,
+        *,
+        eager_lease_ms: int | None = None,
+    ) -> WorkflowTask | None:
+        lease = await self._run(
+            operations.start_workflow,
+            workflow_id,
+            run_id,
+            workflow_type,
+            task_queue,
+            input,
+            eager_lease_ms,
         )
+        self._notify(pollers=lease is None)  # else the caller advances the first task
+        return None if lease is None else _workflow_task(lease)
 
     async def signal_workflow(self, workflow_id: str, signal_name: str, input: bytes) -> None:
         await self._write(operations.signal_workflow, workflow_id, signal_name, input)
@@ -156,13 +213,17 @@ class SqliteStorage:
             closing: bytes | None = await self._run(operations.closing_event, run_id)
             if closing is not None:
                 return closing
-            self._watch_other_processes()
-            try:
-                return await asyncio.wait_for(closed, timeout)
-            except asyncio.TimeoutError:
-                raise TimeoutError(
-                    f"workflow {workflow_id} did not close within {timeout} s"
-                ) from None
+            deadline = None if timeout is None else loop.time() + timeout
+            while True:
+                # The watcher is (re)started here, so a watcher that stopped (the storage
+                # failed under it) cannot leave a waiter behind.
+                self._watch_other_processes()
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"workflow {workflow_id} did not close within {timeout} s")
+                patience = 1.0 if remaining is None else min(remaining, 1.0)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    return await asyncio.wait_for(asyncio.shield(closed), patience)
         finally:
             if closed in waiters:
                 waiters.remove(closed)
@@ -185,12 +246,15 @@ class SqliteStorage:
         and one query for all waiters when it moved."""
         seen_version = None
         while self._close_waiters:
-            version = await self._run(operations.data_version)
-            if version != seen_version:
-                seen_version = version
-                closed = await self._run(operations.closing_events, list(self._close_waiters))
-                for run_id, closing in closed:
-                    self._run_closed(run_id, closing)
+            try:
+                version = await self._run(operations.data_version)
+                if version != seen_version:
+                    closed = await self._run(operations.closing_events, list(self._close_waiters))
+                    seen_version = version
+                    for run_id, closing in closed:
+                        self._run_closed(run_id, closing)
+            except StorageError as error:
+                logger.warning("looking for closed workflows failed; retrying: %s", error)
             await asyncio.sleep(self._poll_seconds)
 
     async def query_workflow(
@@ -227,14 +291,7 @@ class SqliteStorage:
             operations.poll_workflow_tasks, task_queue, lease_ms, max_tasks
         )
         self._after_poll(applied)
-        tasks = []
-        for run_key, workflow_id, run_id, workflow_type, length, token, tail_from, tail in leases:
-            tasks.append(
-                WorkflowTask(
-                    workflow_id, run_id, workflow_type, length, token, run_key, tail_from, tail
-                )
-            )
-        return tasks
+        return [_workflow_task(lease) for lease in leases]
 
     async def complete_workflow_task(
         self,
@@ -244,7 +301,7 @@ class SqliteStorage:
         eager_activity_queue: str | None = None,
         eager_activity_slots: int = 0,
     ) -> list[ActivityTask]:
-        closing, leases = await self._write(
+        closing, leases, wakes_pollers = await self._run(
             operations.complete_workflow_task,
             task.handle,
             task.token,
@@ -255,6 +312,9 @@ class SqliteStorage:
         )
         if closing is not None:
             self._run_closed(task.run_id, closing)
+        # Pollers are woken only when the commit left them something (queued work, a new
+        # timer): a chain of eager tasks does not wake every poller.
+        self._notify(pollers=wakes_pollers)
         assert eager_activity_queue is not None or not leases
         return [activity_task(lease, eager_activity_queue or "") for lease in leases]
 
@@ -277,7 +337,7 @@ class SqliteStorage:
         self, task: ActivityTask, result: bytes, *, eager_workflow_lease_ms: int | None = None
     ) -> WorkflowTask | None:
         eager_queue = None if eager_workflow_lease_ms is None else task.task_queue
-        lease = await self._write(
+        lease = await self._run(
             operations.complete_activity_task,
             task.handle,
             task.token,
@@ -285,12 +345,8 @@ class SqliteStorage:
             eager_queue,
             eager_workflow_lease_ms or 0,
         )
-        if lease is None:
-            return None
-        run_key, workflow_id, run_id, workflow_type, length, token, tail_from, tail = lease
-        return WorkflowTask(
-            workflow_id, run_id, workflow_type, length, token, run_key, tail_from, tail
-        )
+        self._notify(pollers=lease is None)  # else the caller advances the task it woke
+        return None if lease is None else _workflow_task(lease)
 
     async def fail_activity_task(self, task: ActivityTask, failure: tuple[Any, ...]) -> None:
         await self._write(operations.fail_activity_task, task.handle, task.token, failure)
@@ -309,7 +365,7 @@ class SqliteStorage:
         await self._write(operations.answer_query, query.handle, result, error)
 
     async def wait_for_work(self, task_queue: str, timeout: float | None) -> None:
-        changed = self._change_event()
+        changed = self._work_event()
         now = self.now_ms()
         wakeup = await self._run(operations.next_wakeup_ms)
         if wakeup is not None and wakeup <= now:
@@ -341,6 +397,11 @@ class SqliteStorage:
         if self._watcher is not None:
             self._watcher.cancel()
         self._database.close()
+
+
+def _workflow_task(lease: tuple[Any, ...]) -> WorkflowTask:
+    run_key, workflow_id, run_id, workflow_type, length, token, tail_from, tail = lease
+    return WorkflowTask(workflow_id, run_id, workflow_type, length, token, run_key, tail_from, tail)
 
 
 @read_only

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import pytest
 
-from mainspring import Replayer, WorkerConfig, WorkflowContext, workflow
+from mainspring import Replayer, WorkerConfig, WorkflowContext, WorkflowHandle, workflow
 from mainspring.errors import NonDeterminismError, UnknownWorkflowTypeError
 from mainspring.testing import time_skipping
 
@@ -22,12 +23,21 @@ from .workflows import (
 )
 
 
+async def _until_recorded(env: Environment, handle: WorkflowHandle[Any], kind: str) -> None:
+    while True:
+        changed = env.storage.wait_for_change()
+        if kind in [recorded for _, _, recorded in (await handle.history()).outline()]:
+            return
+        await changed
+
+
 async def _first_task_failure(env: Environment, workflow_id: str) -> str:
     while True:
+        changed = env.storage.wait_for_change()
         description = await env.client.get_workflow_handle(workflow_id).describe()
         if description.last_task_failure:
             return description.last_task_failure
-        await env.storage.wait_for_change()
+        await changed
 
 
 @workflow(name="escapes")
@@ -131,9 +141,12 @@ async def test_an_edited_workflow_is_non_determinism_naming_event_and_commands(
 
 async def test_a_worker_running_edited_code_fails_the_task_not_the_run(env: Environment) -> None:
     handle = await env.client.start_workflow(sequential, 3, id="seq", task_queue=TASK_QUEUE)
-    async with env.worker([sequential], [double]):
-        while "ActivityCompleted" not in [k for _, _, k in (await handle.history()).outline()]:
-            await env.storage.wait_for_change()
+    # One step recorded with the original code, then stop: a worker with only the workflow
+    # schedules the first activity, one with only the activity completes it.
+    async with env.worker([sequential], []):
+        await _until_recorded(env, handle, "ActivityScheduled")
+    async with env.worker([], [double]):
+        await _until_recorded(env, handle, "ActivityCompleted")
 
     @workflow(name="sequential")
     async def edited(ctx: WorkflowContext, count: int) -> int:

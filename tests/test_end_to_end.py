@@ -246,6 +246,7 @@ async def _wait_until_signals_seen(handle: object) -> None:
     assert isinstance(handle, WorkflowHandle)
     storage = handle.client.storage
     while True:
+        changed = storage.wait_for_change()  # type: ignore[attr-defined]
         events = json.loads((await handle.history()).to_json())["events"]
         last_signal = max(e["event_id"] for e in events if e["type"] == "WorkflowSignaled")
         seen = [
@@ -255,7 +256,7 @@ async def _wait_until_signals_seen(handle: object) -> None:
         ]
         if seen and max(seen) >= last_signal:
             return
-        await storage.wait_for_change()  # type: ignore[attr-defined]
+        await changed
 
 
 async def _wait_for_event(handle: object, kind: str) -> None:
@@ -263,8 +264,11 @@ async def _wait_for_event(handle: object, kind: str) -> None:
 
     assert isinstance(handle, WorkflowHandle)
     storage = handle.client.storage
-    while kind not in [k for _, _, k in (await handle.history()).outline()]:
-        await storage.wait_for_change()  # type: ignore[attr-defined]
+    while True:
+        changed = storage.wait_for_change()  # type: ignore[attr-defined]
+        if kind in [k for _, _, k in (await handle.history()).outline()]:
+            return
+        await changed
 
 
 async def test_worker_shuts_down_gracefully_while_idle(env: Environment) -> None:

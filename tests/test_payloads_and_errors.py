@@ -108,8 +108,11 @@ async def test_an_unknown_workflow_type_fails_the_task_and_keeps_the_run(
 ) -> None:
     async with env.worker(ALL_WORKFLOWS, ALL_ACTIVITIES):
         handle = await env.client.start_workflow("nope", id="u", task_queue=TASK_QUEUE)
-        while not (await handle.describe()).last_task_failure:
-            await env.storage.wait_for_change()
+        while True:
+            changed = env.storage.wait_for_change()
+            if (await handle.describe()).last_task_failure:
+                break
+            await changed
     description = await handle.describe()
     assert description.status == "RUNNING"
     assert "UnknownWorkflowTypeError" in (description.last_task_failure or "")

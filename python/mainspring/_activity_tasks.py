@@ -123,6 +123,8 @@ class ActivityTaskRunner:
             await self._report_failure(task, error)
             return
         workflows = self.workflows
+        if workflows is not None and await workflows.complete_activity_and_advance(task, encoded):
+            return
         try:
             woken = await self._storage.complete_activity_task(
                 task,

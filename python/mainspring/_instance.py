@@ -95,6 +95,10 @@ class WorkflowInstance:
         self.closed = False
         self.cancel_requested = False
         self.handler_error: BaseException | None = None
+        # After a commit, where the storage reported them: the run's history length and the
+        # events that commit appended (this instance's own), which it has not been fed yet.
+        self.committed_length: int | None = None
+        self.appended: bytes | None = None
         self.context = WorkflowContext(self)
 
     @property

@@ -9,10 +9,11 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
+from . import _core
 from ._definitions import WorkflowDefinition
 from ._instance import WorkflowInstance
 from .errors import MainspringError, QueryFailedError, StaleTaskError, UnknownWorkflowTypeError
-from .storage.base import QueryTask, Storage, WorkflowTask
+from .storage.base import ActivityTask, CommittedTask, QueryTask, Storage, WorkflowTask
 
 if TYPE_CHECKING:
     from ._activity_tasks import ActivityTaskRunner
@@ -157,7 +158,7 @@ class WorkflowTaskRunner:
         activities = self.activities
         slots = activities.free_slots() if activities is not None else 0
         try:
-            eager = await storage.complete_workflow_task(
+            committed = await storage.complete_workflow_task(
                 task,
                 outcome,
                 eager_activity_queue=self._task_queue if slots else None,
@@ -167,12 +168,75 @@ class WorkflowTaskRunner:
             # Our lease expired and another worker owns the run now: drop our copy.
             logger.info("workflow task of %s lost its lease; dropped", task.workflow_id)
             return
-        if eager and activities is not None:
-            activities.start(eager)
+        self._committed(task.run_id, instance, committed)
+
+    def _committed(self, run_id: str, instance: WorkflowInstance, committed: CommittedTask) -> None:
+        """After a commit: starts the attempts it leased to us, and caches the instance with
+        what the commit appended."""
+        activities = self.activities
+        if committed.activities and activities is not None:
+            activities.start(committed.activities)
         if not instance.run.is_closed and self._config.max_cached_workflows > 0:
-            self._cache[task.run_id] = instance
+            instance.committed_length = committed.history_length
+            instance.appended = committed.appended
+            self._cache[run_id] = instance
             while len(self._cache) > self._config.max_cached_workflows:
                 self._cache.popitem(last=False)
+
+    async def complete_activity_and_advance(self, task: ActivityTask, result: bytes) -> bool:
+        """Records an activity's result and advances the workflow task it wakes in one commit
+        (storages that can fuse them): the cached instance is fed the result first, and the
+        commit is guarded by the history length it has seen. Returns False, having changed
+        nothing, when this cannot be done (no cached instance, the storage cannot fuse); the
+        caller then records the result the ordinary way."""
+        storage = self._storage
+        instance = self._cache.get(task.run_id)
+        if (
+            not storage.fuses_activity_results
+            or instance is None
+            or task.scheduled_event_id is None
+            or instance.committed_length is None
+            or instance.appended is None
+        ):
+            return False
+        # Ours from here: it runs ahead of the stored history until the commit says otherwise.
+        del self._cache[task.run_id]
+        length = instance.committed_length
+        now = storage.now_ms()
+        result_event = _core.encode_inbound_row(
+            length + 1, now, "ActivityCompleted", (task.scheduled_event_id, result, task.attempt)
+        )
+        try:
+            instance.run.add_events(instance.appended)
+            instance.run.add_events(_core.join_rows([result_event]))
+            outcome = advance(instance, now)
+        except Exception:
+            # The ordinary path reports whatever this was, replaying from the history.
+            return False
+        if outcome is None:
+            return False
+        activities = self.activities
+        slots = activities.free_slots() if activities is not None else 0
+        try:
+            committed = await storage.complete_activity_with_workflow_task(
+                task,
+                result,
+                result_event,
+                length,
+                outcome,
+                eager_activity_queue=self._task_queue if slots else None,
+                eager_activity_slots=slots,
+            )
+        except StaleTaskError:
+            logger.info(
+                "activity %s finished after its attempt ended; result dropped", task.activity_type
+            )
+            return True
+        if committed is not None:
+            self._committed(task.run_id, instance, committed)
+        # Else the run moved on while the activity ran: the result went in alone and queued
+        # the run's task, which a poll hands out (this instance is dropped; it ran ahead).
+        return True
 
     async def _answer_query(self, query: QueryTask) -> None:
         try:

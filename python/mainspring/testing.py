@@ -23,8 +23,10 @@ async def time_skipping(storage: MemoryStorage | SqliteStorage) -> AsyncIterator
 
     async def skip_forever() -> None:
         while True:
+            # Taken before looking, so a change made while we look is not missed.
+            changed = storage.wait_for_change()
             await storage.skip_to_next_wakeup()
-            await storage.wait_for_change()
+            await changed
 
     skipper = asyncio.get_running_loop().create_task(skip_forever())
     try:

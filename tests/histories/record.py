@@ -60,8 +60,11 @@ async def record() -> None:
             await handle.signal(AddItem(item=item))
         await handle.result()
         handle = await client.start_workflow(cancellable, id="cancellable", task_queue=queue)
-        while (await handle.describe()).history_length < 3:
-            await storage.wait_for_change()
+        while True:
+            changed = storage.wait_for_change()
+            if (await handle.describe()).history_length >= 3:
+                break
+            await changed
         await handle.cancel("golden")
         with contextlib.suppress(Exception):
             await handle.result()

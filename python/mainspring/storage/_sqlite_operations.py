@@ -355,19 +355,34 @@ def _check_lease(db: sqlite3.Connection, run_key: int, token: int, now: int) -> 
     return int(row[0])
 
 
-_COMMIT_OUTCOME = (
-    "UPDATE runs SET history_length = history_length + :added, "
-    # Events after what the task saw arrived while it ran (storages only append inbound
-    # events outside a task's own commit): the run needs another task at once.
-    f"task_state = CASE WHEN :status IS NULL AND history_length > coalesce(:seen, "
-    f"history_length) THEN {QUEUED} ELSE {IDLE} END, "
-    "task_ready_ms = :now, task_failures = 0, last_task_failure = NULL, "
-    "tail_start = coalesce(:seen, history_length) + 1, status = coalesce(:status, status), "
-    "closed_ms = CASE WHEN :status IS NULL THEN closed_ms ELSE :now END "
-    f"WHERE run_key = :run_key AND task_state = {LEASED} AND task_token = :token "
-    "AND task_deadline_ms >= :now "
-    "RETURNING history_length, workflow_id, run_id"
+def _commit_outcome_statement(guard: str) -> str:
+    return (
+        "UPDATE runs SET history_length = history_length + :added, "
+        # Events after what the task saw arrived while it ran (storages only append inbound
+        # events outside a task's own commit): the run needs another task at once.
+        f"task_state = CASE WHEN :status IS NULL AND history_length > coalesce(:seen, "
+        f"history_length) THEN {QUEUED} ELSE {IDLE} END, "
+        "task_ready_ms = :now, task_failures = 0, last_task_failure = NULL, "
+        "tail_start = coalesce(:seen, history_length) + 1, status = coalesce(:status, status), "
+        "closed_ms = CASE WHEN :status IS NULL THEN closed_ms ELSE :now END "
+        f"WHERE run_key = :run_key AND {guard} "
+        "RETURNING history_length, workflow_id, run_id"
+    )
+
+
+# A leased task's commit: fenced by its lease.
+_COMMIT_LEASED_OUTCOME = _commit_outcome_statement(
+    f"task_state = {LEASED} AND task_token = :token AND task_deadline_ms >= :now"
 )
+# A fused commit (an activity result and the task it woke): no lease was taken, so it is
+# guarded by the history length the worker's instance has seen, on a run no task holds.
+_COMMIT_FUSED_OUTCOME = _commit_outcome_statement(
+    f"status = 'RUNNING' AND task_state = {IDLE} AND history_length = :expected"
+)
+
+# What a commit returns: (closing event or None, eager activity leases, whether pollers have
+# new work, the rows it appended, the history length after it).
+Committed = tuple[bytes | None, list[tuple[Any, ...]], bool, list[bytes], int]
 
 
 def complete_workflow_task(
@@ -379,11 +394,10 @@ def complete_workflow_task(
     leased_length: int,
     eager_queue: str | None = None,
     eager_slots: int = 0,
-) -> tuple[bytes | None, list[tuple[Any, ...]], bool]:
-    """Commits the outcome, fenced by the lease: `(closing event or None, leases, whether
-    pollers have new work)`. When the caller has `eager_slots` free on `eager_queue`, the
-    activity attempts the outcome schedules there are inserted already leased to it (eager
-    execution: no poll, no second commit).
+) -> Committed:
+    """Commits the outcome, fenced by the lease (see `Committed`). When the caller has
+    `eager_slots` free on `eager_queue`, the activity attempts the outcome schedules there are
+    inserted already leased to it (eager execution: no poll, no second commit).
 
     The outcome's events are numbered from `leased_length` + 1 first (the history rarely grows
     while a task runs, and then they are numbered again), so the lease check, the history
@@ -392,39 +406,119 @@ def complete_workflow_task(
     rows: list[tuple[Any, ...]] = []
     if outcome is not None:
         seen, rows = _core.outcome_rows(outcome, leased_length + 1, now)
-    status = next((effect[1] for *_, effect in rows if effect and effect[0] == "close"), None)
-    returned = db.execute(
-        _COMMIT_OUTCOME,
-        {"added": len(rows), "seen": seen, "status": status, "now": now, "run_key": run_key,
-         "token": token},
-    ).fetchone()  # fmt: skip
+    returned = _update_run(db, _COMMIT_LEASED_OUTCOME, now, run_key, seen, rows, token=token)
     if returned is None:
         raise StaleTaskError(f"workflow task {token} is no longer held by this worker")
     new_length, workflow_id, run_id = returned
     length = new_length - len(rows)
     if seen is not None and seen > length:
         raise StaleTaskError(f"task saw event {seen} but the history has {length}")
-    # Events that arrived while the task ran queued the run's next task.
-    unseen = seen is not None and seen < length
-    if not rows:
-        return None, [], unseen
     if length != leased_length and outcome is not None:
         _, rows = _core.outcome_rows(outcome, length + 1, now)
+    # Events that arrived while the task ran queued the run's next task.
+    unseen = seen is not None and seen < length
+    return _store_outcome(
+        db, now, run_key, rows, new_length, unseen, workflow_id, run_id, eager_queue, eager_slots
+    )
+
+
+def complete_activity_with_workflow_task(
+    db: sqlite3.Connection,
+    now: int,
+    activity_id: int,
+    token: int,
+    result: bytes,
+    result_row: bytes,
+    expected_length: int,
+    outcome: bytes,
+    eager_queue: str | None = None,
+    eager_slots: int = 0,
+) -> Committed | None:
+    """Records an activity's `result` (`result_row`: its ActivityCompleted event, numbered
+    `expected_length` + 1, as the caller encoded it for its instance) together with the
+    outcome of the workflow task it woke, which the caller ran on its cached instance before
+    anything was committed: one commit where there were two. Guarded by the history length:
+    if the run moved on meanwhile (a signal, a timer, another worker), only the result is
+    recorded, the way `complete_activity_task` does, and None is returned (the caller's
+    instance ran ahead of the history and must be dropped)."""
+    deleted = db.execute(
+        "DELETE FROM activities WHERE activity_id = ? AND state = ? AND token = ? "
+        "RETURNING run_key, scheduled_event_id, attempt",
+        (activity_id, ACTIVITY_RUNNING, token),
+    ).fetchone()
+    if deleted is None:
+        raise StaleTaskError(f"activity attempt {token} is over")
+    run_key = deleted[0]
+    seen, rows = _core.outcome_rows(outcome, expected_length + 2, now)
+    returned = None
+    if seen == expected_length + 1:
+        returned = _update_run(
+            db, _COMMIT_FUSED_OUTCOME, now, run_key, seen, rows, 1, expected=expected_length
+        )
+    if returned is None:
+        args = (deleted[1], result, deleted[2])
+        _append_and_wake(db, run_key, now, "ActivityCompleted", args, None, 0)
+        return None
+    new_length, workflow_id, run_id = returned
+    db.execute(
+        "INSERT INTO events (run_key, event_id, kind, row) VALUES (?, ?, ?, ?)",
+        (run_key, expected_length + 1, "ActivityCompleted", result_row),
+    )
+    return _store_outcome(
+        db, now, run_key, rows, new_length, False, workflow_id, run_id, eager_queue, eager_slots
+    )
+
+
+def _update_run(
+    db: sqlite3.Connection,
+    statement: str,
+    now: int,
+    run_key: int,
+    seen: int | None,
+    rows: list[tuple[Any, ...]],
+    extra_events: int = 0,
+    **guard: Any,
+) -> tuple[Any, ...] | None:
+    status = next((effect[1] for *_, effect in rows if effect and effect[0] == "close"), None)
+    returned: tuple[Any, ...] | None = db.execute(
+        statement,
+        {"added": len(rows) + extra_events, "seen": seen, "status": status, "now": now,
+         "run_key": run_key, **guard},
+    ).fetchone()  # fmt: skip
+    return returned
+
+
+def _store_outcome(
+    db: sqlite3.Connection,
+    now: int,
+    run_key: int,
+    rows: list[tuple[Any, ...]],
+    new_length: int,
+    unseen: bool,
+    workflow_id: str,
+    run_id: str,
+    eager_queue: str | None,
+    eager_slots: int,
+) -> Committed:
+    """Inserts a task's events and applies their effects, once the run's row is updated."""
+    if not rows:
+        return None, [], unseen, [], new_length
     db.executemany(
         "INSERT INTO events (run_key, event_id, kind, row) VALUES (?, ?, ?, ?)",
         [(run_key, event_id, kind, row) for event_id, kind, row, _ in rows],
     )
-    if status is not None:
+    appended = [row for _, _, row, _ in rows]
+    if any(effect and effect[0] == "close" for *_, effect in rows):
         # Nothing of a closed run stays pending; the task's other effects are moot.
         _drop_pending_work(db, run_key)
-        return _core.join_rows([rows[-1][2]]), [], False
+        return _core.join_rows([appended[-1]]), [], False, appended, new_length
     # All of the task's events are in before any effect runs: an effect that records an
     # event itself (a cancelled activity) must not split the task's command events.
     effects = _CommitEffects(eager_queue, eager_slots, workflow_id, run_id, unseen)
     for event_id, _, _, effect in rows:
         if effect is not None:
             _apply_effect(db, now, run_key, event_id, effect, effects)
-    return None, effects.leases, effects.wakes_pollers
+    return None, effects.leases, effects.wakes_pollers, appended, new_length
 
 
 class _CommitEffects:
@@ -500,6 +594,7 @@ def _apply_effect(
                 (
                     cursor.lastrowid, token, eager.workflow_id, eager.run_id, activity_type,
                     input, 1, b"", now, now, min(deadlines) if deadlines else None, heartbeat,
+                    event_id,
                 )
             )  # fmt: skip
             return
@@ -610,7 +705,8 @@ def poll_activity_tasks(
     rows = db.execute(
         "SELECT a.activity_id, r.workflow_id, r.run_id, a.activity_type, a.input, a.attempt, "
         "a.heartbeat_details, a.scheduled_ms, a.start_to_close_ms, a.schedule_to_close_ms, "
-        "a.close_deadline_ms, a.heartbeat_ms FROM activities a JOIN runs r USING (run_key) "
+        "a.close_deadline_ms, a.heartbeat_ms, a.scheduled_event_id "
+        "FROM activities a JOIN runs r USING (run_key) "
         f"WHERE a.task_queue = ? AND a.state = {ACTIVITY_QUEUED} AND a.ready_ms <= ? "
         "ORDER BY a.ready_ms LIMIT ?",
         (task_queue, now, max_tasks),
@@ -618,7 +714,8 @@ def poll_activity_tasks(
     leases = []
     for row in rows:
         (activity_id, workflow_id, run_id, activity_type, input, attempt, details, scheduled,
-         start_to_close, schedule_to_close, close_deadline, heartbeat) = row  # fmt: skip
+         start_to_close, schedule_to_close, close_deadline, heartbeat,
+         scheduled_event_id) = row  # fmt: skip
         token = _token()
         attempt_deadline = _attempt_deadline(now, start_to_close, schedule_to_close)
         deadlines = [d for d in (attempt_deadline, close_deadline) if d is not None]
@@ -635,6 +732,7 @@ def poll_activity_tasks(
             (
                 activity_id, token, workflow_id, run_id, activity_type, input, attempt, details,
                 scheduled, now, min(deadlines) if deadlines else None, heartbeat,
+                scheduled_event_id,
             )
         )  # fmt: skip
     return applied, leases

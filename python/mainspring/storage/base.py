@@ -50,6 +50,22 @@ class ActivityTask:
     heartbeat_timeout_ms: int | None
     task_queue: str
     handle: Any
+    #: The ActivityScheduled event's id, where the storage reports it (needed to fuse the
+    #: result with the workflow task it wakes).
+    scheduled_event_id: int | None = None
+
+
+@dataclass(slots=True)
+class CommittedTask:
+    """What committing a workflow task's outcome gave back."""
+
+    #: Attempts the outcome scheduled, already leased to the caller (eager execution).
+    activities: list[ActivityTask]
+    #: The run's history length after the commit, and the encoded events the commit appended
+    #: (the task's own), where the storage reports them: a cached instance that knows them can
+    #: take its next step without reading them back.
+    history_length: int | None = None
+    appended: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -106,6 +122,8 @@ class Storage(Protocol):
     #: storage groups commits): the worker then advances a batch of workflow tasks
     #: concurrently instead of one by one.
     groups_commits: bool
+    #: Whether :meth:`complete_activity_with_workflow_task` is available.
+    fuses_activity_results: bool
 
     def now_ms(self) -> int:
         """The storage's clock (a virtual one in tests)."""
@@ -161,7 +179,7 @@ class Storage(Protocol):
         *,
         eager_activity_queue: str | None = None,
         eager_activity_slots: int = 0,
-    ) -> list[ActivityTask]:
+    ) -> CommittedTask:
         """Commits the outcome. May return up to ``eager_activity_slots`` attempts the outcome
         scheduled on ``eager_activity_queue``, already leased to the caller (eager execution);
         a storage may always return none."""
@@ -177,6 +195,26 @@ class Storage(Protocol):
     ) -> WorkflowTask | None:
         """Records the result. With ``eager_workflow_lease_ms``, may return the workflow task
         the result woke (if its run uses the activity's task queue), leased to the caller."""
+        ...
+
+    async def complete_activity_with_workflow_task(
+        self,
+        task: ActivityTask,
+        result: bytes,
+        result_event: bytes,
+        history_length: int,
+        outcome: bytes,
+        *,
+        eager_activity_queue: str | None = None,
+        eager_activity_slots: int = 0,
+    ) -> CommittedTask | None:
+        """Only where ``fuses_activity_results``: records the result together with the outcome
+        of the workflow task it woke, which the caller computed on a cached instance that has
+        seen ``history_length`` events, feeding it ``result_event`` (the ActivityCompleted
+        event numbered ``history_length + 1``). One commit instead of two. If the run's
+        history is no longer ``history_length`` long or a task of it is queued or leased, only
+        the result is recorded (as :meth:`complete_activity_task` would, waking the run's
+        task) and None is returned: the caller's instance ran ahead and must be dropped."""
         ...
 
     async def fail_activity_task(self, task: ActivityTask, failure: tuple[Any, ...]) -> None: ...

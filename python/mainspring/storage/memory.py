@@ -16,7 +16,14 @@ from typing import Any
 
 from .. import _core
 from ..errors import QueryFailedError
-from .base import ActivityTask, QueryTask, WorkflowDescription, WorkflowTask, description_from_row
+from .base import (
+    ActivityTask,
+    CommittedTask,
+    QueryTask,
+    WorkflowDescription,
+    WorkflowTask,
+    description_from_row,
+)
 
 
 class SystemClock:
@@ -53,7 +60,7 @@ def activity_task(lease: tuple[Any, ...], task_queue: str) -> ActivityTask:
     """An :class:`ActivityTask` from a lease tuple (the layout `_core.MemoryStore` and the
     SQLite storage share)."""
     (activity_id, token, workflow_id, run_id, activity_type, input, attempt, details,
-     scheduled, started, deadline, heartbeat_timeout) = lease  # fmt: skip
+     scheduled, started, deadline, heartbeat_timeout, *scheduled_event_id) = lease  # fmt: skip
     return ActivityTask(
         activity_id=str(activity_id),
         token=token,
@@ -69,6 +76,7 @@ def activity_task(lease: tuple[Any, ...], task_queue: str) -> ActivityTask:
         heartbeat_timeout_ms=heartbeat_timeout,
         task_queue=task_queue,
         handle=activity_id,
+        scheduled_event_id=scheduled_event_id[0] if scheduled_event_id else None,
     )
 
 
@@ -76,6 +84,7 @@ class MemoryStorage:
     """In-process storage backed by the native core. Nothing survives the process."""
 
     groups_commits = False  # every call completes at once: concurrency would only add cost
+    fuses_activity_results = False  # nothing to save: there are no commits
 
     def __init__(
         self,
@@ -94,6 +103,7 @@ class MemoryStorage:
         self._queries: dict[str, collections.deque[QueryTask]] = {}
         # Who waits for which run to close: woken only by that run, not by every change.
         self._close_waiters: dict[tuple[str, str], list[asyncio.Future[None]]] = {}
+        self._change_futures: list[asyncio.Future[None]] = []
         self.now_ms = self._clock.now_ms  # type: ignore[method-assign]
         if isinstance(self._clock, VirtualClock):
             self._clock.subscribe(self._notify)
@@ -101,7 +111,14 @@ class MemoryStorage:
     def now_ms(self) -> int:
         return self._clock.now_ms()
 
+    def _resolve_change_futures(self) -> None:
+        futures, self._change_futures = self._change_futures, []
+        for future in futures:
+            if not future.done():
+                future.set_result(None)
+
     def _notify(self) -> None:
+        self._resolve_change_futures()
         changed = self._changed
         if changed is not None:
             self._changed = None
@@ -234,13 +251,26 @@ class MemoryStorage:
         *,
         eager_activity_queue: str | None = None,
         eager_activity_slots: int = 0,
-    ) -> list[ActivityTask]:
+    ) -> CommittedTask:
         """Eager dispatch saves nothing in memory: always returns no activities."""
         closed = self._store.complete_workflow_task(task.handle, task.token, outcome, self.now_ms())
         self._notify()
         if closed:
             self._run_closed(task.workflow_id, task.run_id)
-        return []
+        return CommittedTask([])
+
+    async def complete_activity_with_workflow_task(
+        self,
+        task: ActivityTask,
+        result: bytes,
+        result_event: bytes,
+        history_length: int,
+        outcome: bytes,
+        *,
+        eager_activity_queue: str | None = None,
+        eager_activity_slots: int = 0,
+    ) -> CommittedTask | None:
+        raise NotImplementedError("MemoryStorage does not fuse activity results")
 
     async def fail_workflow_task(self, task: WorkflowTask, message: str) -> None:
         self._store.fail_workflow_task(task.handle, task.token, message, self.now_ms())
@@ -314,6 +344,10 @@ class MemoryStorage:
         clock.advance((wakeup - now) / 1000)
         return True
 
-    async def wait_for_change(self) -> None:
-        """Returns after the next change to this storage."""
-        await self._wait_changed(None)
+    def wait_for_change(self) -> asyncio.Future[None]:
+        """A future that completes at the next change made through this storage object after
+        this call. Take it *before* reading the state you mean to wait on, so a change made
+        in between is not missed."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._change_futures.append(future)
+        return future

@@ -20,11 +20,19 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from .. import _core
 from ..errors import QueryFailedError, StorageError
 from . import _sqlite_operations as operations
 from ._sqlite_batch import LoopDatabase, read_only
 from ._sqlite_schema import migrate
-from .base import ActivityTask, QueryTask, WorkflowDescription, WorkflowTask, description_from_row
+from .base import (
+    ActivityTask,
+    CommittedTask,
+    QueryTask,
+    WorkflowDescription,
+    WorkflowTask,
+    description_from_row,
+)
 from .memory import SystemClock, VirtualClock, activity_task
 
 logger = logging.getLogger("mainspring.storage")
@@ -53,6 +61,7 @@ class SqliteStorage:
     """
 
     groups_commits = True
+    fuses_activity_results = True
 
     def __init__(
         self,
@@ -79,6 +88,7 @@ class SqliteStorage:
         # `_work` only by one that may leave idle pollers something to do.
         self._changed: asyncio.Event | None = None
         self._work: asyncio.Event | None = None
+        self._change_futures: list[asyncio.Future[None]] = []
         self._close_waiters: dict[str, list[asyncio.Future[bytes]]] = {}
         self._watcher: asyncio.Task[None] | None = None
         if isinstance(self._clock, VirtualClock):
@@ -126,9 +136,16 @@ class SqliteStorage:
         self._notify()
         return result
 
+    def _resolve_change_futures(self) -> None:
+        futures, self._change_futures = self._change_futures, []
+        for future in futures:
+            if not future.done():
+                future.set_result(None)
+
     def _notify(self, pollers: bool = True) -> None:
         """Wakes what waits on a change in this process; idle pollers too, unless `pollers`
         is false (the change was work handed straight to the worker that made it)."""
+        self._resolve_change_futures()
         changed = self._changed
         if changed is not None:
             self._changed = None
@@ -300,8 +317,8 @@ class SqliteStorage:
         *,
         eager_activity_queue: str | None = None,
         eager_activity_slots: int = 0,
-    ) -> list[ActivityTask]:
-        closing, leases, wakes_pollers = await self._run(
+    ) -> CommittedTask:
+        committed = await self._run(
             operations.complete_workflow_task,
             task.handle,
             task.token,
@@ -310,13 +327,50 @@ class SqliteStorage:
             eager_activity_queue,
             eager_activity_slots,
         )
+        return self._committed(task.run_id, committed, eager_activity_queue)
+
+    async def complete_activity_with_workflow_task(
+        self,
+        task: ActivityTask,
+        result: bytes,
+        result_event: bytes,
+        history_length: int,
+        outcome: bytes,
+        *,
+        eager_activity_queue: str | None = None,
+        eager_activity_slots: int = 0,
+    ) -> CommittedTask | None:
+        committed = await self._run(
+            operations.complete_activity_with_workflow_task,
+            task.handle,
+            task.token,
+            result,
+            result_event,
+            history_length,
+            outcome,
+            eager_activity_queue,
+            eager_activity_slots,
+        )
+        if committed is None:
+            self._notify()  # the result alone went in and queued the run's task
+            return None
+        return self._committed(task.run_id, committed, eager_activity_queue)
+
+    def _committed(
+        self, run_id: str, committed: operations.Committed, eager_queue: str | None
+    ) -> CommittedTask:
+        closing, leases, wakes_pollers, appended, history_length = committed
         if closing is not None:
-            self._run_closed(task.run_id, closing)
+            self._run_closed(run_id, closing)
         # Pollers are woken only when the commit left them something (queued work, a new
         # timer): a chain of eager tasks does not wake every poller.
         self._notify(pollers=wakes_pollers)
-        assert eager_activity_queue is not None or not leases
-        return [activity_task(lease, eager_activity_queue or "") for lease in leases]
+        assert eager_queue is not None or not leases
+        return CommittedTask(
+            [activity_task(lease, eager_queue or "") for lease in leases],
+            history_length,
+            _core.join_rows(appended) if appended else None,
+        )
 
     async def fail_workflow_task(self, task: WorkflowTask, message: str) -> None:
         await self._write(
@@ -388,9 +442,13 @@ class SqliteStorage:
         clock.advance((wakeup - now) / 1000)
         return True
 
-    async def wait_for_change(self) -> None:
-        """Returns after the next change made through this storage object."""
-        await self._change_event().wait()
+    def wait_for_change(self) -> asyncio.Future[None]:
+        """A future that completes at the next change made through this storage object after
+        this call. Take it *before* reading the state you mean to wait on, so a change made
+        in between is not missed."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._change_futures.append(future)
+        return future
 
     async def close(self) -> None:
         self._notify()

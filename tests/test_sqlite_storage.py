@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-from mainspring import Client, Replayer, Worker, _core
+from mainspring import Client, Replayer, Worker, WorkflowContext, _core, activity, workflow
 from mainspring.errors import StorageError
 from mainspring.storage import SqliteStorage
 from mainspring.storage._sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 
 from .recovery_app import TASK_QUEUE, Bump, expected, mixed
-from .workflows import double, sequential
+from .workflows import AddItem, double, sequential
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -228,4 +228,63 @@ async def test_a_workflow_started_next_to_its_worker_begins_without_a_poll(
     async with Worker(client, task_queue="q", workflows=[sequential], activities=[double]):
         assert await queued.result(timeout=30) == 2
     assert "queued" in polled
+    await client.close()
+
+
+_gate: asyncio.Event | None = None
+
+
+@activity
+async def wait_for_gate(label: str) -> str:
+    assert _gate is not None
+    await _gate.wait()
+    return label
+
+
+@workflow
+async def gated(ctx: WorkflowContext) -> list[str]:
+    seen: list[str] = []
+    ctx.set_signal_handler(AddItem, lambda signal: seen.append(signal.item))
+    for label in ("first", "second"):
+        seen.append(await ctx.execute_activity(wait_for_gate, label, start_to_close_timeout=60))
+    return seen
+
+
+async def test_activity_results_fuse_with_their_workflow_task_around_a_signal(
+    tmp_path: Path,
+) -> None:
+    global _gate
+    _gate = asyncio.Event()
+    storage = SqliteStorage(tmp_path / "fused.db")
+    fused: list[bool] = []
+    fuse = storage.complete_activity_with_workflow_task
+
+    async def recording_fuse(*arguments: Any, **options: Any) -> Any:
+        committed = await fuse(*arguments, **options)
+        fused.append(committed is not None)
+        return committed
+
+    storage.complete_activity_with_workflow_task = recording_fuse  # type: ignore[method-assign]
+    client = Client(storage)
+    async with Worker(client, task_queue="q", workflows=[gated], activities=[wait_for_gate]):
+        handle = await client.start_workflow(gated, id="g", task_queue="q")
+        # While the first activity waits at the gate, a signal comes in and is handled by a
+        # workflow task of its own; the instance stays cached with it.
+        while True:
+            changed = storage.wait_for_change()
+            kinds = [kind for _, _, kind in (await handle.history()).outline()]
+            if kinds.count("WorkflowTaskCompleted") == 1 and "ActivityScheduled" in kinds:
+                break
+            await changed
+        await handle.signal(AddItem(item="signal"))
+        while True:
+            changed = storage.wait_for_change()
+            if (await handle.describe()).history_length >= 5:  # the signal's task committed
+                break
+            await changed
+        _gate.set()
+        assert await handle.result(timeout=30) == ["signal", "first", "second"]
+    # Both results went in with the task they woke: the instance had seen every event.
+    assert fused == [True, True]
+    Replayer(workflows=[gated]).replay(await handle.history())
     await client.close()

@@ -251,3 +251,101 @@ async def test_wait_closed_times_out_while_running(storage: Storage) -> None:
     await storage.start_workflow("w", "r", "wf", QUEUE, b"null")
     with pytest.raises(TimeoutError):
         await storage.wait_closed("w", "r", timeout=0.01)
+
+
+async def _fusable_attempt(
+    storage: Storage, driver: Driver
+) -> tuple[ActivityTask, _core.WorkflowRun, int]:
+    """A run whose first task scheduled one activity, that attempt leased, and the run as a
+    worker's cached instance holds it (fed its own command events): `(attempt, run, length)`."""
+    if not storage.fuses_activity_results:
+        pytest.skip("this storage does not fuse activity results")
+    await storage.start_workflow("w", "r", "wf", QUEUE, b"null")
+    task = await driver.lease()
+    await driver.advance(task)
+    outcome = driver.runs["r"].complete([_schedule(1)])
+    committed = await storage.complete_workflow_task(task, outcome)
+    run = driver.runs["r"]
+    assert committed.history_length == 3 and committed.appended is not None
+    run.add_events(committed.appended)
+    attempt = await _poll_activity_task(storage)
+    assert attempt is not None and attempt.scheduled_event_id == 3
+    return attempt, run, 3
+
+
+def _fused_outcome(
+    storage: Storage, run: _core.WorkflowRun, attempt: ActivityTask, length: int
+) -> tuple[bytes, bytes]:
+    """Feeds the run the attempt's result and completes the workflow: `(event, outcome)`."""
+    event = _core.encode_inbound_row(
+        length + 1, storage.now_ms(), "ActivityCompleted", (3, b'"done"', attempt.attempt)
+    )
+    run.add_events(_core.join_rows([event]))
+    activation = run.next_activation(storage.now_ms())
+    assert activation is not None and [job[0] for job in activation[2]] == [JOB_RESOLVE_ACTIVITY]
+    outcome = run.complete([(COMMAND_COMPLETE_WORKFLOW, b"1")])
+    assert outcome is not None
+    return event, outcome
+
+
+async def test_a_fused_commit_records_the_result_and_the_task_it_woke(storage: Storage) -> None:
+    attempt, run, length = await _fusable_attempt(storage, Driver(storage))
+    event, outcome = _fused_outcome(storage, run, attempt, length)
+    committed = await storage.complete_activity_with_workflow_task(
+        attempt, b'"done"', event, length, outcome
+    )
+    assert committed is not None and committed.history_length == 6
+    assert await _kinds(storage, "w") == [
+        "WorkflowStarted",
+        "WorkflowTaskCompleted",
+        "ActivityScheduled",
+        "ActivityCompleted",
+        "WorkflowTaskCompleted",
+        "WorkflowCompleted",
+    ]
+    assert _core.run_outcome(await storage.wait_closed("w", "r", timeout=1)) == ("COMPLETED", b"1")
+    assert _core.validate_history(await storage.read_history("w", "r")) == 6
+    # The attempt is over: neither path may record it again.
+    with pytest.raises(StaleTaskError):
+        await storage.complete_activity_task(attempt, b'"again"')
+
+
+async def test_a_fused_commit_on_a_run_that_moved_on_records_only_the_result(
+    storage: Storage,
+) -> None:
+    attempt, run, length = await _fusable_attempt(storage, Driver(storage))
+    await storage.signal_workflow("w", "s", b"1")  # lands while the activity runs
+    # ... and another worker's task takes it in, replaying the run from its start.
+    task = await Driver(storage).lease()
+    other = _core.WorkflowRun()
+    other.add_events(await storage.read_history("w", "r", 1))
+    replayed = other.next_activation(storage.now_ms())
+    assert replayed is not None and replayed[0]
+    other.complete([_schedule(1)])
+    live = other.next_activation(storage.now_ms())
+    assert live is not None and not live[0]
+    await storage.complete_workflow_task(task, other.complete([]))
+    event, outcome = _fused_outcome(storage, run, attempt, length)
+    assert (
+        await storage.complete_activity_with_workflow_task(
+            attempt, b'"done"', event, length, outcome
+        )
+        is None
+    )
+    kinds = await _kinds(storage, "w")
+    assert kinds[3:] == ["WorkflowSignaled", "WorkflowTaskCompleted", "ActivityCompleted"]
+    # The result queued the run's next task; the run's own history is whole.
+    woken = await _poll_workflow_task(storage)
+    assert woken is not None and woken.history_length == 6
+    assert _core.validate_history(await storage.read_history("w", "r")) == 6
+
+
+async def test_a_fused_commit_of_a_stale_attempt_records_nothing(storage: Storage) -> None:
+    attempt, run, length = await _fusable_attempt(storage, Driver(storage))
+    await storage.complete_activity_task(attempt, b'"first"')
+    event, outcome = _fused_outcome(storage, run, attempt, length)
+    with pytest.raises(StaleTaskError):
+        await storage.complete_activity_with_workflow_task(
+            attempt, b'"done"', event, length, outcome
+        )
+    assert (await _kinds(storage, "w"))[3:] == ["ActivityCompleted"]

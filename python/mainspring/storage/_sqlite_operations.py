@@ -460,13 +460,11 @@ def complete_activity_with_workflow_task(
         _append_and_wake(db, run_key, now, "ActivityCompleted", args, None, 0)
         return None
     new_length, workflow_id, run_id = returned
-    db.execute(
-        "INSERT INTO events (run_key, event_id, kind, row) VALUES (?, ?, ?, ?)",
-        (run_key, expected_length + 1, "ActivityCompleted", result_row),
-    )
+    result_event = (run_key, expected_length + 1, "ActivityCompleted", result_row)
     return _store_outcome(
-        db, now, run_key, rows, new_length, False, workflow_id, run_id, eager_queue, eager_slots
-    )
+        db, now, run_key, rows, new_length, False, workflow_id, run_id, eager_queue, eager_slots,
+        result_event,
+    )  # fmt: skip
 
 
 def _update_run(
@@ -499,14 +497,20 @@ def _store_outcome(
     run_id: str,
     eager_queue: str | None,
     eager_slots: int,
+    result_event: tuple[int, int, str, bytes] | None = None,
 ) -> Committed:
-    """Inserts a task's events and applies their effects, once the run's row is updated."""
+    """Inserts a task's events (after `result_event`, the activity result a fused commit
+    records first, in the same statement) and applies their effects, once the run's row is
+    updated."""
+    events = [(run_key, event_id, kind, row) for event_id, kind, row, _ in rows]
+    if result_event is not None:
+        events.insert(0, result_event)
+    if events:
+        db.executemany(
+            "INSERT INTO events (run_key, event_id, kind, row) VALUES (?, ?, ?, ?)", events
+        )
     if not rows:
         return None, [], unseen, [], new_length
-    db.executemany(
-        "INSERT INTO events (run_key, event_id, kind, row) VALUES (?, ?, ?, ?)",
-        [(run_key, event_id, kind, row) for event_id, kind, row, _ in rows],
-    )
     appended = [row for _, _, row, _ in rows]
     if any(effect and effect[0] == "close" for *_, effect in rows):
         # Nothing of a closed run stays pending; the task's other effects are moot.

@@ -230,17 +230,13 @@ class SqliteStorage:
             closing: bytes | None = await self._run(operations.closing_event, run_id)
             if closing is not None:
                 return closing
-            deadline = None if timeout is None else loop.time() + timeout
-            while True:
-                # The watcher is (re)started here, so a watcher that stopped (the storage
-                # failed under it) cannot leave a waiter behind.
-                self._watch_other_processes()
-                remaining = None if deadline is None else deadline - loop.time()
-                if remaining is not None and remaining <= 0:
-                    raise TimeoutError(f"workflow {workflow_id} did not close within {timeout} s")
-                patience = 1.0 if remaining is None else min(remaining, 1.0)
-                with contextlib.suppress(asyncio.TimeoutError):
-                    return await asyncio.wait_for(asyncio.shield(closed), patience)
+            self._watch_other_processes()
+            try:
+                return await asyncio.wait_for(closed, timeout)
+            except asyncio.TimeoutError:
+                raise TimeoutError(
+                    f"workflow {workflow_id} did not close within {timeout} s"
+                ) from None
         finally:
             if closed in waiters:
                 waiters.remove(closed)
@@ -270,8 +266,13 @@ class SqliteStorage:
                     seen_version = version
                     for run_id, closing in closed:
                         self._run_closed(run_id, closing)
-            except StorageError as error:
-                logger.warning("looking for closed workflows failed; retrying: %s", error)
+            except Exception as error:
+                # Never let the watcher die while someone waits on it: try again next time.
+                logger.warning(
+                    "looking for closed workflows failed; retrying: %s",
+                    error,
+                    exc_info=not isinstance(error, StorageError),
+                )
             await asyncio.sleep(self._poll_seconds)
 
     async def query_workflow(

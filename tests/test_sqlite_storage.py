@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import warnings
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -288,3 +290,20 @@ async def test_activity_results_fuse_with_their_workflow_task_around_a_signal(
     assert fused == [True, True]
     Replayer(workflows=[gated]).replay(await handle.history())
     await client.close()
+
+
+def test_a_forked_child_draws_other_fencing_tokens_than_its_parent() -> None:
+    from mainspring.storage import _sqlite_operations as operations
+
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads: 3.12+
+        child = os.fork()
+    if child == 0:
+        os.write(write, str([operations._token() for _ in range(4)]).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    drawn_by_child = os.read(read, 4096).decode()
+    os.close(read)
+    assert drawn_by_child != str([operations._token() for _ in range(4)])

@@ -8,6 +8,8 @@ the native core (`outcome_rows`, `retry_delay_ms`), so this file only stores wha
 
 from __future__ import annotations
 
+import os
+import random
 import secrets
 import sqlite3
 from typing import Any
@@ -43,9 +45,15 @@ RUN_COLUMNS = (
 )
 
 
+# Random 62-bit fencing tokens: unique across processes without a shared counter row. Drawn
+# from a generator seeded by the OS (one system call per process, not per token), and
+# reseeded in a forked child, which would otherwise draw its parent's sequence.
+_tokens = random.Random(secrets.randbits(128))
+os.register_at_fork(after_in_child=lambda: _tokens.seed(secrets.randbits(128)))
+
+
 def _token() -> int:
-    # Random 62-bit fencing tokens: unique across processes without a shared counter row.
-    return secrets.randbits(62) + 1
+    return _tokens.getrandbits(62) + 1
 
 
 def _pack(value: Any) -> bytes:

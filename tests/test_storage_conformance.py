@@ -349,3 +349,26 @@ async def test_a_fused_commit_of_a_stale_attempt_records_nothing(storage: Storag
             attempt, b'"done"', event, length, outcome
         )
     assert (await _kinds(storage, "w"))[3:] == ["ActivityCompleted"]
+
+
+async def test_a_task_is_recorded_at_the_time_its_code_saw(
+    storage: Storage, clock: VirtualClock
+) -> None:
+    # Replay hands workflow code the recorded time of its task as "now": it must be the time
+    # the live code saw, not when the storage got round to committing.
+    await storage.start_workflow("w", "r", "wf", QUEUE, b"null")
+    driver = Driver(storage)
+    task = await driver.lease()
+    seen_at = storage.now_ms()
+    await driver.advance(task)
+    clock.advance(timedelta(seconds=3))
+    await driver.commit(task, [(COMMAND_COMPLETE_WORKFLOW, b"1")])
+    history = await storage.read_history("w", "r", 1)
+    assert [(kind, at) for _, at, kind in _core.history_outline(history)][1:] == [
+        ("WorkflowTaskCompleted", seen_at),
+        ("WorkflowCompleted", seen_at),
+    ]
+    replayed = _core.WorkflowRun()
+    replayed.add_events(history)
+    activation = replayed.next_activation(storage.now_ms())
+    assert activation is not None and activation[:2] == (True, seen_at)

@@ -150,14 +150,17 @@ impl PyMemoryStore {
         now_ms: i64,
     ) -> PyResult<bool> {
         self.with(py, |store| {
-            let attributes = match outcome {
-                Some(encoded) => decode_events(encoded)?
-                    .into_iter()
-                    .map(|event| event.attributes)
-                    .collect(),
+            let events = match outcome {
+                Some(encoded) => decode_events(encoded)?,
                 None => Vec::new(),
             };
-            store.complete_workflow_task(run_key, token, attributes, now_ms)
+            // The time the task's code saw (0: not recorded), which replay gives it again.
+            let task_time_ms = match events.first() {
+                Some(event) if event.timestamp_ms != 0 => event.timestamp_ms,
+                _ => now_ms,
+            };
+            let attributes = events.into_iter().map(|event| event.attributes).collect();
+            store.complete_workflow_task_at(run_key, token, attributes, now_ms, task_time_ms)
         })
     }
 

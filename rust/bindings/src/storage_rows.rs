@@ -95,7 +95,12 @@ fn outcome_rows<'py>(
     for (offset, event) in events.into_iter().enumerate() {
         let numbered = Event {
             event_id: first_event_id + offset as u64,
-            timestamp_ms: now_ms,
+            // The time the task's code saw, which replay gives it again (0: not recorded).
+            timestamp_ms: if event.timestamp_ms != 0 {
+                event.timestamp_ms
+            } else {
+                now_ms
+            },
             attributes: event.attributes,
         };
         let effect = match effect_of(&numbered.attributes) {

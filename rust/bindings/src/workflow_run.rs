@@ -84,21 +84,22 @@ impl PyWorkflowRun {
             .iter()
             .map(|command| command_from_py(&command))
             .collect::<PyResult<Vec<_>>>()?;
-        let outcome = guarded(py, || {
-            self.inner
-                .lock()
-                .map_err(|_| poisoned())?
-                .complete(commands)
+        let (task_time_ms, outcome) = guarded(py, || {
+            let mut run = self.inner.lock().map_err(|_| poisoned())?;
+            let task_time_ms = run.live_now_ms();
+            Ok((task_time_ms, run.complete(commands)?))
         })?;
         if outcome.is_empty() {
             return Ok(None);
         }
-        // Outcome events carry no id or time yet: the store assigns both when it commits.
+        // Outcome events carry no id yet (the store assigns ids when it commits) but the time
+        // the workflow code saw: replay must give that code the same time again.
+        let timestamp_ms = task_time_ms.unwrap_or(0);
         let events: Vec<Event> = outcome
             .into_iter()
             .map(|attributes| Event {
                 event_id: 0,
-                timestamp_ms: 0,
+                timestamp_ms,
                 attributes,
             })
             .collect();

@@ -586,3 +586,32 @@ fn effects_never_split_a_tasks_commands_nor_follow_its_end() {
     replay_recorded(events).unwrap();
     assert!(store.poll_activity_task("q", 3).is_none());
 }
+
+#[test]
+fn a_task_is_recorded_at_the_time_its_code_saw_and_replay_sees_it_again() {
+    let mut store = MemoryStore::default();
+    let run_key = start(&mut store, "w", 1_000);
+    let lease = store.poll_workflow_task("q", 1_000, LEASE).unwrap();
+    let mut run = WorkflowRun::new();
+    run.add_events(store.history(run_key, 1).unwrap().to_vec())
+        .unwrap();
+    let live = run.next_activation(1_250, true).unwrap().unwrap();
+    assert_eq!((live.now_ms, run.live_now_ms()), (1_250, Some(1_250)));
+    let outcome = run
+        .complete(vec![Command::CompleteWorkflow {
+            result: payload("1"),
+        }])
+        .unwrap();
+    assert_eq!(run.live_now_ms(), None);
+    // Committed later than the code ran: the events keep the code's time.
+    store
+        .complete_workflow_task_at(lease.run_key, lease.token, outcome, 1_900, 1_250)
+        .unwrap();
+    let history = store.history(run_key, 1).unwrap().to_vec();
+    assert_eq!(history[1].timestamp_ms, 1_250);
+    let mut replayed = WorkflowRun::new();
+    replayed.add_events(history).unwrap();
+    let again = replayed.next_activation(5_000, true).unwrap().unwrap();
+    assert!(again.replaying);
+    assert_eq!(again.now_ms, 1_250);
+}

@@ -306,6 +306,19 @@ impl MemoryStore {
         outcome: Vec<EventAttributes>,
         now_ms: i64,
     ) -> CoreResult<bool> {
+        self.complete_workflow_task_at(run_key, token, outcome, now_ms, now_ms)
+    }
+
+    /// [`Self::complete_workflow_task`], recording the task's events at `task_time_ms`: the
+    /// time its workflow code saw, which replay must hand it again.
+    pub fn complete_workflow_task_at(
+        &mut self,
+        run_key: u64,
+        token: u64,
+        outcome: Vec<EventAttributes>,
+        now_ms: i64,
+        task_time_ms: i64,
+    ) -> CoreResult<bool> {
         self.check_workflow_task_lease(run_key, token, now_ms)?;
         let history_length = self.runs[run_key as usize].events.len() as u64;
         let seen = match outcome.first() {
@@ -348,7 +361,7 @@ impl MemoryStore {
         let first_event_id = history_length + 1;
         let count = outcome.len() as u64;
         for attributes in outcome {
-            self.append(run_key, now_ms, attributes);
+            self.append(run_key, task_time_ms, attributes);
         }
         for event_id in first_event_id..first_event_id + count {
             self.apply_outcome_effect(run_key, event_id, closes, now_ms);

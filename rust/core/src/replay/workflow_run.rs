@@ -30,8 +30,8 @@ enum Phase {
     Idle,
     /// A replay activation is out; its completion must match the events after this boundary.
     Replaying { boundary_index: usize },
-    /// A live activation is out; its completion produces new events.
-    Live { seen_event_id: u64 },
+    /// A live activation is out, delivered at `now_ms`; its completion produces new events.
+    Live { seen_event_id: u64, now_ms: i64 },
     /// A live completion was handed to storage; its events have not come back yet.
     AwaitingCommit {
         seen_event_id: u64,
@@ -130,6 +130,16 @@ impl WorkflowRun {
             .count()
     }
 
+    /// The time the outstanding live activation was delivered at (what the workflow code saw
+    /// as now), if one is out. Its outcome must be recorded with this time: replay hands the
+    /// recorded time to the code again.
+    pub fn live_now_ms(&self) -> Option<i64> {
+        match self.phase {
+            Phase::Live { now_ms, .. } => Some(now_ms),
+            _ => None,
+        }
+    }
+
     /// The next activation, or `None` when there is nothing to deliver. With `allow_live` false
     /// only replay activations are returned (used to rebuild state for a query).
     pub fn next_activation(
@@ -183,7 +193,10 @@ impl WorkflowRun {
             // Terminated from outside while the task was pending: nothing to run.
             return Ok(None);
         }
-        self.phase = Phase::Live { seen_event_id: end };
+        self.phase = Phase::Live {
+            seen_event_id: end,
+            now_ms,
+        };
         Ok(Some(Activation {
             replaying: false,
             now_ms,
@@ -537,7 +550,7 @@ impl WorkflowRun {
                 self.complete_replay(boundary_index, &commands)?;
                 Ok(Vec::new())
             }
-            Phase::Live { seen_event_id } => {
+            Phase::Live { seen_event_id, .. } => {
                 let mut events = Vec::with_capacity(commands.len() + 1);
                 events.push(EventAttributes::WorkflowTaskCompleted {
                     seen_event_id,

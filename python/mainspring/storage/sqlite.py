@@ -22,7 +22,9 @@ from typing import Any
 
 from .. import _core
 from ..errors import QueryFailedError, StorageError
+from . import _sqlite_activity_tasks as activity_tasks
 from . import _sqlite_operations as operations
+from . import _sqlite_workflow_tasks as workflow_tasks
 from ._sqlite_batch import LoopDatabase, read_only
 from ._sqlite_schema import migrate
 from .base import (
@@ -306,7 +308,7 @@ class SqliteStorage:
         self, task_queue: str, lease_ms: int, max_tasks: int
     ) -> list[WorkflowTask]:
         applied, leases = await self._run(
-            operations.poll_workflow_tasks, task_queue, lease_ms, max_tasks
+            workflow_tasks.poll_workflow_tasks, task_queue, lease_ms, max_tasks
         )
         self._after_poll(applied)
         return [_workflow_task(lease) for lease in leases]
@@ -320,7 +322,7 @@ class SqliteStorage:
         eager_activity_slots: int = 0,
     ) -> CommittedTask:
         committed = await self._run(
-            operations.complete_workflow_task,
+            workflow_tasks.complete_workflow_task,
             task.handle,
             task.token,
             outcome,
@@ -342,7 +344,7 @@ class SqliteStorage:
         eager_activity_slots: int = 0,
     ) -> CommittedTask | None:
         committed = await self._run(
-            operations.complete_activity_with_workflow_task,
+            workflow_tasks.complete_activity_with_workflow_task,
             task.handle,
             task.token,
             result,
@@ -358,7 +360,7 @@ class SqliteStorage:
         return self._committed(task.run_id, committed, eager_activity_queue)
 
     def _committed(
-        self, run_id: str, committed: operations.Committed, eager_queue: str | None
+        self, run_id: str, committed: workflow_tasks.Committed, eager_queue: str | None
     ) -> CommittedTask:
         closing, leases, wakes_pollers, appended, history_length = committed
         if closing is not None:
@@ -375,7 +377,7 @@ class SqliteStorage:
 
     async def fail_workflow_task(self, task: WorkflowTask, message: str) -> None:
         await self._write(
-            operations.fail_workflow_task,
+            workflow_tasks.fail_workflow_task,
             task.handle,
             task.token,
             message,
@@ -384,7 +386,7 @@ class SqliteStorage:
         )
 
     async def poll_activity_tasks(self, task_queue: str, max_tasks: int) -> list[ActivityTask]:
-        applied, leases = await self._run(operations.poll_activity_tasks, task_queue, max_tasks)
+        applied, leases = await self._run(activity_tasks.poll_activity_tasks, task_queue, max_tasks)
         self._after_poll(applied)
         return [activity_task(lease, task_queue) for lease in leases]
 
@@ -393,7 +395,7 @@ class SqliteStorage:
     ) -> WorkflowTask | None:
         eager_queue = None if eager_workflow_lease_ms is None else task.task_queue
         lease = await self._run(
-            operations.complete_activity_task,
+            activity_tasks.complete_activity_task,
             task.handle,
             task.token,
             result,
@@ -404,10 +406,10 @@ class SqliteStorage:
         return None if lease is None else _workflow_task(lease)
 
     async def fail_activity_task(self, task: ActivityTask, failure: tuple[Any, ...]) -> None:
-        await self._write(operations.fail_activity_task, task.handle, task.token, failure)
+        await self._write(activity_tasks.fail_activity_task, task.handle, task.token, failure)
 
     async def heartbeat_activity_task(self, task: ActivityTask, details: bytes) -> None:
-        await self._run(operations.heartbeat_activity_task, task.handle, task.token, details)
+        await self._run(activity_tasks.heartbeat_activity_task, task.handle, task.token, details)
 
     async def poll_query(self, task_queue: str) -> QueryTask | None:
         row = await self._run(operations.take_query, task_queue)
@@ -422,7 +424,7 @@ class SqliteStorage:
     async def wait_for_work(self, task_queue: str, timeout: float | None) -> None:
         changed = self._work_event()
         now = self.now_ms()
-        wakeup = await self._run(operations.next_wakeup_ms)
+        wakeup = await self._run(activity_tasks.next_wakeup_ms)
         if wakeup is not None and wakeup <= now:
             return
         if wakeup is not None and not self._clock.is_virtual:
@@ -485,4 +487,4 @@ def _busy_and_wakeup(db: sqlite3.Connection, now: int) -> tuple[int, int | None]
         "ready_ms <= ?) OR state = 1) + (SELECT COUNT(*) FROM queries WHERE state < 2)",
         (now, now),
     ).fetchone()
-    return int(busy), operations.next_wakeup_ms(db, now)
+    return int(busy), activity_tasks.next_wakeup_ms(db, now)

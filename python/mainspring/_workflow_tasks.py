@@ -7,7 +7,7 @@ import asyncio
 import collections
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import _core
 from ._definitions import WorkflowDefinition
@@ -155,20 +155,22 @@ class WorkflowTaskRunner:
             with contextlib.suppress(StaleTaskError):
                 await storage.fail_workflow_task(task, f"{type(error).__name__}: {error}")
             return
-        activities = self.activities
-        slots = activities.free_slots() if activities is not None else 0
         try:
-            committed = await storage.complete_workflow_task(
-                task,
-                outcome,
-                eager_activity_queue=self._task_queue if slots else None,
-                eager_activity_slots=slots,
-            )
+            committed = await storage.complete_workflow_task(task, outcome, **self._eager_room())
         except StaleTaskError:
             # Our lease expired and another worker owns the run now: drop our copy.
             logger.info("workflow task of %s lost its lease; dropped", task.workflow_id)
             return
         self._committed(task.run_id, instance, committed)
+
+    def _eager_room(self) -> dict[str, Any]:
+        """The commit options that let it lease the activities it schedules to this worker."""
+        activities = self.activities
+        slots = activities.free_slots() if activities is not None else 0
+        return {
+            "eager_activity_queue": self._task_queue if slots else None,
+            "eager_activity_slots": slots,
+        }
 
     def _committed(self, run_id: str, instance: WorkflowInstance, committed: CommittedTask) -> None:
         """After a commit: starts the attempts it leased to us, and caches the instance with
@@ -215,17 +217,9 @@ class WorkflowTaskRunner:
             return False
         if outcome is None:
             return False
-        activities = self.activities
-        slots = activities.free_slots() if activities is not None else 0
         try:
             committed = await storage.complete_activity_with_workflow_task(
-                task,
-                result,
-                result_event,
-                length,
-                outcome,
-                eager_activity_queue=self._task_queue if slots else None,
-                eager_activity_slots=slots,
+                task, result, result_event, length, outcome, **self._eager_room()
             )
         except StaleTaskError:
             logger.info(

@@ -119,6 +119,19 @@ def poll_activity_tasks(
     return applied, leases
 
 
+def finish_attempt(db: sqlite3.Connection, activity_id: int, token: int) -> tuple[int, int, int]:
+    """Removes a running attempt that reported its result, fenced by its token: `(run key,
+    scheduled event id, attempt)`; `StaleTaskError` if the attempt is over."""
+    row = db.execute(
+        "DELETE FROM activities WHERE activity_id = ? AND state = ? AND token = ? "
+        "RETURNING run_key, scheduled_event_id, attempt",
+        (activity_id, ACTIVITY_RUNNING, token),
+    ).fetchone()
+    if row is None:
+        raise StaleTaskError(f"activity attempt {token} is over")
+    return row[0], row[1], row[2]
+
+
 def complete_activity_task(
     db: sqlite3.Connection,
     now: int,
@@ -131,14 +144,7 @@ def complete_activity_task(
     """Records the result. With `eager_queue`, also leases the workflow task it woke, if that
     run's tasks go to `eager_queue` (eager dispatch: the caller advances it at once). Three
     statements: the fenced delete, the run's update and the event."""
-    row = db.execute(
-        "DELETE FROM activities WHERE activity_id = ? AND state = ? AND token = ? "
-        "RETURNING run_key, scheduled_event_id, attempt",
-        (activity_id, ACTIVITY_RUNNING, token),
-    ).fetchone()
-    if row is None:
-        raise StaleTaskError(f"activity attempt {token} is over")
-    run_key, scheduled_event_id, attempt = row
+    run_key, scheduled_event_id, attempt = finish_attempt(db, activity_id, token)
     _, _, lease = _append_and_wake(
         db,
         run_key,

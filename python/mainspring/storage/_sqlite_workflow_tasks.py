@@ -8,7 +8,7 @@ from typing import Any
 
 from .. import _core
 from ..errors import StaleTaskError
-from ._sqlite_activity_tasks import _attempt_deadline, _resolve_activity, tick
+from ._sqlite_activity_tasks import _attempt_deadline, _resolve_activity, finish_attempt, tick
 from ._sqlite_operations import (
     ACTIVITY_QUEUED,
     ACTIVITY_RUNNING,
@@ -149,14 +149,7 @@ def complete_activity_with_workflow_task(
     if the run moved on meanwhile (a signal, a timer, another worker), only the result is
     recorded, the way `complete_activity_task` does, and None is returned (the caller's
     instance ran ahead of the history and must be dropped)."""
-    deleted = db.execute(
-        "DELETE FROM activities WHERE activity_id = ? AND state = ? AND token = ? "
-        "RETURNING run_key, scheduled_event_id, attempt",
-        (activity_id, ACTIVITY_RUNNING, token),
-    ).fetchone()
-    if deleted is None:
-        raise StaleTaskError(f"activity attempt {token} is over")
-    run_key = deleted[0]
+    run_key, scheduled_event_id, attempt = finish_attempt(db, activity_id, token)
     seen, rows = _core.outcome_rows(outcome, expected_length + 2, now)
     returned = None
     if seen == expected_length + 1:
@@ -164,7 +157,7 @@ def complete_activity_with_workflow_task(
             db, _COMMIT_FUSED_OUTCOME, now, run_key, seen, rows, 1, expected=expected_length
         )
     if returned is None:
-        args = (deleted[1], result, deleted[2])
+        args = (scheduled_event_id, result, attempt)
         _append_and_wake(db, run_key, now, "ActivityCompleted", args, None, 0)
         return None
     new_length, workflow_id, run_id = returned

@@ -87,6 +87,25 @@ async def test_awaiting_another_loops_future_is_an_escape(env: Environment) -> N
     foreign.cancel()
 
 
+async def test_a_foreign_future_awaited_again_is_still_an_escape(env: Environment) -> None:
+    # asyncio words the second await of a foreign future differently ("await wasn't used
+    # with future"): a retried task, or a second run, must still fail the task, not the run.
+    foreign: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    @workflow(name="foreign")
+    async def awaits_foreign(ctx: WorkflowContext) -> int:
+        return await foreign
+
+    async with env.worker([awaits_foreign]):
+        for workflow_id in ("first", "second"):
+            handle = await env.client.start_workflow(
+                "foreign", id=workflow_id, task_queue=TASK_QUEUE
+            )
+            assert "different loop" in await _first_task_failure(env, workflow_id)
+            assert (await handle.describe()).status == "RUNNING"
+    foreign.cancel()
+
+
 async def test_a_fixed_deployment_picks_up_a_failed_task(env: Environment) -> None:
     @workflow(name="escapes")
     async def fixed(ctx: WorkflowContext) -> str:

@@ -59,7 +59,10 @@ class _PendingTimer:
     command: tuple[Any, ...]
 
 
-_DIFFERENT_LOOP = "attached to a different loop"
+# What asyncio raises into code that awaits a future of another loop: the first time, that it
+# is attached to a different loop; every later time (the future stays flagged as awaited),
+# that await was not used with it. Both are escapes, not workflow failures.
+_FOREIGN_FUTURE = ("attached to a different loop", "await wasn't used with future")
 
 
 class WorkflowInstance:
@@ -208,11 +211,16 @@ class WorkflowInstance:
                 return
             self.commands.append((COMMAND_COMPLETE_WORKFLOW, result))
             return
-        if isinstance(error, WorkflowEscapeError) or (
-            isinstance(error, RuntimeError) and _DIFFERENT_LOOP in str(error)
-        ):
+        if isinstance(error, WorkflowEscapeError):
             self.closed = False
             raise WorkflowEscapeError(f"[MS1200] workflow code escaped its event loop: {error}")
+        if isinstance(error, RuntimeError) and any(text in str(error) for text in _FOREIGN_FUTURE):
+            self.closed = False
+            raise WorkflowEscapeError(
+                "[MS1200] workflow code escaped its event loop: it awaited a future attached to "
+                "a different loop (one made outside the workflow); wait through ctx or an "
+                f"activity instead ({error})"
+            )
         if isinstance(error, asyncio.CancelledError) and self.cancel_requested:
             self.commands.append((COMMAND_CANCEL_WORKFLOW, _payload.EMPTY))
             return

@@ -219,11 +219,23 @@ async def test_a_workflow_started_next_to_its_worker_begins_without_a_poll(
         return tasks
 
     storage.poll_workflow_tasks = recording_poll  # type: ignore[method-assign]
+    fused_starts: list[str] = []
+    fuse = storage.start_workflow_with_first_task
+
+    async def recording_fuse(workflow_id: str, *arguments: Any, **options: Any) -> Any:
+        fused_starts.append(workflow_id)
+        return await fuse(workflow_id, *arguments, **options)
+
+    storage.start_workflow_with_first_task = recording_fuse  # type: ignore[method-assign]
     client = Client(storage)
     async with Worker(client, task_queue="q", workflows=[sequential], activities=[double]):
         handle = await client.start_workflow(sequential, 3, id="local", task_queue="q")
+        # The start committed with the first task's outcome: the activity is scheduled.
+        kinds = [kind for _, _, kind in (await handle.history()).outline()]
+        assert kinds[:3] == ["WorkflowStarted", "WorkflowTaskCompleted", "ActivityScheduled"]
         assert await handle.result(timeout=30) == 6
     # Its first task came with the start, the later ones with the activity results.
+    assert fused_starts == ["local"]
     assert "local" not in polled
     # Without a running worker the task is queued and a poll hands it out.
     queued = await client.start_workflow(sequential, 2, id="queued", task_queue="q")

@@ -258,8 +258,8 @@ async def _fusable_attempt(
 ) -> tuple[ActivityTask, _core.WorkflowRun, int]:
     """A run whose first task scheduled one activity, that attempt leased, and the run as a
     worker's cached instance holds it (fed its own command events): `(attempt, run, length)`."""
-    if not storage.fuses_activity_results:
-        pytest.skip("this storage does not fuse activity results")
+    if not storage.fuses_commits:
+        pytest.skip("this storage does not fuse commits")
     await storage.start_workflow("w", "r", "wf", QUEUE, b"null")
     task = await driver.lease()
     await driver.advance(task)
@@ -372,3 +372,56 @@ async def test_a_task_is_recorded_at_the_time_its_code_saw(
     replayed.add_events(history)
     activation = replayed.next_activation(storage.now_ms())
     assert activation is not None and activation[:2] == (True, seen_at)
+
+
+def _first_task(
+    storage: Storage, workflow_id: str, commands: list[tuple[Any, ...]]
+) -> tuple[bytes, bytes]:
+    """A worker's first task of a run it has not recorded yet: `(started event, outcome)`."""
+    started = _core.encode_inbound_row(
+        1, storage.now_ms(), "WorkflowStarted", ("wf", workflow_id, "r", QUEUE, b"null")
+    )
+    run = _core.WorkflowRun()
+    run.add_events(_core.join_rows([started]))
+    activation = run.next_activation(storage.now_ms())
+    assert activation is not None and not activation[0]
+    outcome = run.complete(commands)
+    assert outcome is not None
+    return started, outcome
+
+
+async def test_a_fused_start_records_the_run_with_its_first_task(storage: Storage) -> None:
+    if not storage.fuses_commits:
+        pytest.skip("this storage does not fuse commits")
+    started, outcome = _first_task(storage, "w", [_schedule(1)])
+    committed = await storage.start_workflow_with_first_task(
+        "w", "r", "wf", QUEUE, b"null", started, outcome
+    )
+    assert committed.history_length == 3
+    assert await _kinds(storage, "w") == [
+        "WorkflowStarted",
+        "WorkflowTaskCompleted",
+        "ActivityScheduled",
+    ]
+    description = await storage.describe_workflow("w")
+    assert (description.status, description.history_length) == ("RUNNING", 3)
+    # The first task is done: no poll hands it out; the activity it scheduled is queued.
+    assert await _poll_workflow_task(storage) is None
+    attempt = await _poll_activity_task(storage)
+    assert attempt is not None and attempt.scheduled_event_id == 3
+    # Ids stay unique among running runs, and a refused start records nothing.
+    again, outcome = _first_task(storage, "w", [(COMMAND_COMPLETE_WORKFLOW, b"1")])
+    with pytest.raises(WorkflowAlreadyStartedError):
+        await storage.start_workflow_with_first_task(
+            "w", "r2", "wf", QUEUE, b"null", again, outcome
+        )
+    assert (await storage.describe_workflow("w")).run_id == "r"
+
+
+async def test_a_fused_start_whose_first_task_completes_closes_the_run(storage: Storage) -> None:
+    if not storage.fuses_commits:
+        pytest.skip("this storage does not fuse commits")
+    started, outcome = _first_task(storage, "w", [(COMMAND_COMPLETE_WORKFLOW, b"7")])
+    await storage.start_workflow_with_first_task("w", "r", "wf", QUEUE, b"null", started, outcome)
+    assert _core.run_outcome(await storage.wait_closed("w", "r", timeout=1)) == ("COMPLETED", b"7")
+    assert _core.validate_history(await storage.read_history("w", "r")) == 3

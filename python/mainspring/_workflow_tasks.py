@@ -57,6 +57,7 @@ class WorkflowTaskRunner:
         self.activities: ActivityTaskRunner | None = None
         # First workflow tasks handed over by starts in this process, being advanced.
         self._eager_starts: set[asyncio.Task[None]] = set()
+        self._fused_starts = 0  # starts advancing their first task inline (start_and_advance)
         self.accepts_eager_starts = False
 
     @property
@@ -65,9 +66,48 @@ class WorkflowTaskRunner:
 
     def takes_eager_start(self) -> bool:
         # Bounded like a poll batch: past it, starts queue their task for the pollers.
-        return (
-            self.accepts_eager_starts and len(self._eager_starts) < self._config.workflow_task_batch
+        in_flight = len(self._eager_starts) + self._fused_starts
+        return self.accepts_eager_starts and in_flight < self._config.workflow_task_batch
+
+    async def start_and_advance(
+        self, workflow_id: str, run_id: str, workflow_type: str, task_queue: str, input: bytes
+    ) -> bool:
+        """Starts a run and advances its first workflow task in one commit (storages that
+        fuse commits): a new instance is fed its WorkflowStarted event and run before anything
+        is recorded. Returns False, having recorded nothing, when this cannot be done (the
+        storage cannot fuse, the type is unknown here, the task failed); the caller then
+        starts the run the ordinary way, and a failure is reported there."""
+        storage = self._storage
+        if not storage.fuses_commits or workflow_type not in self._definitions:
+            return False
+        instance = self._new_instance(workflow_type)
+        now = storage.now_ms()
+        started_event = _core.encode_inbound_row(
+            1, now, "WorkflowStarted", (workflow_type, workflow_id, run_id, task_queue, input)
         )
+        try:
+            instance.run.add_events(_core.join_rows([started_event]))
+            outcome = advance(instance, now)
+        except Exception:
+            return False
+        if outcome is None:
+            return False
+        self._fused_starts += 1
+        try:
+            committed = await storage.start_workflow_with_first_task(
+                workflow_id,
+                run_id,
+                workflow_type,
+                task_queue,
+                input,
+                started_event,
+                outcome,
+                **self._eager_room(),
+            )
+        finally:
+            self._fused_starts -= 1
+        self._committed(run_id, instance, committed)
+        return True
 
     def start_eagerly(self, task: WorkflowTask) -> None:
         """Advances, in the background, a first workflow task a start leased to us."""
@@ -194,7 +234,7 @@ class WorkflowTaskRunner:
         storage = self._storage
         instance = self._cache.get(task.run_id)
         if (
-            not storage.fuses_activity_results
+            not storage.fuses_commits
             or instance is None
             or task.scheduled_event_id is None
             or instance.committed_length is None

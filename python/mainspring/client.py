@@ -106,6 +106,9 @@ class LocalWorker(Protocol):
     def lease_ms(self) -> int: ...
     def takes_eager_start(self) -> bool: ...
     def start_eagerly(self, task: WorkflowTask) -> None: ...
+    async def start_and_advance(
+        self, workflow_id: str, run_id: str, workflow_type: str, task_queue: str, input: bytes
+    ) -> bool: ...
 
 
 class Client:
@@ -172,6 +175,12 @@ class Client:
         # in the start's own commit, so the workflow begins without a poll.
         local = self._local_workers.get(task_queue)
         eager = local if local is not None and local.takes_eager_start() else None
+        # Better still, where the storage fuses commits: the worker runs that first task
+        # before anything is recorded, and the start commits with its outcome.
+        if eager is not None and await eager.start_and_advance(
+            id, run_id, workflow_type, task_queue, encoded
+        ):
+            return WorkflowHandle(self, id, run_id, result_type)
         task = await self.storage.start_workflow(
             id,
             run_id,

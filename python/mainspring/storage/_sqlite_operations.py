@@ -185,6 +185,16 @@ def _drop_pending_work(db: sqlite3.Connection, run_key: int) -> None:
     db.execute("DELETE FROM timers WHERE run_key = ?", (run_key,))
 
 
+def refuse_running_duplicate(db: sqlite3.Connection, workflow_id: str) -> None:
+    """Workflow ids are unique among running runs (a closed one's id may be reused)."""
+    existing = db.execute(
+        "SELECT status FROM runs WHERE workflow_id = ? ORDER BY run_key DESC LIMIT 1",
+        (workflow_id,),
+    ).fetchone()
+    if existing is not None and existing[0] == "RUNNING":
+        raise WorkflowAlreadyStartedError(f"workflow already started: {workflow_id}")
+
+
 def start_workflow(
     db: sqlite3.Connection,
     now: int,
@@ -197,12 +207,7 @@ def start_workflow(
 ) -> tuple[Any, ...] | None:
     """Records the run with its first event and queues its first workflow task, or, with
     `eager_lease_ms`, leases that task to the caller and returns the lease."""
-    existing = db.execute(
-        "SELECT status FROM runs WHERE workflow_id = ? ORDER BY run_key DESC LIMIT 1",
-        (workflow_id,),
-    ).fetchone()
-    if existing is not None and existing[0] == "RUNNING":
-        raise WorkflowAlreadyStartedError(f"workflow already started: {workflow_id}")
+    refuse_running_duplicate(db, workflow_id)
     token = None if eager_lease_ms is None else _token()
     # The run starts with its first event already counted: two statements, not three.
     cursor = db.execute(

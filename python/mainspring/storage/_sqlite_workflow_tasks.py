@@ -20,6 +20,7 @@ from ._sqlite_operations import (
     _event_rows,
     _pack,
     _token,
+    refuse_running_duplicate,
 )
 
 
@@ -130,6 +131,45 @@ def complete_workflow_task(
     )
 
 
+def start_workflow_with_first_task(
+    db: sqlite3.Connection,
+    now: int,
+    workflow_id: str,
+    run_id: str,
+    workflow_type: str,
+    task_queue: str,
+    input: bytes,
+    started_row: bytes,
+    outcome: bytes,
+    eager_queue: str | None = None,
+    eager_slots: int = 0,
+) -> Committed:
+    """Records a run (`started_row`: its WorkflowStarted event, as the caller encoded it for
+    its instance) with the outcome of its first workflow task, which the caller ran before
+    anything was committed: one commit where there were two."""
+    refuse_running_duplicate(db, workflow_id)
+    seen, rows = _core.outcome_rows(outcome, 2, now)
+    if seen != 1:
+        raise StaleTaskError(f"a first workflow task sees event 1, not {seen}")
+    status = next((effect[1] for *_, effect in rows if effect and effect[0] == "close"), None)
+    length = 1 + len(rows)
+    cursor = db.execute(
+        "INSERT INTO runs (workflow_id, run_id, workflow_type, task_queue, status, "
+        "history_length, started_ms, closed_ms, task_state, task_ready_ms, tail_start) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 2)",
+        (
+            workflow_id, run_id, workflow_type, task_queue, status or "RUNNING", length, now,
+            None if status is None else now, IDLE, now,
+        ),
+    )  # fmt: skip
+    run_key = int(cursor.lastrowid or 0)
+    started_event = (run_key, 1, "WorkflowStarted", started_row)
+    return _store_outcome(
+        db, now, run_key, rows, length, False, workflow_id, run_id, eager_queue, eager_slots,
+        started_event,
+    )  # fmt: skip
+
+
 def complete_activity_with_workflow_task(
     db: sqlite3.Connection,
     now: int,
@@ -198,14 +238,14 @@ def _store_outcome(
     run_id: str,
     eager_queue: str | None,
     eager_slots: int,
-    result_event: tuple[int, int, str, bytes] | None = None,
+    first_event: tuple[int, int, str, bytes] | None = None,
 ) -> Committed:
-    """Inserts a task's events (after `result_event`, the activity result a fused commit
-    records first, in the same statement) and applies their effects, once the run's row is
-    updated."""
+    """Inserts a task's events (after `first_event`, the inbound event a fused commit records
+    first, in the same statement) and applies their effects, once the run's row is
+    written."""
     events = [(run_key, event_id, kind, row) for event_id, kind, row, _ in rows]
-    if result_event is not None:
-        events.insert(0, result_event)
+    if first_event is not None:
+        events.insert(0, first_event)
     if events:
         db.executemany(
             "INSERT INTO events (run_key, event_id, kind, row) VALUES (?, ?, ?, ?)", events

@@ -122,8 +122,9 @@ class Storage(Protocol):
     #: storage groups commits): the worker then advances a batch of workflow tasks
     #: concurrently instead of one by one.
     groups_commits: bool
-    #: Whether :meth:`complete_activity_with_workflow_task` is available.
-    fuses_activity_results: bool
+    #: Whether :meth:`start_workflow_with_first_task` and
+    #: :meth:`complete_activity_with_workflow_task` are available.
+    fuses_commits: bool
 
     def now_ms(self) -> int:
         """The storage's clock (a virtual one in tests)."""
@@ -144,6 +145,26 @@ class Storage(Protocol):
         caller has a worker for ``task_queue`` in this process), a storage that supports it
         returns that task already leased instead (eager start: no poll, no second commit);
         others return None."""
+        ...
+
+    async def start_workflow_with_first_task(
+        self,
+        workflow_id: str,
+        run_id: str,
+        workflow_type: str,
+        task_queue: str,
+        input: bytes,
+        started_event: bytes,
+        outcome: bytes,
+        *,
+        eager_activity_queue: str | None = None,
+        eager_activity_slots: int = 0,
+    ) -> CommittedTask:
+        """Only where ``fuses_commits``: records the run (``started_event``: its
+        WorkflowStarted event as ``_core.encode_inbound_row`` encodes it) together with the
+        outcome of its first workflow task, which a worker of this process computed from that
+        event: one commit instead of two. Raises ``WorkflowAlreadyStartedError`` like
+        :meth:`start_workflow`, and then records nothing."""
         ...
 
     async def signal_workflow(self, workflow_id: str, signal_name: str, input: bytes) -> None: ...
@@ -208,7 +229,7 @@ class Storage(Protocol):
         eager_activity_queue: str | None = None,
         eager_activity_slots: int = 0,
     ) -> CommittedTask | None:
-        """Only where ``fuses_activity_results``: records the result together with the outcome
+        """Only where ``fuses_commits``: records the result together with the outcome
         of the workflow task it woke, which the caller computed on a cached instance that has
         seen ``history_length`` events, feeding it ``result_event`` (the ActivityCompleted
         event numbered ``history_length + 1``). One commit instead of two. If the run's

@@ -84,7 +84,7 @@ class MemoryStorage:
     """In-process storage backed by the native core. Nothing survives the process."""
 
     groups_commits = False  # every call completes at once: concurrency would only add cost
-    fuses_activity_results = False  # nothing to save: there are no commits
+    fuses_commits = False  # nothing to save: there are no commits
 
     def __init__(
         self,
@@ -259,6 +259,21 @@ class MemoryStorage:
             self._run_closed(task.workflow_id, task.run_id)
         return CommittedTask([])
 
+    async def start_workflow_with_first_task(
+        self,
+        workflow_id: str,
+        run_id: str,
+        workflow_type: str,
+        task_queue: str,
+        input: bytes,
+        started_event: bytes,
+        outcome: bytes,
+        *,
+        eager_activity_queue: str | None = None,
+        eager_activity_slots: int = 0,
+    ) -> CommittedTask:
+        raise NotImplementedError("MemoryStorage does not fuse commits")
+
     async def complete_activity_with_workflow_task(
         self,
         task: ActivityTask,
@@ -270,7 +285,7 @@ class MemoryStorage:
         eager_activity_queue: str | None = None,
         eager_activity_slots: int = 0,
     ) -> CommittedTask | None:
-        raise NotImplementedError("MemoryStorage does not fuse activity results")
+        raise NotImplementedError("MemoryStorage does not fuse commits")
 
     async def fail_workflow_task(self, task: WorkflowTask, message: str) -> None:
         self._store.fail_workflow_task(task.handle, task.token, message, self.now_ms())

@@ -63,7 +63,7 @@ class SqliteStorage:
     """
 
     groups_commits = True
-    fuses_activity_results = True
+    fuses_commits = True
 
     def __init__(
         self,
@@ -331,6 +331,33 @@ class SqliteStorage:
             eager_activity_slots,
         )
         return self._committed(task.run_id, committed, eager_activity_queue)
+
+    async def start_workflow_with_first_task(
+        self,
+        workflow_id: str,
+        run_id: str,
+        workflow_type: str,
+        task_queue: str,
+        input: bytes,
+        started_event: bytes,
+        outcome: bytes,
+        *,
+        eager_activity_queue: str | None = None,
+        eager_activity_slots: int = 0,
+    ) -> CommittedTask:
+        committed = await self._run(
+            workflow_tasks.start_workflow_with_first_task,
+            workflow_id,
+            run_id,
+            workflow_type,
+            task_queue,
+            input,
+            started_event,
+            outcome,
+            eager_activity_queue,
+            eager_activity_slots,
+        )
+        return self._committed(run_id, committed, eager_activity_queue)
 
     async def complete_activity_with_workflow_task(
         self,

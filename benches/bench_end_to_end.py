@@ -1,6 +1,7 @@
-"""End to end in one process: 1,000 workflows x 3 no-op activities (started and awaited
-concurrently), and the latency of one such workflow from start to result, on MemoryStorage and
-on SqliteStorage (synchronous=FULL).
+"""End to end in one process: 1,000 workflows x 3 no-op activities (started as a backlog
+before the worker runs, or live while it runs, and awaited concurrently), and the latency of
+one such workflow from start to result, on MemoryStorage and on SqliteStorage
+(synchronous=FULL).
 
 Run: ``pytest benches/bench_end_to_end.py --benchmark-only``
 """
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 import mainspring
-from mainspring import Client, Worker, WorkerConfig
+from mainspring import Client, Worker, WorkerConfig, WorkflowHandle
 from mainspring.storage import MemoryStorage, SqliteStorage, Storage
 
 from .conftest import no_op, three_no_ops
@@ -33,23 +34,36 @@ def _sqlite(folder: Path) -> Storage:
     return SqliteStorage(folder / f"bench-{time.monotonic_ns()}.db")  # synchronous=FULL
 
 
-async def _throughput(count: int, make_storage: Callable[[Path], Storage], folder: Path) -> float:
-    """Starts `count` workflows, runs one worker until all are done; returns workflows/s."""
+async def _throughput(
+    count: int, make_storage: Callable[[Path], Storage], folder: Path, live: bool = False
+) -> float:
+    """Runs `count` workflows on one worker; returns workflows/s from the first start to the
+    last result. Backlog (`live` false): all are started before the worker runs, which then
+    drains them. Live: the worker runs first and the workflows are started and awaited
+    concurrently, as a service handling many requests would."""
     client = Client(make_storage(folder))
     config = WorkerConfig(max_concurrent_activities=1_000)
     worker = Worker(
         client, task_queue="bench", workflows=[three_no_ops], activities=[no_op], config=config
     )
-    started = time.perf_counter()
-    # Started and awaited concurrently, as a service handling many requests would.
-    handles = await asyncio.gather(
-        *(
-            client.start_workflow(three_no_ops, id=f"w-{index}", task_queue="bench")
-            for index in range(count)
+
+    async def start_all() -> list[WorkflowHandle[Any]]:
+        handles: list[WorkflowHandle[Any]] = await asyncio.gather(
+            *(
+                client.start_workflow(three_no_ops, id=f"w-{index}", task_queue="bench")
+                for index in range(count)
+            )
         )
-    )
-    async with worker:
-        await asyncio.gather(*(handle.result() for handle in handles))
+        return handles
+
+    started = time.perf_counter()
+    if live:
+        async with worker:
+            await asyncio.gather(*(handle.result() for handle in await start_all()))
+    else:
+        handles = await start_all()
+        async with worker:
+            await asyncio.gather(*(handle.result() for handle in handles))
     rate = count / (time.perf_counter() - started)
     await client.close()
     return rate
@@ -71,14 +85,15 @@ async def _latencies(
     return latencies
 
 
+@pytest.mark.parametrize("live", [False, True], ids=["backlog", "live"])
 @pytest.mark.parametrize("backend", [_memory, _sqlite], ids=["memory", "sqlite"])
 def test_throughput_1000_workflows_of_3_activities(
-    benchmark: Any, backend: Callable[[Path], Storage], tmp_path: Path
+    benchmark: Any, backend: Callable[[Path], Storage], live: bool, tmp_path: Path
 ) -> None:
     rates: list[float] = []
 
     def run() -> None:
-        rates.append(mainspring.run(_throughput(WORKFLOWS, backend, tmp_path)))
+        rates.append(mainspring.run(_throughput(WORKFLOWS, backend, tmp_path, live)))
 
     benchmark.pedantic(run, rounds=5 if backend is _memory else 3, iterations=1, warmup_rounds=1)
     benchmark.extra_info["workflows_per_second"] = statistics.median(rates)

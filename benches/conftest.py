@@ -10,7 +10,7 @@ from mainspring import History, WorkflowContext, activity, workflow
 
 _NULL = base64.b64encode(b"null").decode()
 _ONE = base64.b64encode(b"1").decode()
-_OPTIONS = {
+_OPTIONS: dict[str, object] = {
     "task_queue": "bench",
     "schedule_to_close_ms": None,
     "schedule_to_start_ms": None,

@@ -66,8 +66,9 @@ class WorkflowTaskRunner:
 
     def takes_eager_start(self) -> bool:
         # Bounded like a poll batch: past it, starts queue their task for the pollers.
-        in_flight = len(self._eager_starts) + self._fused_starts
-        return self.accepts_eager_starts and in_flight < self._config.workflow_task_batch
+        return (
+            self.accepts_eager_starts and len(self._eager_starts) < self._config.workflow_task_batch
+        )
 
     async def start_and_advance(
         self, workflow_id: str, run_id: str, workflow_type: str, task_queue: str, input: bytes
@@ -78,7 +79,13 @@ class WorkflowTaskRunner:
         storage cannot fuse, the type is unknown here, the task failed); the caller then
         starts the run the ordinary way, and a failure is reported there."""
         storage = self._storage
-        if not storage.fuses_commits or workflow_type not in self._definitions:
+        if (
+            not self.accepts_eager_starts
+            or not storage.fuses_commits
+            or workflow_type not in self._definitions
+            # Run inline by the caller, so bounded only by what the cache keeps.
+            or self._fused_starts >= self._config.max_cached_workflows
+        ):
             return False
         instance = self._new_instance(workflow_type)
         now = storage.now_ms()

@@ -174,13 +174,13 @@ class Client:
         # process polls the task queue and has room, the first workflow task is leased to it
         # in the start's own commit, so the workflow begins without a poll.
         local = self._local_workers.get(task_queue)
-        eager = local if local is not None and local.takes_eager_start() else None
         # Better still, where the storage fuses commits: the worker runs that first task
         # before anything is recorded, and the start commits with its outcome.
-        if eager is not None and await eager.start_and_advance(
+        if local is not None and await local.start_and_advance(
             id, run_id, workflow_type, task_queue, encoded
         ):
             return WorkflowHandle(self, id, run_id, result_type)
+        eager = local if local is not None and local.takes_eager_start() else None
         task = await self.storage.start_workflow(
             id,
             run_id,

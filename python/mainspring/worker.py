@@ -34,7 +34,7 @@ class WorkerConfig:
         max_concurrent_workflow_tasks: Workflow tasks in flight at once.
         workflow_task_batch: Workflow tasks a poller handles back to back before it yields the
             loop to activities (more is faster, less is fairer); also how many first workflow
-            tasks, handed over by starts in this process (eager start), may run at once.
+            tasks handed over by starts in this process (eager start) may wait to run.
         activity_threads: Threads for plain ``def`` activities.
         workflow_task_timeout: Lease on a workflow task; past it, another worker takes over.
         poll_interval: Longest idle wait between polls when the storage sends no wake-up.

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import tempfile
+from pathlib import Path
 from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mainspring import Client, History, Replayer, Worker, WorkerConfig, WorkflowContext, workflow
-from mainspring.storage import MemoryStorage, VirtualClock
+from mainspring.storage import MemoryStorage, SqliteStorage, VirtualClock
 from mainspring.testing import time_skipping
 
 from .workflows import SHORT, AddItem, double
@@ -163,3 +165,37 @@ def test_random_workflows_replay_with_identical_commands(plan: list[Step]) -> No
     # Replay checks every recorded command against the one the code issues now.
     replayer.replay(cached_history)
     replayer.replay(uncached_history)
+
+
+async def _run_live_on_sqlite(plan: list[Step], cache_size: int) -> tuple[list[str], History]:
+    """The plan on a SQLite file with the worker already running, so a cached run is started
+    and advanced by fused commits, and signals land while its activities run (the fused
+    commit then finds the run moved on and records the result alone)."""
+    with tempfile.TemporaryDirectory() as folder:
+        storage = SqliteStorage(Path(folder) / "plan.db", clock=VirtualClock())
+        client = Client(storage)
+        config = WorkerConfig(max_cached_workflows=cache_size)
+        async with (
+            Worker(client, task_queue="q", workflows=[program], activities=[double], config=config),
+            time_skipping(storage),
+        ):
+            handle = await client.start_workflow(program, plan, id="p", task_queue="q")
+            for index, (kind, _) in enumerate(plan):
+                if kind == "signal":
+                    await handle.signal(AddItem(item=f"item-{index}"))
+            result = await handle.result()
+        history = await handle.history()
+        await client.close()
+    return result, history
+
+
+@settings(max_examples=15)
+@given(plans)
+def test_random_workflows_on_sqlite_give_the_same_results_fused_or_not(plan: list[Step]) -> None:
+    fused_result, fused_history = asyncio.run(_run_live_on_sqlite(plan, cache_size=100))
+    plain_result, plain_history = asyncio.run(_run_live_on_sqlite(plan, cache_size=0))
+    memory_result, _ = asyncio.run(_run(plan, cache_size=100))
+    assert fused_result == plain_result == memory_result
+    replayer = Replayer(workflows=[program])
+    replayer.replay(fused_history)
+    replayer.replay(plain_history)

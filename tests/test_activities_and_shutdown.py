@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import threading
 from datetime import timedelta
 
@@ -20,6 +21,7 @@ from mainspring import (
 from mainspring.errors import ActivityError
 
 from .conftest import TASK_QUEUE, Environment
+from .workflows import ALL_ACTIVITIES, ALL_WORKFLOWS
 
 SHORT = timedelta(seconds=30)
 
@@ -237,3 +239,17 @@ async def test_activity_error_carries_attempt_and_timeout_type(
         assert result == "2 None nope"
     else:
         assert result.startswith("2 start_to_close ")
+
+
+async def test_workers_raise_the_collector_threshold_while_they_run(env: Environment) -> None:
+    before = gc.get_threshold()
+    first = env.worker(ALL_WORKFLOWS, ALL_ACTIVITIES, WorkerConfig(gc_threshold=before[0] + 5_000))
+    second = env.worker(ALL_WORKFLOWS, ALL_ACTIVITIES, WorkerConfig(gc_threshold=before[0] + 9_000))
+    async with first:  # entering starts the worker's run()
+        assert gc.get_threshold() == (before[0] + 5_000, *before[1:])
+        async with second:
+            assert gc.get_threshold()[0] == before[0] + 9_000
+        assert gc.get_threshold()[0] == before[0] + 9_000  # restored only by the last to stop
+    assert gc.get_threshold() == before
+    async with env.worker(ALL_WORKFLOWS, ALL_ACTIVITIES, WorkerConfig(gc_threshold=None)):
+        assert gc.get_threshold() == before

@@ -11,6 +11,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
+from . import _collector
 from ._activity_tasks import ActivityTaskRunner
 from ._definitions import activity_definition, workflow_definition
 from ._payload import DEFAULT_MAXIMUM_PAYLOAD_BYTES
@@ -40,6 +41,11 @@ class WorkerConfig:
         poll_interval: Longest idle wait between polls when the storage sends no wake-up.
         graceful_shutdown_timeout: How long shutdown waits for running activities.
         maximum_payload_bytes: Largest payload a workflow or activity may produce.
+        gc_threshold: While the worker runs, Python's cyclic garbage collector waits for this
+            many new container objects between collections of its youngest generation
+            (CPython's default, 700, makes it run every few workflow tasks and costs 10-17% of
+            a busy worker's time); ``None`` leaves the collector alone. Process-wide: the last
+            worker to stop restores the previous setting.
     """
 
     max_concurrent_activities: int = 100
@@ -51,6 +57,7 @@ class WorkerConfig:
     poll_interval: timedelta = timedelta(seconds=1)
     graceful_shutdown_timeout: timedelta = timedelta(seconds=10)
     maximum_payload_bytes: int = DEFAULT_MAXIMUM_PAYLOAD_BYTES
+    gc_threshold: int | None = 10_000
 
 
 class Worker:
@@ -106,6 +113,9 @@ class Worker:
         loop = asyncio.get_running_loop()
         self._stop = loop.create_future()
         pollers = []
+        gc_threshold = self.config.gc_threshold
+        if gc_threshold is not None:
+            _collector.hold(gc_threshold)
         if self._has_workflows:
             self._workflow_runner.accepts_eager_starts = True
             self.client._attach_worker(self.task_queue, self._workflow_runner)
@@ -122,6 +132,8 @@ class Worker:
             await self._workflow_runner.drain()
             await self._drain_activities()
             self._executor.shutdown(wait=False, cancel_futures=True)
+            if gc_threshold is not None:
+                _collector.release()
 
     async def _poll(self, poll_once: Callable[[], Any]) -> None:
         stop = self._stop

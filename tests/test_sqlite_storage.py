@@ -319,3 +319,13 @@ def test_a_forked_child_draws_other_fencing_tokens_than_its_parent() -> None:
     drawn_by_child = os.read(read, 4096).decode()
     os.close(read)
     assert drawn_by_child != str([operations._token() for _ in range(4)])
+
+
+def test_an_sqlite_library_too_old_for_returning_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.34.1")
+    with pytest.raises(StorageError, match=r"needs SQLite 3\.35\.0 or newer.*3\.34\.1"):
+        SqliteStorage(tmp_path / "old.db")
+    assert not (tmp_path / "old.db").exists()

@@ -42,6 +42,8 @@ logger = logging.getLogger("mainspring.storage")
 __all__ = ["DEFAULT_PATH", "SqliteStorage", "default_path"]
 
 DEFAULT_PATH = "mainspring.db"
+# RETURNING (3.35, 2021): one statement checks a task's lease and updates its run.
+MINIMUM_SQLITE = (3, 35, 0)
 
 
 def default_path() -> str:
@@ -99,6 +101,12 @@ class SqliteStorage:
         self._database = LoopDatabase(self._connect)
 
     def _connect(self) -> sqlite3.Connection:
+        if sqlite3.sqlite_version_info < MINIMUM_SQLITE:
+            wanted = ".".join(map(str, MINIMUM_SQLITE))
+            raise StorageError(
+                f"SqliteStorage needs SQLite {wanted} or newer (for RETURNING); this Python "
+                f"links SQLite {sqlite3.sqlite_version}"
+            )
         try:
             connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             connection.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")

@@ -16,6 +16,7 @@ import logging
 import os
 import sqlite3
 import time
+from collections.abc import Awaitable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -88,11 +89,10 @@ class SqliteStorage:
         self._poll_seconds = poll_interval.total_seconds()
         self._retry_initial_ms = int(workflow_task_retry_initial.total_seconds() * 1000)
         self._retry_maximum_ms = int(workflow_task_retry_maximum.total_seconds() * 1000)
-        # Set by the next change made in this process (then replaced): `_changed` by any,
-        # `_work` only by one that may leave idle pollers something to do.
-        self._changed: asyncio.Event | None = None
-        self._work: asyncio.Event | None = None
+        # Resolved by the next change made in this process (see wait_for_change).
         self._change_futures: list[asyncio.Future[None]] = []
+        # Set by the next change that may leave idle pollers something to do (then replaced).
+        self._work: asyncio.Event | None = None
         self._close_waiters: dict[str, list[asyncio.Future[bytes]]] = {}
         self._watcher: asyncio.Task[None] | None = None
         if isinstance(self._clock, VirtualClock):
@@ -156,35 +156,24 @@ class SqliteStorage:
         """Wakes what waits on a change in this process; idle pollers too, unless `pollers`
         is false (the change was work handed straight to the worker that made it)."""
         self._resolve_change_futures()
-        changed = self._changed
-        if changed is not None:
-            self._changed = None
-            changed.set()
         work = self._work
         if pollers and work is not None:
             self._work = None
             work.set()
 
-    def _change_event(self) -> asyncio.Event:
-        """The event the next in-process change sets. Take it *before* reading the state you
-        will wait on, so a change made meanwhile is not missed."""
-        if self._changed is None:
-            self._changed = asyncio.Event()
-        return self._changed
-
     def _work_event(self) -> asyncio.Event:
-        """Like :meth:`_change_event`, for changes that may give pollers work."""
+        """The event the next change that may give pollers work sets. Take it *before*
+        reading the state you will wait on, so a change made meanwhile is not missed."""
         if self._work is None:
             self._work = asyncio.Event()
         return self._work
 
-    async def _wait_changed(
-        self, timeout: float | None, changed: asyncio.Event | None = None
-    ) -> None:
-        changed = changed or self._change_event()
+    async def _wait_changed(self, timeout: float | None, changed: Awaitable[Any]) -> None:
+        """Waits for `changed`, at most `timeout` and at most one poll interval (other
+        processes' changes wake nobody here)."""
         wait = self._poll_seconds if timeout is None else min(timeout, self._poll_seconds)
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(changed.wait(), max(wait, 0.0))
+            await asyncio.wait_for(changed, max(wait, 0.0))
 
     # Client side.
 
@@ -292,7 +281,7 @@ class SqliteStorage:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            changed = self._change_event()
+            changed = self.wait_for_change()
             give_up = loop.time() >= deadline
             answer = await self._run(operations.read_answer, query_id, give_up)
             if answer is not None:
@@ -465,7 +454,7 @@ class SqliteStorage:
         if wakeup is not None and not self._clock.is_virtual:
             until_wakeup = (wakeup - now) / 1000
             timeout = until_wakeup if timeout is None else min(timeout, until_wakeup)
-        await self._wait_changed(timeout, changed)
+        await self._wait_changed(timeout, changed.wait())
 
     async def skip_to_next_wakeup(self) -> bool:
         """With a :class:`VirtualClock`: if no task is ready or running, moves the clock to the

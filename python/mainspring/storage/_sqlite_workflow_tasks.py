@@ -17,7 +17,6 @@ from ._sqlite_operations import (
     QUEUED,
     _append_and_wake,
     _drop_pending_work,
-    _event_rows,
     _pack,
     _token,
     refuse_running_duplicate,
@@ -30,26 +29,35 @@ def poll_workflow_tasks(
     """Applies due deadlines, then leases up to `max_tasks` ready tasks, oldest first:
     `(deadlines applied, leases)`. One transaction, one round trip."""
     applied = tick(db, now)
-    rows = db.execute(
-        "SELECT run_key, workflow_id, run_id, workflow_type, history_length, tail_start "
+    # One statement leases the whole batch. The fencing tokens are random, as `_token`'s,
+    # but drawn by SQLite's generator (seeded from the OS), one per row.
+    leased = db.execute(
+        f"UPDATE runs SET task_state = {LEASED}, task_deadline_ms = ?, "
+        "task_token = (random() & 4611686018427387903) + 1 WHERE run_key IN ("
         # The state is spelled out, not bound: only then may SQLite use the partial index.
-        f"FROM runs WHERE task_queue = ? AND task_state = {QUEUED} AND task_ready_ms <= ? "
-        "ORDER BY task_ready_ms LIMIT ?",
-        (task_queue, now, max_tasks),
+        f"SELECT run_key FROM runs WHERE task_queue = ? AND task_state = {QUEUED} "
+        "AND task_ready_ms <= ? ORDER BY task_ready_ms LIMIT ?) "
+        "RETURNING task_ready_ms, run_key, workflow_id, run_id, workflow_type, "
+        "history_length, task_token, tail_start",
+        (now + lease_ms, task_queue, now, max_tasks),
     ).fetchall()
-    leases = []
-    for run_key, workflow_id, run_id, workflow_type, length, tail_start in rows:
-        token = _token()
-        db.execute(
-            "UPDATE runs SET task_state = ?, task_token = ?, task_deadline_ms = ? "
-            "WHERE run_key = ?",
-            (LEASED, token, now + lease_ms, run_key),
-        )
-        tail = _event_rows(db, run_key, tail_start, length)
-        leases.append(
-            (run_key, workflow_id, run_id, workflow_type, length, token, tail_start,
-             _core.join_rows(tail))
-        )  # fmt: skip
+    if not leased:
+        return applied, []
+    leased.sort()  # oldest first
+    # And one reads every tail: the events each run's cached instance has not seen.
+    tails: dict[int, list[bytes]] = {}
+    for run_key, row in db.execute(
+        "SELECT e.run_key, e.row FROM runs r JOIN events e "
+        "ON e.run_key = r.run_key AND e.event_id >= r.tail_start "
+        f"WHERE r.run_key IN ({', '.join('?' * len(leased))}) ORDER BY e.run_key, e.event_id",
+        [lease[1] for lease in leased],
+    ):
+        tails.setdefault(run_key, []).append(row)
+    leases = [
+        (run_key, workflow_id, run_id, workflow_type, length, token, tail_start,
+         _core.join_rows(tails.get(run_key, [])))
+        for _, run_key, workflow_id, run_id, workflow_type, length, token, tail_start in leased
+    ]  # fmt: skip
     return applied, leases
 
 

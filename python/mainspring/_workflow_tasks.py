@@ -34,6 +34,18 @@ def advance(instance: WorkflowInstance, now_ms: int, allow_live: bool = True) ->
     return None
 
 
+def _run_ahead(instance: WorkflowInstance, events: list[bytes], now_ms: int) -> bytes | None:
+    """Feeds an instance events nothing has recorded yet and runs its live activation, for a
+    commit that records both (fused start or result). None if that cannot be done: the ordinary
+    path then runs the task and reports whatever went wrong, replaying from the history."""
+    try:
+        for encoded in events:
+            instance.run.add_events(encoded)
+        return advance(instance, now_ms)
+    except Exception:
+        return None
+
+
 class WorkflowTaskRunner:
     def __init__(
         self,
@@ -92,11 +104,7 @@ class WorkflowTaskRunner:
         started_event = _core.encode_inbound_row(
             1, now, "WorkflowStarted", (workflow_type, workflow_id, run_id, task_queue, input)
         )
-        try:
-            instance.run.add_events(_core.join_rows([started_event]))
-            outcome = advance(instance, now)
-        except Exception:
-            return False
+        outcome = _run_ahead(instance, [_core.join_rows([started_event])], now)
         if outcome is None:
             return False
         self._fused_starts += 1
@@ -255,13 +263,7 @@ class WorkflowTaskRunner:
         result_event = _core.encode_inbound_row(
             length + 1, now, "ActivityCompleted", (task.scheduled_event_id, result, task.attempt)
         )
-        try:
-            instance.run.add_events(instance.appended)
-            instance.run.add_events(_core.join_rows([result_event]))
-            outcome = advance(instance, now)
-        except Exception:
-            # The ordinary path reports whatever this was, replaying from the history.
-            return False
+        outcome = _run_ahead(instance, [instance.appended, _core.join_rows([result_event])], now)
         if outcome is None:
             return False
         try:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol, runtime_checkable
@@ -53,6 +54,28 @@ class ActivityTask:
     #: The ActivityScheduled event's id, where the storage reports it (needed to fuse the
     #: result with the workflow task it wakes).
     scheduled_event_id: int | None = None
+
+
+class ChangeNotices:
+    """Futures resolved by the next change a storage object makes (see
+    ``wait_for_change``): take one *before* reading the state you mean to wait on, so a change
+    made in between is not missed."""
+
+    __slots__ = ("_futures",)
+
+    def __init__(self) -> None:
+        self._futures: list[asyncio.Future[None]] = []
+
+    def next(self) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._futures.append(future)
+        return future
+
+    def changed(self) -> None:
+        futures, self._futures = self._futures, []
+        for future in futures:
+            if not future.done():
+                future.set_result(None)
 
 
 @dataclass(slots=True)

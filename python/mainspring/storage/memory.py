@@ -18,6 +18,7 @@ from .. import _core
 from ..errors import QueryFailedError
 from .base import (
     ActivityTask,
+    ChangeNotices,
     CommittedTask,
     QueryTask,
     WorkflowDescription,
@@ -103,7 +104,7 @@ class MemoryStorage:
         self._queries: dict[str, collections.deque[QueryTask]] = {}
         # Who waits for which run to close: woken only by that run, not by every change.
         self._close_waiters: dict[tuple[str, str], list[asyncio.Future[None]]] = {}
-        self._change_futures: list[asyncio.Future[None]] = []
+        self._change_notices = ChangeNotices()
         self.now_ms = self._clock.now_ms  # type: ignore[method-assign]
         if isinstance(self._clock, VirtualClock):
             self._clock.subscribe(self._notify)
@@ -111,14 +112,8 @@ class MemoryStorage:
     def now_ms(self) -> int:
         return self._clock.now_ms()
 
-    def _resolve_change_futures(self) -> None:
-        futures, self._change_futures = self._change_futures, []
-        for future in futures:
-            if not future.done():
-                future.set_result(None)
-
     def _notify(self) -> None:
-        self._resolve_change_futures()
+        self._change_notices.changed()
         changed = self._changed
         if changed is not None:
             self._changed = None
@@ -363,6 +358,4 @@ class MemoryStorage:
         """A future that completes at the next change made through this storage object after
         this call. Take it *before* reading the state you mean to wait on, so a change made
         in between is not missed."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._change_futures.append(future)
-        return future
+        return self._change_notices.next()

@@ -30,6 +30,7 @@ from ._sqlite_batch import LoopDatabase, read_only
 from ._sqlite_schema import migrate
 from .base import (
     ActivityTask,
+    ChangeNotices,
     CommittedTask,
     QueryTask,
     WorkflowDescription,
@@ -90,7 +91,7 @@ class SqliteStorage:
         self._retry_initial_ms = int(workflow_task_retry_initial.total_seconds() * 1000)
         self._retry_maximum_ms = int(workflow_task_retry_maximum.total_seconds() * 1000)
         # Resolved by the next change made in this process (see wait_for_change).
-        self._change_futures: list[asyncio.Future[None]] = []
+        self._change_notices = ChangeNotices()
         # Set by the next change that may leave idle pollers something to do (then replaced).
         self._work: asyncio.Event | None = None
         self._close_waiters: dict[str, list[asyncio.Future[bytes]]] = {}
@@ -146,16 +147,10 @@ class SqliteStorage:
         self._notify()
         return result
 
-    def _resolve_change_futures(self) -> None:
-        futures, self._change_futures = self._change_futures, []
-        for future in futures:
-            if not future.done():
-                future.set_result(None)
-
     def _notify(self, pollers: bool = True) -> None:
         """Wakes what waits on a change in this process; idle pollers too, unless `pollers`
         is false (the change was work handed straight to the worker that made it)."""
-        self._resolve_change_futures()
+        self._change_notices.changed()
         work = self._work
         if pollers and work is not None:
             self._work = None
@@ -473,9 +468,7 @@ class SqliteStorage:
         """A future that completes at the next change made through this storage object after
         this call. Take it *before* reading the state you mean to wait on, so a change made
         in between is not missed."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._change_futures.append(future)
-        return future
+        return self._change_notices.next()
 
     async def close(self) -> None:
         self._notify()

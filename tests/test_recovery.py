@@ -5,12 +5,10 @@ the result it would have had, and every history validates and replays."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 from datetime import timedelta
@@ -38,9 +36,12 @@ def _start_worker(database: Path, attempt_log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def _events_recorded(database: Path) -> int:
-    with contextlib.closing(sqlite3.connect(database)) as connection:
-        (count,) = connection.execute("SELECT COUNT(*) FROM events").fetchone()
+async def _events_recorded(storage: SqliteStorage) -> int:
+    # Through the storage's own connection: a second SQLite library (Python's sqlite3) must
+    # not open a file this process holds open (see ARCHITECTURE.md, "One SQLite per process").
+    count = await storage._database.submit(
+        lambda connection: connection.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    )
     return int(count)
 
 
@@ -69,22 +70,22 @@ async def test_sigkilled_workers_lose_nothing_and_finish_everything_once(tmp_pat
             signalled += 1
             count -= 1
 
-    progress = [_events_recorded(database)]
+    progress = [await _events_recorded(storage)]
     for _ in range(KILLS):
         worker = _start_worker(database, attempt_log)
         await send_some_signals(20)
         # A random moment, after a random amount of real work: the worker lives in another
         # process, so watch the file it writes.
-        target = _events_recorded(database) + chooser.randint(100, 1200)
+        target = await _events_recorded(storage) + chooser.randint(100, 1200)
         for _ in range(1_000):
-            if _events_recorded(database) >= target or worker.poll() is not None:
+            if await _events_recorded(storage) >= target or worker.poll() is not None:
                 break
             await asyncio.sleep(0.01)
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=30)
         assert worker.returncode == -signal.SIGKILL
         await send_some_signals(10)
-        progress.append(_events_recorded(database))
+        progress.append(await _events_recorded(storage))
     assert all(later > earlier for earlier, later in itertools.pairwise(progress)), (
         f"a killed worker recorded nothing: {progress}"
     )

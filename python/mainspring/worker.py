@@ -32,7 +32,9 @@ class WorkerConfig:
         max_concurrent_activities: Activity attempts running at once.
         max_cached_workflows: Live workflow instances kept between tasks (sticky execution);
             0 rebuilds every instance by replay on every task.
-        max_concurrent_workflow_tasks: Workflow tasks in flight at once.
+        max_concurrent_workflow_tasks: Workflow-task pollers, each handling up to
+            ``workflow_task_batch`` tasks at once. Two (the default) let one poll and run tasks
+            while the other's commits are on their way to the storage.
         workflow_task_batch: Workflow tasks a poller handles back to back before it yields the
             loop to activities (more is faster, less is fairer); also how many first workflow
             tasks handed over by starts in this process (eager start) may wait to run.
@@ -50,8 +52,8 @@ class WorkerConfig:
 
     max_concurrent_activities: int = 100
     max_cached_workflows: int = 10_000
-    max_concurrent_workflow_tasks: int = 1
-    workflow_task_batch: int = 32
+    max_concurrent_workflow_tasks: int = 2
+    workflow_task_batch: int = 128
     activity_threads: int = 16
     workflow_task_timeout: timedelta = timedelta(seconds=10)
     poll_interval: timedelta = timedelta(seconds=1)

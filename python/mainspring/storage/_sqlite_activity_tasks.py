@@ -4,24 +4,21 @@ transactions follow."""
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 import msgspec
 
 from .. import _core
 from ..errors import StaleTaskError
-from ._sqlite_batch import read_only
+from ._sqlite_batch import Connection, NativeOperation
 from ._sqlite_operations import (
     ACTIVITY_QUEUED,
     ACTIVITY_RUNNING,
     LEASED,
     QUEUED,
-    _append_and_wake,
     _append_inbound,
     _failure_tuple,
     _pack,
-    _token,
 )
 
 
@@ -39,14 +36,14 @@ _ACTIVITY_COLUMNS = (
 )
 
 
-def _activity(db: sqlite3.Connection, activity_id: int) -> tuple[Any, ...] | None:
+def _activity(db: Connection, activity_id: int) -> tuple[Any, ...] | None:
     row = db.execute(
         f"SELECT {_ACTIVITY_COLUMNS} FROM activities WHERE activity_id = ?", (activity_id,)
     ).fetchone()
     return None if row is None else tuple(row)
 
 
-def _running(db: sqlite3.Connection, activity_id: int, token: int) -> tuple[Any, ...]:
+def _running(db: Connection, activity_id: int, token: int) -> tuple[Any, ...]:
     row = db.execute(
         f"SELECT {_ACTIVITY_COLUMNS} FROM activities WHERE activity_id = ? AND state = ? "
         "AND token = ?",
@@ -58,7 +55,7 @@ def _running(db: sqlite3.Connection, activity_id: int, token: int) -> tuple[Any,
 
 
 def _resolve_activity(
-    db: sqlite3.Connection,
+    db: Connection,
     now: int,
     activity_id: int,
     kind: str,
@@ -77,95 +74,31 @@ def _resolve_activity(
     _append_inbound(db, run_key, now, kind, (scheduled_event_id, *extra, attempt), wake=True)
 
 
-def poll_activity_tasks(
-    db: sqlite3.Connection, now: int, task_queue: str, max_tasks: int
-) -> tuple[int, list[tuple[Any, ...]]]:
-    """Applies due deadlines, then leases up to `max_tasks` ready attempts:
-    `(deadlines applied, leases)`."""
-    applied = tick(db, now)
-    rows = db.execute(
-        "SELECT a.activity_id, r.workflow_id, r.run_id, a.activity_type, a.input, a.attempt, "
-        "a.heartbeat_details, a.scheduled_ms, a.start_to_close_ms, a.schedule_to_close_ms, "
-        "a.close_deadline_ms, a.heartbeat_ms, a.scheduled_event_id "
-        "FROM activities a JOIN runs r USING (run_key) "
-        f"WHERE a.task_queue = ? AND a.state = {ACTIVITY_QUEUED} AND a.ready_ms <= ? "
-        "ORDER BY a.ready_ms LIMIT ?",
-        (task_queue, now, max_tasks),
-    ).fetchall()
-    leases = []
-    for row in rows:
-        (activity_id, workflow_id, run_id, activity_type, input, attempt, details, scheduled,
-         start_to_close, schedule_to_close, close_deadline, heartbeat,
-         scheduled_event_id) = row  # fmt: skip
-        token = _token()
-        attempt_deadline = _attempt_deadline(now, start_to_close, schedule_to_close)
-        deadlines = [d for d in (attempt_deadline, close_deadline) if d is not None]
-        db.execute(
-            "UPDATE activities SET state = ?, token = ?, started_ms = ?, "
-            "attempt_deadline_ms = ?, heartbeat_deadline_ms = ?, start_deadline_ms = NULL "
-            "WHERE activity_id = ?",
-            (
-                ACTIVITY_RUNNING, token, now, attempt_deadline,
-                None if heartbeat is None else now + heartbeat, activity_id,
-            ),
-        )  # fmt: skip
-        leases.append(
-            (
-                activity_id, token, workflow_id, run_id, activity_type, input, attempt, details,
-                scheduled, now, min(deadlines) if deadlines else None, heartbeat,
-                scheduled_event_id,
-            )
-        )  # fmt: skip
-    return applied, leases
+# Native (crate mainspring-sqlite, `polls.rs`):
+# poll_activity_tasks(task_queue, max_tasks, check_due) -> (due, [lease, ...]). Leases up to
+#     `max_tasks` ready attempts; with `check_due`, nothing if a deadline is due.
+poll_activity_tasks = NativeOperation("poll_activity_tasks")
+# next_wakeup_ms() -> int | None. The earliest deadline, or ready time still ahead, that a
+#     poll would act on.
+next_wakeup_ms = NativeOperation("next_wakeup_ms", read_only=True)
 
 
-def finish_attempt(db: sqlite3.Connection, activity_id: int, token: int) -> tuple[int, int, int]:
-    """Removes a running attempt that reported its result, fenced by its token: `(run key,
-    scheduled event id, attempt)`; `StaleTaskError` if the attempt is over."""
-    row = db.execute(
-        "DELETE FROM activities WHERE activity_id = ? AND state = ? AND token = ? "
-        "RETURNING run_key, scheduled_event_id, attempt",
-        (activity_id, ACTIVITY_RUNNING, token),
-    ).fetchone()
-    if row is None:
-        raise StaleTaskError(f"activity attempt {token} is over")
-    return row[0], row[1], row[2]
-
-
-def complete_activity_task(
-    db: sqlite3.Connection,
-    now: int,
-    activity_id: int,
-    token: int,
-    result: bytes,
-    eager_queue: str | None = None,
-    eager_lease_ms: int = 0,
-) -> tuple[Any, ...] | None:
-    """Records the result. With `eager_queue`, also leases the workflow task it woke, if that
-    run's tasks go to `eager_queue` (eager dispatch: the caller advances it at once). Three
-    statements: the fenced delete, the run's update and the event."""
-    run_key, scheduled_event_id, attempt = finish_attempt(db, activity_id, token)
-    _, _, lease = _append_and_wake(
-        db,
-        run_key,
-        now,
-        "ActivityCompleted",
-        (scheduled_event_id, result, attempt),
-        eager_queue,
-        eager_lease_ms,
-    )
-    return lease
+# Native (crate mainspring-sqlite, `activity_tasks.rs`):
+# complete_activity_task(activity_id, token, result, eager_queue, eager_lease_ms) -> lease |
+#     None. Records the result (fenced by the attempt's token) and wakes the run's workflow
+#     task; with `eager_queue`, leases that task to the caller if the run's tasks go there.
+complete_activity_task = NativeOperation("complete_activity_task")
 
 
 def fail_activity_task(
-    db: sqlite3.Connection, now: int, activity_id: int, token: int, failure: tuple[Any, ...]
+    db: Connection, now: int, activity_id: int, token: int, failure: tuple[Any, ...]
 ) -> None:
     row = _running(db, activity_id, token)
     _attempt_failed(db, now, row, failure, None)
 
 
 def heartbeat_activity_task(
-    db: sqlite3.Connection, now: int, activity_id: int, token: int, details: bytes
+    db: Connection, now: int, activity_id: int, token: int, details: bytes
 ) -> None:
     row = _running(db, activity_id, token)
     heartbeat_ms = row[9]
@@ -177,7 +110,7 @@ def heartbeat_activity_task(
 
 
 def _attempt_failed(
-    db: sqlite3.Connection,
+    db: Connection,
     now: int,
     row: tuple[Any, ...],
     failure: tuple[Any, ...],
@@ -211,7 +144,7 @@ def _attempt_failed(
     )  # fmt: skip
 
 
-def _time_out_attempt(db: sqlite3.Connection, now: int, activity_id: int, kind: str) -> None:
+def _time_out_attempt(db: Connection, now: int, activity_id: int, kind: str) -> None:
     row = _activity(db, activity_id)
     if row is None:
         return
@@ -223,7 +156,7 @@ def _time_out_attempt(db: sqlite3.Connection, now: int, activity_id: int, kind: 
     _attempt_failed(db, now, row, failure, kind)
 
 
-def _time_out_activity(db: sqlite3.Connection, now: int, activity_id: int, kind: str) -> None:
+def _time_out_activity(db: Connection, now: int, activity_id: int, kind: str) -> None:
     row = _activity(db, activity_id)
     if row is None:
         return
@@ -234,7 +167,7 @@ def _time_out_activity(db: sqlite3.Connection, now: int, activity_id: int, kind:
 # Time.
 
 
-def tick(db: sqlite3.Connection, now: int) -> int:
+def tick(db: Connection, now: int) -> int:
     """Applies every deadline at or before `now`; returns how many took effect."""
     applied = 0
     for run_key, started_event_id in db.execute(
@@ -271,30 +204,3 @@ def tick(db: sqlite3.Connection, now: int) -> int:
             continue
         applied += 1
     return applied
-
-
-@read_only
-def next_wakeup_ms(db: sqlite3.Connection, now: int) -> int | None:
-    """The earliest deadline, or ready time still ahead, that a poll would act on."""
-    candidates = [
-        ("SELECT MIN(fire_ms) FROM timers", ()),
-        (f"SELECT MIN(task_deadline_ms) FROM runs WHERE task_state = {LEASED}", ()),
-        (
-            f"SELECT MIN(task_ready_ms) FROM runs WHERE task_state = {QUEUED} "
-            "AND task_ready_ms > ?",
-            (now,),
-        ),
-        (
-            f"SELECT MIN(ready_ms) FROM activities WHERE state = {ACTIVITY_QUEUED} "
-            "AND ready_ms > ?",
-            (now,),
-        ),
-        (
-            "SELECT MIN(next_deadline_ms) FROM activities "
-            "WHERE next_deadline_ms < 9223372036854775807",
-            (),
-        ),
-    ]
-    values = [db.execute(query, parameters).fetchone()[0] for query, parameters in candidates]
-    present = [value for value in values if value is not None]
-    return min(present) if present else None

@@ -14,18 +14,16 @@ from __future__ import annotations
 import os
 import random
 import secrets
-import sqlite3
 from typing import Any
 
 import msgspec
 
 from .. import _core
 from ..errors import (
-    WorkflowAlreadyStartedError,
     WorkflowNotFoundError,
     WorkflowNotRunningError,
 )
-from ._sqlite_batch import read_only
+from ._sqlite_batch import Connection, NativeOperation, read_only
 
 IDLE, QUEUED, LEASED = 0, 1, 2
 ACTIVITY_QUEUED, ACTIVITY_RUNNING = 0, 1
@@ -63,7 +61,7 @@ def _failure_tuple(value: Any) -> Any:
 
 
 @read_only
-def current_run(db: sqlite3.Connection, workflow_id: str) -> tuple[Any, ...]:
+def current_run(db: Connection, workflow_id: str) -> tuple[Any, ...]:
     row = db.execute(
         f"SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = ? ORDER BY run_key DESC LIMIT 1",
         (workflow_id,),
@@ -73,14 +71,14 @@ def current_run(db: sqlite3.Connection, workflow_id: str) -> tuple[Any, ...]:
     return tuple(row)
 
 
-def _running_run(db: sqlite3.Connection, workflow_id: str) -> tuple[Any, ...]:
+def _running_run(db: Connection, workflow_id: str) -> tuple[Any, ...]:
     run = current_run(db, workflow_id)
     if run[5] != "RUNNING":
         raise WorkflowNotRunningError(f"workflow is not running: {workflow_id}")
     return run
 
 
-def run_key_of(db: sqlite3.Connection, run_id: str) -> int:
+def run_key_of(db: Connection, run_id: str) -> int:
     row = db.execute("SELECT run_key FROM runs WHERE run_id = ?", (run_id,)).fetchone()
     if row is None:
         raise WorkflowNotFoundError(f"run not found: {run_id}")
@@ -88,28 +86,18 @@ def run_key_of(db: sqlite3.Connection, run_id: str) -> int:
     return run_key
 
 
-# A run whose workflow task a new event may queue: running, no task queued or leased.
-_IDLE_RUN = f"status = 'RUNNING' AND task_state = {IDLE}"
-# A run whose workflow task a new event may lease at once to the worker that caused the event
-# (eager dispatch): running, its tasks on :queue, no task leased nor one waiting for a retry.
-_EAGER_RUN = (
-    f"status = 'RUNNING' AND task_queue = :queue AND (task_state = {IDLE} "
-    f"OR (task_state = {QUEUED} AND task_ready_ms <= :now))"
-)
 _APPEND_AND_WAKE = (
     "UPDATE runs SET history_length = history_length + 1, "
-    f"task_token = CASE WHEN {_EAGER_RUN} THEN :token ELSE task_token END, "
-    f"task_deadline_ms = CASE WHEN {_EAGER_RUN} THEN :deadline ELSE task_deadline_ms END, "
-    f"task_ready_ms = CASE WHEN {_IDLE_RUN} THEN :now ELSE task_ready_ms END, "
-    f"task_state = CASE WHEN {_EAGER_RUN} THEN {LEASED} WHEN {_IDLE_RUN} THEN {QUEUED} "
+    f"task_ready_ms = CASE WHEN status = 'RUNNING' AND task_state = {IDLE} THEN ? "
+    "ELSE task_ready_ms END, "
+    f"task_state = CASE WHEN status = 'RUNNING' AND task_state = {IDLE} THEN {QUEUED} "
     "ELSE task_state END "
-    "WHERE run_key = :run_key "
-    "RETURNING history_length, task_token, tail_start, workflow_id, run_id, workflow_type"
+    "WHERE run_key = ? RETURNING history_length"
 )
 
 
 def _append_inbound(
-    db: sqlite3.Connection,
+    db: Connection,
     run_key: int,
     now: int,
     kind: str,
@@ -118,15 +106,16 @@ def _append_inbound(
 ) -> tuple[int, bytes]:
     """Appends one event: `(its id, its encoded row)`. With `wake`, also queues the run's
     workflow task, unless one is already queued or leased (a leased task's commit sees the
-    events it did not see and queues the next itself)."""
+    events it did not see and queues the next itself). The native operations' `append_and_wake`
+    (`runs.rs`) does the same and may lease the task to its caller instead."""
     if wake:
-        event_id, row, _ = _append_and_wake(db, run_key, now, kind, args, None, 0)
-        return event_id, row
-    (event_id,) = db.execute(
-        "UPDATE runs SET history_length = history_length + 1 WHERE run_key = ? "
-        "RETURNING history_length",
-        (run_key,),
-    ).fetchone()
+        (event_id,) = db.execute(_APPEND_AND_WAKE, (now, run_key)).fetchone()
+    else:
+        (event_id,) = db.execute(
+            "UPDATE runs SET history_length = history_length + 1 WHERE run_key = ? "
+            "RETURNING history_length",
+            (run_key,),
+        ).fetchone()
     row = _core.encode_inbound_row(event_id, now, kind, args)
     db.execute(
         "INSERT INTO events (run_key, event_id, kind, row) VALUES (?, ?, ?, ?)",
@@ -135,115 +124,30 @@ def _append_inbound(
     return event_id, row
 
 
-def _append_and_wake(
-    db: sqlite3.Connection,
-    run_key: int,
-    now: int,
-    kind: str,
-    args: tuple[Any, ...],
-    eager_queue: str | None,
-    lease_ms: int,
-) -> tuple[int, bytes, tuple[Any, ...] | None]:
-    """Appends one event and wakes the run's workflow task; with `eager_queue`, leases that
-    task to the caller when the run's tasks go there (see `_EAGER_RUN`): `(event id, encoded
-    row, lease or None)`. Two statements in the common case."""
-    token = _token()
-    event_id, task_token, tail_start, workflow_id, run_id, workflow_type = db.execute(
-        _APPEND_AND_WAKE,
-        {"queue": eager_queue, "now": now, "token": token, "deadline": now + lease_ms,
-         "run_key": run_key},
-    ).fetchone()  # fmt: skip
-    row = _core.encode_inbound_row(event_id, now, kind, args)
-    db.execute(
-        "INSERT INTO events (run_key, event_id, kind, row) VALUES (?, ?, ?, ?)",
-        (run_key, event_id, kind, row),
-    )
-    if eager_queue is None or task_token != token:
-        return event_id, row, None
-    tail = _event_rows(db, run_key, tail_start, event_id) if tail_start < event_id else [row]
-    lease = (run_key, workflow_id, run_id, workflow_type, event_id, token, tail_start,
-             _core.join_rows(tail))  # fmt: skip
-    return event_id, row, lease
-
-
-def _event_rows(
-    db: sqlite3.Connection, run_key: int, from_event_id: int, to_event_id: int
-) -> list[bytes]:
-    return [
-        row
-        for (row,) in db.execute(
-            "SELECT row FROM events WHERE run_key = ? AND event_id BETWEEN ? AND ? "
-            "ORDER BY event_id",
-            (run_key, from_event_id, to_event_id),
-        )
-    ]
-
-
-def _drop_pending_work(db: sqlite3.Connection, run_key: int) -> None:
+def _drop_pending_work(db: Connection, run_key: int) -> None:
     """A closed run's activities and timers: no task of a closed run is handed out."""
     db.execute("DELETE FROM activities WHERE run_key = ?", (run_key,))
     db.execute("DELETE FROM timers WHERE run_key = ?", (run_key,))
 
 
-def refuse_running_duplicate(db: sqlite3.Connection, workflow_id: str) -> None:
-    """Workflow ids are unique among running runs (a closed one's id may be reused)."""
-    existing = db.execute(
-        "SELECT status FROM runs WHERE workflow_id = ? ORDER BY run_key DESC LIMIT 1",
-        (workflow_id,),
-    ).fetchone()
-    if existing is not None and existing[0] == "RUNNING":
-        raise WorkflowAlreadyStartedError(f"workflow already started: {workflow_id}")
-
-
-def start_workflow(
-    db: sqlite3.Connection,
-    now: int,
-    workflow_id: str,
-    run_id: str,
-    workflow_type: str,
-    task_queue: str,
-    input: bytes,
-    eager_lease_ms: int | None = None,
-) -> tuple[Any, ...] | None:
-    """Records the run with its first event and queues its first workflow task, or, with
-    `eager_lease_ms`, leases that task to the caller and returns the lease."""
-    refuse_running_duplicate(db, workflow_id)
-    token = None if eager_lease_ms is None else _token()
-    # The run starts with its first event already counted: two statements, not three.
-    cursor = db.execute(
-        "INSERT INTO runs (workflow_id, run_id, workflow_type, task_queue, status, "
-        "history_length, started_ms, task_state, task_ready_ms, task_token, task_deadline_ms) "
-        "VALUES (?, ?, ?, ?, 'RUNNING', 1, ?, ?, ?, ?, ?)",
-        (
-            workflow_id, run_id, workflow_type, task_queue, now,
-            QUEUED if token is None else LEASED, now, token,
-            None if eager_lease_ms is None else now + eager_lease_ms,
-        ),
-    )  # fmt: skip
-    kind = "WorkflowStarted"
-    row = _core.encode_inbound_row(
-        1, now, kind, (workflow_type, workflow_id, run_id, task_queue, input)
-    )
-    db.execute(
-        "INSERT INTO events (run_key, event_id, kind, row) VALUES (?, 1, ?, ?)",
-        (cursor.lastrowid, kind, row),
-    )
-    if token is None:
-        return None
-    return (cursor.lastrowid, workflow_id, run_id, workflow_type, 1, token, 1,
-            _core.join_rows([row]))  # fmt: skip
+# Native (crate mainspring-sqlite, `runs.rs`):
+# start_workflow(workflow_id, run_id, workflow_type, task_queue, input, eager_lease_ms | None)
+#     -> lease | None. Records the run with its first event and queues its first workflow
+#     task, or leases it to the caller for `eager_lease_ms`.
+start_workflow = NativeOperation("start_workflow")
+# closing_event(run_id) -> bytes | None. A closed run's closing event, encoded as a history;
+#     None while it runs.
+closing_event = NativeOperation("closing_event", read_only=True)
 
 
 def signal_workflow(
-    db: sqlite3.Connection, now: int, workflow_id: str, signal_name: str, input: bytes
+    db: Connection, now: int, workflow_id: str, signal_name: str, input: bytes
 ) -> None:
     run_key = _running_run(db, workflow_id)[0]
     _append_inbound(db, run_key, now, "WorkflowSignaled", (signal_name, input), wake=True)
 
 
-def request_cancel_workflow(
-    db: sqlite3.Connection, now: int, workflow_id: str, reason: str
-) -> None:
+def request_cancel_workflow(db: Connection, now: int, workflow_id: str, reason: str) -> None:
     run_key = _running_run(db, workflow_id)[0]
     (already,) = db.execute(
         "SELECT cancel_requested FROM runs WHERE run_key = ?", (run_key,)
@@ -255,7 +159,7 @@ def request_cancel_workflow(
 
 
 def terminate_workflow(
-    db: sqlite3.Connection, now: int, workflow_id: str, reason: str
+    db: Connection, now: int, workflow_id: str, reason: str
 ) -> tuple[str, bytes]:
     """Returns the run id and its closing event (encoded as a history)."""
     run = _running_run(db, workflow_id)
@@ -268,47 +172,14 @@ def terminate_workflow(
     return str(run[2]), _core.join_rows([row])
 
 
-@read_only
-def closing_event(db: sqlite3.Connection, now: int, run_id: str) -> bytes | None:
-    """A closed run's last event (the one that closed it), encoded as a history; None while
-    the run runs."""
-    row = db.execute(
-        "SELECT r.status, e.row FROM runs r LEFT JOIN events e "
-        "ON e.run_key = r.run_key AND e.event_id = r.history_length WHERE r.run_id = ?",
-        (run_id,),
-    ).fetchone()
-    if row is None:
-        raise WorkflowNotFoundError(f"run not found: {run_id}")
-    return None if row[0] == "RUNNING" else _core.join_rows([row[1]])
+# closing_events(run_ids) -> [(run_id, closing event), ...] for those that have closed.
+closing_events = NativeOperation("closing_events", read_only=True)
+# data_version() -> int. Moves whenever another connection (another process) commits.
+data_version = NativeOperation("data_version", read_only=True)
 
 
 @read_only
-def closing_events(db: sqlite3.Connection, now: int, run_ids: list[str]) -> list[tuple[str, bytes]]:
-    """`(run id, closing event)` for those of `run_ids` that have closed."""
-    closed = []
-    for start in range(0, len(run_ids), 500):
-        chunk = run_ids[start : start + 500]
-        closed += [
-            (run_id, _core.join_rows([row]))
-            for run_id, row in db.execute(
-                "SELECT r.run_id, e.row FROM runs r JOIN events e "
-                "ON e.run_key = r.run_key AND e.event_id = r.history_length "
-                f"WHERE r.status != 'RUNNING' AND r.run_id IN ({', '.join('?' * len(chunk))})",
-                chunk,
-            )
-        ]
-    return closed
-
-
-@read_only
-def data_version(db: sqlite3.Connection, now: int) -> int:
-    """Moves whenever another connection (another process) commits to the file."""
-    (version,) = db.execute("PRAGMA data_version").fetchone()
-    return int(version)
-
-
-@read_only
-def read_history(db: sqlite3.Connection, now: int, run_id: str, from_event_id: int) -> bytes:
+def read_history(db: Connection, now: int, run_id: str, from_event_id: int) -> bytes:
     rows = db.execute(
         "SELECT row FROM events WHERE run_key = ? AND event_id >= ? ORDER BY event_id",
         (run_key_of(db, run_id), from_event_id),
@@ -319,9 +190,7 @@ def read_history(db: sqlite3.Connection, now: int, run_id: str, from_event_id: i
 # Queries (answered by a worker, possibly in another process).
 
 
-def submit_query(
-    db: sqlite3.Connection, now: int, workflow_id: str, name: str, input: bytes
-) -> int:
+def submit_query(db: Connection, now: int, workflow_id: str, name: str, input: bytes) -> int:
     run = current_run(db, workflow_id)
     cursor = db.execute(
         "INSERT INTO queries (task_queue, workflow_id, run_id, name, input, created_ms) "
@@ -331,20 +200,13 @@ def submit_query(
     return int(cursor.lastrowid or 0)
 
 
-def take_query(db: sqlite3.Connection, now: int, task_queue: str) -> tuple[Any, ...] | None:
-    row = db.execute(
-        "SELECT query_id, workflow_id, run_id, name, input FROM queries "
-        "WHERE task_queue = ? AND state = 0 ORDER BY query_id LIMIT 1",
-        (task_queue,),
-    ).fetchone()
-    if row is None:
-        return None
-    db.execute("UPDATE queries SET state = 1 WHERE query_id = ?", (row[0],))
-    return tuple(row)
+# take_query(task_queue) -> (query_id, workflow_id, run_id, name, input) | None, the query
+#     marked taken.
+take_query = NativeOperation("take_query")
 
 
 def answer_query(
-    db: sqlite3.Connection, now: int, query_id: int, result: bytes | None, error: str | None
+    db: Connection, now: int, query_id: int, result: bytes | None, error: str | None
 ) -> None:
     db.execute(
         "UPDATE queries SET state = 2, result = ?, error = ? WHERE query_id = ?",
@@ -352,9 +214,7 @@ def answer_query(
     )
 
 
-def read_answer(
-    db: sqlite3.Connection, now: int, query_id: int, give_up: bool
-) -> tuple[Any, ...] | None:
+def read_answer(db: Connection, now: int, query_id: int, give_up: bool) -> tuple[Any, ...] | None:
     """The answer if there is one (the row is then deleted); with `give_up`, deletes an
     unanswered query so no worker answers it late."""
     row = db.execute(

@@ -7,9 +7,12 @@ read with the wrong rules.
 
 from __future__ import annotations
 
-import sqlite3
+from typing import TYPE_CHECKING
 
 from ..errors import StorageError
+
+if TYPE_CHECKING:
+    from ._sqlite_batch import Connection
 
 MIGRATIONS: list[str] = [
     # Version 1.
@@ -142,7 +145,7 @@ MIGRATIONS: list[str] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def migrate(connection: sqlite3.Connection) -> None:
+def migrate(connection: Connection) -> None:
     """Brings the file up to :data:`SCHEMA_VERSION`; refuses a newer one."""
     connection.execute("BEGIN IMMEDIATE")
     try:

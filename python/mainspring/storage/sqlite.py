@@ -14,8 +14,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import sqlite3
-import time
 from collections.abc import Awaitable
 from datetime import timedelta
 from pathlib import Path
@@ -26,7 +24,7 @@ from ..errors import QueryFailedError, StorageError
 from . import _sqlite_activity_tasks as activity_tasks
 from . import _sqlite_operations as operations
 from . import _sqlite_workflow_tasks as workflow_tasks
-from ._sqlite_batch import LoopDatabase, read_only
+from ._sqlite_batch import Connection, LoopDatabase, read_only
 from ._sqlite_schema import migrate
 from .base import (
     ActivityTask,
@@ -44,8 +42,6 @@ logger = logging.getLogger("mainspring.storage")
 __all__ = ["DEFAULT_PATH", "SqliteStorage", "default_path"]
 
 DEFAULT_PATH = "mainspring.db"
-# RETURNING (3.35, 2021): one statement checks a task's lease and updates its run.
-MINIMUM_SQLITE = (3, 35, 0)
 
 
 def default_path() -> str:
@@ -99,45 +95,22 @@ class SqliteStorage:
         if isinstance(self._clock, VirtualClock):
             self._clock.subscribe(self._notify)
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._database = LoopDatabase(self._connect)
+        self._database = LoopDatabase(self._connect())
 
-    def _connect(self) -> sqlite3.Connection:
-        if sqlite3.sqlite_version_info < MINIMUM_SQLITE:
-            wanted = ".".join(map(str, MINIMUM_SQLITE))
-            raise StorageError(
-                f"SqliteStorage needs SQLite {wanted} or newer (for RETURNING); this Python "
-                f"links SQLite {sqlite3.sqlite_version}"
-            )
+    def _connect(self) -> _core.SqliteStore:
         try:
-            connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            connection.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
-            self._enter_wal_mode(connection)
-            connection.execute(f"PRAGMA synchronous = {self._synchronous}")
-            connection.execute("PRAGMA foreign_keys = OFF")
-            migrate(connection)
-        except sqlite3.Error as error:
+            store = _core.SqliteStore(self.path, self._busy_timeout_ms, self._synchronous)
+        except _core.SqliteError as error:
             raise StorageError(f"cannot open the SQLite database {self.path}: {error}") from error
-        return connection
-
-    def _enter_wal_mode(self, connection: sqlite3.Connection) -> None:
-        """Switches a new file to WAL. The switch needs the file to itself, and SQLite does
-        not wait for that with the busy timeout: when several processes open a new file at
-        once, all but one are refused for a moment. So it is retried here, up to that
-        timeout."""
-        deadline = time.monotonic() + self._busy_timeout_ms / 1000
-        delay = 0.001
-        while True:
-            try:
-                (mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchone()
-                if str(mode).lower() == "wal":
-                    return
-            except sqlite3.OperationalError as error:
-                if "locked" not in str(error) and "busy" not in str(error):
-                    raise
-            if time.monotonic() >= deadline:
-                raise StorageError(f"cannot switch {self.path} to WAL mode: it stays locked")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
+        try:
+            migrate(Connection(store))
+        except _core.SqliteError as error:
+            store.close()
+            raise StorageError(f"cannot open the SQLite database {self.path}: {error}") from error
+        except BaseException:
+            store.close()
+            raise
+        return store
 
     async def _run(self, function: Any, *args: Any) -> Any:
         return await self._database.submit(function, self.now_ms(), *args)
@@ -292,17 +265,23 @@ class SqliteStorage:
 
     # Worker side.
 
-    def _after_poll(self, applied: int) -> None:
-        if applied:
-            self._notify()  # timers fired or timeouts passed: other pollers may have work
+    async def _poll(self, poll: Any, *args: Any) -> list[tuple[Any, ...]]:
+        """Runs a native poll. When a deadline is due it leased nothing: the due deadlines
+        are applied (`tick`, timers fired and timeouts passed may give other pollers work),
+        and it polls again without the check."""
+        due, leases = await self._run(poll, *args, True)
+        if due:
+            if await self._run(activity_tasks.tick):
+                self._notify()
+            _, leases = await self._run(poll, *args, False)
+        return list(leases)
 
     async def poll_workflow_tasks(
         self, task_queue: str, lease_ms: int, max_tasks: int
     ) -> list[WorkflowTask]:
-        applied, leases = await self._run(
+        leases = await self._poll(
             workflow_tasks.poll_workflow_tasks, task_queue, lease_ms, max_tasks
         )
-        self._after_poll(applied)
         return [_workflow_task(lease) for lease in leases]
 
     async def complete_workflow_task(
@@ -391,7 +370,7 @@ class SqliteStorage:
         return CommittedTask(
             [activity_task(lease, eager_queue or "") for lease in leases],
             history_length,
-            _core.join_rows(appended) if appended else None,
+            appended,
         )
 
     async def fail_workflow_task(self, task: WorkflowTask, message: str) -> None:
@@ -405,8 +384,7 @@ class SqliteStorage:
         )
 
     async def poll_activity_tasks(self, task_queue: str, max_tasks: int) -> list[ActivityTask]:
-        applied, leases = await self._run(activity_tasks.poll_activity_tasks, task_queue, max_tasks)
-        self._after_poll(applied)
+        leases = await self._poll(activity_tasks.poll_activity_tasks, task_queue, max_tasks)
         return [activity_task(lease, task_queue) for lease in leases]
 
     async def complete_activity_task(
@@ -483,19 +461,19 @@ def _workflow_task(lease: tuple[Any, ...]) -> WorkflowTask:
 
 
 @read_only
-def _current_run(db: sqlite3.Connection, now: int, workflow_id: str) -> tuple[Any, ...]:
+def _current_run(db: Connection, now: int, workflow_id: str) -> tuple[Any, ...]:
     return operations.current_run(db, workflow_id)
 
 
 @read_only
-def _all_runs(db: sqlite3.Connection, now: int) -> list[tuple[Any, ...]]:
+def _all_runs(db: Connection, now: int) -> list[tuple[Any, ...]]:
     return [
         tuple(row)
         for row in db.execute(f"SELECT {operations.RUN_COLUMNS} FROM runs ORDER BY run_key")
     ]
 
 
-def _busy_and_wakeup(db: sqlite3.Connection, now: int) -> tuple[int, int | None]:
+def _busy_and_wakeup(db: Connection, now: int) -> tuple[int, int | None]:
     """Tasks ready or leased now (zero: nothing happens before the next wakeup), and that
     wakeup."""
     (busy,) = db.execute(

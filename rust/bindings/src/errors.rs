@@ -8,7 +8,7 @@ use mainspring_core::CoreError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-fn raise(py: Python<'_>, class_name: &str, args: Bound<'_, PyTuple>) -> PyErr {
+pub(crate) fn raise(py: Python<'_>, class_name: &str, args: Bound<'_, PyTuple>) -> PyErr {
     let class = py
         .import("mainspring.errors")
         .and_then(|module| module.getattr(class_name));

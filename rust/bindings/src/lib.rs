@@ -7,6 +7,8 @@ mod convert;
 mod errors;
 mod history;
 mod memory_store;
+mod sqlite_operations;
+mod sqlite_store;
 mod storage_rows;
 mod workflow_run;
 
@@ -14,6 +16,7 @@ mod workflow_run;
 fn _core(module: &Bound<'_, PyModule>) -> PyResult<()> {
     history::register(module)?;
     storage_rows::register(module)?;
+    sqlite_store::register(module)?;
     module.add_class::<workflow_run::PyWorkflowRun>()?;
     module.add_class::<memory_store::PyMemoryStore>()?;
     module.add(

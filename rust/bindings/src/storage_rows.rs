@@ -1,121 +1,18 @@
-//! Helpers for storages that keep histories in a database: one encoded row per event, the
-//! effects of a committed workflow task, and retry decisions. The rules stay in the core; the
-//! database adapter (Python) only stores what these return.
+//! Helpers for the Python operations of storages that keep histories in a database: one
+//! encoded row per event, and retry decisions. The rules stay in the core; the database
+//! adapter only stores what these return. (Workflow-task outcomes are committed natively, by
+//! `mainspring-sqlite`.)
 
-use mainspring_core::dispatch::{decide, effect_of, Effect, RetryDecision};
+use mainspring_core::dispatch::{decide, RetryDecision};
 use mainspring_core::history::{
-    decode_events, encode_event_row, join_event_rows, Event, EventAttributes, EventRole, Failure,
-    RetryPolicy, TimeoutType, WorkflowStartedAttributes,
+    encode_event_row, join_event_rows, Event, EventAttributes, Failure, RetryPolicy, TimeoutType,
+    WorkflowStartedAttributes,
 };
-use mainspring_core::CoreError;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyTuple};
-use pyo3::IntoPyObjectExt;
+use pyo3::types::{PyBytes, PyTuple};
 
 use crate::convert::{failure_from_py, payload};
-use crate::errors::guarded;
-
-fn invalid_outcome(message: String) -> CoreError {
-    CoreError::InvalidCommand(message)
-}
-
-fn effect_to_py<'py>(py: Python<'py>, effect: Effect<'_>) -> PyResult<Bound<'py, PyAny>> {
-    match effect {
-        Effect::ScheduleActivity {
-            activity_type,
-            input,
-            options,
-        } => {
-            let policy = &options.retry_policy;
-            (
-                "activity",
-                activity_type,
-                PyBytes::new(py, &input.0),
-                options.task_queue.as_str(),
-                options.schedule_to_close_ms,
-                options.schedule_to_start_ms,
-                options.start_to_close_ms,
-                options.heartbeat_ms,
-                (
-                    policy.initial_interval_ms,
-                    policy.backoff_coefficient,
-                    policy.maximum_interval_ms,
-                    policy.maximum_attempts,
-                    policy.non_retryable_error_types.clone(),
-                ),
-            )
-                .into_bound_py_any(py)
-        }
-        Effect::StartTimer { duration_ms } => ("timer", duration_ms).into_bound_py_any(py),
-        Effect::CancelTimer { started_event_id } => {
-            ("cancel_timer", started_event_id).into_bound_py_any(py)
-        }
-        Effect::CancelActivity { scheduled_event_id } => {
-            ("cancel_activity", scheduled_event_id).into_bound_py_any(py)
-        }
-        Effect::Close(status) => ("close", status.name()).into_bound_py_any(py),
-    }
-}
-
-/// Numbers a workflow task outcome (from `WorkflowRun.complete`) from `first_event_id` at
-/// `now_ms` and returns `(seen_event_id, [(event_id, kind, row, effect | None), ...])`.
-/// Refuses an outcome that does not start with its boundary or holds non-command events.
-#[pyfunction]
-fn outcome_rows<'py>(
-    py: Python<'py>,
-    outcome: &[u8],
-    first_event_id: u64,
-    now_ms: i64,
-) -> PyResult<(u64, Bound<'py, PyList>)> {
-    let events = guarded(py, || {
-        let events = decode_events(outcome)?;
-        match events.first().map(|event| &event.attributes) {
-            Some(EventAttributes::WorkflowTaskCompleted { .. }) => {}
-            _ => {
-                return Err(invalid_outcome(
-                    "a workflow task outcome starts with its boundary".into(),
-                ))
-            }
-        }
-        if events[1..]
-            .iter()
-            .any(|event| event.attributes.role() != EventRole::Command)
-        {
-            return Err(invalid_outcome(
-                "a workflow task outcome holds its boundary and command events only".into(),
-            ));
-        }
-        Ok(events)
-    })?;
-    let EventAttributes::WorkflowTaskCompleted { seen_event_id, .. } = events[0].attributes else {
-        unreachable!("checked above")
-    };
-    let rows = PyList::empty(py);
-    for (offset, event) in events.into_iter().enumerate() {
-        let numbered = Event {
-            event_id: first_event_id + offset as u64,
-            // The time the task's code saw, which replay gives it again (0: not recorded).
-            timestamp_ms: if event.timestamp_ms != 0 {
-                event.timestamp_ms
-            } else {
-                now_ms
-            },
-            attributes: event.attributes,
-        };
-        let effect = match effect_of(&numbered.attributes) {
-            Some(effect) => effect_to_py(py, effect)?,
-            None => py.None().into_bound(py),
-        };
-        rows.append((
-            numbered.event_id,
-            numbered.attributes.kind(),
-            PyBytes::new(py, &encode_event_row(&numbered)),
-            effect,
-        ))?;
-    }
-    Ok((seen_event_id, rows))
-}
 
 fn timeout_type(name: &str) -> PyResult<TimeoutType> {
     Ok(match name {
@@ -254,7 +151,6 @@ fn retry_delay_ms(
 }
 
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
-    module.add_function(wrap_pyfunction!(outcome_rows, module)?)?;
     module.add_function(wrap_pyfunction!(encode_inbound_row, module)?)?;
     module.add_function(wrap_pyfunction!(join_rows, module)?)?;
     module.add_function(wrap_pyfunction!(retry_delay_ms, module)?)?;

@@ -8,10 +8,12 @@
 mod activity_tasks;
 mod deadlines;
 mod effects;
+mod outcome;
 mod retry;
 mod store;
 
 pub use activity_tasks::ActivityTaskLease;
 pub use effects::{effect_of, Effect};
+pub use outcome::number_outcome;
 pub use retry::{backoff_ms, decide, RetryDecision};
 pub use store::{DispatcherConfig, MemoryStore, RunStatus, RunSummary, WorkflowTaskLease};

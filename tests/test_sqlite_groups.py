@@ -1,0 +1,127 @@
+"""The native SQLite store's group commit: operations of one pass share a transaction on the
+store's thread, a failing one is undone alone, waves are split, a locked file is a clear error
+that loses nothing, and a storage outlives the event loop it was first used on."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from mainspring.errors import StorageError, WorkflowAlreadyStartedError
+from mainspring.storage import SqliteStorage
+from mainspring.storage import _sqlite_operations as operations
+from mainspring.storage._sqlite_batch import GROUP_LIMIT
+
+
+async def _start(storage: SqliteStorage, workflow_id: str) -> None:
+    await storage.start_workflow(workflow_id, f"{workflow_id}-run", "anything", "q", b"null")
+
+
+async def test_a_failing_operation_in_a_group_is_undone_alone(tmp_path: Path) -> None:
+    storage = SqliteStorage(tmp_path / "groups.db")
+    # One pass: one group. The duplicate fails; the starts around it stand.
+    outcomes = await asyncio.gather(
+        _start(storage, "a"),
+        storage.start_workflow("a", "a-again", "anything", "q", b"null"),
+        _start(storage, "b"),
+        return_exceptions=True,
+    )
+    assert outcomes[0] is None and outcomes[2] is None
+    assert isinstance(outcomes[1], WorkflowAlreadyStartedError)
+    runs = await storage.list_workflows()
+    assert [(run.workflow_id, run.run_id, run.history_length) for run in runs] == [
+        ("a", "a-run", 1),
+        ("b", "b-run", 1),
+    ]
+    await storage.close()
+
+
+async def test_a_wave_larger_than_a_group_is_split_and_all_of_it_commits(
+    tmp_path: Path,
+) -> None:
+    storage = SqliteStorage(tmp_path / "wave.db")
+    count = 3 * GROUP_LIMIT + 5
+    await asyncio.gather(*(_start(storage, f"w-{number}") for number in range(count)))
+    # Sent as the wave came in (the store's thread commits while the rest is produced).
+    assert storage._database._tickets >= 4
+    runs = await storage.list_workflows()
+    assert sorted(run.workflow_id for run in runs) == sorted(f"w-{n}" for n in range(count))
+    await storage.close()
+
+
+async def test_a_file_locked_past_the_busy_timeout_is_a_clear_error_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "locked.db"
+    storage = SqliteStorage(path, busy_timeout=timedelta(milliseconds=100))
+    await _start(storage, "before")
+    # Another process holds the write lock (a second SQLite library may not open the file in
+    # this process).
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys\n"
+            f"connection = sqlite3.connect({str(path)!r}, isolation_level=None)\n"
+            "connection.execute('BEGIN IMMEDIATE')\n"
+            "print('locked', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "connection.execute('ROLLBACK')\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with pytest.raises(StorageError, match="nothing was committed"):
+            await _start(storage, "during")
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.write("\n")
+        holder.stdin.close()
+        holder.wait(timeout=30)
+        assert holder.stdout is not None
+        holder.stdout.close()
+    await _start(storage, "during")  # the same call succeeds once the lock is gone
+    runs = await storage.list_workflows()
+    assert [run.workflow_id for run in runs] == ["before", "during"]
+    await storage.close()
+
+
+def test_a_storage_outlives_the_event_loop_it_was_first_used_on(tmp_path: Path) -> None:
+    storage = SqliteStorage(tmp_path / "loops.db")
+
+    async def leave_a_group_in_flight() -> None:
+        storage._database.submit(
+            operations.start_workflow, storage.now_ms(), "first", "run", "any", "q", b"1", None
+        )
+        await asyncio.sleep(0)  # the pass ends: the group goes to the store's thread
+        assert storage._database._in_flight  # and this loop ends before its results
+
+    asyncio.run(leave_a_group_in_flight())
+
+    async def use_again() -> list[str]:
+        await _start(storage, "second")
+        return [run.workflow_id for run in await storage.list_workflows()]
+
+    assert asyncio.run(use_again()) == ["first", "second"]
+    asyncio.run(storage.close())
+
+
+async def test_closing_waits_for_the_group_in_flight(tmp_path: Path) -> None:
+    path = tmp_path / "closing.db"
+    storage = SqliteStorage(path)
+    starts = [asyncio.ensure_future(_start(storage, f"c-{number}")) for number in range(50)]
+    await asyncio.sleep(0)  # the starts submit; their group goes to the store's thread
+    await asyncio.sleep(0)
+    await storage.close()
+    await asyncio.gather(*starts)  # every one was committed, none failed
+    reopened = SqliteStorage(path)
+    assert len(await reopened.list_workflows()) == 50
+    await reopened.close()

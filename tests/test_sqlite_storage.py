@@ -6,12 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
-import os
 import signal
 import sqlite3
 import subprocess
 import sys
-import warnings
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,6 @@ import pytest
 from mainspring import Client, Replayer, Worker, WorkflowContext, _core, activity, workflow
 from mainspring.errors import StorageError
 from mainspring.storage import SqliteStorage
-from mainspring.storage._sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 
 from .recovery_app import TASK_QUEUE, Bump, expected, mixed
 from .workflows import AddItem, double, sequential
@@ -35,7 +32,7 @@ async def test_a_file_from_a_newer_schema_is_refused_and_left_alone(tmp_path: Pa
     with contextlib.closing(sqlite3.connect(path)) as connection, connection:
         connection.execute(
             "UPDATE mainspring_meta SET value = ? WHERE key = 'schema_version'",
-            (str(SCHEMA_VERSION + 1),),
+            (str(_core.SQLITE_SCHEMA_VERSION + 1),),
         )
     with pytest.raises(StorageError, match="newer Mainspring"):
         SqliteStorage(path)
@@ -43,7 +40,7 @@ async def test_a_file_from_a_newer_schema_is_refused_and_left_alone(tmp_path: Pa
         (version,) = connection.execute(
             "SELECT value FROM mainspring_meta WHERE key = 'schema_version'"
         ).fetchone()
-    assert version == str(SCHEMA_VERSION + 1)
+    assert version == str(_core.SQLITE_SCHEMA_VERSION + 1)
 
 
 async def test_a_file_from_the_first_schema_is_migrated_and_its_work_goes_on(
@@ -52,7 +49,7 @@ async def test_a_file_from_the_first_schema_is_migrated_and_its_work_goes_on(
     # A version-1 file holding a started workflow, written with version 1's own layout.
     path = tmp_path / "v1.db"
     with contextlib.closing(sqlite3.connect(path)) as connection, connection:
-        connection.executescript(MIGRATIONS[0])
+        connection.executescript(_core.sqlite_migrations()[0])
         connection.execute("CREATE TABLE mainspring_meta (key TEXT PRIMARY KEY, value TEXT)")
         connection.execute("INSERT INTO mainspring_meta VALUES ('schema_version', '1')")
         connection.execute(
@@ -73,7 +70,7 @@ async def test_a_file_from_the_first_schema_is_migrated_and_its_work_goes_on(
         (version,) = connection.execute(
             "SELECT value FROM mainspring_meta WHERE key = 'schema_version'"
         ).fetchone()
-    assert int(version) == SCHEMA_VERSION
+    assert int(version) == _core.SQLITE_SCHEMA_VERSION
 
 
 async def test_client_without_storage_uses_mainspring_db(
@@ -303,20 +300,3 @@ async def test_activity_results_fuse_with_their_workflow_task_around_a_signal(
     assert fused == [True, True]
     Replayer(workflows=[gated]).replay(await handle.history())
     await client.close()
-
-
-def test_a_forked_child_draws_other_fencing_tokens_than_its_parent() -> None:
-    from mainspring.storage import _sqlite_operations as operations
-
-    read, write = os.pipe()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads: 3.12+
-        child = os.fork()
-    if child == 0:
-        os.write(write, str([operations._token() for _ in range(4)]).encode())
-        os._exit(0)
-    os.close(write)
-    os.waitpid(child, 0)
-    drawn_by_child = os.read(read, 4096).decode()
-    os.close(read)
-    assert drawn_by_child != str([operations._token() for _ in range(4)])

@@ -21,15 +21,6 @@ from ._sqlite_operations import (
     _pack,
 )
 
-
-def _attempt_deadline(
-    now: int, start_to_close: int | None, schedule_to_close: int | None
-) -> int | None:
-    # Start-to-close falls back to schedule-to-close, as Temporal does.
-    per_attempt = start_to_close if start_to_close is not None else schedule_to_close
-    return None if per_attempt is None else now + per_attempt
-
-
 _ACTIVITY_COLUMNS = (
     "activity_id, run_key, scheduled_event_id, attempt, policy, close_deadline_ms, "
     "last_failure, start_to_close_ms, schedule_to_close_ms, heartbeat_ms, schedule_to_start_ms"

@@ -11,9 +11,6 @@ they decide.
 
 from __future__ import annotations
 
-import os
-import random
-import secrets
 from typing import Any
 
 import msgspec
@@ -32,17 +29,6 @@ RUN_COLUMNS = (
     "run_key, workflow_id, run_id, workflow_type, task_queue, status, history_length, "
     "started_ms, closed_ms, last_task_failure"
 )
-
-
-# Random 62-bit fencing tokens: unique across processes without a shared counter row. Drawn
-# from a generator seeded by the OS (one system call per process, not per token), and
-# reseeded in a forked child, which would otherwise draw its parent's sequence.
-_tokens = random.Random(secrets.randbits(128))
-os.register_at_fork(after_in_child=lambda: _tokens.seed(secrets.randbits(128)))
-
-
-def _token() -> int:
-    return _tokens.getrandbits(62) + 1
 
 
 def _pack(value: Any) -> bytes:

@@ -25,7 +25,6 @@ from . import _sqlite_activity_tasks as activity_tasks
 from . import _sqlite_operations as operations
 from . import _sqlite_workflow_tasks as workflow_tasks
 from ._sqlite_batch import Connection, LoopDatabase, read_only
-from ._sqlite_schema import migrate
 from .base import (
     ActivityTask,
     ChangeNotices,
@@ -98,19 +97,11 @@ class SqliteStorage:
         self._database = LoopDatabase(self._connect())
 
     def _connect(self) -> _core.SqliteStore:
+        """Opens the file (WAL, the durability level, migrations: `mainspring-sqlite`)."""
         try:
-            store = _core.SqliteStore(self.path, self._busy_timeout_ms, self._synchronous)
+            return _core.SqliteStore(self.path, self._busy_timeout_ms, self._synchronous)
         except _core.SqliteError as error:
             raise StorageError(f"cannot open the SQLite database {self.path}: {error}") from error
-        try:
-            migrate(Connection(store))
-        except _core.SqliteError as error:
-            store.close()
-            raise StorageError(f"cannot open the SQLite database {self.path}: {error}") from error
-        except BaseException:
-            store.close()
-            raise
-        return store
 
     async def _run(self, function: Any, *args: Any) -> Any:
         return await self._database.submit(function, self.now_ms(), *args)

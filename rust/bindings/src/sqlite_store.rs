@@ -270,8 +270,16 @@ fn sqlite_version() -> &'static str {
     mainspring_sqlite::rusqlite::version()
 }
 
+/// The schema's migrations, in order (for tests that write an old file).
+#[pyfunction]
+fn sqlite_migrations() -> Vec<&'static str> {
+    mainspring_sqlite::MIGRATIONS.to_vec()
+}
+
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<PySqliteStore>()?;
+    module.add_function(wrap_pyfunction!(sqlite_migrations, module)?)?;
+    module.add("SQLITE_SCHEMA_VERSION", mainspring_sqlite::SCHEMA_VERSION)?;
     module.add("SqliteError", module.py().get_type::<SqliteError>())?;
     module.add_function(wrap_pyfunction!(sqlite_version, module)?)?;
     Ok(())

@@ -99,17 +99,14 @@ impl Executor {
         lock(&self.finished).drain(..).collect()
     }
 
-    /// Runs `work` on the store on the caller's thread (between groups).
+    /// Runs `work` on the store on the caller's thread (between groups). A panic in it is
+    /// caught and reported as an error.
     pub fn with_store<T>(&self, work: impl FnOnce(&mut Store) -> StoreResult<T>) -> StoreResult<T> {
         match lock(&self.store).as_mut() {
-            Some(store) => work(store),
+            Some(store) => catch_unwind(AssertUnwindSafe(|| work(store)))
+                .unwrap_or_else(|payload| Err(StoreError::Panic(panic_message(payload)))),
             None => Err(StoreError::Closed),
         }
-    }
-
-    /// Runs a group on the caller's thread.
-    pub fn run_here(&self, requests: &[Request]) -> Vec<StoreResult<Output>> {
-        run_guarded(&self.store, requests)
     }
 
     /// Finishes the group in flight, stops the thread and closes the connection.
@@ -137,13 +134,16 @@ fn run_guarded(store: &Mutex<Option<Store>>, requests: &[Request]) -> Vec<StoreR
         Ok(results) => results,
         Err(payload) => {
             let _ = store.connection.execute_batch("ROLLBACK");
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|text| text.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            let failure = StoreError::Panic(message);
+            let failure = StoreError::Panic(panic_message(payload));
             requests.iter().map(|_| Err(failure.clone())).collect()
         }
     }
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|text| text.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }

@@ -1,8 +1,10 @@
 //! Mainspring's SQLite store, native half.
 //!
-//! `SqliteStorage` (Python) owns the schema, its migrations and the rarely used operations;
-//! this crate owns the connection and the operations every workflow goes through (starting a
-//! run, committing a workflow task, recording an activity's result, reading a closing event).
+//! This crate owns the connection, the schema and its migrations, and the operations every
+//! workflow goes through (starting a run, committing a workflow task, recording an activity's
+//! result, polls, reading a closing event); `SqliteStorage` (Python) runs the rarely used
+//! operations (signals, cancellation, queries, the tick that applies due deadlines) through
+//! the same connection.
 //! A group of those (one event-loop pass of them) runs here in one transaction on a thread of
 //! its own ([`Executor`]), without the Python interpreter, so the SQL of one group overlaps
 //! the Python work of the next. The rules — what an outcome event sets in motion — come from
@@ -18,6 +20,7 @@ mod operation;
 mod policy;
 mod polls;
 mod runs;
+mod schema;
 mod tokens;
 mod workflow_tasks;
 
@@ -30,6 +33,7 @@ pub use operation::{
 };
 pub use polls::QueryRow;
 pub use rusqlite;
+pub use schema::{MIGRATIONS, SCHEMA_VERSION};
 
 /// Task states of a run's workflow task (`runs.task_state`), as the schema documents them.
 pub(crate) const IDLE: i64 = 0;

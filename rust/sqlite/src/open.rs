@@ -5,6 +5,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use crate::error::{StoreError, StoreResult};
+use crate::schema::migrate;
 use crate::tokens::Tokens;
 
 /// The connection and what the native operations draw from. One per `SqliteStorage`; the
@@ -14,8 +15,8 @@ pub struct Store {
     pub(crate) tokens: Tokens,
 }
 
-/// Opens (creating if missing) the file in WAL mode with `synchronous` (`FULL` or `NORMAL`).
-/// The schema is the caller's: it migrates through this connection after opening.
+/// Opens (creating if missing) the file in WAL mode with `synchronous` (`FULL` or `NORMAL`)
+/// and brings its schema up to date.
 pub fn open(path: &str, busy_timeout_ms: u64, synchronous: &str) -> StoreResult<Store> {
     if !matches!(synchronous, "FULL" | "NORMAL") {
         return Err(StoreError::Sqlite(format!(
@@ -30,6 +31,7 @@ pub fn open(path: &str, busy_timeout_ms: u64, synchronous: &str) -> StoreResult<
     ))?;
     // Every statement of the operations (native and Python) stays prepared.
     connection.set_prepared_statement_cache_capacity(256);
+    migrate(&connection)?;
     Ok(Store {
         connection,
         tokens: Tokens::seeded(),

@@ -1,0 +1,193 @@
+//! The schema and its migrations, applied on open.
+//!
+//! Each migration moves the file from version N-1 to N inside one transaction. A file written
+//! by a newer Mainspring (a version above the last one here) is refused with a clear error
+//! rather than read with the wrong rules.
+
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::error::{StoreError, StoreResult};
+
+/// The migrations, in order: `MIGRATIONS[n]` moves a file from version n to n + 1.
+pub const MIGRATIONS: &[&str] = &[
+    // Version 1.
+    r#"
+CREATE TABLE runs (
+    run_key INTEGER PRIMARY KEY AUTOINCREMENT,
+    workflow_id TEXT NOT NULL,
+    run_id TEXT NOT NULL UNIQUE,
+    workflow_type TEXT NOT NULL,
+    task_queue TEXT NOT NULL,
+    status TEXT NOT NULL,
+    history_length INTEGER NOT NULL,
+    started_ms INTEGER NOT NULL,
+    closed_ms INTEGER,
+    last_task_failure TEXT,
+    task_failures INTEGER NOT NULL DEFAULT 0,
+    -- The run's one workflow task: 0 idle, 1 queued (ready at task_ready_ms),
+    -- 2 leased (to task_token until task_deadline_ms).
+    task_state INTEGER NOT NULL DEFAULT 0,
+    task_ready_ms INTEGER,
+    task_token INTEGER,
+    task_deadline_ms INTEGER,
+    cancel_requested INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX runs_by_workflow ON runs (workflow_id, run_key);
+CREATE INDEX runs_ready ON runs (task_queue, task_state, task_ready_ms);
+CREATE INDEX runs_leases ON runs (task_state, task_deadline_ms);
+
+CREATE TABLE events (
+    run_key INTEGER NOT NULL,
+    event_id INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    row BLOB NOT NULL,
+    PRIMARY KEY (run_key, event_id)
+) WITHOUT ROWID;
+
+CREATE TABLE activities (
+    activity_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_key INTEGER NOT NULL,
+    scheduled_event_id INTEGER NOT NULL,
+    task_queue TEXT NOT NULL,
+    activity_type TEXT NOT NULL,
+    input BLOB NOT NULL,
+    policy BLOB NOT NULL,
+    schedule_to_close_ms INTEGER,
+    schedule_to_start_ms INTEGER,
+    start_to_close_ms INTEGER,
+    heartbeat_ms INTEGER,
+    attempt INTEGER NOT NULL,
+    scheduled_ms INTEGER NOT NULL,
+    -- 0 queued (may start at ready_ms), 1 running (attempt token).
+    state INTEGER NOT NULL,
+    ready_ms INTEGER,
+    token INTEGER,
+    started_ms INTEGER,
+    heartbeat_details BLOB NOT NULL DEFAULT x'',
+    last_failure BLOB,
+    -- Absolute deadlines, NULL when there is none: the tick scans them by index.
+    attempt_deadline_ms INTEGER,
+    heartbeat_deadline_ms INTEGER,
+    start_deadline_ms INTEGER,
+    close_deadline_ms INTEGER
+);
+CREATE INDEX activities_ready ON activities (task_queue, state, ready_ms);
+CREATE INDEX activities_of_run ON activities (run_key, scheduled_event_id);
+CREATE INDEX activities_attempt_deadline ON activities (attempt_deadline_ms);
+CREATE INDEX activities_heartbeat_deadline ON activities (heartbeat_deadline_ms);
+CREATE INDEX activities_start_deadline ON activities (start_deadline_ms);
+CREATE INDEX activities_close_deadline ON activities (close_deadline_ms);
+
+CREATE TABLE timers (
+    run_key INTEGER NOT NULL,
+    started_event_id INTEGER NOT NULL,
+    fire_ms INTEGER NOT NULL,
+    PRIMARY KEY (run_key, started_event_id)
+) WITHOUT ROWID;
+CREATE INDEX timers_due ON timers (fire_ms);
+
+CREATE TABLE queries (
+    query_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_queue TEXT NOT NULL,
+    workflow_id TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    input BLOB NOT NULL,
+    -- 0 waiting for a worker, 1 taken, 2 answered.
+    state INTEGER NOT NULL DEFAULT 0,
+    result BLOB,
+    error TEXT,
+    created_ms INTEGER NOT NULL
+);
+CREATE INDEX queries_waiting ON queries (task_queue, state, query_id);
+
+"#,
+    // Version 2: the first event a run's cached instance has not seen (one past what its last
+    // workflow task saw). A poll hands out the history from there, saving a read per task.
+    r#"
+ALTER TABLE runs ADD COLUMN tail_start INTEGER NOT NULL DEFAULT 1
+
+"#,
+    // Version 3: one index over an activity's earliest deadline instead of one per deadline
+    // kind, so changing an activity maintains one deadline index, not four.
+    r#"
+DROP INDEX activities_attempt_deadline;
+DROP INDEX activities_heartbeat_deadline;
+DROP INDEX activities_start_deadline;
+DROP INDEX activities_close_deadline;
+ALTER TABLE activities ADD COLUMN next_deadline_ms INTEGER GENERATED ALWAYS AS (
+    min(
+        coalesce(attempt_deadline_ms, 9223372036854775807),
+        coalesce(heartbeat_deadline_ms, 9223372036854775807),
+        coalesce(start_deadline_ms, 9223372036854775807),
+        coalesce(close_deadline_ms, 9223372036854775807)
+    )
+) VIRTUAL;
+CREATE INDEX activities_next_deadline ON activities (next_deadline_ms)
+
+"#,
+    // Version 4: the task indexes hold only the rows they find (queued or leased tasks, queued
+    // attempts). Most runs are idle or closed, so the indexes stay small, and a task commit
+    // (leased -> idle) touches one index entry instead of rewriting two. Queries spell these
+    // states out as literals: SQLite uses a partial index only when it can see the WHERE.
+    r#"
+DROP INDEX runs_ready;
+DROP INDEX runs_leases;
+DROP INDEX activities_ready;
+CREATE INDEX runs_ready ON runs (task_queue, task_ready_ms) WHERE task_state = 1;
+CREATE INDEX runs_leases ON runs (task_deadline_ms) WHERE task_state = 2;
+CREATE INDEX activities_ready ON activities (task_queue, ready_ms) WHERE state = 0
+
+"#,
+];
+
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
+/// Brings the file up to [`SCHEMA_VERSION`]; refuses a newer one. One transaction.
+pub fn migrate(connection: &Connection) -> StoreResult<()> {
+    connection.execute_batch("BEGIN IMMEDIATE")?;
+    let migrated = apply_migrations(connection);
+    let finish = if migrated.is_ok() {
+        "COMMIT"
+    } else {
+        "ROLLBACK"
+    };
+    connection.execute_batch(finish)?;
+    migrated
+}
+
+fn apply_migrations(connection: &Connection) -> StoreResult<()> {
+    connection.execute_batch(
+        "CREATE TABLE IF NOT EXISTS mainspring_meta (key TEXT PRIMARY KEY, value TEXT)",
+    )?;
+    let stored: Option<String> = connection
+        .query_row(
+            "SELECT value FROM mainspring_meta WHERE key = 'schema_version'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let version = match stored {
+        None => 0,
+        Some(text) => text.parse::<usize>().map_err(|_| {
+            StoreError::Sqlite(format!(
+                "the file's schema version {text:?} is not a number"
+            ))
+        })?,
+    };
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Sqlite(format!(
+            "this database was written by a newer Mainspring (schema version {version}; this \
+             one reads up to {SCHEMA_VERSION}): upgrade Mainspring to open it"
+        )));
+    }
+    for migration in &MIGRATIONS[version..] {
+        connection.execute_batch(migration)?;
+    }
+    connection.execute(
+        "INSERT OR REPLACE INTO mainspring_meta (key, value) VALUES ('schema_version', ?)",
+        [SCHEMA_VERSION.to_string()],
+    )?;
+    Ok(())
+}

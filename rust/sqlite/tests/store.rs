@@ -1,0 +1,209 @@
+//! The native store against real SQLite files: migrations, group commit, fencing, the executor
+//! thread. (`tests/test_storage_conformance.py` runs the whole storage contract through Python.)
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use mainspring_core::history::{
+    encode_events, ActivityOptions, Event, EventAttributes, Payload, RetryPolicy,
+};
+use mainspring_core::CoreError;
+use mainspring_sqlite::{
+    open, run_group, Eager, Executor, Operation, Output, Request, StoreError, SCHEMA_VERSION,
+};
+
+fn fresh_path(name: &str) -> PathBuf {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let folder = std::env::temp_dir().join(format!(
+        "mainspring-sqlite-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&folder).unwrap();
+    folder.join(name)
+}
+
+fn start(workflow_id: &str, eager_lease_ms: Option<i64>) -> Request {
+    Request {
+        now: 1_000,
+        operation: Operation::StartWorkflow {
+            workflow_id: workflow_id.into(),
+            run_id: format!("{workflow_id}-run"),
+            workflow_type: "flow".into(),
+            task_queue: "q".into(),
+            input: b"null".to_vec(),
+            eager_lease_ms,
+        },
+    }
+}
+
+fn count(store: &mainspring_sqlite::Store, table: &str) -> i64 {
+    store
+        .connection
+        .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| {
+            row.get(0)
+        })
+        .unwrap()
+}
+
+/// A first task's outcome: it saw event 1 and schedules one activity on queue "q".
+fn schedules_an_activity() -> Vec<u8> {
+    let event = |attributes| Event {
+        event_id: 0,
+        timestamp_ms: 0,
+        attributes,
+    };
+    encode_events(&[
+        event(EventAttributes::WorkflowTaskCompleted {
+            seen_event_id: 1,
+            flags: 0,
+        }),
+        event(EventAttributes::ActivityScheduled {
+            seq: 1,
+            activity_type: "charge".into(),
+            input: Payload(b"1".to_vec()),
+            options: Box::new(ActivityOptions {
+                task_queue: "q".into(),
+                schedule_to_close_ms: None,
+                schedule_to_start_ms: None,
+                start_to_close_ms: Some(5_000),
+                heartbeat_ms: None,
+                retry_policy: RetryPolicy::default(),
+            }),
+        }),
+    ])
+}
+
+#[test]
+fn opening_migrates_once_and_a_newer_schema_is_refused() {
+    let path = fresh_path("schema.db");
+    let path = path.to_str().unwrap();
+    let store = open(path, 1_000, "FULL").unwrap();
+    let version: String = store
+        .connection
+        .query_row(
+            "SELECT value FROM mainspring_meta WHERE key = 'schema_version'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION.to_string());
+    store
+        .connection
+        .execute(
+            "UPDATE mainspring_meta SET value = ? WHERE key = 'schema_version'",
+            [(SCHEMA_VERSION + 1).to_string()],
+        )
+        .unwrap();
+    drop(store);
+    let refused = open(path, 1_000, "FULL")
+        .err()
+        .expect("a newer schema is refused");
+    assert!(
+        refused.to_string().contains("newer Mainspring"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn a_failing_operation_is_undone_alone() {
+    let mut store = open(fresh_path("group.db").to_str().unwrap(), 1_000, "FULL").unwrap();
+    let results = run_group(
+        &mut store,
+        &[start("a", None), start("a", None), start("b", None)],
+    );
+    assert!(matches!(results[0], Ok(Output::Lease(None))));
+    assert!(matches!(
+        results[1],
+        Err(StoreError::Core(CoreError::WorkflowAlreadyStarted(_)))
+    ));
+    assert!(matches!(results[2], Ok(Output::Lease(None))));
+    assert_eq!((count(&store, "runs"), count(&store, "events")), (2, 2));
+}
+
+#[test]
+fn a_task_commit_is_fenced_by_its_lease_and_hands_eager_activities_back() {
+    let mut store = open(fresh_path("fenced.db").to_str().unwrap(), 1_000, "NORMAL").unwrap();
+    let [Ok(Output::Lease(Some(lease)))] = &run_group(&mut store, &[start("w", Some(10_000))])[..]
+    else {
+        panic!("an eager start leases the first task")
+    };
+    let complete = |token| Request {
+        now: 2_000,
+        operation: Operation::CompleteWorkflowTask {
+            run_key: lease.run_key,
+            token,
+            outcome: Some(schedules_an_activity()),
+            leased_length: 1,
+            eager: Eager {
+                queue: Some("q".into()),
+                slots: 1,
+            },
+        },
+    };
+    let stale = run_group(&mut store, &[complete(lease.token + 1)]);
+    assert!(matches!(
+        stale[..],
+        [Err(StoreError::Core(CoreError::StaleTask(_)))]
+    ));
+    assert_eq!(count(&store, "activities"), 0);
+    let [Ok(Output::Committed(committed))] = &run_group(&mut store, &[complete(lease.token)])[..]
+    else {
+        panic!("the lease holder commits")
+    };
+    assert_eq!(committed.history_length, 3);
+    assert_eq!(committed.leases.len(), 1);
+    let activity = &committed.leases[0];
+    assert_eq!(
+        (
+            activity.activity_type.as_str(),
+            activity.attempt,
+            activity.scheduled_event_id
+        ),
+        ("charge", 1, 3)
+    );
+    assert_eq!(activity.deadline_ms, Some(7_000)); // start-to-close from the commit
+    assert!(!committed.wakes_pollers); // the attempt went to the caller, not to a queue
+    let state: i64 = store
+        .connection
+        .query_row("SELECT state FROM activities", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(state, 1); // running
+                          // A second commit with the same lease is stale: the task is done.
+    assert!(matches!(
+        run_group(&mut store, &[complete(lease.token)])[..],
+        [Err(StoreError::Core(CoreError::StaleTask(_)))]
+    ));
+}
+
+#[test]
+fn the_executor_runs_groups_on_its_thread_and_closing_waits_for_them() {
+    let store = open(fresh_path("executor.db").to_str().unwrap(), 1_000, "FULL").unwrap();
+    let executor = Executor::new(store).unwrap();
+    executor
+        .submit(7, vec![start("x", None), start("y", None)])
+        .unwrap();
+    executor.submit(8, vec![start("x", None)]).unwrap();
+    let mut finished = Vec::new();
+    for _ in 0..5_000 {
+        finished.extend(executor.collect());
+        if finished.len() == 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let tickets: Vec<u64> = finished.iter().map(|(ticket, _)| *ticket).collect();
+    assert_eq!(tickets, [7, 8]);
+    assert!(finished[0].1.iter().all(Result::is_ok));
+    assert!(matches!(
+        finished[1].1[..],
+        [Err(StoreError::Core(CoreError::WorkflowAlreadyStarted(_)))]
+    ));
+    executor.submit(9, vec![start("z", None)]).unwrap();
+    executor.close(); // waits for group 9
+    assert_eq!(executor.collect().len(), 1);
+    assert!(matches!(
+        executor.submit(10, vec![start("late", None)]),
+        Err(StoreError::Closed)
+    ));
+}

@@ -125,3 +125,27 @@ async def test_closing_waits_for_the_group_in_flight(tmp_path: Path) -> None:
     reopened = SqliteStorage(path)
     assert len(await reopened.list_workflows()) == 50
     await reopened.close()
+
+
+class _LoopWithoutReaders(asyncio.SelectorEventLoop):
+    """As Windows' proactor loop: no add_reader."""
+
+    def add_reader(self, *args: object) -> None:
+        raise NotImplementedError
+
+
+def test_a_loop_without_readers_receives_results_through_a_task(tmp_path: Path) -> None:
+    storage = SqliteStorage(tmp_path / "proactor.db")
+
+    async def start_and_list() -> list[str]:
+        await asyncio.gather(*(_start(storage, f"p-{number}") for number in range(10)))
+        assert storage._database._receiver is not None
+        listed = [run.workflow_id for run in await storage.list_workflows()]
+        await storage.close()
+        return listed
+
+    loop = _LoopWithoutReaders()
+    try:
+        assert sorted(loop.run_until_complete(start_and_list())) == [f"p-{n}" for n in range(10)]
+    finally:
+        loop.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import select
+import socket
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -85,6 +86,7 @@ class LoopDatabase:
         self._in_flight: dict[int, list[Operation]] = {}
         self._tickets = 0
         self._watching: asyncio.AbstractEventLoop | None = None
+        self._receiver: asyncio.Task[None] | None = None
 
     def submit(self, function: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
@@ -121,9 +123,7 @@ class LoopDatabase:
     def _send(self, store: _core.SqliteStore, group: list[Operation]) -> None:
         loop = asyncio.get_running_loop()
         if self._watching is not loop:
-            self._stop_watching()
-            loop.add_reader(store.ready_fd(), self._on_ready)
-            self._watching = loop
+            self._watch(loop, store)
         self._tickets += 1
         requests = [(function.name, args[0], args[1:]) for function, args, _ in group]  # type: ignore[attr-defined]
         try:
@@ -159,8 +159,30 @@ class LoopDatabase:
             select.select([self._store.ready_fd()], [], [], 1.0)
             self._take_results()
 
+    def _watch(self, loop: asyncio.AbstractEventLoop, store: _core.SqliteStore) -> None:
+        """Has `loop` collect results when the store's socket becomes readable."""
+        self._stop_watching()
+        try:
+            loop.add_reader(store.ready_fd(), self._on_ready)
+        except NotImplementedError:
+            # Windows' proactor loop has no readers: a task receives from the socket instead.
+            self._receiver = loop.create_task(self._receive(store))
+        self._watching = loop
+
+    async def _receive(self, store: _core.SqliteStore) -> None:
+        ready = socket.socket(fileno=store.ready_fd())
+        try:
+            while True:
+                await asyncio.get_running_loop().sock_recv(ready, 64)
+                self._on_ready()
+        finally:
+            ready.detach()  # the store owns the socket
+
     def _stop_watching(self) -> None:
-        if self._watching is not None and self._store is not None:
+        if self._receiver is not None:
+            self._receiver.cancel()
+            self._receiver = None
+        elif self._watching is not None and self._store is not None:
             with contextlib.suppress(Exception):  # the loop may be closed already
                 self._watching.remove_reader(self._store.ready_fd())
         self._watching = None

@@ -254,7 +254,7 @@ impl PySqliteStore {
     }
 
     /// A socket that becomes readable when a submitted group finished.
-    fn ready_fd(&self) -> i32 {
+    fn ready_fd(&self) -> i64 {
         self.executor.ready_fd()
     }
 

@@ -6,8 +6,6 @@
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::io::{AsRawFd, RawFd};
-use std::os::unix::net::UnixStream;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -36,7 +34,7 @@ pub struct Executor {
     store: Shared<Option<Store>>,
     jobs: Mutex<Option<Sender<Job>>>,
     finished: Shared<VecDeque<Finished>>,
-    ready: UnixStream,
+    ready: ReadySocket,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -44,7 +42,7 @@ impl Executor {
     pub fn new(store: Store) -> std::io::Result<Self> {
         let store = Arc::new(Mutex::new(Some(store)));
         let finished: Shared<VecDeque<Finished>> = Arc::default();
-        let (ready, mut signal) = UnixStream::pair()?;
+        let (ready, mut signal) = socket_pair()?;
         ready.set_nonblocking(true)?;
         let (sender, receiver) = channel::<Job>();
         let thread = {
@@ -70,9 +68,10 @@ impl Executor {
         })
     }
 
-    /// The socket that becomes readable when a group finished.
-    pub fn ready_fd(&self) -> RawFd {
-        self.ready.as_raw_fd()
+    /// The socket that becomes readable when a group finished (a file descriptor; on
+    /// Windows a socket handle).
+    pub fn ready_fd(&self) -> i64 {
+        raw_handle(&self.ready)
     }
 
     /// Hands a group to the thread; its results come back through [`Executor::collect`].
@@ -123,6 +122,38 @@ impl Drop for Executor {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+#[cfg(unix)]
+type ReadySocket = std::os::unix::net::UnixStream;
+#[cfg(not(unix))]
+type ReadySocket = std::net::TcpStream;
+
+#[cfg(unix)]
+fn socket_pair() -> std::io::Result<(ReadySocket, ReadySocket)> {
+    ReadySocket::pair()
+}
+
+/// Windows has no socket pairs in std: two ends of a loopback connection.
+#[cfg(not(unix))]
+fn socket_pair() -> std::io::Result<(ReadySocket, ReadySocket)> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    let writer = ReadySocket::connect(listener.local_addr()?)?;
+    let (reader, _) = listener.accept()?;
+    writer.set_nodelay(true)?;
+    Ok((reader, writer))
+}
+
+#[cfg(unix)]
+fn raw_handle(socket: &ReadySocket) -> i64 {
+    use std::os::unix::io::AsRawFd;
+    i64::from(socket.as_raw_fd())
+}
+
+#[cfg(windows)]
+fn raw_handle(socket: &ReadySocket) -> i64 {
+    use std::os::windows::io::AsRawSocket;
+    socket.as_raw_socket() as i64
 }
 
 fn run_guarded(store: &Mutex<Option<Store>>, requests: &[Request]) -> Vec<StoreResult<Output>> {

@@ -3,7 +3,7 @@
 //! argument orders are those of the operations' Python names in `_sqlite_*.py`.
 
 use mainspring_sqlite::{
-    ActivityLease, Committed, Eager, Operation, Output, Request, WorkflowLease,
+    ActivityLease, Committed, Eager, NewRun, Operation, Output, Request, WorkflowLease,
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -33,10 +33,12 @@ pub fn request_from_py(name: &str, now: i64, args: &Bound<'_, PyTuple>) -> PyRes
                 _,
             ) = args.extract()?;
             Operation::StartWorkflow {
-                workflow_id,
-                run_id,
-                workflow_type,
-                task_queue,
+                run: NewRun {
+                    workflow_id,
+                    run_id,
+                    workflow_type,
+                    task_queue,
+                },
                 input: owned(&input),
                 eager_lease_ms,
             }
@@ -54,10 +56,12 @@ pub fn request_from_py(name: &str, now: i64, args: &Bound<'_, PyTuple>) -> PyRes
                 slots,
             ): (_, _, _, _, Blob<'_>, Blob<'_>, Blob<'_>, _, _) = args.extract()?;
             Operation::StartWorkflowWithFirstTask {
-                workflow_id,
-                run_id,
-                workflow_type,
-                task_queue,
+                run: NewRun {
+                    workflow_id,
+                    run_id,
+                    workflow_type,
+                    task_queue,
+                },
                 started_row: owned(&started_row),
                 outcome: owned(&outcome),
                 eager: eager(queue, slots),

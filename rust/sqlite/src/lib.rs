@@ -29,7 +29,7 @@ pub use executor::{Executor, Finished};
 pub use group::run_group;
 pub use open::{open, Store};
 pub use operation::{
-    execute, ActivityLease, Committed, Eager, Operation, Output, Request, WorkflowLease,
+    execute, ActivityLease, Committed, Eager, NewRun, Operation, Output, Request, WorkflowLease,
 };
 pub use polls::QueryRow;
 pub use rusqlite;

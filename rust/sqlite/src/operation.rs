@@ -7,6 +7,7 @@ use crate::error::StoreResult;
 use crate::open::Store;
 use crate::polls::{self, QueryRow};
 use crate::runs;
+pub use crate::runs::NewRun;
 use crate::workflow_tasks;
 
 /// Where a commit may hand activity attempts straight to its caller: the caller's task queue
@@ -22,20 +23,14 @@ pub enum Operation {
     /// Record a run with its first event; queue its first workflow task, or lease it to the
     /// caller for `eager_lease_ms`.
     StartWorkflow {
-        workflow_id: String,
-        run_id: String,
-        workflow_type: String,
-        task_queue: String,
+        run: NewRun,
         input: Vec<u8>,
         eager_lease_ms: Option<i64>,
     },
     /// Record a run (`started_row`: its first event as the caller encoded it) together with
     /// the outcome of its first workflow task, which the caller already ran.
     StartWorkflowWithFirstTask {
-        workflow_id: String,
-        run_id: String,
-        workflow_type: String,
-        task_queue: String,
+        run: NewRun,
         started_row: Vec<u8>,
         outcome: Vec<u8>,
         eager: Eager,
@@ -178,42 +173,19 @@ pub fn execute(store: &mut Store, request: &Request) -> StoreResult<Output> {
     let now = request.now;
     match &request.operation {
         Operation::StartWorkflow {
-            workflow_id,
-            run_id,
-            workflow_type,
-            task_queue,
+            run,
             input,
             eager_lease_ms,
-        } => runs::start_workflow(
-            store,
-            now,
-            runs::NewRun {
-                workflow_id,
-                run_id,
-                workflow_type,
-                task_queue,
-            },
-            input,
-            *eager_lease_ms,
-        )
-        .map(Output::Lease),
+        } => runs::start_workflow(store, now, run, input, *eager_lease_ms).map(Output::Lease),
         Operation::StartWorkflowWithFirstTask {
-            workflow_id,
-            run_id,
-            workflow_type,
-            task_queue,
+            run,
             started_row,
             outcome,
             eager,
         } => workflow_tasks::start_workflow_with_first_task(
             store,
             now,
-            runs::NewRun {
-                workflow_id,
-                run_id,
-                workflow_type,
-                task_queue,
-            },
+            run,
             started_row,
             outcome,
             eager,

@@ -13,11 +13,12 @@ use crate::operation::WorkflowLease;
 use crate::{LEASED, QUEUED};
 
 /// The identity of a run being started.
-pub struct NewRun<'a> {
-    pub workflow_id: &'a str,
-    pub run_id: &'a str,
-    pub workflow_type: &'a str,
-    pub task_queue: &'a str,
+#[derive(Clone, Debug)]
+pub struct NewRun {
+    pub workflow_id: String,
+    pub run_id: String,
+    pub workflow_type: String,
+    pub task_queue: String,
 }
 
 const INSERT_EVENT: &str = "INSERT INTO events (run_key, event_id, kind, row) VALUES (?, ?, ?, ?)";
@@ -63,12 +64,12 @@ pub fn refuse_running_duplicate(connection: &Connection, workflow_id: &str) -> S
 pub fn start_workflow(
     store: &mut Store,
     now: i64,
-    run: NewRun<'_>,
+    run: &NewRun,
     input: &[u8],
     eager_lease_ms: Option<i64>,
 ) -> StoreResult<Option<WorkflowLease>> {
     let connection = &store.connection;
-    refuse_running_duplicate(connection, run.workflow_id)?;
+    refuse_running_duplicate(connection, &run.workflow_id)?;
     let token = eager_lease_ms.map(|_| store.tokens.next());
     // The run starts with its first event already counted: two statements, not three.
     let run_key = connection
@@ -97,19 +98,19 @@ pub fn start_workflow(
         1,
         now,
         EventAttributes::WorkflowStarted(Box::new(WorkflowStartedAttributes {
-            workflow_type: run.workflow_type.to_string(),
-            workflow_id: run.workflow_id.to_string(),
-            run_id: run.run_id.to_string(),
-            task_queue: run.task_queue.to_string(),
+            workflow_type: run.workflow_type.clone(),
+            workflow_id: run.workflow_id.clone(),
+            run_id: run.run_id.clone(),
+            task_queue: run.task_queue.clone(),
             input: Payload(input.to_vec()),
         })),
     );
     insert_events(connection, run_key, &[(1, kind, &row)])?;
     Ok(token.map(|token| WorkflowLease {
         run_key,
-        workflow_id: run.workflow_id.to_string(),
-        run_id: run.run_id.to_string(),
-        workflow_type: run.workflow_type.to_string(),
+        workflow_id: run.workflow_id.clone(),
+        run_id: run.run_id.clone(),
+        workflow_type: run.workflow_type.clone(),
         history_length: 1,
         token,
         tail_start: 1,

@@ -150,12 +150,12 @@ pub fn complete_workflow_task(
 pub fn start_workflow_with_first_task(
     store: &mut Store,
     now: i64,
-    run: NewRun<'_>,
+    run: &NewRun,
     started_row: &[u8],
     outcome: &[u8],
     eager: &Eager,
 ) -> StoreResult<Committed> {
-    refuse_running_duplicate(&store.connection, run.workflow_id)?;
+    refuse_running_duplicate(&store.connection, &run.workflow_id)?;
     let (seen, events) = number_outcome(outcome, 2, now)?;
     if seen != 1 {
         return Err(CoreError::StaleTask(format!(
@@ -188,7 +188,7 @@ pub fn start_workflow_with_first_task(
             |row| row.get(0),
         )?;
     let started = (1, "WorkflowStarted", started_row);
-    let identity = (run.workflow_id, run.run_id);
+    let identity = (run.workflow_id.as_str(), run.run_id.as_str());
     store_outcome(
         store,
         now,
@@ -381,47 +381,18 @@ fn apply_effect(
     let close_deadline = to_close.map(|ms| now + ms);
     let takes = eager.queue.as_deref() == Some(options.task_queue.as_str())
         && committed.leases.len() < eager.slots;
-    if !takes {
-        committed.wakes_pollers = true;
-        store
-            .connection
-            .prepare_cached(
-                "INSERT INTO activities (run_key, scheduled_event_id, task_queue, activity_type, \
-                 input, policy, schedule_to_close_ms, schedule_to_start_ms, start_to_close_ms, \
-                 heartbeat_ms, attempt, scheduled_ms, state, ready_ms, start_deadline_ms, \
-                 close_deadline_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)",
-            )?
-            .execute(params![
-                run_key,
-                event_id,
-                options.task_queue,
-                activity_type,
-                input.0,
-                policy,
-                to_close,
-                to_start,
-                start_to_close,
-                heartbeat,
-                now,
-                ACTIVITY_QUEUED,
-                now,
-                to_start.map(|ms| now + ms),
-                close_deadline,
-            ])?;
-        return Ok(());
-    }
-    // Inserted as a running attempt leased to the caller: one statement instead of insert,
-    // select, update.
-    let token = store.tokens.next();
-    let per_attempt = attempt_deadline(now, start_to_close, to_close);
+    // Queued for pollers, or inserted as a running attempt leased to the caller (eager
+    // execution: one statement instead of insert, select, update).
+    let token = takes.then(|| store.tokens.next());
+    let per_attempt = attempt_deadline(now, start_to_close, to_close).filter(|_| takes);
     let activity_id: i64 = store
         .connection
         .prepare_cached(
             "INSERT INTO activities (run_key, scheduled_event_id, task_queue, activity_type, \
              input, policy, schedule_to_close_ms, schedule_to_start_ms, start_to_close_ms, \
-             heartbeat_ms, attempt, scheduled_ms, state, ready_ms, close_deadline_ms, token, \
-             started_ms, attempt_deadline_ms, heartbeat_deadline_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?) \
+             heartbeat_ms, attempt, scheduled_ms, state, ready_ms, start_deadline_ms, \
+             close_deadline_ms, token, started_ms, attempt_deadline_ms, heartbeat_deadline_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              RETURNING activity_id",
         )?
         .query_row(
@@ -437,16 +408,25 @@ fn apply_effect(
                 start_to_close,
                 heartbeat,
                 now,
-                ACTIVITY_RUNNING,
+                if takes {
+                    ACTIVITY_RUNNING
+                } else {
+                    ACTIVITY_QUEUED
+                },
                 now,
+                to_start.filter(|_| !takes).map(|ms| now + ms),
                 close_deadline,
                 token,
-                now,
+                token.map(|_| now),
                 per_attempt,
-                heartbeat.map(|ms| now + ms),
+                heartbeat.filter(|_| takes).map(|ms| now + ms),
             ],
             |row| row.get(0),
         )?;
+    let Some(token) = token else {
+        committed.wakes_pollers = true;
+        return Ok(());
+    };
     committed.leases.push(ActivityLease {
         activity_id,
         token,

@@ -9,7 +9,8 @@ use mainspring_core::history::{
 };
 use mainspring_core::CoreError;
 use mainspring_sqlite::{
-    open, run_group, Eager, Executor, Operation, Output, Request, StoreError, SCHEMA_VERSION,
+    open, run_group, Eager, Executor, NewRun, Operation, Output, Request, StoreError,
+    SCHEMA_VERSION,
 };
 
 fn fresh_path(name: &str) -> PathBuf {
@@ -27,10 +28,12 @@ fn start(workflow_id: &str, eager_lease_ms: Option<i64>) -> Request {
     Request {
         now: 1_000,
         operation: Operation::StartWorkflow {
-            workflow_id: workflow_id.into(),
-            run_id: format!("{workflow_id}-run"),
-            workflow_type: "flow".into(),
-            task_queue: "q".into(),
+            run: NewRun {
+                workflow_id: workflow_id.into(),
+                run_id: format!("{workflow_id}-run"),
+                workflow_type: "flow".into(),
+                task_queue: "q".into(),
+            },
             input: b"null".to_vec(),
             eager_lease_ms,
         },

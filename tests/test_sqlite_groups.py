@@ -5,8 +5,10 @@ that loses nothing, and a storage outlives the event loop it was first used on."
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
+import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -149,3 +151,52 @@ def test_a_loop_without_readers_receives_results_through_a_task(tmp_path: Path) 
         assert sorted(loop.run_until_complete(start_and_list())) == [f"p-{n}" for n in range(10)]
     finally:
         loop.close()
+
+
+def test_a_forked_child_is_told_to_open_its_own_storage(tmp_path: Path) -> None:
+    storage = SqliteStorage(tmp_path / "fork.db")
+    asyncio.run(_start(storage, "parent"))
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads: 3.12+
+        child = os.fork()
+    if child == 0:
+        try:
+            asyncio.run(_start(storage, "child"))
+            os.write(write, b"no error")
+        except StorageError as error:
+            os.write(write, str(error).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    reported = os.read(read, 4096).decode()
+    os.close(read)
+    assert "does not survive fork()" in reported
+    asyncio.run(_start(storage, "after"))  # the parent's storage is untouched
+    runs = asyncio.run(storage.list_workflows())
+    assert [run.workflow_id for run in runs] == ["parent", "after"]
+    asyncio.run(storage.close())
+
+
+def test_a_forked_child_gets_an_error_for_python_operations_too_and_exits_cleanly(
+    tmp_path: Path,
+) -> None:
+    storage = SqliteStorage(tmp_path / "fork-python.db")
+    asyncio.run(_start(storage, "parent"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        child = os.fork()
+    if child == 0:
+        status = 1
+        try:
+            asyncio.run(storage.signal_workflow("parent", "anything", b"null"))
+        except StorageError:
+            status = 0
+        asyncio.run(storage.close())  # lets go of the parent's connection, joins nothing
+        os._exit(status)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    runs = asyncio.run(storage.list_workflows())  # the parent's file and storage still work
+    assert [(run.workflow_id, run.history_length) for run in runs] == [("parent", 1)]
+    asyncio.run(storage.close())

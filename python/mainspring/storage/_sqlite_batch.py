@@ -222,6 +222,9 @@ def run_group(connection: Connection, group: list[Operation]) -> None:
             connection.execute("ROLLBACK")
         _fail(group, StorageError(f"SQLite failed; nothing was committed: {error}"))
         return
+    except StorageError as error:  # the store itself refused (closed, or used after fork)
+        _fail(group, error)
+        return
     for (_, _, future), (succeeded, value) in zip(group, outcomes, strict=True):
         if future.done():
             continue

@@ -28,7 +28,10 @@ pub fn store_error(py: Python<'_>, error: StoreError) -> PyErr {
     let message = error.to_string();
     let class_name = match error {
         StoreError::Core(core) => return crate::errors::to_py_error(py, core),
-        StoreError::Sqlite(_) | StoreError::NotCommitted(_) | StoreError::Closed => "StorageError",
+        StoreError::Sqlite(_)
+        | StoreError::NotCommitted(_)
+        | StoreError::Closed
+        | StoreError::Forked => "StorageError",
         StoreError::Panic(_) => "InternalError",
     };
     let message = if class_name == "InternalError" {

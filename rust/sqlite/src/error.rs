@@ -21,6 +21,9 @@ pub enum StoreError {
     /// The store was closed.
     #[error("the storage is closed")]
     Closed,
+    /// Used in a process forked after the store was opened.
+    #[error("a SqliteStorage does not survive fork(): open one in the child process")]
+    Forked,
     /// A bug in this crate, caught so the interpreter lives on.
     #[error("{0}")]
     Panic(String),

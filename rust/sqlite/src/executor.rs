@@ -36,6 +36,9 @@ pub struct Executor {
     finished: Shared<VecDeque<Finished>>,
     ready: ReadySocket,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The process that opened the store: a forked child has neither its thread nor a
+    /// connection it may use (SQLite connections do not survive fork).
+    process: u32,
 }
 
 impl Executor {
@@ -65,6 +68,7 @@ impl Executor {
             finished,
             ready,
             thread: Mutex::new(Some(thread)),
+            process: std::process::id(),
         })
     }
 
@@ -76,6 +80,7 @@ impl Executor {
 
     /// Hands a group to the thread; its results come back through [`Executor::collect`].
     pub fn submit(&self, ticket: u64, requests: Vec<Request>) -> StoreResult<()> {
+        self.refuse_forked()?;
         match lock(&self.jobs).as_ref() {
             Some(jobs) => jobs
                 .send((ticket, requests))
@@ -101,6 +106,7 @@ impl Executor {
     /// Runs `work` on the store on the caller's thread (between groups). A panic in it is
     /// caught and reported as an error.
     pub fn with_store<T>(&self, work: impl FnOnce(&mut Store) -> StoreResult<T>) -> StoreResult<T> {
+        self.refuse_forked()?;
         match lock(&self.store).as_mut() {
             Some(store) => catch_unwind(AssertUnwindSafe(|| work(store)))
                 .unwrap_or_else(|payload| Err(StoreError::Panic(panic_message(payload)))),
@@ -108,10 +114,27 @@ impl Executor {
         }
     }
 
-    /// Finishes the group in flight, stops the thread and closes the connection.
+    fn refuse_forked(&self) -> StoreResult<()> {
+        if std::process::id() == self.process {
+            Ok(())
+        } else {
+            Err(StoreError::Forked)
+        }
+    }
+
+    /// Finishes the group in flight, stops the thread and closes the connection. In a forked
+    /// child it only lets go of them: the thread is not there to join, and closing the
+    /// connection could checkpoint or remove the parent's WAL.
     pub fn close(&self) {
-        lock(&self.jobs).take(); // the thread's loop ends when the channel closes
-        if let Some(thread) = lock(&self.thread).take() {
+        // The thread runs the groups still queued, then its loop ends with the channel.
+        lock(&self.jobs).take();
+        let thread = lock(&self.thread).take();
+        if self.refuse_forked().is_err() {
+            std::mem::forget(thread);
+            std::mem::forget(lock(&self.store).take());
+            return;
+        }
+        if let Some(thread) = thread {
             let _ = thread.join();
         }
         lock(&self.store).take();

@@ -2,11 +2,13 @@
 queries; the task states and helpers the other operation modules share
 (`_sqlite_workflow_tasks`, `_sqlite_activity_tasks`).
 
-Each public function in these modules runs inside a transaction the caller opened (the group
-commit of `_sqlite_batch`) and either does all of its work or raises, and then its work is
-rolled back. The rules — what an outcome event sets in motion, when an attempt is retried —
-come from the native core (`outcome_rows`, `retry_delay_ms`), so these files only store what
-they decide.
+The operations every workflow goes through are native (`NativeOperation`: crate
+`mainspring-sqlite`, listed with their arguments where they belong below); the rarely used ones
+are Python functions here. Each runs inside a transaction the caller opened (the group commit
+of `_sqlite_batch`) and either does all of its work or raises, and then its work is rolled
+back. The rules — what an outcome event sets in motion, when an attempt is retried — come from
+the native core (`number_outcome`, `retry_delay_ms`), so these files only store what they
+decide.
 """
 
 from __future__ import annotations

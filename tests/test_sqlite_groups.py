@@ -5,14 +5,18 @@ that loses nothing, and a storage outlives the event loop it was first used on."
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import subprocess
 import sys
+import tempfile
 import warnings
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mainspring.errors import StorageError, WorkflowAlreadyStartedError
 from mainspring.storage import SqliteStorage
@@ -200,3 +204,77 @@ def test_a_forked_child_gets_an_error_for_python_operations_too_and_exits_cleanl
     runs = asyncio.run(storage.list_workflows())  # the parent's file and storage still work
     assert [(run.workflow_id, run.history_length) for run in runs] == [("parent", 1)]
     asyncio.run(storage.close())
+
+
+# Operations for the property below: native starts (single, or a wave larger than a group) and
+# Python signals and terminations, on a few workflow ids.
+_ids = st.sampled_from(["a", "b", "c"])
+_operations = st.one_of(
+    st.tuples(st.just("start"), _ids),
+    st.tuples(st.just("signal"), _ids),
+    st.tuples(st.just("terminate"), _ids),
+    st.tuples(st.just("wave"), st.just("")),
+)
+
+
+@given(st.lists(st.lists(_operations, min_size=1, max_size=6), min_size=1, max_size=8))
+def test_operations_take_effect_in_the_order_they_were_submitted(
+    passes: list[list[tuple[str, str]]],
+) -> None:
+    """However operations fall into groups (one pass, a wave sent early, Python operations
+    waiting for native groups in flight), the store applies them in submission order: each
+    outcome is what a sequential model predicts."""
+    with tempfile.TemporaryDirectory() as folder:
+        storage = SqliteStorage(Path(folder) / "order.db")
+        outcomes = asyncio.run(_submit_in_passes(storage, passes))
+        asyncio.run(storage.close())
+    expected: list[str] = []
+    status: dict[str, str] = {}  # workflow id -> "running" | "closed"
+    for pass_operations in passes:
+        for kind, workflow_id in pass_operations:
+            if kind == "wave":
+                expected += ["ok"] * (GROUP_LIMIT + 1)
+                continue
+            state = status.get(workflow_id)
+            if kind == "start":
+                expected.append("WorkflowAlreadyStartedError" if state == "running" else "ok")
+                if state != "running":
+                    status[workflow_id] = "running"
+            elif state is None:
+                expected.append("WorkflowNotFoundError")
+            elif state == "closed":
+                expected.append("WorkflowNotRunningError")
+            else:
+                expected.append("ok")
+                if kind == "terminate":
+                    status[workflow_id] = "closed"
+    assert outcomes == expected
+
+
+async def _submit_in_passes(
+    storage: SqliteStorage, passes: list[list[tuple[str, str]]]
+) -> list[str]:
+    waves = itertools.count()
+    runs = itertools.count()
+    submitted: list[asyncio.Future[object]] = []
+    for pass_operations in passes:
+        for kind, workflow_id in pass_operations:
+            if kind == "start":
+                run = f"{workflow_id}-{next(runs)}"
+                call = storage.start_workflow(workflow_id, run, "any", "q", b"null")
+                submitted.append(asyncio.ensure_future(call))
+            elif kind == "signal":
+                call = storage.signal_workflow(workflow_id, "poke", b"null")
+                submitted.append(asyncio.ensure_future(call))
+            elif kind == "terminate":
+                submitted.append(asyncio.ensure_future(storage.terminate_workflow(workflow_id, "")))
+            else:
+                wave = next(waves)
+                submitted += [
+                    asyncio.ensure_future(_start(storage, f"wave-{wave}-{number}"))
+                    for number in range(GROUP_LIMIT + 1)
+                ]
+            await asyncio.sleep(0)  # each call submits its operation now, in this order
+        await asyncio.sleep(0)  # a pass ends: its group may go while the next is submitted
+    results = await asyncio.gather(*submitted, return_exceptions=True)
+    return [type(result).__name__ if isinstance(result, Exception) else "ok" for result in results]

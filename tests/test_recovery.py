@@ -39,9 +39,7 @@ def _start_worker(database: Path, attempt_log: Path) -> subprocess.Popen[bytes]:
 async def _events_recorded(storage: SqliteStorage) -> int:
     # Through the storage's own connection: a second SQLite library (Python's sqlite3) must
     # not open a file this process holds open (see ARCHITECTURE.md, "One SQLite per process").
-    count = await storage._database.submit(
-        lambda connection: connection.execute("SELECT COUNT(*) FROM events").fetchone()[0]
-    )
+    ((count,),) = storage._database.execute("SELECT COUNT(*) FROM events")
     return int(count)
 
 
@@ -110,7 +108,8 @@ async def test_sigkilled_workers_lose_nothing_and_finish_everything_once(tmp_pat
         replayer.replay(History.from_json(history.to_json()))
     runs = await client.list_workflows()
     assert len(runs) == WORKFLOWS, "no workflow was started twice"
-    # Activities ran at least once each: three per workflow.
-    executions = {line.split()[1] for line in attempt_log.read_text().splitlines()}
+    # Activities ran at least once each: three per workflow (an activity id is its workflow's
+    # command sequence number, as in Temporal: unique within its run).
+    executions = {tuple(line.split()[:2]) for line in attempt_log.read_text().splitlines()}
     assert len(executions) == 3 * WORKFLOWS
     await client.close()

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from mainspring.errors import StorageError, WorkflowAlreadyStartedError
 from mainspring.storage import SqliteStorage
-from mainspring.storage import _sqlite_operations as operations
+from mainspring.storage import _sqlite_requests as requests
 from mainspring.storage._sqlite_batch import GROUP_LIMIT
 
 
@@ -105,7 +105,7 @@ def test_a_storage_outlives_the_event_loop_it_was_first_used_on(tmp_path: Path) 
 
     async def leave_a_group_in_flight() -> None:
         storage._database.submit(
-            operations.start_workflow, storage.now_ms(), "first", "run", "any", "q", b"1", None
+            requests.start_workflow(storage.now_ms(), "first", "run", "any", "q", b"1", None)
         )
         await asyncio.sleep(0)  # the pass ends: the group goes to the store's thread
         assert storage._database._in_flight  # and this loop ends before its results
@@ -183,10 +183,10 @@ def test_a_forked_child_is_told_to_open_its_own_storage(tmp_path: Path) -> None:
     asyncio.run(storage.close())
 
 
-def test_a_forked_child_gets_an_error_for_python_operations_too_and_exits_cleanly(
+def test_a_forked_child_gets_an_error_for_signals_too_and_exits_cleanly(
     tmp_path: Path,
 ) -> None:
-    storage = SqliteStorage(tmp_path / "fork-python.db")
+    storage = SqliteStorage(tmp_path / "fork-signal.db")
     asyncio.run(_start(storage, "parent"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -206,8 +206,8 @@ def test_a_forked_child_gets_an_error_for_python_operations_too_and_exits_cleanl
     asyncio.run(storage.close())
 
 
-# Operations for the property below: native starts (single, or a wave larger than a group) and
-# Python signals and terminations, on a few workflow ids.
+# Operations for the property below: starts (single, or a wave larger than a group), signals
+# and terminations, on a few workflow ids.
 _ids = st.sampled_from(["a", "b", "c"])
 _operations = st.one_of(
     st.tuples(st.just("start"), _ids),
@@ -221,9 +221,9 @@ _operations = st.one_of(
 def test_operations_take_effect_in_the_order_they_were_submitted(
     passes: list[list[tuple[str, str]]],
 ) -> None:
-    """However operations fall into groups (one pass, a wave sent early, Python operations
-    waiting for native groups in flight), the store applies them in submission order: each
-    outcome is what a sequential model predicts."""
+    """However operations fall into groups (one pass, a wave sent early, a pass waiting for
+    the group in flight), the store applies them in submission order: each outcome is what a
+    sequential model predicts."""
     with tempfile.TemporaryDirectory() as folder:
         storage = SqliteStorage(Path(folder) / "order.db")
         outcomes = asyncio.run(_submit_in_passes(storage, passes))

@@ -122,13 +122,9 @@ def test_processes_opening_a_new_file_at_the_same_moment_all_succeed(tmp_path: P
 async def test_durability_settings(tmp_path: Path) -> None:
     for setting, expected_value in (("FULL", 2), ("NORMAL", 1)):
         storage = SqliteStorage(tmp_path / f"{setting}.db", synchronous=setting)
-        read = storage._database.submit(
-            lambda connection: connection.execute("PRAGMA synchronous").fetchone()[0]
-        )
-        mode = storage._database.submit(
-            lambda connection: connection.execute("PRAGMA journal_mode").fetchone()[0]
-        )
-        assert (await read, await mode) == (expected_value, "wal")
+        read = storage._database.execute("PRAGMA synchronous")[0][0]
+        mode = storage._database.execute("PRAGMA journal_mode")[0][0]
+        assert (read, mode) == (expected_value, "wal")
         await storage.close()
     with pytest.raises(ValueError):
         SqliteStorage(tmp_path / "x.db", synchronous="OFF")

@@ -375,11 +375,11 @@ async def test_a_task_is_recorded_at_the_time_its_code_saw(
 
 
 def _first_task(
-    storage: Storage, workflow_id: str, commands: list[tuple[Any, ...]]
+    storage: Storage, workflow_id: str, commands: list[tuple[Any, ...]], run_id: str = "r"
 ) -> tuple[bytes, bytes]:
     """A worker's first task of a run it has not recorded yet: `(started event, outcome)`."""
     started = _core.encode_inbound_row(
-        1, storage.now_ms(), "WorkflowStarted", ("wf", workflow_id, "r", QUEUE, b"null")
+        1, storage.now_ms(), "WorkflowStarted", ("wf", workflow_id, run_id, QUEUE, b"null")
     )
     run = _core.WorkflowRun()
     run.add_events(_core.join_rows([started]))
@@ -410,7 +410,7 @@ async def test_a_fused_start_records_the_run_with_its_first_task(storage: Storag
     attempt = await _poll_activity_task(storage)
     assert attempt is not None and attempt.scheduled_event_id == 3
     # Ids stay unique among running runs, and a refused start records nothing.
-    again, outcome = _first_task(storage, "w", [(COMMAND_COMPLETE_WORKFLOW, b"1")])
+    again, outcome = _first_task(storage, "w", [(COMMAND_COMPLETE_WORKFLOW, b"1")], "r2")
     with pytest.raises(WorkflowAlreadyStartedError):
         await storage.start_workflow_with_first_task(
             "w", "r2", "wf", QUEUE, b"null", again, outcome

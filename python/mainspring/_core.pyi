@@ -1,17 +1,23 @@
-"""Type stubs for the native module ``mainspring._core`` (rust/bindings)."""
+"""Type stubs for the native module ``mainspring._core`` (rust/bindings).
 
-from typing import Any
+Checked against the built extension by ``mypy.stubtest`` in CI. The tuple layouts that cross
+the boundary are named in ``mainspring._protocol``.
+"""
+
+from typing import Any, final
+
+from mainspring._protocol import (
+    ActivityLeaseTuple,
+    FailureTuple,
+    MemoryLeaseTuple,
+    SummaryTuple,
+)
 
 HISTORY_FORMAT_VERSION: int
 ENGINE_FLAGS: int
+SQLITE_SCHEMA_VERSION: int
 
 Activation = tuple[bool, int, list[tuple[Any, ...]]]
-FailureTuple = tuple[str, str, bool, bytes, str, Any]
-LeaseTuple = tuple[int, int, str, str, str, int, int]
-SummaryTuple = tuple[int, str, str, str, str, str, int, int, int | None, str | None]
-ActivityLeaseTuple = tuple[
-    int, int, str, str, str, bytes, int, bytes, int, int, int | None, int | None
-]
 
 def history_json_from_bytes(encoded: bytes) -> str: ...
 def history_bytes_from_json(text: str) -> bytes: ...
@@ -19,22 +25,15 @@ def validate_history(encoded: bytes) -> int: ...
 def history_outline(encoded: bytes) -> list[tuple[int, int, str]]: ...
 def run_outcome(encoded: bytes) -> tuple[str, Any] | None: ...
 
-# Database storages: rows, outcome effects, retry decisions.
+# Event rows, as a store stores them (what a worker feeds an instance running ahead).
 def encode_inbound_row(
     event_id: int, timestamp_ms: int, kind: str, args: tuple[Any, ...]
 ) -> bytes: ...
 def join_rows(rows: list[bytes]) -> bytes: ...
-def retry_delay_ms(
-    policy: tuple[int, float, int | None, int, list[str]],
-    error_type: str,
-    non_retryable: bool,
-    failed_attempt: int,
-    now_ms: int,
-    schedule_to_close_deadline_ms: int | None,
-) -> int | None: ...
 
+@final
 class WorkflowRun:
-    def __init__(self) -> None: ...
+    def __new__(cls) -> WorkflowRun: ...
     def add_events(self, encoded: bytes) -> None: ...
     @property
     def history_length(self) -> int: ...
@@ -43,12 +42,13 @@ class WorkflowRun:
     def next_activation(self, now_ms: int, allow_live: bool = True) -> Activation | None: ...
     def complete(self, commands: list[tuple[Any, ...]]) -> bytes | None: ...
 
+@final
 class MemoryStore:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         workflow_task_retry_initial_ms: int = 1000,
         workflow_task_retry_maximum_ms: int = 60000,
-    ) -> None: ...
+    ) -> MemoryStore: ...
     def start_workflow(
         self,
         workflow_id: str,
@@ -60,21 +60,26 @@ class MemoryStore:
     ) -> int: ...
     def poll_workflow_task(
         self, task_queue: str, now_ms: int, lease_ms: int
-    ) -> LeaseTuple | None: ...
+    ) -> MemoryLeaseTuple | None: ...
     def history(self, run_key: int, from_event_id: int) -> bytes: ...
     def complete_workflow_task(
-        self, run_key: int, token: int, outcome: bytes | None, now_ms: int
+        self, run_key: int, token: int, outcome: bytes | None, leased_length: int, now_ms: int
     ) -> bool: ...
     def fail_workflow_task(self, run_key: int, token: int, message: str, now_ms: int) -> None: ...
     def poll_activity_task(self, task_queue: str, now_ms: int) -> ActivityLeaseTuple | None: ...
     def complete_activity_task(
-        self, activity_id: int, token: int, result: bytes, now_ms: int
+        self, run_key: int, scheduled_event_id: int, token: int, result: bytes, now_ms: int
     ) -> None: ...
     def fail_activity_task(
-        self, activity_id: int, token: int, failure: FailureTuple, now_ms: int
+        self,
+        run_key: int,
+        scheduled_event_id: int,
+        token: int,
+        failure: FailureTuple,
+        now_ms: int,
     ) -> None: ...
     def heartbeat_activity_task(
-        self, activity_id: int, token: int, details: bytes, now_ms: int
+        self, run_key: int, scheduled_event_id: int, token: int, details: bytes, now_ms: int
     ) -> None: ...
     def signal_workflow(
         self, workflow_id: str, signal_name: str, input: bytes, now_ms: int
@@ -87,22 +92,141 @@ class MemoryStore:
     def busy_count(self, now_ms: int) -> int: ...
     def next_wakeup_ms(self, now_ms: int) -> int | None: ...
 
-# SqliteStorage's connection (rust/sqlite, rust/bindings/src/sqlite_store.rs).
+# SqliteStorage's store (rust/sqlite; rust/bindings/src/sqlite_store.rs, sqlite_operations.rs).
 class SqliteError(Exception): ...
 
 def sqlite_version() -> str: ...
 def sqlite_migrations() -> list[str]: ...
 
-SQLITE_SCHEMA_VERSION: int
+@final
+class SqliteOperation:
+    """One operation of the SQLite store; the typed wrappers of
+    ``mainspring.storage._sqlite_requests`` say what each returns."""
 
+    @property
+    def read_only(self) -> bool: ...
+    @staticmethod
+    def start_workflow(
+        now: int,
+        workflow_id: str,
+        run_id: str,
+        workflow_type: str,
+        task_queue: str,
+        input: bytes,
+        eager_lease_ms: int | None,
+    ) -> SqliteOperation: ...
+    @staticmethod
+    def start_workflow_with_first_task(
+        now: int,
+        workflow_id: str,
+        run_id: str,
+        workflow_type: str,
+        task_queue: str,
+        started_row: bytes,
+        outcome: bytes,
+        eager_queue: str | None,
+        eager_slots: int,
+    ) -> SqliteOperation: ...
+    @staticmethod
+    def complete_workflow_task(
+        now: int,
+        run_key: int,
+        token: int,
+        outcome: bytes | None,
+        leased_length: int,
+        eager_queue: str | None,
+        eager_slots: int,
+    ) -> SqliteOperation: ...
+    @staticmethod
+    def fail_workflow_task(now: int, run_key: int, token: int, message: str) -> SqliteOperation: ...
+    @staticmethod
+    def complete_activity_with_workflow_task(
+        now: int,
+        run_key: int,
+        scheduled_event_id: int,
+        token: int,
+        result_row: bytes,
+        expected_length: int,
+        outcome: bytes,
+        eager_queue: str | None,
+        eager_slots: int,
+    ) -> SqliteOperation: ...
+    @staticmethod
+    def complete_activity_task(
+        now: int,
+        run_key: int,
+        scheduled_event_id: int,
+        token: int,
+        result: bytes,
+        eager_queue: str | None,
+        eager_lease_ms: int,
+    ) -> SqliteOperation: ...
+    @staticmethod
+    def fail_activity_task(
+        now: int, run_key: int, scheduled_event_id: int, token: int, failure: FailureTuple
+    ) -> SqliteOperation: ...
+    @staticmethod
+    def heartbeat_activity_task(
+        now: int, run_key: int, scheduled_event_id: int, token: int, details: bytes
+    ) -> SqliteOperation: ...
+    @staticmethod
+    def signal_workflow(
+        now: int, workflow_id: str, signal_name: str, input: bytes
+    ) -> SqliteOperation: ...
+    @staticmethod
+    def request_cancel_workflow(now: int, workflow_id: str, reason: str) -> SqliteOperation: ...
+    @staticmethod
+    def terminate_workflow(now: int, workflow_id: str, reason: str) -> SqliteOperation: ...
+    @staticmethod
+    def poll_workflow_tasks(
+        now: int, task_queue: str, lease_ms: int, max_tasks: int
+    ) -> SqliteOperation: ...
+    @staticmethod
+    def poll_activity_tasks(now: int, task_queue: str, max_tasks: int) -> SqliteOperation: ...
+    @staticmethod
+    def apply_due_deadlines(now: int) -> SqliteOperation: ...
+    @staticmethod
+    def describe_workflow(now: int, workflow_id: str) -> SqliteOperation: ...
+    @staticmethod
+    def list_workflows(now: int) -> SqliteOperation: ...
+    @staticmethod
+    def read_history(now: int, run_id: str, from_event_id: int) -> SqliteOperation: ...
+    @staticmethod
+    def closing_event(now: int, run_id: str) -> SqliteOperation: ...
+    @staticmethod
+    def closing_events(now: int, run_ids: list[str]) -> SqliteOperation: ...
+    @staticmethod
+    def submit_query(now: int, workflow_id: str, name: str, input: bytes) -> SqliteOperation: ...
+    @staticmethod
+    def take_query(now: int, task_queue: str) -> SqliteOperation: ...
+    @staticmethod
+    def answer_query(
+        now: int, query_id: int, result: bytes | None, error: str | None
+    ) -> SqliteOperation: ...
+    @staticmethod
+    def read_answer(now: int, query_id: int, give_up: bool) -> SqliteOperation: ...
+    @staticmethod
+    def next_wakeup(now: int) -> SqliteOperation: ...
+    @staticmethod
+    def busy_and_wakeup(now: int) -> SqliteOperation: ...
+    @staticmethod
+    def data_version(now: int) -> SqliteOperation: ...
+
+@final
 class SqliteStore:
-    def __init__(self, path: str, busy_timeout_ms: int, synchronous: str) -> None: ...
+    def __new__(
+        cls,
+        path: str,
+        busy_timeout_ms: int,
+        synchronous: str,
+        workflow_task_retry_initial_ms: int = 1000,
+        workflow_task_retry_maximum_ms: int = 60000,
+    ) -> SqliteStore: ...
     def execute(
         self, sql: str, parameters: Any = None
     ) -> tuple[list[tuple[Any, ...]], int, int]: ...
-    def executemany(self, sql: str, parameter_sets: Any) -> None: ...
-    def run(self, name: str, now: int, args: tuple[Any, ...]) -> Any: ...
-    def submit(self, ticket: int, operations: list[tuple[str, int, tuple[Any, ...]]]) -> None: ...
+    def run_group(self, operations: list[SqliteOperation]) -> list[tuple[bool, Any]]: ...
+    def submit(self, ticket: int, operations: list[SqliteOperation]) -> None: ...
     def collect(self) -> list[tuple[int, list[tuple[bool, Any]]]]: ...
     def ready_fd(self) -> int: ...
     def close(self) -> None: ...

@@ -35,3 +35,25 @@ COMMAND_CANCEL_WORKFLOW: Final = 6  # (tag, details)
 
 # A failure: (message, error_type, non_retryable, details, stack_trace, cause | None)
 FailureTuple = tuple[str, str, bool, bytes, str, "FailureTuple | None"]
+
+# What the stores hand across the boundary (`rust/bindings/src/memory_store.rs` and
+# `sqlite_operations.rs`), every store the same layout.
+
+# A leased workflow task of the SQLite store: (run_key, workflow_id, run_id, workflow_type,
+# history_length, token, tail_start, tail), the tail being the encoded events from tail_start on.
+WorkflowLeaseTuple = tuple[int, str, str, str, int, int, int, bytes]
+# A leased workflow task of the memory store: (run_key, token, workflow_id, run_id,
+# workflow_type, history_length, deadline_ms).
+MemoryLeaseTuple = tuple[int, int, str, str, str, int, int]
+# A leased activity attempt: (run_key, scheduled_event_id, activity_id, token, workflow_id,
+# run_id, activity_type, input, attempt, heartbeat_details, scheduled_ms, started_ms,
+# deadline_ms | None, heartbeat_timeout_ms | None).
+ActivityLeaseTuple = tuple[
+    int, int, str, int, str, str, str, bytes, int, bytes, int, int, int | None, int | None
+]
+# A committed workflow task: (closing event | None, [eagerly leased attempt, ...],
+# wakes_pollers, the task's events as recorded | None, history_length after them).
+CommittedTuple = tuple[bytes | None, list[ActivityLeaseTuple], bool, bytes | None, int]
+# A run as describe and list report it: (run_key, workflow_id, run_id, workflow_type,
+# task_queue, status, history_length, started_ms, closed_ms | None, last_task_failure | None).
+SummaryTuple = tuple[int, str, str, str, str, str, int, int, int | None, str | None]

@@ -12,9 +12,9 @@ import contextlib
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 from .. import _core
+from .._protocol import ActivityLeaseTuple, FailureTuple
 from ..errors import QueryFailedError
 from .base import (
     ActivityTask,
@@ -57,13 +57,13 @@ class VirtualClock:
         self._listeners.append(listener)
 
 
-def activity_task(lease: tuple[Any, ...], task_queue: str) -> ActivityTask:
+def activity_task(lease: ActivityLeaseTuple, task_queue: str) -> ActivityTask:
     """An :class:`ActivityTask` from a lease tuple (the layout `_core.MemoryStore` and the
     SQLite storage share)."""
-    (activity_id, token, workflow_id, run_id, activity_type, input, attempt, details,
-     scheduled, started, deadline, heartbeat_timeout, *scheduled_event_id) = lease  # fmt: skip
+    (run_key, scheduled_event_id, activity_id, token, workflow_id, run_id, activity_type, input,
+     attempt, details, scheduled, started, deadline, heartbeat_timeout) = lease  # fmt: skip
     return ActivityTask(
-        activity_id=str(activity_id),
+        activity_id=activity_id,
         token=token,
         workflow_id=workflow_id,
         run_id=run_id,
@@ -76,8 +76,8 @@ def activity_task(lease: tuple[Any, ...], task_queue: str) -> ActivityTask:
         deadline_ms=deadline,
         heartbeat_timeout_ms=heartbeat_timeout,
         task_queue=task_queue,
-        handle=activity_id,
-        scheduled_event_id=scheduled_event_id[0] if scheduled_event_id else None,
+        handle=(run_key, scheduled_event_id),
+        scheduled_event_id=scheduled_event_id,
     )
 
 
@@ -248,7 +248,9 @@ class MemoryStorage:
         eager_activity_slots: int = 0,
     ) -> CommittedTask:
         """Eager dispatch saves nothing in memory: always returns no activities."""
-        closed = self._store.complete_workflow_task(task.handle, task.token, outcome, self.now_ms())
+        closed = self._store.complete_workflow_task(
+            task.handle, task.token, outcome, task.history_length, self.now_ms()
+        )
         self._notify()
         if closed:
             self._run_closed(task.workflow_id, task.run_id)
@@ -298,16 +300,25 @@ class MemoryStorage:
         self, task: ActivityTask, result: bytes, *, eager_workflow_lease_ms: int | None = None
     ) -> WorkflowTask | None:
         """Eager dispatch saves nothing in memory: always returns no workflow task."""
-        self._store.complete_activity_task(task.handle, task.token, result, self.now_ms())
+        run_key, scheduled_event_id = task.handle
+        self._store.complete_activity_task(
+            run_key, scheduled_event_id, task.token, result, self.now_ms()
+        )
         self._notify()
         return None
 
-    async def fail_activity_task(self, task: ActivityTask, failure: tuple[Any, ...]) -> None:
-        self._store.fail_activity_task(task.handle, task.token, failure, self.now_ms())
+    async def fail_activity_task(self, task: ActivityTask, failure: FailureTuple) -> None:
+        run_key, scheduled_event_id = task.handle
+        self._store.fail_activity_task(
+            run_key, scheduled_event_id, task.token, failure, self.now_ms()
+        )
         self._notify()
 
     async def heartbeat_activity_task(self, task: ActivityTask, details: bytes) -> None:
-        self._store.heartbeat_activity_task(task.handle, task.token, details, self.now_ms())
+        run_key, scheduled_event_id = task.handle
+        self._store.heartbeat_activity_task(
+            run_key, scheduled_event_id, task.token, details, self.now_ms()
+        )
 
     async def poll_query(self, task_queue: str) -> QueryTask | None:
         queue = self._queries.get(task_queue)

@@ -17,14 +17,14 @@ import os
 from collections.abc import Awaitable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import _core
+from .._protocol import CommittedTuple, FailureTuple, WorkflowLeaseTuple
 from ..errors import QueryFailedError, StorageError
-from . import _sqlite_activity_tasks as activity_tasks
-from . import _sqlite_operations as operations
-from . import _sqlite_workflow_tasks as workflow_tasks
-from ._sqlite_batch import Connection, LoopDatabase, read_only
+from . import _sqlite_requests as requests
+from ._sqlite_batch import LoopDatabase
+from ._sqlite_requests import Request
 from .base import (
     ActivityTask,
     ChangeNotices,
@@ -41,6 +41,8 @@ logger = logging.getLogger("mainspring.storage")
 __all__ = ["DEFAULT_PATH", "SqliteStorage", "default_path"]
 
 DEFAULT_PATH = "mainspring.db"
+
+ResultT = TypeVar("ResultT")
 
 
 def default_path() -> str:
@@ -99,15 +101,21 @@ class SqliteStorage:
     def _connect(self) -> _core.SqliteStore:
         """Opens the file (WAL, the durability level, migrations: `mainspring-sqlite`)."""
         try:
-            return _core.SqliteStore(self.path, self._busy_timeout_ms, self._synchronous)
+            return _core.SqliteStore(
+                self.path,
+                self._busy_timeout_ms,
+                self._synchronous,
+                self._retry_initial_ms,
+                self._retry_maximum_ms,
+            )
         except _core.SqliteError as error:
             raise StorageError(f"cannot open the SQLite database {self.path}: {error}") from error
 
-    async def _run(self, function: Any, *args: Any) -> Any:
-        return await self._database.submit(function, self.now_ms(), *args)
+    async def _run(self, request: Request[ResultT]) -> ResultT:
+        return await self._database.submit(request)
 
-    async def _write(self, function: Any, *args: Any) -> Any:
-        result = await self._run(function, *args)
+    async def _write(self, request: Request[ResultT]) -> ResultT:
+        result = await self._database.submit(request)
         self._notify()
         return result
 
@@ -147,36 +155,36 @@ class SqliteStorage:
         eager_lease_ms: int | None = None,
     ) -> WorkflowTask | None:
         lease = await self._run(
-            operations.start_workflow,
-            workflow_id,
-            run_id,
-            workflow_type,
-            task_queue,
-            input,
-            eager_lease_ms,
-        )
+            requests.start_workflow(
+                self.now_ms(), workflow_id, run_id, workflow_type, task_queue, input,
+                eager_lease_ms,
+            )
+        )  # fmt: skip
         self._notify(pollers=lease is None)  # else the caller advances the first task
         return None if lease is None else _workflow_task(lease)
 
     async def signal_workflow(self, workflow_id: str, signal_name: str, input: bytes) -> None:
-        await self._write(operations.signal_workflow, workflow_id, signal_name, input)
+        await self._write(requests.signal_workflow(self.now_ms(), workflow_id, signal_name, input))
 
     async def request_cancel_workflow(self, workflow_id: str, reason: str) -> None:
-        await self._write(operations.request_cancel_workflow, workflow_id, reason)
+        await self._write(requests.request_cancel_workflow(self.now_ms(), workflow_id, reason))
 
     async def terminate_workflow(self, workflow_id: str, reason: str) -> None:
-        run_id, closing = await self._write(operations.terminate_workflow, workflow_id, reason)
+        run_id, closing = await self._write(
+            requests.terminate_workflow(self.now_ms(), workflow_id, reason)
+        )
         self._run_closed(run_id, closing)
 
     async def describe_workflow(self, workflow_id: str) -> WorkflowDescription:
-        return description_from_row(await self._run(_current_run, workflow_id))
+        row = await self._run(requests.describe_workflow(self.now_ms(), workflow_id))
+        return description_from_row(row)
 
     async def list_workflows(self) -> list[WorkflowDescription]:
-        return [description_from_row(row) for row in await self._run(_all_runs)]
+        rows = await self._run(requests.list_workflows(self.now_ms()))
+        return [description_from_row(row) for row in rows]
 
     async def read_history(self, workflow_id: str, run_id: str, from_event_id: int = 1) -> bytes:
-        history: bytes = await self._run(operations.read_history, run_id, from_event_id)
-        return history
+        return await self._run(requests.read_history(self.now_ms(), run_id, from_event_id))
 
     async def wait_closed(self, workflow_id: str, run_id: str, timeout: float | None) -> bytes:
         loop = asyncio.get_running_loop()
@@ -185,7 +193,7 @@ class SqliteStorage:
         waiters = self._close_waiters.setdefault(run_id, [])
         waiters.append(closed)
         try:
-            closing: bytes | None = await self._run(operations.closing_event, run_id)
+            closing = await self._run(requests.closing_event(self.now_ms(), run_id))
             if closing is not None:
                 return closing
             self._watch_other_processes()
@@ -218,9 +226,10 @@ class SqliteStorage:
         seen_version = None
         while self._close_waiters:
             try:
-                version = await self._run(operations.data_version)
+                version = await self._run(requests.data_version(self.now_ms()))
                 if version != seen_version:
-                    closed = await self._run(operations.closing_events, list(self._close_waiters))
+                    waited_on = list(self._close_waiters)
+                    closed = await self._run(requests.closing_events(self.now_ms(), waited_on))
                     seen_version = version
                     for run_id, closing in closed:
                         self._run_closed(run_id, closing)
@@ -236,18 +245,20 @@ class SqliteStorage:
     async def query_workflow(
         self, workflow_id: str, query_name: str, input: bytes, timeout: float
     ) -> bytes:
-        query_id = await self._write(operations.submit_query, workflow_id, query_name, input)
+        query_id = await self._write(
+            requests.submit_query(self.now_ms(), workflow_id, query_name, input)
+        )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
             changed = self.wait_for_change()
             give_up = loop.time() >= deadline
-            answer = await self._run(operations.read_answer, query_id, give_up)
+            answer = await self._run(requests.read_answer(self.now_ms(), query_id, give_up))
             if answer is not None:
-                _, result, error = answer
-                if error is not None:
-                    raise QueryFailedError(error)
-                return bytes(result)
+                result, error = answer
+                if error is not None or result is None:
+                    raise QueryFailedError(error or "query failed")
+                return result
             if give_up:
                 raise QueryFailedError(
                     f"no worker answered query {query_name!r} within {timeout} s"
@@ -256,23 +267,14 @@ class SqliteStorage:
 
     # Worker side.
 
-    async def _poll(self, poll: Any, *args: Any) -> list[tuple[Any, ...]]:
-        """Runs a native poll. When a deadline is due it leased nothing: the due deadlines
-        are applied (`tick`, timers fired and timeouts passed may give other pollers work),
-        and it polls again without the check."""
-        due, leases = await self._run(poll, *args, True)
-        if due:
-            if await self._run(activity_tasks.tick):
-                self._notify()
-            _, leases = await self._run(poll, *args, False)
-        return list(leases)
-
     async def poll_workflow_tasks(
         self, task_queue: str, lease_ms: int, max_tasks: int
     ) -> list[WorkflowTask]:
-        leases = await self._poll(
-            workflow_tasks.poll_workflow_tasks, task_queue, lease_ms, max_tasks
+        applied, leases = await self._run(
+            requests.poll_workflow_tasks(self.now_ms(), task_queue, lease_ms, max_tasks)
         )
+        if applied:
+            self._notify()  # timers fired and timeouts passed may give other pollers work
         return [_workflow_task(lease) for lease in leases]
 
     async def complete_workflow_task(
@@ -284,13 +286,15 @@ class SqliteStorage:
         eager_activity_slots: int = 0,
     ) -> CommittedTask:
         committed = await self._run(
-            workflow_tasks.complete_workflow_task,
-            task.handle,
-            task.token,
-            outcome,
-            task.history_length,
-            eager_activity_queue,
-            eager_activity_slots,
+            requests.complete_workflow_task(
+                self.now_ms(),
+                task.handle,
+                task.token,
+                outcome,
+                task.history_length,
+                eager_activity_queue,
+                eager_activity_slots,
+            )
         )
         return self._committed(task.run_id, committed, eager_activity_queue)
 
@@ -308,16 +312,17 @@ class SqliteStorage:
         eager_activity_slots: int = 0,
     ) -> CommittedTask:
         committed = await self._run(
-            workflow_tasks.start_workflow_with_first_task,
-            workflow_id,
-            run_id,
-            workflow_type,
-            task_queue,
-            input,
-            started_event,
-            outcome,
-            eager_activity_queue,
-            eager_activity_slots,
+            requests.start_workflow_with_first_task(
+                self.now_ms(),
+                workflow_id,
+                run_id,
+                workflow_type,
+                task_queue,
+                started_event,
+                outcome,
+                eager_activity_queue,
+                eager_activity_slots,
+            )
         )
         return self._committed(run_id, committed, eager_activity_queue)
 
@@ -332,16 +337,19 @@ class SqliteStorage:
         eager_activity_queue: str | None = None,
         eager_activity_slots: int = 0,
     ) -> CommittedTask | None:
+        run_key, scheduled_event_id = task.handle
         committed = await self._run(
-            workflow_tasks.complete_activity_with_workflow_task,
-            task.handle,
-            task.token,
-            result,
-            result_event,
-            history_length,
-            outcome,
-            eager_activity_queue,
-            eager_activity_slots,
+            requests.complete_activity_with_workflow_task(
+                self.now_ms(),
+                run_key,
+                scheduled_event_id,
+                task.token,
+                result_event,
+                history_length,
+                outcome,
+                eager_activity_queue,
+                eager_activity_slots,
+            )
         )
         if committed is None:
             self._notify()  # the result alone went in and queued the run's task
@@ -349,7 +357,7 @@ class SqliteStorage:
         return self._committed(task.run_id, committed, eager_activity_queue)
 
     def _committed(
-        self, run_id: str, committed: workflow_tasks.Committed, eager_queue: str | None
+        self, run_id: str, committed: CommittedTuple, eager_queue: str | None
     ) -> CommittedTask:
         closing, leases, wakes_pollers, appended, history_length = committed
         if closing is not None:
@@ -366,53 +374,66 @@ class SqliteStorage:
 
     async def fail_workflow_task(self, task: WorkflowTask, message: str) -> None:
         await self._write(
-            workflow_tasks.fail_workflow_task,
-            task.handle,
-            task.token,
-            message,
-            self._retry_initial_ms,
-            self._retry_maximum_ms,
+            requests.fail_workflow_task(self.now_ms(), task.handle, task.token, message)
         )
 
     async def poll_activity_tasks(self, task_queue: str, max_tasks: int) -> list[ActivityTask]:
-        leases = await self._poll(activity_tasks.poll_activity_tasks, task_queue, max_tasks)
+        applied, leases = await self._run(
+            requests.poll_activity_tasks(self.now_ms(), task_queue, max_tasks)
+        )
+        if applied:
+            self._notify()
         return [activity_task(lease, task_queue) for lease in leases]
 
     async def complete_activity_task(
         self, task: ActivityTask, result: bytes, *, eager_workflow_lease_ms: int | None = None
     ) -> WorkflowTask | None:
         eager_queue = None if eager_workflow_lease_ms is None else task.task_queue
+        run_key, scheduled_event_id = task.handle
         lease = await self._run(
-            activity_tasks.complete_activity_task,
-            task.handle,
-            task.token,
-            result,
-            eager_queue,
-            eager_workflow_lease_ms or 0,
+            requests.complete_activity_task(
+                self.now_ms(),
+                run_key,
+                scheduled_event_id,
+                task.token,
+                result,
+                eager_queue,
+                eager_workflow_lease_ms or 0,
+            )
         )
         self._notify(pollers=lease is None)  # else the caller advances the task it woke
         return None if lease is None else _workflow_task(lease)
 
-    async def fail_activity_task(self, task: ActivityTask, failure: tuple[Any, ...]) -> None:
-        await self._write(activity_tasks.fail_activity_task, task.handle, task.token, failure)
+    async def fail_activity_task(self, task: ActivityTask, failure: FailureTuple) -> None:
+        run_key, scheduled_event_id = task.handle
+        await self._write(
+            requests.fail_activity_task(
+                self.now_ms(), run_key, scheduled_event_id, task.token, failure
+            )
+        )
 
     async def heartbeat_activity_task(self, task: ActivityTask, details: bytes) -> None:
-        await self._run(activity_tasks.heartbeat_activity_task, task.handle, task.token, details)
+        run_key, scheduled_event_id = task.handle
+        await self._run(
+            requests.heartbeat_activity_task(
+                self.now_ms(), run_key, scheduled_event_id, task.token, details
+            )
+        )
 
     async def poll_query(self, task_queue: str) -> QueryTask | None:
-        row = await self._run(operations.take_query, task_queue)
+        row = await self._run(requests.take_query(self.now_ms(), task_queue))
         if row is None:
             return None
         query_id, workflow_id, run_id, name, input = row
         return QueryTask(workflow_id, run_id, name, input, query_id)
 
     async def answer_query(self, query: QueryTask, result: bytes | None, error: str | None) -> None:
-        await self._write(operations.answer_query, query.handle, result, error)
+        await self._write(requests.answer_query(self.now_ms(), query.handle, result, error))
 
     async def wait_for_work(self, task_queue: str, timeout: float | None) -> None:
         changed = self._work_event()
         now = self.now_ms()
-        wakeup = await self._run(activity_tasks.next_wakeup_ms)
+        wakeup = await self._run(requests.next_wakeup(now))
         if wakeup is not None and wakeup <= now:
             return
         if wakeup is not None and not self._clock.is_virtual:
@@ -426,7 +447,7 @@ class SqliteStorage:
         clock = self._clock
         if not isinstance(clock, VirtualClock):
             raise TypeError("time skipping needs SqliteStorage(clock=VirtualClock())")
-        busy, wakeup = await self._run(_busy_and_wakeup)
+        busy, wakeup = await self._run(requests.busy_and_wakeup(clock.now_ms()))
         now = clock.now_ms()
         if busy or wakeup is None or wakeup <= now:
             return False
@@ -446,31 +467,6 @@ class SqliteStorage:
         self._database.close()
 
 
-def _workflow_task(lease: tuple[Any, ...]) -> WorkflowTask:
+def _workflow_task(lease: WorkflowLeaseTuple) -> WorkflowTask:
     run_key, workflow_id, run_id, workflow_type, length, token, tail_from, tail = lease
     return WorkflowTask(workflow_id, run_id, workflow_type, length, token, run_key, tail_from, tail)
-
-
-@read_only
-def _current_run(db: Connection, now: int, workflow_id: str) -> tuple[Any, ...]:
-    return operations.current_run(db, workflow_id)
-
-
-@read_only
-def _all_runs(db: Connection, now: int) -> list[tuple[Any, ...]]:
-    return [
-        tuple(row)
-        for row in db.execute(f"SELECT {operations.RUN_COLUMNS} FROM runs ORDER BY run_key")
-    ]
-
-
-def _busy_and_wakeup(db: Connection, now: int) -> tuple[int, int | None]:
-    """Tasks ready or leased now (zero: nothing happens before the next wakeup), and that
-    wakeup."""
-    (busy,) = db.execute(
-        "SELECT (SELECT COUNT(*) FROM runs WHERE (task_state = 1 AND task_ready_ms <= ?) "
-        "OR task_state = 2) + (SELECT COUNT(*) FROM activities WHERE (state = 0 AND "
-        "ready_ms <= ?) OR state = 1) + (SELECT COUNT(*) FROM queries WHERE state < 2)",
-        (now, now),
-    ).fetchone()
-    return int(busy), activity_tasks.next_wakeup_ms(db, now)

@@ -2,11 +2,11 @@
 
 use std::sync::Mutex;
 
-use mainspring_core::dispatch::{MemoryStore, RunSummary};
-use mainspring_core::history::{decode_events, encode_events};
+use mainspring_core::history::encode_events;
+use mainspring_core::memory::{MemoryStore, RunSummary};
 use mainspring_core::CoreError;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyTuple};
 use pyo3::IntoPyObjectExt;
 
 use crate::convert::{bytes, failure_from_py, payload};
@@ -17,9 +17,9 @@ pub struct PyMemoryStore {
     inner: Mutex<MemoryStore>,
 }
 
-type LeaseTuple = (u64, u64, String, String, String, u64, i64);
+type LeaseTuple = (i64, i64, String, String, String, u64, i64);
 type SummaryTuple = (
-    u64,
+    i64,
     String,
     String,
     String,
@@ -66,7 +66,7 @@ impl PyMemoryStore {
     #[new]
     #[pyo3(signature = (workflow_task_retry_initial_ms = 1_000, workflow_task_retry_maximum_ms = 60_000))]
     fn new(workflow_task_retry_initial_ms: u64, workflow_task_retry_maximum_ms: u64) -> Self {
-        let config = mainspring_core::dispatch::DispatcherConfig {
+        let config = mainspring_core::rules::RulesConfig {
             workflow_task_retry_initial_ms,
             workflow_task_retry_maximum_ms,
         };
@@ -86,7 +86,7 @@ impl PyMemoryStore {
         task_queue: &str,
         input: &Bound<'_, PyAny>,
         now_ms: i64,
-    ) -> PyResult<u64> {
+    ) -> PyResult<i64> {
         let input = payload(input)?;
         self.with(py, |store| {
             store.start_workflow(
@@ -129,7 +129,7 @@ impl PyMemoryStore {
     fn history<'py>(
         &self,
         py: Python<'py>,
-        run_key: u64,
+        run_key: i64,
         from_event_id: u64,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let encoded = self.with(py, |store| {
@@ -139,36 +139,28 @@ impl PyMemoryStore {
     }
 
     /// `outcome` is `WorkflowRun.complete`'s encoded events, or `None` for a task that had
-    /// nothing to do. Returns whether the run closed.
-    #[pyo3(signature = (run_key, token, outcome, now_ms))]
+    /// nothing to do; `leased_length` the history length its lease handed out. Returns whether
+    /// the run closed.
+    #[pyo3(signature = (run_key, token, outcome, leased_length, now_ms))]
     fn complete_workflow_task(
         &self,
         py: Python<'_>,
-        run_key: u64,
-        token: u64,
+        run_key: i64,
+        token: i64,
         outcome: Option<&[u8]>,
+        leased_length: u64,
         now_ms: i64,
     ) -> PyResult<bool> {
         self.with(py, |store| {
-            let events = match outcome {
-                Some(encoded) => decode_events(encoded)?,
-                None => Vec::new(),
-            };
-            // The time the task's code saw (0: not recorded), which replay gives it again.
-            let task_time_ms = match events.first() {
-                Some(event) if event.timestamp_ms != 0 => event.timestamp_ms,
-                _ => now_ms,
-            };
-            let attributes = events.into_iter().map(|event| event.attributes).collect();
-            store.complete_workflow_task_at(run_key, token, attributes, now_ms, task_time_ms)
+            store.complete_workflow_task_encoded(run_key, token, outcome, leased_length, now_ms)
         })
     }
 
     fn fail_workflow_task(
         &self,
         py: Python<'_>,
-        run_key: u64,
-        token: u64,
+        run_key: i64,
+        token: i64,
         message: &str,
         now_ms: i64,
     ) -> PyResult<()> {
@@ -177,8 +169,9 @@ impl PyMemoryStore {
         })
     }
 
-    /// `(activity_id, token, workflow_id, run_id, activity_type, input, attempt,
-    /// heartbeat_details, scheduled_ms, started_ms, deadline_ms, heartbeat_timeout_ms)`.
+    /// `(run_key, scheduled_event_id, activity_id, token, workflow_id, run_id, activity_type,
+    /// input, attempt, heartbeat_details, scheduled_ms, started_ms, deadline_ms,
+    /// heartbeat_timeout_ms)`, as the SQLite store's.
     fn poll_activity_task<'py>(
         &self,
         py: Python<'py>,
@@ -188,63 +181,71 @@ impl PyMemoryStore {
         let lease = self.with(py, |store| Ok(store.poll_activity_task(task_queue, now_ms)))?;
         let Some(lease) = lease else { return Ok(None) };
         Ok(Some(
-            (
-                lease.activity_id,
-                lease.token,
-                lease.workflow_id,
-                lease.run_id,
-                lease.activity_type,
-                bytes(py, &lease.input),
-                lease.attempt,
-                bytes(py, &lease.heartbeat_details),
-                lease.scheduled_ms,
-                lease.started_ms,
-                lease.deadline_ms,
-                lease.heartbeat_timeout_ms,
-            )
-                .into_bound_py_any(py)?,
+            PyTuple::new(
+                py,
+                [
+                    lease.key.0.into_bound_py_any(py)?,
+                    lease.key.1.into_bound_py_any(py)?,
+                    lease.activity_id.into_bound_py_any(py)?,
+                    lease.token.into_bound_py_any(py)?,
+                    lease.workflow_id.into_bound_py_any(py)?,
+                    lease.run_id.into_bound_py_any(py)?,
+                    lease.activity_type.into_bound_py_any(py)?,
+                    bytes(py, &lease.input).into_any(),
+                    lease.attempt.into_bound_py_any(py)?,
+                    bytes(py, &lease.heartbeat_details).into_any(),
+                    lease.scheduled_ms.into_bound_py_any(py)?,
+                    lease.started_ms.into_bound_py_any(py)?,
+                    lease.deadline_ms.into_bound_py_any(py)?,
+                    lease.heartbeat_timeout_ms.into_bound_py_any(py)?,
+                ],
+            )?
+            .into_any(),
         ))
     }
 
     fn complete_activity_task(
         &self,
         py: Python<'_>,
-        activity_id: u64,
-        token: u64,
+        run_key: i64,
+        scheduled_event_id: u64,
+        token: i64,
         result: &Bound<'_, PyAny>,
         now_ms: i64,
     ) -> PyResult<()> {
         let result = payload(result)?;
         self.with(py, |store| {
-            store.complete_activity_task(activity_id, token, result, now_ms)
+            store.complete_activity_task((run_key, scheduled_event_id), token, result, now_ms)
         })
     }
 
     fn fail_activity_task(
         &self,
         py: Python<'_>,
-        activity_id: u64,
-        token: u64,
+        run_key: i64,
+        scheduled_event_id: u64,
+        token: i64,
         failure: &Bound<'_, PyAny>,
         now_ms: i64,
     ) -> PyResult<()> {
         let failure = failure_from_py(failure)?;
         self.with(py, |store| {
-            store.fail_activity_task(activity_id, token, failure, now_ms)
+            store.fail_activity_task((run_key, scheduled_event_id), token, failure, now_ms)
         })
     }
 
     fn heartbeat_activity_task(
         &self,
         py: Python<'_>,
-        activity_id: u64,
-        token: u64,
+        run_key: i64,
+        scheduled_event_id: u64,
+        token: i64,
         details: &Bound<'_, PyAny>,
         now_ms: i64,
     ) -> PyResult<()> {
         let details = payload(details)?;
         self.with(py, |store| {
-            store.heartbeat_activity_task(activity_id, token, details, now_ms)
+            store.heartbeat_activity_task((run_key, scheduled_event_id), token, details, now_ms)
         })
     }
 

@@ -1,159 +1,369 @@
-//! The native SQLite operations across the boundary: `(name, now, args)` in, the tuples the
-//! Python storage already hands out (`_workflow_task`, `activity_task`, `Committed`) back. The
-//! argument orders are those of the operations' Python names in `_sqlite_*.py`.
+//! `SqliteOperation`: one typed operation of the SQLite store, made by one constructor per
+//! operation (no names to look up, arguments checked when it is made), and what each gives
+//! back across the boundary. The results are the tuples the Python storage hands out; their
+//! layouts are in `_core.pyi` and the typed wrappers of `storage/_sqlite_requests.py`.
 
 use mainspring_sqlite::{
-    ActivityLease, Committed, Eager, NewRun, Operation, Output, Request, WorkflowLease,
+    ActivityLease, Committed, Eager, HeldAttempt, NewRun, Operation, Output, Request, RunRow,
+    WorkflowLease,
 };
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 use pyo3::IntoPyObjectExt;
 
-/// Bytes arguments are taken as `bytes` objects (a `Vec<u8>` would be read item by item).
-type Blob<'py> = Bound<'py, PyBytes>;
+use crate::convert::failure_from_py;
 
-fn owned(blob: &Blob<'_>) -> Vec<u8> {
-    blob.as_bytes().to_vec()
+#[pyclass(name = "SqliteOperation", module = "mainspring._core", frozen)]
+pub struct PySqliteOperation {
+    pub request: Request,
+}
+
+fn made(now: i64, operation: Operation) -> PySqliteOperation {
+    PySqliteOperation {
+        request: Request { now, operation },
+    }
 }
 
 fn eager(queue: Option<String>, slots: usize) -> Eager {
     Eager { queue, slots }
 }
 
-pub fn request_from_py(name: &str, now: i64, args: &Bound<'_, PyTuple>) -> PyResult<Request> {
-    let operation = match name {
-        "start_workflow" => {
-            let (workflow_id, run_id, workflow_type, task_queue, input, eager_lease_ms): (
-                _,
-                _,
-                _,
-                _,
-                Blob<'_>,
-                _,
-            ) = args.extract()?;
+fn new_run(
+    workflow_id: String,
+    run_id: String,
+    workflow_type: String,
+    task_queue: String,
+) -> NewRun {
+    NewRun {
+        workflow_id,
+        run_id,
+        workflow_type,
+        task_queue,
+    }
+}
+
+fn held(run_key: i64, scheduled_event_id: u64, token: i64) -> HeldAttempt {
+    HeldAttempt {
+        run_key,
+        scheduled_event_id,
+        token,
+    }
+}
+
+// One constructor per operation; their arguments are the operation's, in the order of
+// `Operation` (see `mainspring-sqlite`). Most take many: bundling them would add a type each.
+#[allow(clippy::too_many_arguments)]
+#[pymethods]
+impl PySqliteOperation {
+    /// Whether the operation only reads.
+    #[getter]
+    fn read_only(&self) -> bool {
+        self.request.operation.read_only()
+    }
+
+    #[staticmethod]
+    #[pyo3(signature = (now, workflow_id, run_id, workflow_type, task_queue, input, eager_lease_ms))]
+    fn start_workflow(
+        now: i64,
+        workflow_id: String,
+        run_id: String,
+        workflow_type: String,
+        task_queue: String,
+        input: &[u8],
+        eager_lease_ms: Option<i64>,
+    ) -> Self {
+        made(
+            now,
             Operation::StartWorkflow {
-                run: NewRun {
-                    workflow_id,
-                    run_id,
-                    workflow_type,
-                    task_queue,
-                },
-                input: owned(&input),
+                run: new_run(workflow_id, run_id, workflow_type, task_queue),
+                input: input.to_vec(),
                 eager_lease_ms,
-            }
-        }
-        "start_workflow_with_first_task" => {
-            let (
-                workflow_id,
-                run_id,
-                workflow_type,
-                task_queue,
-                _input,
-                started_row,
-                outcome,
-                queue,
-                slots,
-            ): (_, _, _, _, Blob<'_>, Blob<'_>, Blob<'_>, _, _) = args.extract()?;
+            },
+        )
+    }
+
+    #[staticmethod]
+    #[pyo3(signature = (now, workflow_id, run_id, workflow_type, task_queue, started_row, outcome, eager_queue, eager_slots))]
+    fn start_workflow_with_first_task(
+        now: i64,
+        workflow_id: String,
+        run_id: String,
+        workflow_type: String,
+        task_queue: String,
+        started_row: &[u8],
+        outcome: &[u8],
+        eager_queue: Option<String>,
+        eager_slots: usize,
+    ) -> Self {
+        made(
+            now,
             Operation::StartWorkflowWithFirstTask {
-                run: NewRun {
-                    workflow_id,
-                    run_id,
-                    workflow_type,
-                    task_queue,
-                },
-                started_row: owned(&started_row),
-                outcome: owned(&outcome),
-                eager: eager(queue, slots),
-            }
-        }
-        "complete_workflow_task" => {
-            let (run_key, token, outcome, leased_length, queue, slots): (
-                _,
-                _,
-                Option<Blob<'_>>,
-                _,
-                _,
-                _,
-            ) = args.extract()?;
+                run: new_run(workflow_id, run_id, workflow_type, task_queue),
+                started_row: started_row.to_vec(),
+                outcome: outcome.to_vec(),
+                eager: eager(eager_queue, eager_slots),
+            },
+        )
+    }
+
+    #[staticmethod]
+    #[pyo3(signature = (now, run_key, token, outcome, leased_length, eager_queue, eager_slots))]
+    fn complete_workflow_task(
+        now: i64,
+        run_key: i64,
+        token: i64,
+        outcome: Option<&[u8]>,
+        leased_length: i64,
+        eager_queue: Option<String>,
+        eager_slots: usize,
+    ) -> Self {
+        made(
+            now,
             Operation::CompleteWorkflowTask {
                 run_key,
                 token,
-                outcome: outcome.as_ref().map(owned),
+                outcome: outcome.map(<[u8]>::to_vec),
                 leased_length,
-                eager: eager(queue, slots),
-            }
-        }
-        "complete_activity_with_workflow_task" => {
-            let (activity_id, token, result, result_row, expected_length, outcome, queue, slots): (
-                _,
-                _,
-                Blob<'_>,
-                Blob<'_>,
-                _,
-                Blob<'_>,
-                _,
-                _,
-            ) = args.extract()?;
+                eager: eager(eager_queue, eager_slots),
+            },
+        )
+    }
+
+    #[staticmethod]
+    fn fail_workflow_task(now: i64, run_key: i64, token: i64, message: String) -> Self {
+        made(
+            now,
+            Operation::FailWorkflowTask {
+                run_key,
+                token,
+                message,
+            },
+        )
+    }
+
+    #[staticmethod]
+    #[pyo3(signature = (now, run_key, scheduled_event_id, token, result_row, expected_length, outcome, eager_queue, eager_slots))]
+    fn complete_activity_with_workflow_task(
+        now: i64,
+        run_key: i64,
+        scheduled_event_id: u64,
+        token: i64,
+        result_row: &[u8],
+        expected_length: i64,
+        outcome: &[u8],
+        eager_queue: Option<String>,
+        eager_slots: usize,
+    ) -> Self {
+        made(
+            now,
             Operation::CompleteActivityWithWorkflowTask {
-                activity_id,
-                token,
-                result: owned(&result),
-                result_row: owned(&result_row),
+                attempt: held(run_key, scheduled_event_id, token),
+                result_row: result_row.to_vec(),
                 expected_length,
-                outcome: owned(&outcome),
-                eager: eager(queue, slots),
-            }
-        }
-        "complete_activity_task" => {
-            let (activity_id, token, result, eager_queue, eager_lease_ms): (_, _, Blob<'_>, _, _) =
-                args.extract()?;
+                outcome: outcome.to_vec(),
+                eager: eager(eager_queue, eager_slots),
+            },
+        )
+    }
+
+    #[staticmethod]
+    #[pyo3(signature = (now, run_key, scheduled_event_id, token, result, eager_queue, eager_lease_ms))]
+    fn complete_activity_task(
+        now: i64,
+        run_key: i64,
+        scheduled_event_id: u64,
+        token: i64,
+        result: &[u8],
+        eager_queue: Option<String>,
+        eager_lease_ms: i64,
+    ) -> Self {
+        made(
+            now,
             Operation::CompleteActivityTask {
-                activity_id,
-                token,
-                result: owned(&result),
+                attempt: held(run_key, scheduled_event_id, token),
+                result: result.to_vec(),
                 eager_queue,
                 eager_lease_ms,
-            }
-        }
-        "closing_event" => {
-            let (run_id,) = args.extract()?;
-            Operation::ClosingEvent { run_id }
-        }
-        "poll_workflow_tasks" => {
-            let (task_queue, lease_ms, max_tasks, check_due) = args.extract()?;
+            },
+        )
+    }
+
+    #[staticmethod]
+    fn fail_activity_task(
+        now: i64,
+        run_key: i64,
+        scheduled_event_id: u64,
+        token: i64,
+        failure: &Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
+        Ok(made(
+            now,
+            Operation::FailActivityTask {
+                attempt: held(run_key, scheduled_event_id, token),
+                failure: failure_from_py(failure)?,
+            },
+        ))
+    }
+
+    #[staticmethod]
+    fn heartbeat_activity_task(
+        now: i64,
+        run_key: i64,
+        scheduled_event_id: u64,
+        token: i64,
+        details: &[u8],
+    ) -> Self {
+        made(
+            now,
+            Operation::HeartbeatActivityTask {
+                attempt: held(run_key, scheduled_event_id, token),
+                details: details.to_vec(),
+            },
+        )
+    }
+
+    #[staticmethod]
+    fn signal_workflow(now: i64, workflow_id: String, signal_name: String, input: &[u8]) -> Self {
+        made(
+            now,
+            Operation::SignalWorkflow {
+                workflow_id,
+                signal_name,
+                input: input.to_vec(),
+            },
+        )
+    }
+
+    #[staticmethod]
+    fn request_cancel_workflow(now: i64, workflow_id: String, reason: String) -> Self {
+        made(
+            now,
+            Operation::RequestCancelWorkflow {
+                workflow_id,
+                reason,
+            },
+        )
+    }
+
+    #[staticmethod]
+    fn terminate_workflow(now: i64, workflow_id: String, reason: String) -> Self {
+        made(
+            now,
+            Operation::TerminateWorkflow {
+                workflow_id,
+                reason,
+            },
+        )
+    }
+
+    #[staticmethod]
+    fn poll_workflow_tasks(now: i64, task_queue: String, lease_ms: i64, max_tasks: i64) -> Self {
+        made(
+            now,
             Operation::PollWorkflowTasks {
                 task_queue,
                 lease_ms,
                 max_tasks,
-                check_due,
-            }
-        }
-        "poll_activity_tasks" => {
-            let (task_queue, max_tasks, check_due) = args.extract()?;
+            },
+        )
+    }
+
+    #[staticmethod]
+    fn poll_activity_tasks(now: i64, task_queue: String, max_tasks: i64) -> Self {
+        made(
+            now,
             Operation::PollActivityTasks {
                 task_queue,
                 max_tasks,
-                check_due,
-            }
-        }
-        "take_query" => {
-            let (task_queue,) = args.extract()?;
-            Operation::TakeQuery { task_queue }
-        }
-        "next_wakeup_ms" => Operation::NextWakeup,
-        "data_version" => Operation::DataVersion,
-        "closing_events" => {
-            let (run_ids,) = args.extract()?;
-            Operation::ClosingEvents { run_ids }
-        }
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "{other} is not a native SQLite operation"
-            )))
-        }
-    };
-    Ok(Request { now, operation })
+            },
+        )
+    }
+
+    #[staticmethod]
+    fn apply_due_deadlines(now: i64) -> Self {
+        made(now, Operation::ApplyDueDeadlines)
+    }
+
+    #[staticmethod]
+    fn describe_workflow(now: i64, workflow_id: String) -> Self {
+        made(now, Operation::DescribeWorkflow { workflow_id })
+    }
+
+    #[staticmethod]
+    fn list_workflows(now: i64) -> Self {
+        made(now, Operation::ListWorkflows)
+    }
+
+    #[staticmethod]
+    fn read_history(now: i64, run_id: String, from_event_id: i64) -> Self {
+        made(
+            now,
+            Operation::ReadHistory {
+                run_id,
+                from_event_id,
+            },
+        )
+    }
+
+    #[staticmethod]
+    fn closing_event(now: i64, run_id: String) -> Self {
+        made(now, Operation::ClosingEvent { run_id })
+    }
+
+    #[staticmethod]
+    fn closing_events(now: i64, run_ids: Vec<String>) -> Self {
+        made(now, Operation::ClosingEvents { run_ids })
+    }
+
+    #[staticmethod]
+    fn submit_query(now: i64, workflow_id: String, name: String, input: &[u8]) -> Self {
+        made(
+            now,
+            Operation::SubmitQuery {
+                workflow_id,
+                name,
+                input: input.to_vec(),
+            },
+        )
+    }
+
+    #[staticmethod]
+    fn take_query(now: i64, task_queue: String) -> Self {
+        made(now, Operation::TakeQuery { task_queue })
+    }
+
+    #[staticmethod]
+    #[pyo3(signature = (now, query_id, result, error))]
+    fn answer_query(now: i64, query_id: i64, result: Option<&[u8]>, error: Option<String>) -> Self {
+        made(
+            now,
+            Operation::AnswerQuery {
+                query_id,
+                result: result.map(<[u8]>::to_vec),
+                error,
+            },
+        )
+    }
+
+    #[staticmethod]
+    fn read_answer(now: i64, query_id: i64, give_up: bool) -> Self {
+        made(now, Operation::ReadAnswer { query_id, give_up })
+    }
+
+    #[staticmethod]
+    fn next_wakeup(now: i64) -> Self {
+        made(now, Operation::NextWakeup)
+    }
+
+    #[staticmethod]
+    fn busy_and_wakeup(now: i64) -> Self {
+        made(now, Operation::BusyAndWakeup)
+    }
+
+    #[staticmethod]
+    fn data_version(now: i64) -> Self {
+        made(now, Operation::DataVersion)
+    }
 }
 
 fn bytes_or_none<'py>(py: Python<'py>, bytes: Option<&[u8]>) -> Bound<'py, PyAny> {
@@ -178,12 +388,14 @@ fn workflow_lease_to_py<'py>(py: Python<'py>, lease: WorkflowLease) -> PyResult<
         .into_bound_py_any(py)
 }
 
-/// `(activity_id, token, workflow_id, run_id, activity_type, input, attempt, details,
-/// scheduled_ms, started_ms, deadline_ms, heartbeat_ms, scheduled_event_id)`
+/// `(run_key, scheduled_event_id, activity_id, token, workflow_id, run_id, activity_type,
+/// input, attempt, details, scheduled_ms, started_ms, deadline_ms, heartbeat_ms)`
 fn activity_lease_to_py<'py>(py: Python<'py>, lease: ActivityLease) -> PyResult<Bound<'py, PyAny>> {
     PyTuple::new(
         py,
         [
+            lease.run_key.into_bound_py_any(py)?,
+            lease.scheduled_event_id.into_bound_py_any(py)?,
             lease.activity_id.into_bound_py_any(py)?,
             lease.token.into_bound_py_any(py)?,
             lease.workflow_id.into_bound_py_any(py)?,
@@ -196,7 +408,6 @@ fn activity_lease_to_py<'py>(py: Python<'py>, lease: ActivityLease) -> PyResult<
             lease.started_ms.into_bound_py_any(py)?,
             lease.deadline_ms.into_bound_py_any(py)?,
             lease.heartbeat_ms.into_bound_py_any(py)?,
-            lease.scheduled_event_id.into_bound_py_any(py)?,
         ],
     )
     .map(Bound::into_any)
@@ -218,25 +429,63 @@ fn committed_to_py<'py>(py: Python<'py>, committed: Committed) -> PyResult<Bound
         .into_bound_py_any(py)
 }
 
+/// `(run_key, workflow_id, run_id, workflow_type, task_queue, status, history_length,
+/// started_ms, closed_ms, last_task_failure)`, as the memory store's summaries.
+fn run_row_to_py<'py>(py: Python<'py>, row: RunRow) -> PyResult<Bound<'py, PyAny>> {
+    (
+        row.run_key,
+        row.workflow_id,
+        row.run_id,
+        row.workflow_type,
+        row.task_queue,
+        row.status,
+        row.history_length,
+        row.started_ms,
+        row.closed_ms,
+        row.last_task_failure,
+    )
+        .into_bound_py_any(py)
+}
+
 pub fn output_to_py(py: Python<'_>, output: Output) -> PyResult<Bound<'_, PyAny>> {
     match output {
+        Output::Nothing | Output::Lease(None) | Output::ResultOnly => Ok(py.None().into_bound(py)),
         Output::Lease(Some(lease)) => workflow_lease_to_py(py, lease),
         Output::Committed(committed) => committed_to_py(py, committed),
-        Output::Closing(closing) => Ok(bytes_or_none(py, closing.as_deref())),
-        Output::Lease(None) | Output::ResultOnly => Ok(py.None().into_bound(py)),
-        Output::WorkflowPoll(due, leases) => {
+        Output::Terminated(run_id, closing) => {
+            (run_id, PyBytes::new(py, &closing)).into_bound_py_any(py)
+        }
+        Output::WorkflowPoll(applied, leases) => {
             let list = PyList::empty(py);
             for lease in leases {
                 list.append(workflow_lease_to_py(py, lease)?)?;
             }
-            (due, list).into_bound_py_any(py)
+            (applied, list).into_bound_py_any(py)
         }
-        Output::ActivityPoll(due, leases) => {
+        Output::ActivityPoll(applied, leases) => {
             let list = PyList::empty(py);
             for lease in leases {
                 list.append(activity_lease_to_py(py, lease)?)?;
             }
-            (due, list).into_bound_py_any(py)
+            (applied, list).into_bound_py_any(py)
+        }
+        Output::Applied(count) => count.into_bound_py_any(py),
+        Output::Run(row) => run_row_to_py(py, row),
+        Output::Runs(rows) => {
+            let list = PyList::empty(py);
+            for row in rows {
+                list.append(run_row_to_py(py, row)?)?;
+            }
+            Ok(list.into_any())
+        }
+        Output::Bytes(bytes) => Ok(PyBytes::new(py, &bytes).into_any()),
+        Output::Closing(closing) => Ok(bytes_or_none(py, closing.as_deref())),
+        Output::Closings(closed) => {
+            let list = PyList::empty(py);
+            for (run_id, closing) in closed {
+                list.append((run_id, PyBytes::new(py, &closing)))?;
+            }
+            Ok(list.into_any())
         }
         Output::Query(query) => match query {
             Some((query_id, workflow_id, run_id, name, input)) => (
@@ -249,13 +498,13 @@ pub fn output_to_py(py: Python<'_>, output: Output) -> PyResult<Bound<'_, PyAny>
                 .into_bound_py_any(py),
             None => Ok(py.None().into_bound(py)),
         },
-        Output::Integer(value) => value.into_bound_py_any(py),
-        Output::Closings(closed) => {
-            let list = PyList::empty(py);
-            for (run_id, closing) in closed {
-                list.append((run_id, PyBytes::new(py, &closing)))?;
+        Output::Answer(answer) => match answer {
+            Some((result, error)) => {
+                (bytes_or_none(py, result.as_deref()), error).into_bound_py_any(py)
             }
-            Ok(list.into_any())
-        }
+            None => Ok(py.None().into_bound(py)),
+        },
+        Output::Integer(value) => value.into_bound_py_any(py),
+        Output::BusyAndWakeup(busy, wakeup) => (busy, wakeup).into_bound_py_any(py),
     }
 }

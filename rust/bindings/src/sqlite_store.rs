@@ -1,12 +1,13 @@
-//! `SqliteStore`: the connection behind `SqliteStorage`. Python runs its rarely used
-//! operations and migrations through `execute` (a small subset of `sqlite3`'s API); the
-//! operations every workflow goes through are native (`run` inline, or `submit` as a group to
-//! the store's own thread, whose results `collect` hands back when `ready_fd` is readable).
-//! One SQLite library per process: Python's `sqlite3` module never opens the same file here.
+//! `SqliteStore`: the connection behind `SqliteStorage`. Every storage operation is native
+//! (`SqliteOperation`): `submit` hands a group of them to the store's own thread, whose results
+//! `collect` hands back when `ready_fd` is readable; `run_group` runs one inline. `execute`
+//! runs one SQL statement between groups, for diagnostics and tests. One SQLite library per
+//! process: Python's `sqlite3` module never opens the same file here.
 
+use mainspring_core::rules::RulesConfig;
 use mainspring_sqlite::rusqlite::types::{Value, ValueRef};
 use mainspring_sqlite::rusqlite::{Connection, Statement};
-use mainspring_sqlite::{open, Executor, Request, Store, StoreError, StoreResult};
+use mainspring_sqlite::{open, run_group, Executor, Request, Store, StoreError, StoreResult};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyTypeError};
 use pyo3::prelude::*;
@@ -14,7 +15,7 @@ use pyo3::types::{PyBytes, PyDict, PyFloat, PyList, PyString, PyTuple};
 use pyo3::IntoPyObjectExt;
 
 use crate::errors::raise;
-use crate::sqlite_operations::{output_to_py, request_from_py};
+use crate::sqlite_operations::{output_to_py, PySqliteOperation};
 
 create_exception!(
     _core,
@@ -157,16 +158,24 @@ impl PySqliteStore {
 
 #[pymethods]
 impl PySqliteStore {
-    /// Opens (creating) the file in WAL mode; `synchronous` is "FULL" or "NORMAL".
+    /// Opens (creating) the file in WAL mode; `synchronous` is "FULL" or "NORMAL". The
+    /// retry settings are the rules' (a failed workflow task's backoff).
     #[new]
+    #[pyo3(signature = (path, busy_timeout_ms, synchronous, workflow_task_retry_initial_ms = 1_000, workflow_task_retry_maximum_ms = 60_000))]
     fn new(
         py: Python<'_>,
         path: String,
         busy_timeout_ms: u64,
         synchronous: String,
+        workflow_task_retry_initial_ms: u64,
+        workflow_task_retry_maximum_ms: u64,
     ) -> PyResult<Self> {
+        let config = RulesConfig {
+            workflow_task_retry_initial_ms,
+            workflow_task_retry_maximum_ms,
+        };
         let store = py
-            .detach(|| open(&path, busy_timeout_ms, &synchronous))
+            .detach(|| open(&path, busy_timeout_ms, &synchronous, config))
             .map_err(|error| {
                 sqlite_error(error.to_string().trim_start_matches("SQLite failed: "))
             })?;
@@ -174,7 +183,8 @@ impl PySqliteStore {
         Ok(PySqliteStore { executor })
     }
 
-    /// Runs one statement: `(rows, last inserted rowid, rows changed)`.
+    /// Runs one statement between groups (diagnostics, tests): `(rows, last inserted rowid,
+    /// rows changed)`.
     #[pyo3(signature = (sql, parameters = None))]
     fn execute<'py>(
         &self,
@@ -190,50 +200,31 @@ impl PySqliteStore {
         })
     }
 
-    /// Runs one statement once per parameter set.
-    fn executemany(
-        &self,
-        py: Python<'_>,
-        sql: &str,
-        parameter_sets: Bound<'_, PyAny>,
-    ) -> PyResult<()> {
-        self.with_store(py, |store| {
-            for parameters in parameter_sets.try_iter()? {
-                run_statement(py, &store.connection, sql, &parameters?)?;
-            }
-            Ok(())
-        })
-    }
-
-    /// Runs one native operation, `name` with `args` at `now`, inside the caller's
-    /// transaction, and returns its result (or raises its typed error).
-    fn run<'py>(
+    /// Runs a group of operations in one transaction on this thread (between groups):
+    /// `[(True, result) | (False, exception), ...]`.
+    fn run_group<'py>(
         &self,
         py: Python<'py>,
-        name: &str,
-        now: i64,
-        args: Bound<'py, PyTuple>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let request = request_from_py(name, now, &args)?;
-        let output: StoreResult<_> = self
+        operations: Vec<Bound<'py, PySqliteOperation>>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let requests = requests_of(&operations);
+        let results = self
             .executor
-            .with_store(|store| mainspring_sqlite::execute(store, &request));
-        match output {
-            Ok(output) => output_to_py(py, output),
-            Err(error) => Err(store_error(py, error)),
-        }
+            .with_store(|store| Ok(run_group(store, &requests)))
+            .map_err(|error| store_error(py, error))?;
+        outcomes_to_py(py, results)
     }
 
-    /// Hands a group of `(name, now, args)` operations to the store's thread, which runs them
-    /// in one transaction; `collect` returns the results under `ticket`.
-    fn submit(&self, py: Python<'_>, ticket: u64, operations: Bound<'_, PyList>) -> PyResult<()> {
-        let mut requests: Vec<Request> = Vec::with_capacity(operations.len());
-        for operation in operations.iter() {
-            let (name, now, args): (String, i64, Bound<'_, PyTuple>) = operation.extract()?;
-            requests.push(request_from_py(&name, now, &args)?);
-        }
+    /// Hands a group of operations to the store's thread, which runs them in one
+    /// transaction; `collect` returns the results under `ticket`.
+    fn submit(
+        &self,
+        py: Python<'_>,
+        ticket: u64,
+        operations: Vec<Bound<'_, PySqliteOperation>>,
+    ) -> PyResult<()> {
         self.executor
-            .submit(ticket, requests)
+            .submit(ticket, requests_of(&operations))
             .map_err(|error| store_error(py, error))
     }
 
@@ -242,16 +233,7 @@ impl PySqliteStore {
     fn collect<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let finished = PyList::empty(py);
         for (ticket, results) in self.executor.collect() {
-            let outcomes = PyList::empty(py);
-            for result in results {
-                match result {
-                    Ok(output) => outcomes.append((true, output_to_py(py, output)?))?,
-                    Err(error) => {
-                        outcomes.append((false, store_error(py, error).into_value(py)))?
-                    }
-                }
-            }
-            finished.append((ticket, outcomes))?;
+            finished.append((ticket, outcomes_to_py(py, results)?))?;
         }
         Ok(finished)
     }
@@ -265,6 +247,27 @@ impl PySqliteStore {
     fn close(&self, py: Python<'_>) {
         py.detach(|| self.executor.close());
     }
+}
+
+fn requests_of(operations: &[Bound<'_, PySqliteOperation>]) -> Vec<Request> {
+    operations
+        .iter()
+        .map(|operation| operation.get().request.clone())
+        .collect()
+}
+
+fn outcomes_to_py<'py>(
+    py: Python<'py>,
+    results: Vec<StoreResult<mainspring_sqlite::Output>>,
+) -> PyResult<Bound<'py, PyList>> {
+    let outcomes = PyList::empty(py);
+    for result in results {
+        match result {
+            Ok(output) => outcomes.append((true, output_to_py(py, output)?))?,
+            Err(error) => outcomes.append((false, store_error(py, error).into_value(py)))?,
+        }
+    }
+    Ok(outcomes)
 }
 
 /// The version of the SQLite built into Mainspring.
@@ -281,6 +284,7 @@ fn sqlite_migrations() -> Vec<&'static str> {
 
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<PySqliteStore>()?;
+    module.add_class::<PySqliteOperation>()?;
     module.add_function(wrap_pyfunction!(sqlite_migrations, module)?)?;
     module.add("SQLITE_SCHEMA_VERSION", mainspring_sqlite::SCHEMA_VERSION)?;
     module.add("SqliteError", module.py().get_type::<SqliteError>())?;

@@ -1,11 +1,9 @@
-//! Helpers for the Python operations of storages that keep histories in a database: one
-//! encoded row per event, and retry decisions. The rules stay in the core; the database
-//! adapter only stores what these return. (Workflow-task outcomes are committed natively, by
-//! `mainspring-sqlite`.)
+//! Event rows: encoding one inbound event as a store stores it (what a worker feeds an
+//! instance that runs ahead of the store: the fused start and fused results), and joining
+//! rows into encoded events.
 
-use mainspring_core::dispatch::{decide, RetryDecision};
 use mainspring_core::history::{
-    encode_event_row, join_event_rows, Event, EventAttributes, Failure, RetryPolicy, TimeoutType,
+    encode_event_row, join_event_rows, Event, EventAttributes, Failure, TimeoutType,
     WorkflowStartedAttributes,
 };
 use pyo3::exceptions::PyValueError;
@@ -111,48 +109,8 @@ fn join_rows<'py>(py: Python<'py>, rows: Vec<Bound<'py, PyBytes>>) -> Bound<'py,
     PyBytes::new(py, &join_event_rows(&slices))
 }
 
-/// The delay before retrying a failed attempt, or `None` to give up. `policy` is
-/// `(initial_interval_ms, backoff_coefficient, maximum_interval_ms, maximum_attempts,
-/// non_retryable_error_types)`, as `outcome_rows` reports it.
-#[pyfunction]
-#[pyo3(signature = (policy, error_type, non_retryable, failed_attempt, now_ms, schedule_to_close_deadline_ms))]
-fn retry_delay_ms(
-    policy: (u64, f64, Option<u64>, u32, Vec<String>),
-    error_type: String,
-    non_retryable: bool,
-    failed_attempt: u32,
-    now_ms: i64,
-    schedule_to_close_deadline_ms: Option<i64>,
-) -> Option<u64> {
-    let (initial_interval_ms, backoff_coefficient, maximum_interval_ms, maximum_attempts, types) =
-        policy;
-    let policy = RetryPolicy {
-        initial_interval_ms,
-        backoff_coefficient,
-        maximum_interval_ms,
-        maximum_attempts,
-        non_retryable_error_types: types,
-    };
-    let failure = Failure {
-        error_type,
-        non_retryable,
-        ..Failure::default()
-    };
-    match decide(
-        &policy,
-        &failure,
-        failed_attempt,
-        now_ms,
-        schedule_to_close_deadline_ms,
-    ) {
-        RetryDecision::RetryAfter(delay) => Some(delay),
-        RetryDecision::GiveUp => None,
-    }
-}
-
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(encode_inbound_row, module)?)?;
     module.add_function(wrap_pyfunction!(join_rows, module)?)?;
-    module.add_function(wrap_pyfunction!(retry_delay_ms, module)?)?;
     Ok(())
 }

@@ -3,16 +3,17 @@
 mod common;
 
 use common::*;
-use mainspring_core::dispatch::{MemoryStore, RunStatus};
 use mainspring_core::history::{
     ActivityOptions, EventAttributes, Failure, Payload, RetryPolicy, TimeoutType,
 };
+use mainspring_core::memory::MemoryStore;
 use mainspring_core::replay::{Command, Job, WorkflowRun};
+use mainspring_core::rules::RunStatus;
 use mainspring_core::CoreError;
 
 const LEASE: u64 = 1_000;
 
-fn start(store: &mut MemoryStore, id: &str, now: i64) -> u64 {
+fn start(store: &mut MemoryStore, id: &str, now: i64) -> i64 {
     store
         .start_workflow(id, &format!("{id}-run"), "wf", "q", payload("null"), now)
         .unwrap()
@@ -60,7 +61,7 @@ fn schedule_with(seq: u32, options: ActivityOptions) -> Command {
     }
 }
 
-fn last_event(store: &MemoryStore, run_key: u64) -> EventAttributes {
+fn last_event(store: &MemoryStore, run_key: i64) -> EventAttributes {
     store
         .history(run_key, 1)
         .unwrap()
@@ -88,7 +89,7 @@ fn a_workflow_runs_an_activity_to_completion() {
         ("act", 1)
     );
     store
-        .complete_activity_task(attempt.activity_id, attempt.token, payload("42"), 3)
+        .complete_activity_task(attempt.key, attempt.token, payload("42"), 3)
         .unwrap();
 
     let jobs = workflow_task(&mut store, &mut run, 4, vec![complete_workflow("42")]);
@@ -242,7 +243,7 @@ fn a_cancelled_timer_never_fires() {
     ));
 }
 
-fn run_one_activity(options: ActivityOptions) -> (MemoryStore, WorkflowRun, u64) {
+fn run_one_activity(options: ActivityOptions) -> (MemoryStore, WorkflowRun, i64) {
     let mut store = MemoryStore::default();
     let key = start(&mut store, "w", 0);
     let mut run = WorkflowRun::new();
@@ -263,19 +264,19 @@ fn failed_attempts_retry_with_backoff_then_fail_with_the_attempt_count() {
     let failure = Failure::new("boom", "ValueError");
     let first = store.poll_activity_task("q", 0).unwrap();
     store
-        .fail_activity_task(first.activity_id, first.token, failure.clone(), 0)
+        .fail_activity_task(first.key, first.token, failure.clone(), 0)
         .unwrap();
     assert!(store.poll_activity_task("q", 99).is_none(), "backing off");
     let second = store.poll_activity_task("q", 100).unwrap();
     assert_eq!(second.attempt, 2);
     store
-        .fail_activity_task(second.activity_id, second.token, failure.clone(), 100)
+        .fail_activity_task(second.key, second.token, failure.clone(), 100)
         .unwrap();
     assert!(store.poll_activity_task("q", 299).is_none());
     let third = store.poll_activity_task("q", 300).unwrap();
     assert_eq!(third.attempt, 3);
     store
-        .fail_activity_task(third.activity_id, third.token, failure, 300)
+        .fail_activity_task(third.key, third.token, failure, 300)
         .unwrap();
     match last_event(&store, key) {
         EventAttributes::ActivityFailed {
@@ -299,12 +300,7 @@ fn non_retryable_failures_are_recorded_at_once() {
     let (mut store, _run, key) = run_one_activity(options_with(|o| o.retry_policy = policy));
     let attempt = store.poll_activity_task("q", 0).unwrap();
     store
-        .fail_activity_task(
-            attempt.activity_id,
-            attempt.token,
-            Failure::new("x", "Fatal"),
-            1,
-        )
+        .fail_activity_task(attempt.key, attempt.token, Failure::new("x", "Fatal"), 1)
         .unwrap();
     assert!(matches!(
         last_event(&store, key),
@@ -327,7 +323,7 @@ fn start_to_close_timeout_retries_and_fences_the_late_attempt() {
     assert_eq!(first.deadline_ms, Some(1_000));
     store.tick(1_000);
     assert!(matches!(
-        store.complete_activity_task(first.activity_id, first.token, payload("1"), 1_001),
+        store.complete_activity_task(first.key, first.token, payload("1"), 1_001),
         Err(CoreError::StaleTask(_))
     ));
     let second = store.poll_activity_task("q", 1_010).unwrap();
@@ -356,12 +352,7 @@ fn heartbeats_keep_an_attempt_alive_and_carry_details_to_the_next() {
     let first = store.poll_activity_task("q", 0).unwrap();
     for now in [90, 180, 270] {
         store
-            .heartbeat_activity_task(
-                first.activity_id,
-                first.token,
-                payload(&now.to_string()),
-                now,
-            )
+            .heartbeat_activity_task(first.key, first.token, payload(&now.to_string()), now)
             .unwrap();
         store.tick(now);
     }
@@ -369,7 +360,7 @@ fn heartbeats_keep_an_attempt_alive_and_carry_details_to_the_next() {
     assert!(store.poll_activity_task("q", 369).is_none(), "still alive");
     store.tick(370);
     assert!(store
-        .heartbeat_activity_task(first.activity_id, first.token, payload("late"), 371)
+        .heartbeat_activity_task(first.key, first.token, payload("late"), 371)
         .is_err());
     let second = store.poll_activity_task("q", 371).unwrap();
     assert_eq!(second.attempt, 2);
@@ -424,10 +415,10 @@ fn cancelling_an_activity_resolves_it_and_refuses_its_late_result() {
         EventAttributes::ActivityCanceled { .. }
     ));
     assert!(store
-        .heartbeat_activity_task(attempt.activity_id, attempt.token, Payload::default(), 3)
+        .heartbeat_activity_task(attempt.key, attempt.token, Payload::default(), 3)
         .is_err());
     assert!(store
-        .complete_activity_task(attempt.activity_id, attempt.token, payload("1"), 3)
+        .complete_activity_task(attempt.key, attempt.token, payload("1"), 3)
         .is_err());
     let jobs = workflow_task(&mut store, &mut run, 4, vec![complete_workflow("1")]);
     assert!(matches!(jobs[..], [Job::ResolveActivity { seq: 1, .. }]));

@@ -1,41 +1,44 @@
-//! Activity attempts: recording a result, resolving an activity.
+//! Activity attempts: what their workers report (a result, a failure, a heartbeat).
 
-use mainspring_core::history::EventAttributes;
-use mainspring_core::CoreError;
-use rusqlite::{params, OptionalExtension};
+use mainspring_core::history::{Failure, Payload};
+use mainspring_core::rules::operations::{self, EagerWorkflowTask};
+use mainspring_core::rules::{ActivityRecord, AttemptState};
 
 use crate::error::StoreResult;
 use crate::open::Store;
-use crate::operation::WorkflowLease;
-use crate::runs::append_and_wake;
-use crate::ACTIVITY_RUNNING;
+use crate::operation::{ActivityLease, HeldAttempt, WorkflowLease};
+use crate::records::{load_held_activity, load_run, persist};
+use crate::runs::{event_rows, workflow_lease};
+use mainspring_core::history::join_event_rows;
 
-/// When an attempt started at `now` runs out of time. Start-to-close falls back to
-/// schedule-to-close, as Temporal does.
-pub fn attempt_deadline(
-    now: i64,
-    start_to_close_ms: Option<i64>,
-    schedule_to_close_ms: Option<i64>,
-) -> Option<i64> {
-    start_to_close_ms
-        .or(schedule_to_close_ms)
-        .map(|per_attempt| now + per_attempt)
-}
-
-/// Removes a running attempt that reported its result, fenced by its token: `(run key,
-/// scheduled event id, attempt)`; a stale-task error if the attempt is over.
-pub fn finish_attempt(store: &Store, activity_id: i64, token: i64) -> StoreResult<(i64, u64, u32)> {
-    store
-        .connection
-        .prepare_cached(
-            "DELETE FROM activities WHERE activity_id = ? AND state = ? AND token = ? \
-             RETURNING run_key, scheduled_event_id, attempt",
-        )?
-        .query_row(params![activity_id, ACTIVITY_RUNNING, token], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-        })
-        .optional()?
-        .ok_or_else(|| CoreError::StaleTask(format!("activity attempt {token} is over")).into())
+/// The lease a running attempt's record holds (None unless it is running).
+pub fn activity_lease(
+    run_key: i64,
+    (workflow_id, run_id): (&String, &String),
+    activity: &ActivityRecord,
+) -> Option<ActivityLease> {
+    let AttemptState::Running {
+        token, started_ms, ..
+    } = activity.state
+    else {
+        return None;
+    };
+    Some(ActivityLease {
+        run_key,
+        scheduled_event_id: activity.scheduled_event_id as i64,
+        activity_id: activity.activity_id.clone(),
+        token,
+        workflow_id: workflow_id.clone(),
+        run_id: run_id.clone(),
+        activity_type: activity.activity_type.clone(),
+        input: activity.input.0.clone(),
+        attempt: i64::from(activity.attempt),
+        heartbeat_details: activity.heartbeat_details.0.clone(),
+        scheduled_ms: activity.scheduled_ms,
+        started_ms,
+        deadline_ms: activity.lease_deadline_ms(),
+        heartbeat_ms: activity.options.heartbeat_ms.map(|ms| ms as i64),
+    })
 }
 
 /// Records the result. With `eager_queue`, also leases the workflow task it woke, if that
@@ -43,48 +46,84 @@ pub fn finish_attempt(store: &Store, activity_id: i64, token: i64) -> StoreResul
 pub fn complete_activity_task(
     store: &mut Store,
     now: i64,
-    activity_id: i64,
-    token: i64,
+    attempt: HeldAttempt,
     result: &[u8],
     eager_queue: Option<&str>,
     eager_lease_ms: i64,
 ) -> StoreResult<Option<WorkflowLease>> {
-    let (run_key, scheduled_event_id, attempt) = finish_attempt(store, activity_id, token)?;
-    let completed = EventAttributes::ActivityCompleted {
-        scheduled_event_id,
-        result: mainspring_core::history::Payload(result.to_vec()),
-        attempt,
-    };
-    let (_, _, lease) =
-        append_and_wake(store, run_key, now, completed, eager_queue, eager_lease_ms)?;
-    Ok(lease)
+    let (connection, mut context) = store.split(now);
+    let activity = load_held_activity(
+        connection,
+        attempt.run_key,
+        attempt.scheduled_event_id,
+        attempt.token,
+    )?;
+    let run = load_run(connection, attempt.run_key)?;
+    let eager = eager_queue.map(|task_queue| EagerWorkflowTask {
+        task_queue,
+        lease_ms: eager_lease_ms.max(0) as u64,
+    });
+    let (plan, leased) = operations::complete_activity_task(
+        &mut context,
+        run,
+        activity,
+        attempt.token,
+        Payload(result.to_vec()),
+        eager,
+    )?;
+    persist(connection, Some(attempt.run_key), &plan)?;
+    if !leased {
+        return Ok(None);
+    }
+    // The events the run's cached instance has not seen, for the caller to advance it.
+    let record = plan.record();
+    let tail = event_rows(
+        connection,
+        attempt.run_key,
+        record.tail_start as i64,
+        record.history_length as i64,
+    )?;
+    Ok(workflow_lease(record, join_event_rows(&tail)))
 }
 
-/// Resolves a run's activity as canceled (try-cancel, as Temporal's default: at once; the
-/// running attempt learns it through its next heartbeat and its late result is refused) and
-/// wakes the run.
-pub fn cancel_activity(
+/// An attempt failed: retried under the policy, or the failure is recorded.
+pub fn fail_activity_task(
     store: &mut Store,
     now: i64,
-    run_key: i64,
-    scheduled_event_id: u64,
+    attempt: HeldAttempt,
+    failure: Failure,
 ) -> StoreResult<()> {
-    let attempt: Option<u32> = store
-        .connection
-        .prepare_cached(
-            "DELETE FROM activities WHERE run_key = ? AND scheduled_event_id = ? \
-             RETURNING attempt",
-        )?
-        .query_row(params![run_key, scheduled_event_id as i64], |row| {
-            row.get(0)
-        })
-        .optional()?;
-    if let Some(attempt) = attempt {
-        let canceled = EventAttributes::ActivityCanceled {
-            scheduled_event_id,
-            attempt,
-        };
-        append_and_wake(store, run_key, now, canceled, None, 0)?;
-    }
-    Ok(())
+    let (connection, mut context) = store.split(now);
+    let activity = load_held_activity(
+        connection,
+        attempt.run_key,
+        attempt.scheduled_event_id,
+        attempt.token,
+    )?;
+    let run = load_run(connection, attempt.run_key)?;
+    let plan = operations::fail_activity_task(&mut context, run, activity, attempt.token, failure)?;
+    persist(connection, Some(attempt.run_key), &plan).map(drop)
+}
+
+/// Records progress; StaleTask once the attempt is over (timed out, or cancelled).
+pub fn heartbeat_activity_task(
+    store: &mut Store,
+    now: i64,
+    attempt: HeldAttempt,
+    details: &[u8],
+) -> StoreResult<()> {
+    let (connection, mut context) = store.split(now);
+    let activity = load_held_activity(
+        connection,
+        attempt.run_key,
+        attempt.scheduled_event_id,
+        attempt.token,
+    )?;
+    let plan = operations::heartbeat_activity_task(
+        &mut context,
+        activity,
+        attempt.token,
+        Payload(details.to_vec()),
+    )?;
+    persist(connection, Some(attempt.run_key), &plan).map(drop)
 }

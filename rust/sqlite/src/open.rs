@@ -1,23 +1,46 @@
 //! Opening the file: WAL, the durability level, the busy timeout.
 
+use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
+use mainspring_core::rules::operations::Context;
+use mainspring_core::rules::{RulesConfig, SplitMixTokens};
 use rusqlite::Connection;
 
 use crate::error::{StoreError, StoreResult};
 use crate::schema::migrate;
-use crate::tokens::Tokens;
 
-/// The connection and what the native operations draw from. One per `SqliteStorage`; the
+/// The connection and what the native operations decide with. One per `SqliteStorage`; the
 /// executor's thread and the event loop's thread take turns on it (one group at a time).
 pub struct Store {
     pub connection: Connection,
-    pub(crate) tokens: Tokens,
+    pub(crate) tokens: SplitMixTokens,
+    pub(crate) config: RulesConfig,
+}
+
+impl Store {
+    /// The connection, and a context for deciding at `now_ms` (they borrow different parts
+    /// of the store, so an operation holds both).
+    pub(crate) fn split(&mut self, now_ms: i64) -> (&Connection, Context<'_>) {
+        (
+            &self.connection,
+            Context {
+                now_ms,
+                config: &self.config,
+                tokens: &mut self.tokens,
+            },
+        )
+    }
 }
 
 /// Opens (creating if missing) the file in WAL mode with `synchronous` (`FULL` or `NORMAL`)
 /// and brings its schema up to date.
-pub fn open(path: &str, busy_timeout_ms: u64, synchronous: &str) -> StoreResult<Store> {
+pub fn open(
+    path: &str,
+    busy_timeout_ms: u64,
+    synchronous: &str,
+    config: RulesConfig,
+) -> StoreResult<Store> {
     if !matches!(synchronous, "FULL" | "NORMAL") {
         return Err(StoreError::Sqlite(format!(
             "synchronous is FULL or NORMAL, not {synchronous}"
@@ -29,13 +52,29 @@ pub fn open(path: &str, busy_timeout_ms: u64, synchronous: &str) -> StoreResult<
     connection.execute_batch(&format!(
         "PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = OFF"
     ))?;
-    // Every statement of the operations (native and Python) stays prepared.
+    // Every statement of the operations stays prepared.
     connection.set_prepared_statement_cache_capacity(256);
     migrate(&connection)?;
     Ok(Store {
         connection,
-        tokens: Tokens::seeded(),
+        tokens: SplitMixTokens::from_seed(token_seed()),
+        config,
     })
+}
+
+/// A seed for this store's fencing tokens, unpredictable to other processes' stores.
+#[allow(clippy::disallowed_methods)] // Not the core: the clock only adds entropy here.
+fn token_seed() -> u64 {
+    // std's RandomState keys come from the OS; the process id and the time keep a forked
+    // child, which inherits those keys, from drawing its parent's sequence.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos())
+        .unwrap_or_default();
+    hasher.write_u128(nanos);
+    hasher.finish()
 }
 
 /// Switches a new file to WAL. The switch needs the file to itself, and SQLite does not wait

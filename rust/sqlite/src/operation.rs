@@ -1,13 +1,16 @@
 //! The native operations: what a caller asks for, what it gets back, and the dispatch between
 //! them. Each runs inside a transaction its group opened and either does all of its work or
-//! fails (and its group rolls it back).
+//! fails (and its group rolls it back). Each loads the records it needs, has the rules of
+//! `mainspring-core` decide, and persists the plan, fenced (`records`).
+
+use mainspring_core::history::Failure;
 
 use crate::activity_tasks;
+use crate::deadlines;
 use crate::error::StoreResult;
 use crate::open::Store;
-use crate::polls::{self, QueryRow};
+use crate::polls;
 use crate::runs;
-pub use crate::runs::NewRun;
 use crate::workflow_tasks;
 
 /// Where a commit may hand activity attempts straight to its caller: the caller's task queue
@@ -16,6 +19,23 @@ use crate::workflow_tasks;
 pub struct Eager {
     pub queue: Option<String>,
     pub slots: usize,
+}
+
+/// The identity of a run being started.
+#[derive(Clone, Debug)]
+pub struct NewRun {
+    pub workflow_id: String,
+    pub run_id: String,
+    pub workflow_type: String,
+    pub task_queue: String,
+}
+
+/// An activity attempt the caller holds: its run, its ActivityScheduled event, its token.
+#[derive(Clone, Copy, Debug)]
+pub struct HeldAttempt {
+    pub run_key: i64,
+    pub scheduled_event_id: u64,
+    pub token: i64,
 }
 
 #[derive(Clone, Debug)]
@@ -35,7 +55,7 @@ pub enum Operation {
         outcome: Vec<u8>,
         eager: Eager,
     },
-    /// Commit a leased workflow task's outcome (None: the task only ran queries).
+    /// Commit a leased workflow task's outcome (None: the task had nothing to record).
     CompleteWorkflowTask {
         run_key: i64,
         token: i64,
@@ -43,12 +63,16 @@ pub enum Operation {
         leased_length: i64,
         eager: Eager,
     },
+    /// The worker could not run a leased workflow task: retry it with backoff.
+    FailWorkflowTask {
+        run_key: i64,
+        token: i64,
+        message: String,
+    },
     /// Record an activity's result together with the workflow task it woke, guarded by the
     /// history length the caller's instance saw; only the result if the run moved on.
     CompleteActivityWithWorkflowTask {
-        activity_id: i64,
-        token: i64,
-        result: Vec<u8>,
+        attempt: HeldAttempt,
         result_row: Vec<u8>,
         expected_length: i64,
         outcome: Vec<u8>,
@@ -56,35 +80,90 @@ pub enum Operation {
     },
     /// Record an activity's result; with `eager_queue`, lease the task it woke to the caller.
     CompleteActivityTask {
-        activity_id: i64,
-        token: i64,
+        attempt: HeldAttempt,
         result: Vec<u8>,
         eager_queue: Option<String>,
         eager_lease_ms: i64,
     },
-    /// A closed run's closing event, encoded as a history; nothing while it runs.
-    ClosingEvent { run_id: String },
-    /// Lease ready workflow tasks (see `polls`).
+    FailActivityTask {
+        attempt: HeldAttempt,
+        failure: Failure,
+    },
+    HeartbeatActivityTask {
+        attempt: HeldAttempt,
+        details: Vec<u8>,
+    },
+    SignalWorkflow {
+        workflow_id: String,
+        signal_name: String,
+        input: Vec<u8>,
+    },
+    RequestCancelWorkflow {
+        workflow_id: String,
+        reason: String,
+    },
+    TerminateWorkflow {
+        workflow_id: String,
+        reason: String,
+    },
+    /// Apply due deadlines, then lease ready workflow tasks (see `polls`).
     PollWorkflowTasks {
         task_queue: String,
         lease_ms: i64,
         max_tasks: i64,
-        check_due: bool,
     },
-    /// Lease ready activity attempts (see `polls`).
+    /// Apply due deadlines, then lease ready activity attempts (see `polls`).
     PollActivityTasks {
         task_queue: String,
         max_tasks: i64,
-        check_due: bool,
+    },
+    /// Apply every deadline that is due.
+    ApplyDueDeadlines,
+    /// A workflow id's latest run.
+    DescribeWorkflow {
+        workflow_id: String,
+    },
+    ListWorkflows,
+    /// A run's encoded events from `from_event_id` on.
+    ReadHistory {
+        run_id: String,
+        from_event_id: i64,
+    },
+    /// A closed run's closing event, encoded as a history; nothing while it runs.
+    ClosingEvent {
+        run_id: String,
+    },
+    /// The closing events of those runs that closed.
+    ClosingEvents {
+        run_ids: Vec<String>,
+    },
+    /// Queue a query for a worker of the workflow's task queue.
+    SubmitQuery {
+        workflow_id: String,
+        name: String,
+        input: Vec<u8>,
     },
     /// Take a query waiting for a worker of the queue.
-    TakeQuery { task_queue: String },
+    TakeQuery {
+        task_queue: String,
+    },
+    AnswerQuery {
+        query_id: i64,
+        result: Option<Vec<u8>>,
+        error: Option<String>,
+    },
+    /// A query's answer if there is one (the query is then deleted); with `give_up`, delete an
+    /// unanswered query so no worker answers it late.
+    ReadAnswer {
+        query_id: i64,
+        give_up: bool,
+    },
     /// The earliest deadline or ready time a poll would act on.
     NextWakeup,
+    /// Tasks ready or leased now, queries waiting, and the next wakeup (time skipping).
+    BusyAndWakeup,
     /// SQLite's data version (moves when another process commits).
     DataVersion,
-    /// The closing events of those runs that closed.
-    ClosingEvents { run_ids: Vec<String> },
 }
 
 impl Operation {
@@ -92,10 +171,14 @@ impl Operation {
     pub fn read_only(&self) -> bool {
         matches!(
             self,
-            Operation::ClosingEvent { .. }
-                | Operation::NextWakeup
-                | Operation::DataVersion
+            Operation::DescribeWorkflow { .. }
+                | Operation::ListWorkflows
+                | Operation::ReadHistory { .. }
+                | Operation::ClosingEvent { .. }
                 | Operation::ClosingEvents { .. }
+                | Operation::NextWakeup
+                | Operation::BusyAndWakeup
+                | Operation::DataVersion
         )
     }
 }
@@ -116,6 +199,7 @@ pub struct WorkflowLease {
     pub workflow_type: String,
     pub history_length: i64,
     pub token: i64,
+    pub deadline_ms: i64,
     pub tail_start: i64,
     /// Encoded events from `tail_start` on.
     pub tail: Vec<u8>,
@@ -124,7 +208,9 @@ pub struct WorkflowLease {
 /// An activity attempt leased to the caller.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ActivityLease {
-    pub activity_id: i64,
+    pub run_key: i64,
+    pub scheduled_event_id: i64,
+    pub activity_id: String,
     pub token: i64,
     pub workflow_id: String,
     pub run_id: String,
@@ -136,7 +222,6 @@ pub struct ActivityLease {
     pub started_ms: i64,
     pub deadline_ms: Option<i64>,
     pub heartbeat_ms: Option<i64>,
-    pub scheduled_event_id: i64,
 }
 
 /// What a workflow task's commit did.
@@ -150,22 +235,55 @@ pub struct Committed {
     pub wakes_pollers: bool,
     /// The task's events as recorded, encoded; None when it recorded none.
     pub appended: Option<Vec<u8>>,
+    /// The history length after the task's events (the events a cached instance that ran
+    /// the task knows, once it takes `appended`).
     pub history_length: i64,
 }
 
+/// A run as `describe` and `list` report it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunRow {
+    pub run_key: i64,
+    pub workflow_id: String,
+    pub run_id: String,
+    pub workflow_type: String,
+    pub task_queue: String,
+    pub status: &'static str,
+    pub history_length: i64,
+    pub started_ms: i64,
+    pub closed_ms: Option<i64>,
+    pub last_task_failure: Option<String>,
+}
+
+/// A query waiting for a worker of `task_queue`, taken: `(query id, workflow id, run id,
+/// name, input)`.
+pub type QueryRow = (i64, String, String, String, Vec<u8>);
+
+/// A query's answer: `(result, error)`.
+pub type Answer = (Option<Vec<u8>>, Option<String>);
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Output {
+    Nothing,
     Lease(Option<WorkflowLease>),
     Committed(Committed),
     /// A fused commit whose run had moved on: only the activity's result went in.
     ResultOnly,
+    /// A run terminated: its id and closing event.
+    Terminated(String, Vec<u8>),
+    /// How many deadlines took effect first, and the leases.
+    WorkflowPoll(usize, Vec<WorkflowLease>),
+    ActivityPoll(usize, Vec<ActivityLease>),
+    Applied(usize),
+    Run(RunRow),
+    Runs(Vec<RunRow>),
+    Bytes(Vec<u8>),
     Closing(Option<Vec<u8>>),
-    /// Whether a deadline is due (then nothing was leased), and the leases.
-    WorkflowPoll(bool, Vec<WorkflowLease>),
-    ActivityPoll(bool, Vec<ActivityLease>),
-    Query(Option<QueryRow>),
-    Integer(Option<i64>),
     Closings(Vec<(String, Vec<u8>)>),
+    Query(Option<QueryRow>),
+    Answer(Option<Answer>),
+    Integer(Option<i64>),
+    BusyAndWakeup(i64, Option<i64>),
 }
 
 /// Runs one operation on the store's connection (inside the caller's transaction).
@@ -207,10 +325,14 @@ pub fn execute(store: &mut Store, request: &Request) -> StoreResult<Output> {
             eager,
         )
         .map(Output::Committed),
-        Operation::CompleteActivityWithWorkflowTask {
-            activity_id,
+        Operation::FailWorkflowTask {
+            run_key,
             token,
-            result,
+            message,
+        } => workflow_tasks::fail_workflow_task(store, now, *run_key, *token, message)
+            .map(|()| Output::Nothing),
+        Operation::CompleteActivityWithWorkflowTask {
+            attempt,
             result_row,
             expected_length,
             outcome,
@@ -218,58 +340,108 @@ pub fn execute(store: &mut Store, request: &Request) -> StoreResult<Output> {
         } => workflow_tasks::complete_activity_with_workflow_task(
             store,
             now,
-            workflow_tasks::FusedResult {
-                activity_id: *activity_id,
-                token: *token,
-                result,
-                result_row,
-                expected_length: *expected_length,
-            },
+            *attempt,
+            result_row,
+            *expected_length,
             outcome,
             eager,
         )
         .map(|committed| committed.map_or(Output::ResultOnly, Output::Committed)),
         Operation::CompleteActivityTask {
-            activity_id,
-            token,
+            attempt,
             result,
             eager_queue,
             eager_lease_ms,
         } => activity_tasks::complete_activity_task(
             store,
             now,
-            *activity_id,
-            *token,
+            *attempt,
             result,
             eager_queue.as_deref(),
             *eager_lease_ms,
         )
         .map(Output::Lease),
-        Operation::ClosingEvent { run_id } => {
-            runs::closing_event(&store.connection, run_id).map(Output::Closing)
+        Operation::FailActivityTask { attempt, failure } => {
+            activity_tasks::fail_activity_task(store, now, *attempt, failure.clone())
+                .map(|()| Output::Nothing)
         }
+        Operation::HeartbeatActivityTask { attempt, details } => {
+            activity_tasks::heartbeat_activity_task(store, now, *attempt, details)
+                .map(|()| Output::Nothing)
+        }
+        Operation::SignalWorkflow {
+            workflow_id,
+            signal_name,
+            input,
+        } => runs::signal_workflow(store, now, workflow_id, signal_name, input)
+            .map(|()| Output::Nothing),
+        Operation::RequestCancelWorkflow {
+            workflow_id,
+            reason,
+        } => {
+            runs::request_cancel_workflow(store, now, workflow_id, reason).map(|()| Output::Nothing)
+        }
+        Operation::TerminateWorkflow {
+            workflow_id,
+            reason,
+        } => runs::terminate_workflow(store, now, workflow_id, reason)
+            .map(|(run_id, closing)| Output::Terminated(run_id, closing)),
         Operation::PollWorkflowTasks {
             task_queue,
             lease_ms,
             max_tasks,
-            check_due,
-        } => polls::poll_workflow_tasks(store, now, task_queue, *lease_ms, *max_tasks, *check_due)
-            .map(|(due, leases)| Output::WorkflowPoll(due, leases)),
+        } => polls::poll_workflow_tasks(store, now, task_queue, *lease_ms, *max_tasks)
+            .map(|(applied, leases)| Output::WorkflowPoll(applied, leases)),
         Operation::PollActivityTasks {
             task_queue,
             max_tasks,
-            check_due,
-        } => polls::poll_activity_tasks(store, now, task_queue, *max_tasks, *check_due)
-            .map(|(due, leases)| Output::ActivityPoll(due, leases)),
+        } => polls::poll_activity_tasks(store, now, task_queue, *max_tasks)
+            .map(|(applied, leases)| Output::ActivityPoll(applied, leases)),
+        Operation::ApplyDueDeadlines => deadlines::tick(store, now).map(Output::Applied),
+        Operation::DescribeWorkflow { workflow_id } => {
+            runs::describe_workflow(&store.connection, workflow_id).map(Output::Run)
+        }
+        Operation::ListWorkflows => runs::list_workflows(&store.connection).map(Output::Runs),
+        Operation::ReadHistory {
+            run_id,
+            from_event_id,
+        } => runs::read_history(&store.connection, run_id, *from_event_id).map(Output::Bytes),
+        Operation::ClosingEvent { run_id } => {
+            runs::closing_event(&store.connection, run_id).map(Output::Closing)
+        }
+        Operation::ClosingEvents { run_ids } => {
+            runs::closing_events(&store.connection, run_ids).map(Output::Closings)
+        }
+        Operation::SubmitQuery {
+            workflow_id,
+            name,
+            input,
+        } => polls::submit_query(&store.connection, now, workflow_id, name, input)
+            .map(|query_id| Output::Integer(Some(query_id))),
         Operation::TakeQuery { task_queue } => {
             polls::take_query(&store.connection, task_queue).map(Output::Query)
         }
-        Operation::NextWakeup => polls::next_wakeup_ms(&store.connection, now).map(Output::Integer),
+        Operation::AnswerQuery {
+            query_id,
+            result,
+            error,
+        } => polls::answer_query(
+            &store.connection,
+            *query_id,
+            result.as_deref(),
+            error.as_deref(),
+        )
+        .map(|()| Output::Nothing),
+        Operation::ReadAnswer { query_id, give_up } => {
+            polls::read_answer(&store.connection, *query_id, *give_up).map(Output::Answer)
+        }
+        Operation::NextWakeup => {
+            deadlines::next_wakeup_ms(&store.connection, now).map(Output::Integer)
+        }
+        Operation::BusyAndWakeup => deadlines::busy_and_wakeup(&store.connection, now)
+            .map(|(busy, wakeup)| Output::BusyAndWakeup(busy, wakeup)),
         Operation::DataVersion => {
             polls::data_version(&store.connection).map(|version| Output::Integer(Some(version)))
-        }
-        Operation::ClosingEvents { run_ids } => {
-            polls::closing_events(&store.connection, run_ids).map(Output::Closings)
         }
     }
 }

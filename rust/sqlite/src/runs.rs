@@ -1,62 +1,39 @@
-//! Runs and their events: starting a run, appending an inbound event that wakes the run's
-//! workflow task, a closed run's closing event.
+//! Runs: starting one, what clients send it (signals, cancellation, termination), and reads.
 
-use mainspring_core::history::{
-    encode_event_row, join_event_rows, Event, EventAttributes, Payload, WorkflowStartedAttributes,
-};
+use mainspring_core::history::{encode_event_row, join_event_rows, Payload};
+use mainspring_core::rules::operations::{self, EagerWorkflowTask};
+use mainspring_core::rules::{Plan, RunIdentity, RunRecord};
 use mainspring_core::CoreError;
-use rusqlite::{named_params, params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::StoreResult;
 use crate::open::Store;
-use crate::operation::WorkflowLease;
-use crate::{LEASED, QUEUED};
+use crate::operation::{NewRun, RunRow, WorkflowLease};
+use crate::records::{load_current_run, load_run_by_id, persist, run_from_row, RUN_COLUMNS};
 
-/// The identity of a run being started.
-#[derive(Clone, Debug)]
-pub struct NewRun {
-    pub workflow_id: String,
-    pub run_id: String,
-    pub workflow_type: String,
-    pub task_queue: String,
-}
-
-const INSERT_EVENT: &str = "INSERT INTO events (run_key, event_id, kind, row) VALUES (?, ?, ?, ?)";
-
-/// Stores encoded events: `(event id, kind, row)`.
-pub fn insert_events(
-    connection: &Connection,
-    run_key: i64,
-    events: &[(i64, &str, &[u8])],
-) -> StoreResult<()> {
-    let mut statement = connection.prepare_cached(INSERT_EVENT)?;
-    for (event_id, kind, row) in events {
-        statement.execute(params![run_key, event_id, kind, row])?;
+pub fn identity_of(run: &NewRun) -> RunIdentity {
+    RunIdentity {
+        workflow_id: run.workflow_id.clone(),
+        run_id: run.run_id.clone(),
+        workflow_type: run.workflow_type.clone(),
+        task_queue: run.task_queue.clone(),
     }
-    Ok(())
 }
 
-/// One event encoded as a row.
-pub fn encode_row(event_id: i64, now: i64, attributes: EventAttributes) -> Vec<u8> {
-    encode_event_row(&Event {
-        event_id: event_id as u64,
-        timestamp_ms: now,
-        attributes,
+/// The lease a persisted run's record holds, with `tail`: the encoded events from its
+/// `tail_start` on. None unless its task is leased.
+pub fn workflow_lease(record: &RunRecord, tail: Vec<u8>) -> Option<WorkflowLease> {
+    Some(WorkflowLease {
+        run_key: record.key,
+        workflow_id: record.identity.workflow_id.clone(),
+        run_id: record.identity.run_id.clone(),
+        workflow_type: record.identity.workflow_type.clone(),
+        history_length: record.history_length as i64,
+        token: record.lease_token()?,
+        deadline_ms: record.lease_deadline_ms()?,
+        tail_start: record.tail_start as i64,
+        tail,
     })
-}
-
-/// Workflow ids are unique among running runs (a closed one's id may be reused).
-pub fn refuse_running_duplicate(connection: &Connection, workflow_id: &str) -> StoreResult<()> {
-    let status: Option<String> = connection
-        .prepare_cached(
-            "SELECT status FROM runs WHERE workflow_id = ? ORDER BY run_key DESC LIMIT 1",
-        )?
-        .query_row([workflow_id], |row| row.get(0))
-        .optional()?;
-    if status.as_deref() == Some("RUNNING") {
-        return Err(CoreError::WorkflowAlreadyStarted(workflow_id.to_string()).into());
-    }
-    Ok(())
 }
 
 /// Records the run with its first event and queues its first workflow task, or, with
@@ -68,128 +45,132 @@ pub fn start_workflow(
     input: &[u8],
     eager_lease_ms: Option<i64>,
 ) -> StoreResult<Option<WorkflowLease>> {
-    let connection = &store.connection;
-    refuse_running_duplicate(connection, &run.workflow_id)?;
-    let token = eager_lease_ms.map(|_| store.tokens.next());
-    // The run starts with its first event already counted: two statements, not three.
-    let run_key = connection
-        .prepare_cached(
-            "INSERT INTO runs (workflow_id, run_id, workflow_type, task_queue, status, \
-             history_length, started_ms, task_state, task_ready_ms, task_token, \
-             task_deadline_ms) VALUES (?, ?, ?, ?, 'RUNNING', 1, ?, ?, ?, ?, ?) \
-             RETURNING run_key",
-        )?
-        .query_row(
-            params![
-                run.workflow_id,
-                run.run_id,
-                run.workflow_type,
-                run.task_queue,
-                now,
-                if token.is_some() { LEASED } else { QUEUED },
-                now,
-                token,
-                eager_lease_ms.map(|lease_ms| now + lease_ms),
-            ],
-            |row| row.get::<_, i64>(0),
-        )?;
-    let kind = "WorkflowStarted";
-    let row = encode_row(
-        1,
-        now,
-        EventAttributes::WorkflowStarted(Box::new(WorkflowStartedAttributes {
-            workflow_type: run.workflow_type.clone(),
-            workflow_id: run.workflow_id.clone(),
-            run_id: run.run_id.clone(),
-            task_queue: run.task_queue.clone(),
-            input: Payload(input.to_vec()),
-        })),
+    let (connection, mut context) = store.split(now);
+    let eager = eager_lease_ms.map(|lease_ms| EagerWorkflowTask {
+        task_queue: &run.task_queue,
+        lease_ms: lease_ms.max(0) as u64,
+    });
+    let plan = operations::start_workflow(
+        &mut context,
+        identity_of(run),
+        Payload(input.to_vec()),
+        eager,
     );
-    insert_events(connection, run_key, &[(1, kind, &row)])?;
-    Ok(token.map(|token| WorkflowLease {
-        run_key,
-        workflow_id: run.workflow_id.clone(),
-        run_id: run.run_id.clone(),
-        workflow_type: run.workflow_type.clone(),
-        history_length: 1,
-        token,
-        tail_start: 1,
-        tail: join_event_rows(&[row]),
-    }))
+    let key = persist(connection, None, &plan)?;
+    let mut record = plan.record().clone();
+    record.key = key;
+    let rows: Vec<Vec<u8>> = plan.events.iter().map(encode_event_row).collect();
+    Ok(workflow_lease(&record, join_event_rows(&rows)))
 }
 
-/// Appends one inbound event and wakes the run's workflow task: queues it if the run is idle;
-/// with `eager_queue`, leases it to the caller instead when the run's tasks go there and no
-/// task is leased or waiting for a retry. Returns the event's id, its row and the lease.
-pub fn append_and_wake(
+/// Decides on the workflow id's current run and persists what was decided.
+fn on_current_run(
     store: &mut Store,
-    run_key: i64,
     now: i64,
-    attributes: EventAttributes,
-    eager_queue: Option<&str>,
-    lease_ms: i64,
-) -> StoreResult<(i64, Vec<u8>, Option<WorkflowLease>)> {
-    let token = store.tokens.next();
-    let connection = &store.connection;
-    // The same statement as the Python operations' `_APPEND_AND_WAKE`.
-    let (event_id, task_token, tail_start, workflow_id, run_id, workflow_type) = connection
-        .prepare_cached(
-            "UPDATE runs SET history_length = history_length + 1, \
-             task_token = CASE WHEN status = 'RUNNING' AND task_queue = :queue AND (task_state = 0 \
-             OR (task_state = 1 AND task_ready_ms <= :now)) THEN :token ELSE task_token END, \
-             task_deadline_ms = CASE WHEN status = 'RUNNING' AND task_queue = :queue AND \
-             (task_state = 0 OR (task_state = 1 AND task_ready_ms <= :now)) THEN :deadline \
-             ELSE task_deadline_ms END, \
-             task_ready_ms = CASE WHEN status = 'RUNNING' AND task_state = 0 THEN :now \
-             ELSE task_ready_ms END, \
-             task_state = CASE WHEN status = 'RUNNING' AND task_queue = :queue AND \
-             (task_state = 0 OR (task_state = 1 AND task_ready_ms <= :now)) THEN 2 \
-             WHEN status = 'RUNNING' AND task_state = 0 THEN 1 ELSE task_state END \
-             WHERE run_key = :run_key \
-             RETURNING history_length, task_token, tail_start, workflow_id, run_id, \
-             workflow_type",
-        )?
-        .query_row(
-            named_params! {
-                ":queue": eager_queue,
-                ":now": now,
-                ":token": token,
-                ":deadline": now + lease_ms,
-                ":run_key": run_key,
-            },
-            |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, Option<i64>>(1)?,
-                    row.get::<_, i64>(2)?,
-                    row.get::<_, String>(3)?,
-                    row.get::<_, String>(4)?,
-                    row.get::<_, String>(5)?,
-                ))
-            },
-        )?;
-    let kind = attributes.kind();
-    let row = encode_row(event_id, now, attributes);
-    insert_events(connection, run_key, &[(event_id, kind, &row)])?;
-    if eager_queue.is_none() || task_token != Some(token) {
-        return Ok((event_id, row, None));
+    workflow_id: &str,
+    decide: impl FnOnce(&mut operations::Context<'_>, RunRecord) -> StoreResult<Plan>,
+) -> StoreResult<Plan> {
+    let (connection, mut context) = store.split(now);
+    let run = load_current_run(connection, workflow_id)?;
+    let key = run.key;
+    let plan = decide(&mut context, run)?;
+    if !plan.is_empty() {
+        persist(connection, Some(key), &plan)?;
     }
-    let tail = if tail_start < event_id {
-        join_event_rows(&event_rows(connection, run_key, tail_start, event_id)?)
-    } else {
-        join_event_rows(std::slice::from_ref(&row))
-    };
-    let lease = WorkflowLease {
-        run_key,
-        workflow_id,
-        run_id,
-        workflow_type,
-        history_length: event_id,
-        token,
-        tail_start,
-        tail,
-    };
-    Ok((event_id, row, Some(lease)))
+    Ok(plan)
+}
+
+pub fn signal_workflow(
+    store: &mut Store,
+    now: i64,
+    workflow_id: &str,
+    signal_name: &str,
+    input: &[u8],
+) -> StoreResult<()> {
+    on_current_run(store, now, workflow_id, |context, run| {
+        Ok(operations::signal_workflow(
+            context,
+            run,
+            signal_name,
+            Payload(input.to_vec()),
+        )?)
+    })
+    .map(drop)
+}
+
+pub fn request_cancel_workflow(
+    store: &mut Store,
+    now: i64,
+    workflow_id: &str,
+    reason: &str,
+) -> StoreResult<()> {
+    on_current_run(store, now, workflow_id, |context, run| {
+        Ok(operations::request_cancel_workflow(context, run, reason)?)
+    })
+    .map(drop)
+}
+
+/// Returns the run's id and its closing event, encoded as a history.
+pub fn terminate_workflow(
+    store: &mut Store,
+    now: i64,
+    workflow_id: &str,
+    reason: &str,
+) -> StoreResult<(String, Vec<u8>)> {
+    let plan = on_current_run(store, now, workflow_id, |context, run| {
+        Ok(operations::terminate_workflow(context, run, reason)?)
+    })?;
+    let closing = plan.last_event().map(encode_event_row).unwrap_or_default();
+    Ok((
+        plan.record().identity.run_id.clone(),
+        join_event_rows(&[closing]),
+    ))
+}
+
+fn run_row(record: RunRecord) -> RunRow {
+    RunRow {
+        run_key: record.key,
+        workflow_id: record.identity.workflow_id,
+        run_id: record.identity.run_id,
+        workflow_type: record.identity.workflow_type,
+        task_queue: record.identity.task_queue,
+        status: record.status.name(),
+        history_length: record.history_length as i64,
+        started_ms: record.started_ms,
+        closed_ms: record.closed_ms,
+        last_task_failure: record.last_task_failure,
+    }
+}
+
+pub fn describe_workflow(connection: &Connection, workflow_id: &str) -> StoreResult<RunRow> {
+    load_current_run(connection, workflow_id).map(run_row)
+}
+
+pub fn list_workflows(connection: &Connection) -> StoreResult<Vec<RunRow>> {
+    let mut statement =
+        connection.prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY run_key"))?;
+    let records = statement
+        .query_map([], run_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    records
+        .into_iter()
+        .map(|record| record.map(run_row))
+        .collect()
+}
+
+pub fn read_history(
+    connection: &Connection,
+    run_id: &str,
+    from_event_id: i64,
+) -> StoreResult<Vec<u8>> {
+    let run = load_run_by_id(connection, run_id)?;
+    let rows = event_rows(
+        connection,
+        run.key,
+        from_event_id,
+        run.history_length as i64,
+    )?;
+    Ok(join_event_rows(&rows))
 }
 
 /// The rows of events `from..=to`.
@@ -210,17 +191,6 @@ pub fn event_rows(
     Ok(rows)
 }
 
-/// A closed run's activities and timers: no task of a closed run is handed out.
-pub fn drop_pending_work(connection: &Connection, run_key: i64) -> StoreResult<()> {
-    connection
-        .prepare_cached("DELETE FROM activities WHERE run_key = ?")?
-        .execute([run_key])?;
-    connection
-        .prepare_cached("DELETE FROM timers WHERE run_key = ?")?
-        .execute([run_key])?;
-    Ok(())
-}
-
 /// A closed run's last event (the one that closed it), encoded as a history; None while the
 /// run runs.
 pub fn closing_event(connection: &Connection, run_id: &str) -> StoreResult<Option<Vec<u8>>> {
@@ -236,4 +206,24 @@ pub fn closing_event(connection: &Connection, run_id: &str) -> StoreResult<Optio
         Some((status, _)) if status == "RUNNING" => Ok(None),
         Some((_, row)) => Ok(Some(join_event_rows(&[row.unwrap_or_default()]))),
     }
+}
+
+/// `(run id, closing event)` for those of `run_ids` that have closed.
+pub fn closing_events(
+    connection: &Connection,
+    run_ids: &[String],
+) -> StoreResult<Vec<(String, Vec<u8>)>> {
+    let mut statement = connection.prepare_cached(
+        "SELECT e.row FROM runs r JOIN events e \
+         ON e.run_key = r.run_key AND e.event_id = r.history_length \
+         WHERE r.run_id = ? AND r.status != 'RUNNING'",
+    )?;
+    let mut closed = Vec::new();
+    for run_id in run_ids {
+        let row: Option<Vec<u8>> = statement.query_row([run_id], |row| row.get(0)).optional()?;
+        if let Some(row) = row {
+            closed.push((run_id.clone(), join_event_rows(&[row])));
+        }
+    }
+    Ok(closed)
 }

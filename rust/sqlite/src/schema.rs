@@ -139,6 +139,56 @@ CREATE INDEX runs_leases ON runs (task_deadline_ms) WHERE task_state = 2;
 CREATE INDEX activities_ready ON activities (task_queue, ready_ms) WHERE state = 0
 
 "#,
+    // Version 5: the store persists what the rules of `mainspring-core` decide, fenced.
+    // Every change to a run or an activity is a compare-and-set on its `version`; "one open
+    // run per workflow id" is a unique index. Activities are keyed as the rules name them (their
+    // run and their ActivityScheduled event), carry the id users see, and keep only the state
+    // their deadlines derive from (the last heartbeat) plus the earliest deadline, as the rules
+    // compute it, for the tick's index.
+    r#"
+ALTER TABLE runs ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+CREATE UNIQUE INDEX runs_open_workflow ON runs (workflow_id) WHERE status = 'RUNNING';
+
+CREATE TABLE activities_v5 (
+    run_key INTEGER NOT NULL,
+    scheduled_event_id INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    activity_id TEXT NOT NULL,
+    task_queue TEXT NOT NULL,
+    activity_type TEXT NOT NULL,
+    input BLOB NOT NULL,
+    policy BLOB NOT NULL,
+    schedule_to_close_ms INTEGER,
+    schedule_to_start_ms INTEGER,
+    start_to_close_ms INTEGER,
+    heartbeat_ms INTEGER,
+    attempt INTEGER NOT NULL,
+    scheduled_ms INTEGER NOT NULL,
+    -- 0 queued (may start at ready_ms), 1 running (under token, since started_ms).
+    state INTEGER NOT NULL,
+    ready_ms INTEGER,
+    token INTEGER,
+    started_ms INTEGER,
+    last_heartbeat_ms INTEGER,
+    heartbeat_details BLOB NOT NULL DEFAULT x'',
+    last_failure BLOB,
+    next_deadline_ms INTEGER,
+    PRIMARY KEY (run_key, scheduled_event_id)
+);
+INSERT INTO activities_v5 SELECT run_key, scheduled_event_id, 0, CAST(activity_id AS TEXT),
+    task_queue, activity_type, input, policy, schedule_to_close_ms, schedule_to_start_ms,
+    start_to_close_ms, heartbeat_ms, attempt, scheduled_ms, state, ready_ms, token, started_ms,
+    CASE WHEN state = 1 THEN coalesce(heartbeat_deadline_ms - heartbeat_ms, started_ms) END,
+    heartbeat_details, last_failure,
+    CASE WHEN next_deadline_ms = 9223372036854775807 THEN NULL ELSE next_deadline_ms END
+    FROM activities;
+DROP TABLE activities;
+ALTER TABLE activities_v5 RENAME TO activities;
+CREATE INDEX activities_ready ON activities (task_queue, ready_ms) WHERE state = 0;
+CREATE INDEX activities_next_deadline ON activities (next_deadline_ms)
+    WHERE next_deadline_ms IS NOT NULL
+
+"#,
 ];
 
 /// The schema version this build writes and reads.

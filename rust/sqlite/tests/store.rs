@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use mainspring_core::history::{
     encode_events, ActivityOptions, Event, EventAttributes, Payload, RetryPolicy,
 };
+use mainspring_core::rules::RulesConfig;
 use mainspring_core::CoreError;
 use mainspring_sqlite::{
     open, run_group, Eager, Executor, NewRun, Operation, Output, Request, StoreError,
@@ -81,7 +82,7 @@ fn schedules_an_activity() -> Vec<u8> {
 fn opening_migrates_once_and_a_newer_schema_is_refused() {
     let path = fresh_path("schema.db");
     let path = path.to_str().unwrap();
-    let store = open(path, 1_000, "FULL").unwrap();
+    let store = open(path, 1_000, "FULL", RulesConfig::default()).unwrap();
     let version: String = store
         .connection
         .query_row(
@@ -99,7 +100,7 @@ fn opening_migrates_once_and_a_newer_schema_is_refused() {
         )
         .unwrap();
     drop(store);
-    let refused = open(path, 1_000, "FULL")
+    let refused = open(path, 1_000, "FULL", RulesConfig::default())
         .err()
         .expect("a newer schema is refused");
     assert!(
@@ -110,7 +111,13 @@ fn opening_migrates_once_and_a_newer_schema_is_refused() {
 
 #[test]
 fn a_failing_operation_is_undone_alone() {
-    let mut store = open(fresh_path("group.db").to_str().unwrap(), 1_000, "FULL").unwrap();
+    let mut store = open(
+        fresh_path("group.db").to_str().unwrap(),
+        1_000,
+        "FULL",
+        RulesConfig::default(),
+    )
+    .unwrap();
     let results = run_group(
         &mut store,
         &[start("a", None), start("a", None), start("b", None)],
@@ -126,7 +133,13 @@ fn a_failing_operation_is_undone_alone() {
 
 #[test]
 fn a_task_commit_is_fenced_by_its_lease_and_hands_eager_activities_back() {
-    let mut store = open(fresh_path("fenced.db").to_str().unwrap(), 1_000, "NORMAL").unwrap();
+    let mut store = open(
+        fresh_path("fenced.db").to_str().unwrap(),
+        1_000,
+        "NORMAL",
+        RulesConfig::default(),
+    )
+    .unwrap();
     let [Ok(Output::Lease(Some(lease)))] = &run_group(&mut store, &[start("w", Some(10_000))])[..]
     else {
         panic!("an eager start leases the first task")
@@ -181,7 +194,13 @@ fn a_task_commit_is_fenced_by_its_lease_and_hands_eager_activities_back() {
 
 #[test]
 fn the_executor_runs_groups_on_its_thread_and_closing_waits_for_them() {
-    let store = open(fresh_path("executor.db").to_str().unwrap(), 1_000, "FULL").unwrap();
+    let store = open(
+        fresh_path("executor.db").to_str().unwrap(),
+        1_000,
+        "FULL",
+        RulesConfig::default(),
+    )
+    .unwrap();
     let executor = Executor::new(store).unwrap();
     executor
         .submit(7, vec![start("x", None), start("y", None)])

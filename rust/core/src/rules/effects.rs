@@ -1,13 +1,14 @@
-//! What committing a workflow task's command event sets in motion. Shared by every store, so
-//! the in-memory dispatcher and the database adapters read outcomes the same way.
+//! What committing a workflow task's command event sets in motion (read by
+//! [`super::operations::complete_workflow_task`] for every store).
 
-use super::store::RunStatus;
+use super::run::RunStatus;
 use crate::history::{ActivityOptions, EventAttributes, Payload};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect<'a> {
     /// Queue the first attempt of an activity.
     ScheduleActivity {
+        seq: u32,
         activity_type: &'a str,
         input: &'a Payload,
         options: &'a ActivityOptions,
@@ -26,11 +27,12 @@ pub enum Effect<'a> {
 pub fn effect_of(attributes: &EventAttributes) -> Option<Effect<'_>> {
     Some(match attributes {
         EventAttributes::ActivityScheduled {
+            seq,
             activity_type,
             input,
             options,
-            ..
         } => Effect::ScheduleActivity {
+            seq: *seq,
             activity_type,
             input,
             options,

@@ -1,0 +1,167 @@
+//! Time: the tick that applies due deadlines (what each does is the rules'; the indexes only
+//! find the candidates), and what a sleeping worker or a time-skipping test needs to know.
+
+use mainspring_core::rules::operations;
+use mainspring_core::rules::Plan;
+use rusqlite::{params, Connection};
+
+use crate::error::StoreResult;
+use crate::open::Store;
+use crate::records::{load_activity, load_run, load_timer, persist};
+
+/// A due deadline, in the order the tick applies them (by time, then kind, then key).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Due {
+    Timer {
+        run_key: i64,
+        started_event_id: u64,
+    },
+    Lease {
+        run_key: i64,
+    },
+    Activity {
+        run_key: i64,
+        scheduled_event_id: u64,
+    },
+}
+
+/// Whether a timer, a workflow task's lease or an activity deadline is due at `now`: one
+/// statement, the common answer being no.
+fn any_due(connection: &Connection, now: i64) -> StoreResult<bool> {
+    Ok(connection
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM timers WHERE fire_ms <= ?1) \
+             OR EXISTS (SELECT 1 FROM runs WHERE task_state = 2 AND task_deadline_ms < ?1) \
+             OR EXISTS (SELECT 1 FROM activities WHERE next_deadline_ms <= ?1)",
+        )?
+        .query_row([now], |row| row.get(0))?)
+}
+
+fn due_at(connection: &Connection, now: i64) -> StoreResult<Vec<(i64, Due)>> {
+    let mut due = Vec::new();
+    let mut timers = connection.prepare_cached(
+        "SELECT fire_ms, run_key, started_event_id FROM timers WHERE fire_ms <= ?",
+    )?;
+    for found in timers.query_map([now], |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            Due::Timer {
+                run_key: row.get(1)?,
+                started_event_id: row.get::<_, i64>(2)? as u64,
+            },
+        ))
+    })? {
+        due.push(found?);
+    }
+    // A lease lapses once its deadline has passed (it holds through the deadline itself).
+    let mut leases = connection.prepare_cached(
+        "SELECT task_deadline_ms, run_key FROM runs WHERE task_state = 2 AND task_deadline_ms < ?",
+    )?;
+    for found in leases.query_map([now], |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            Due::Lease {
+                run_key: row.get(1)?,
+            },
+        ))
+    })? {
+        due.push(found?);
+    }
+    let mut activities = connection.prepare_cached(
+        "SELECT next_deadline_ms, run_key, scheduled_event_id FROM activities \
+         WHERE next_deadline_ms <= ?",
+    )?;
+    for found in activities.query_map([now], |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            Due::Activity {
+                run_key: row.get(1)?,
+                scheduled_event_id: row.get::<_, i64>(2)? as u64,
+            },
+        ))
+    })? {
+        due.push(found?);
+    }
+    due.sort_unstable();
+    Ok(due)
+}
+
+/// Applies every deadline at or before `now`; returns how many took effect.
+pub fn tick(store: &mut Store, now: i64) -> StoreResult<usize> {
+    if !any_due(&store.connection, now)? {
+        return Ok(0);
+    }
+    let due = due_at(&store.connection, now)?;
+    let mut applied = 0;
+    for (_, item) in due {
+        let (connection, mut context) = store.split(now);
+        let plan: Plan = match item {
+            Due::Timer {
+                run_key,
+                started_event_id,
+            } => {
+                let Some(timer) = load_timer(connection, run_key, started_event_id)? else {
+                    continue;
+                };
+                let run = load_run(connection, run_key)?;
+                operations::fire_timer(&mut context, run, timer)
+            }
+            Due::Lease { run_key } => {
+                let run = load_run(connection, run_key)?;
+                operations::expire_workflow_task_lease(&mut context, run)
+            }
+            Due::Activity {
+                run_key,
+                scheduled_event_id,
+            } => {
+                let Some(activity) = load_activity(connection, run_key, scheduled_event_id)? else {
+                    continue;
+                };
+                let run = load_run(connection, run_key)?;
+                operations::apply_activity_deadline(&mut context, run, activity)?
+            }
+        };
+        if plan.is_empty() {
+            continue;
+        }
+        let run_key = match item {
+            Due::Timer { run_key, .. } | Due::Lease { run_key } | Due::Activity { run_key, .. } => {
+                run_key
+            }
+        };
+        persist(connection, Some(run_key), &plan)?;
+        applied += 1;
+    }
+    Ok(applied)
+}
+
+/// The earliest deadline, or ready time still ahead, that a poll would act on.
+pub fn next_wakeup_ms(connection: &Connection, now: i64) -> StoreResult<Option<i64>> {
+    Ok(connection
+        .prepare_cached(
+            "SELECT min(coalesce((SELECT MIN(fire_ms) FROM timers), 9223372036854775807), \
+             coalesce((SELECT MIN(task_deadline_ms) + 1 FROM runs WHERE task_state = 2), \
+             9223372036854775807), \
+             coalesce((SELECT MIN(task_ready_ms) FROM runs WHERE task_state = 1 \
+             AND task_ready_ms > ?1), 9223372036854775807), \
+             coalesce((SELECT MIN(ready_ms) FROM activities WHERE state = 0 \
+             AND ready_ms > ?1), 9223372036854775807), \
+             coalesce((SELECT MIN(next_deadline_ms) FROM activities \
+             WHERE next_deadline_ms IS NOT NULL), 9223372036854775807))",
+        )?
+        .query_row([now], |row| row.get::<_, i64>(0))
+        .map(|earliest| (earliest != i64::MAX).then_some(earliest))?)
+}
+
+/// Tasks ready or leased now and queries waiting (zero: nothing happens before the next
+/// wakeup), and that wakeup.
+pub fn busy_and_wakeup(connection: &Connection, now: i64) -> StoreResult<(i64, Option<i64>)> {
+    let busy: i64 = connection
+        .prepare_cached(
+            "SELECT (SELECT COUNT(*) FROM runs WHERE (task_state = 1 AND task_ready_ms <= ?1) \
+             OR task_state = 2) + (SELECT COUNT(*) FROM activities WHERE (state = 0 AND \
+             ready_ms <= ?1) OR state = 1) + (SELECT COUNT(*) FROM queries WHERE state < 2)",
+        )?
+        .query_row(params![now], |row| row.get(0))?;
+    Ok((busy, next_wakeup_ms(connection, now)?))
+}

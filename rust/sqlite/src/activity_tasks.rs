@@ -26,18 +26,18 @@ pub fn activity_lease(
     Some(ActivityLease {
         run_key,
         scheduled_event_id: activity.scheduled_event_id as i64,
-        activity_id: activity.activity_id.clone(),
+        activity_id: activity.scheduled.activity_id.clone(),
         token,
         workflow_id: workflow_id.clone(),
         run_id: run_id.clone(),
-        activity_type: activity.activity_type.clone(),
-        input: activity.input.0.clone(),
+        activity_type: activity.scheduled.activity_type.clone(),
+        input: activity.scheduled.input.0.clone(),
         attempt: i64::from(activity.attempt),
         heartbeat_details: activity.heartbeat_details.0.clone(),
         scheduled_ms: activity.scheduled_ms,
         started_ms,
         deadline_ms: activity.lease_deadline_ms(),
-        heartbeat_ms: activity.options.heartbeat_ms.map(|ms| ms as i64),
+        heartbeat_ms: activity.scheduled.options.heartbeat_ms.map(|ms| ms as i64),
     })
 }
 

@@ -4,7 +4,7 @@
 use mainspring_core::history::{encode_event_row, ActivityOptions, Payload};
 use mainspring_core::rules::{
     ActivityRecord, ActivityWrite, AttemptState, Plan, RunIdentity, RunRecord, RunStatus,
-    TimerRecord, TimerWrite, WorkflowTaskState,
+    ScheduledActivity, TimerRecord, TimerWrite, WorkflowTaskState,
 };
 use mainspring_core::CoreError;
 use rusqlite::{named_params, params, Connection, ErrorCode, OptionalExtension, Row};
@@ -46,12 +46,12 @@ pub fn run_from_row(row: &Row<'_>) -> rusqlite::Result<StoreResult<RunRecord>> {
     Ok(Ok(RunRecord {
         key: row.get(0)?,
         version: row.get(1)?,
-        identity: RunIdentity {
+        identity: std::sync::Arc::new(RunIdentity {
             workflow_id: row.get(2)?,
             run_id: row.get(3)?,
             workflow_type: row.get(4)?,
             task_queue: row.get(5)?,
-        },
+        }),
         status,
         history_length: row.get::<_, i64>(7)? as u64,
         workflow_task,
@@ -136,17 +136,19 @@ pub fn activity_from_row(row: &Row<'_>) -> rusqlite::Result<StoreResult<Activity
     Ok(Ok(ActivityRecord {
         scheduled_event_id: row.get::<_, i64>(0)? as u64,
         version: row.get(1)?,
-        activity_id: row.get(2)?,
-        activity_type: row.get(4)?,
-        input: Payload(row.get(5)?),
-        options: ActivityOptions {
-            task_queue: row.get(3)?,
-            schedule_to_close_ms: milliseconds(row.get(7)?),
-            schedule_to_start_ms: milliseconds(row.get(8)?),
-            start_to_close_ms: milliseconds(row.get(9)?),
-            heartbeat_ms: milliseconds(row.get(10)?),
-            retry_policy,
-        },
+        scheduled: std::sync::Arc::new(ScheduledActivity {
+            activity_id: row.get(2)?,
+            activity_type: row.get(4)?,
+            input: Payload(row.get(5)?),
+            options: ActivityOptions {
+                task_queue: row.get(3)?,
+                schedule_to_close_ms: milliseconds(row.get(7)?),
+                schedule_to_start_ms: milliseconds(row.get(8)?),
+                start_to_close_ms: milliseconds(row.get(9)?),
+                heartbeat_ms: milliseconds(row.get(10)?),
+                retry_policy,
+            },
+        }),
         attempt: row.get::<_, i64>(11)? as u32,
         scheduled_ms: row.get(12)?,
         state,
@@ -432,7 +434,7 @@ fn persist_activity(
         ),
     };
     let Some(expected) = expected else {
-        let options = &record.options;
+        let options = &record.scheduled.options;
         let millis = |value: Option<u64>| value.map(|ms| ms as i64);
         connection
             .prepare_cached(
@@ -447,10 +449,10 @@ fn persist_activity(
                 run_key,
                 record.scheduled_event_id as i64,
                 record.version,
-                record.activity_id,
+                record.scheduled.activity_id,
                 options.task_queue,
-                record.activity_type,
-                record.input.0,
+                record.scheduled.activity_type,
+                record.scheduled.input.0,
                 encode_policy(&options.retry_policy),
                 millis(options.schedule_to_close_ms),
                 millis(options.schedule_to_start_ms),

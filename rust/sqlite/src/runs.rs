@@ -130,10 +130,10 @@ pub fn terminate_workflow(
 fn run_row(record: RunRecord) -> RunRow {
     RunRow {
         run_key: record.key,
-        workflow_id: record.identity.workflow_id,
-        run_id: record.identity.run_id,
-        workflow_type: record.identity.workflow_type,
-        task_queue: record.identity.task_queue,
+        workflow_id: record.identity.workflow_id.clone(),
+        run_id: record.identity.run_id.clone(),
+        workflow_type: record.identity.workflow_type.clone(),
+        task_queue: record.identity.task_queue.clone(),
         status: record.status.name(),
         history_length: record.history_length as i64,
         started_ms: record.started_ms,

@@ -124,7 +124,7 @@ pub fn start_workflow_with_first_task(
         decoded,
         eager_activities(eager),
     )?;
-    if plan.record().identity != identity_of(run) {
+    if *plan.record().identity != identity_of(run) {
         return Err(CoreError::InvalidCommand(
             "the started event is not that of the run being started".into(),
         )

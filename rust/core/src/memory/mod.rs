@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::error::{CoreError, CoreResult};
 use crate::history::Event;
 use crate::rules::{
-    ActivityRecord, ActivityWrite, CountingTokens, Plan, RulesConfig, RunRecord, TimerRecord,
-    TimerWrite,
+    ActivityRecord, ActivityWrite, CountingTokens, Plan, RulesConfig, RunChange, RunRecord,
+    TimerRecord, TimerWrite,
 };
 
 pub use store::{ActivityTaskLease, RunSummary, WorkflowTaskLease};
@@ -30,9 +30,8 @@ pub struct MemoryStore {
     pub(crate) tokens: CountingTokens,
     /// Runs by key (the index).
     pub(crate) runs: Vec<MemoryRun>,
-    /// The unique index: a workflow id's open run.
-    pub(crate) open_runs: BTreeMap<String, i64>,
-    /// A workflow id's latest run, open or closed (what `describe` reports).
+    /// A workflow id's latest run, open or closed (what `describe` reports). Also the unique
+    /// index over open runs: a workflow id has an open run only if its latest run is open.
     pub(crate) latest_runs: BTreeMap<String, i64>,
     pub(crate) activities: BTreeMap<ActivityKey, ActivityRecord>,
     pub(crate) timers: BTreeMap<ActivityKey, TimerRecord>,
@@ -62,7 +61,6 @@ impl MemoryStore {
             config,
             tokens: CountingTokens::default(),
             runs: Vec::new(),
-            open_runs: BTreeMap::new(),
             latest_runs: BTreeMap::new(),
             activities: BTreeMap::new(),
             timers: BTreeMap::new(),
@@ -98,9 +96,16 @@ impl MemoryStore {
     /// nothing: every compare-and-set is checked before anything is written.
     pub(crate) fn persist(&mut self, run_key: Option<i64>, plan: Plan) -> CoreResult<i64> {
         self.check(run_key, &plan)?;
-        let key = self.persist_run(run_key, &plan)?;
+        let Plan {
+            run: change,
+            events,
+            activities,
+            timers,
+            drop_pending_work,
+        } = plan;
+        let key = self.persist_run(run_key, change)?;
         let run = &mut self.runs[key as usize];
-        for event in plan.events {
+        for event in events {
             if event.event_id != run.events.len() as u64 + 1 {
                 return Err(conflict(format!(
                     "event {} of run {key} is not the next one",
@@ -109,10 +114,10 @@ impl MemoryStore {
             }
             run.events.push(event);
         }
-        for write in plan.activities {
-            self.persist_activity(key, write)?;
+        for write in activities {
+            self.persist_activity(key, write);
         }
-        for write in plan.timers {
+        for write in timers {
             match write {
                 TimerWrite::Insert(timer) => {
                     let timer_key = (key, timer.started_event_id);
@@ -124,7 +129,7 @@ impl MemoryStore {
                 }
             }
         }
-        if plan.drop_pending_work {
+        if drop_pending_work {
             let open: Vec<ActivityKey> = self
                 .activities
                 .range((key, 0)..=(key, u64::MAX))
@@ -150,7 +155,11 @@ impl MemoryStore {
     fn check(&self, run_key: Option<i64>, plan: &Plan) -> CoreResult<()> {
         if let (None, Some(change)) = (run_key, &plan.run) {
             let workflow_id = &change.record.identity.workflow_id;
-            if self.open_runs.contains_key(workflow_id) {
+            let open = self
+                .latest_runs
+                .get(workflow_id)
+                .is_some_and(|&latest| self.runs[latest as usize].record.is_running());
+            if open {
                 return Err(CoreError::WorkflowAlreadyStarted(workflow_id.clone()));
             }
         }
@@ -190,39 +199,37 @@ impl MemoryStore {
         Ok(())
     }
 
-    fn persist_run(&mut self, run_key: Option<i64>, plan: &Plan) -> CoreResult<i64> {
-        let Some(change) = &plan.run else {
+    fn persist_run(&mut self, run_key: Option<i64>, change: Option<RunChange>) -> CoreResult<i64> {
+        let Some(RunChange {
+            expected_version,
+            mut record,
+        }) = change
+        else {
             return run_key.ok_or_else(|| conflict("a new run's plan records it".into()));
         };
-        let mut record = change.record.clone();
-        match (run_key, change.expected_version) {
+        match (run_key, expected_version) {
             (None, None) => {
-                let workflow_id = record.identity.workflow_id.clone();
-                if self.open_runs.contains_key(&workflow_id) {
-                    return Err(CoreError::WorkflowAlreadyStarted(workflow_id));
-                }
                 let key = self.runs.len() as i64;
                 record.key = key;
-                self.latest_runs.insert(workflow_id, key);
-                self.index_run(&record);
+                self.latest_runs
+                    .insert(record.identity.workflow_id.clone(), key);
+                self.reindex_run(None, &record);
                 self.runs.push(MemoryRun {
                     record,
                     events: Vec::new(),
                 });
                 Ok(key)
             }
-            (Some(key), Some(expected)) => {
-                let old = self.load_run(key)?;
-                if old.version != expected {
-                    return Err(conflict(format!(
-                        "run {key} is at version {}, not {expected}",
-                        old.version
-                    )));
-                }
+            (Some(key), Some(_)) => {
                 record.key = key;
-                self.unindex_run(&old);
-                self.index_run(&record);
-                self.runs[key as usize].record = record;
+                let old = std::mem::replace(&mut self.runs[key as usize].record, record);
+                let new = &self.runs[key as usize].record;
+                Self::reindex_run_in(
+                    &mut self.workflow_queues,
+                    &mut self.workflow_leases,
+                    Some(&old),
+                    new,
+                );
                 Ok(key)
             }
             _ => Err(conflict(
@@ -231,34 +238,40 @@ impl MemoryStore {
         }
     }
 
-    fn persist_activity(&mut self, run_key: i64, write: ActivityWrite) -> CoreResult<()> {
-        let (key, expected, record) = match write {
+    /// Writes one activity (its version was checked before anything was written).
+    fn persist_activity(&mut self, run_key: i64, write: ActivityWrite) {
+        match write {
             ActivityWrite::Insert(record) => {
-                ((run_key, record.scheduled_event_id), None, Some(record))
+                let key = (run_key, record.scheduled_event_id);
+                self.index_activity(key, &record);
+                self.activities.insert(key, record);
             }
-            ActivityWrite::Update {
-                expected_version,
-                record,
-            } => (
-                (run_key, record.scheduled_event_id),
-                Some(expected_version),
-                Some(record),
-            ),
+            ActivityWrite::Update { record, .. } => {
+                // In place: a lease or a retry moves the activity's index entries, not its row.
+                let key = (run_key, record.scheduled_event_id);
+                let Some(slot) = self.activities.get_mut(&key) else {
+                    return;
+                };
+                let old = ActivityIndexEntry::of(slot);
+                *slot = record;
+                let new = ActivityIndexEntry::of(slot);
+                let queue = slot.scheduled.options.task_queue.as_str();
+                let indexes = ActivityIndexes {
+                    queues: &mut self.activity_queues,
+                    deadlines: &mut self.activity_deadlines,
+                    running: &mut self.running_attempts,
+                };
+                indexes.update(key, queue, Some(old), Some(new));
+            }
             ActivityWrite::Delete {
-                scheduled_event_id,
-                expected_version,
-            } => ((run_key, scheduled_event_id), Some(expected_version), None),
-        };
-        // Checked before: an insert finds nothing, a write the version it expects.
-        debug_assert_eq!(self.activities.get(&key).map(|old| old.version), expected);
-        if let Some(old) = self.activities.remove(&key) {
-            self.unindex_activity(key, &old);
+                scheduled_event_id, ..
+            } => {
+                let key = (run_key, scheduled_event_id);
+                if let Some(old) = self.activities.remove(&key) {
+                    self.unindex_activity(key, &old);
+                }
+            }
         }
-        if let Some(record) = record {
-            self.index_activity(key, &record);
-            self.activities.insert(key, record);
-        }
-        Ok(())
     }
 
     fn drop_timer(&mut self, key: ActivityKey) {
@@ -267,60 +280,150 @@ impl MemoryStore {
         }
     }
 
-    fn index_run(&mut self, record: &RunRecord) {
-        if let Some(ready) = record.ready_at_ms() {
-            self.workflow_queues
-                .entry(record.identity.task_queue.clone())
-                .or_default()
-                .insert((ready, record.key));
-        }
-        if let Some(deadline) = record.lease_deadline_ms() {
-            self.workflow_leases.insert((deadline, record.key));
-        }
-        if record.is_running() {
-            self.open_runs
-                .insert(record.identity.workflow_id.clone(), record.key);
-        }
+    fn reindex_run(&mut self, old: Option<&RunRecord>, new: &RunRecord) {
+        Self::reindex_run_in(
+            &mut self.workflow_queues,
+            &mut self.workflow_leases,
+            old,
+            new,
+        );
     }
 
-    fn unindex_run(&mut self, record: &RunRecord) {
-        if let Some(ready) = record.ready_at_ms() {
-            if let Some(queue) = self.workflow_queues.get_mut(&record.identity.task_queue) {
-                queue.remove(&(ready, record.key));
+    /// Moves a run's index entries from its `old` record to its `new` one, touching only
+    /// what changed (the maps are this store's indexes: a database updates its own).
+    fn reindex_run_in(
+        workflow_queues: &mut BTreeMap<String, BTreeSet<(i64, i64)>>,
+        workflow_leases: &mut BTreeSet<(i64, i64)>,
+        old: Option<&RunRecord>,
+        new: &RunRecord,
+    ) {
+        let key = new.key;
+        let queue = &new.identity.task_queue;
+        let (old_ready, old_lease) = old.map_or((None, None), |old| {
+            (old.ready_at_ms(), old.lease_deadline_ms())
+        });
+        if old_ready != new.ready_at_ms() {
+            if let Some(ready) = old_ready {
+                if let Some(queued) = workflow_queues.get_mut(queue) {
+                    queued.remove(&(ready, key));
+                }
+            }
+            if let Some(ready) = new.ready_at_ms() {
+                match workflow_queues.get_mut(queue) {
+                    Some(queued) => {
+                        queued.insert((ready, key));
+                    }
+                    None => {
+                        workflow_queues.insert(queue.clone(), BTreeSet::from([(ready, key)]));
+                    }
+                }
             }
         }
-        if let Some(deadline) = record.lease_deadline_ms() {
-            self.workflow_leases.remove(&(deadline, record.key));
-        }
-        if record.is_running() {
-            self.open_runs.remove(&record.identity.workflow_id);
+        if old_lease != new.lease_deadline_ms() {
+            if let Some(deadline) = old_lease {
+                workflow_leases.remove(&(deadline, key));
+            }
+            if let Some(deadline) = new.lease_deadline_ms() {
+                workflow_leases.insert((deadline, key));
+            }
         }
     }
 
     fn index_activity(&mut self, key: ActivityKey, record: &ActivityRecord) {
-        if let Some(ready) = record.ready_at_ms() {
-            self.activity_queues
-                .entry(record.options.task_queue.clone())
-                .or_default()
-                .insert((ready, key));
-        } else {
-            self.running_attempts += 1;
-        }
-        if let Some(deadline) = record.next_deadline_ms() {
-            self.activity_deadlines.insert((deadline, key));
-        }
+        self.activity_indexes().update(
+            key,
+            &record.scheduled.options.task_queue,
+            None,
+            Some(ActivityIndexEntry::of(record)),
+        );
     }
 
     fn unindex_activity(&mut self, key: ActivityKey, record: &ActivityRecord) {
-        if let Some(ready) = record.ready_at_ms() {
-            if let Some(queue) = self.activity_queues.get_mut(&record.options.task_queue) {
-                queue.remove(&(ready, key));
-            }
-        } else {
-            self.running_attempts -= 1;
+        self.activity_indexes().update(
+            key,
+            &record.scheduled.options.task_queue,
+            Some(ActivityIndexEntry::of(record)),
+            None,
+        );
+    }
+
+    fn activity_indexes(&mut self) -> ActivityIndexes<'_> {
+        ActivityIndexes {
+            queues: &mut self.activity_queues,
+            deadlines: &mut self.activity_deadlines,
+            running: &mut self.running_attempts,
         }
-        if let Some(deadline) = record.next_deadline_ms() {
-            self.activity_deadlines.remove(&(deadline, key));
+    }
+}
+
+/// Where an activity sits in the memory store's indexes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct ActivityIndexEntry {
+    /// Queued from then (None: running).
+    ready_at_ms: Option<i64>,
+    next_deadline_ms: Option<i64>,
+}
+
+impl ActivityIndexEntry {
+    fn of(record: &ActivityRecord) -> Self {
+        ActivityIndexEntry {
+            ready_at_ms: record.ready_at_ms(),
+            next_deadline_ms: record.next_deadline_ms(),
+        }
+    }
+}
+
+struct ActivityIndexes<'a> {
+    queues: &'a mut BTreeMap<String, BTreeSet<(i64, ActivityKey)>>,
+    deadlines: &'a mut BTreeSet<(i64, ActivityKey)>,
+    running: &'a mut usize,
+}
+
+impl ActivityIndexes<'_> {
+    /// Moves an activity's entries from `old` (None: it is new) to `new` (None: it is gone).
+    fn update(
+        self,
+        key: ActivityKey,
+        queue: &str,
+        old: Option<ActivityIndexEntry>,
+        new: Option<ActivityIndexEntry>,
+    ) {
+        let ready = |entry: Option<ActivityIndexEntry>| entry.and_then(|entry| entry.ready_at_ms);
+        let deadline =
+            |entry: Option<ActivityIndexEntry>| entry.and_then(|entry| entry.next_deadline_ms);
+        let running = |entry: Option<ActivityIndexEntry>| {
+            entry.is_some_and(|entry| entry.ready_at_ms.is_none())
+        };
+        if ready(old) != ready(new) {
+            if let Some(at) = ready(old) {
+                if let Some(queued) = self.queues.get_mut(queue) {
+                    queued.remove(&(at, key));
+                }
+            }
+            if let Some(at) = ready(new) {
+                match self.queues.get_mut(queue) {
+                    Some(queued) => {
+                        queued.insert((at, key));
+                    }
+                    None => {
+                        self.queues
+                            .insert(queue.to_string(), BTreeSet::from([(at, key)]));
+                    }
+                }
+            }
+        }
+        if deadline(old) != deadline(new) {
+            if let Some(at) = deadline(old) {
+                self.deadlines.remove(&(at, key));
+            }
+            if let Some(at) = deadline(new) {
+                self.deadlines.insert((at, key));
+            }
+        }
+        match (running(old), running(new)) {
+            (false, true) => *self.running += 1,
+            (true, false) => *self.running -= 1,
+            _ => {}
         }
     }
 }

@@ -97,18 +97,18 @@ impl ActivityTaskLease {
         };
         Some(ActivityTaskLease {
             key: (run.key, activity.scheduled_event_id),
-            activity_id: activity.activity_id.clone(),
+            activity_id: activity.scheduled.activity_id.clone(),
             token,
             workflow_id: run.identity.workflow_id.clone(),
             run_id: run.identity.run_id.clone(),
-            activity_type: activity.activity_type.clone(),
-            input: activity.input.clone(),
+            activity_type: activity.scheduled.activity_type.clone(),
+            input: activity.scheduled.input.clone(),
             attempt: activity.attempt,
             heartbeat_details: activity.heartbeat_details.clone(),
             scheduled_ms: activity.scheduled_ms,
             started_ms,
             deadline_ms: activity.lease_deadline_ms(),
-            heartbeat_timeout_ms: activity.options.heartbeat_ms,
+            heartbeat_timeout_ms: activity.scheduled.options.heartbeat_ms,
         })
     }
 }

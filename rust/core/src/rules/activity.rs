@@ -18,6 +18,8 @@
 //! deadlines are not stored apart: each derives from the state (see the `*_deadline_ms`
 //! methods), and a store indexes [`ActivityRecord::next_deadline_ms`].
 
+use std::sync::Arc;
+
 use super::retry::{decide, RetryDecision};
 use crate::error::{CoreError, CoreResult};
 use crate::history::{ActivityOptions, EventAttributes, Failure, Payload, TimeoutType};
@@ -44,11 +46,8 @@ pub struct ActivityRecord {
     pub scheduled_event_id: u64,
     /// Moves with every change to the record: the compare-and-set of the next write.
     pub version: i64,
-    /// The id workers and users see: the command's sequence number, as Temporal's default.
-    pub activity_id: String,
-    pub activity_type: String,
-    pub input: Payload,
-    pub options: ActivityOptions,
+    /// What it was scheduled with; shared, as it never changes.
+    pub scheduled: Arc<ScheduledActivity>,
     pub attempt: u32,
     pub scheduled_ms: i64,
     pub state: AttemptState,
@@ -56,6 +55,16 @@ pub struct ActivityRecord {
     pub heartbeat_details: Payload,
     /// Why the previous attempt failed, reported with a timeout that ends the activity.
     pub last_failure: Option<Failure>,
+}
+
+/// What an activity was scheduled with (its ActivityScheduled event's attributes).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScheduledActivity {
+    /// The id workers and users see: the command's sequence number, as Temporal's default.
+    pub activity_id: String,
+    pub activity_type: String,
+    pub input: Payload,
+    pub options: ActivityOptions,
 }
 
 /// How a failed or timed-out attempt ended.
@@ -94,10 +103,12 @@ impl ActivityRecord {
         ActivityRecord {
             scheduled_event_id,
             version: 1,
-            activity_id,
-            activity_type,
-            input,
-            options,
+            scheduled: Arc::new(ScheduledActivity {
+                activity_id,
+                activity_type,
+                input,
+                options,
+            }),
             attempt: 1,
             scheduled_ms: now_ms,
             state: AttemptState::Queued {
@@ -110,14 +121,15 @@ impl ActivityRecord {
 
     /// When the whole activity runs out of time (schedule-to-close), if ever.
     pub fn close_deadline_ms(&self) -> Option<i64> {
-        self.options
+        self.scheduled
+            .options
             .schedule_to_close_ms
             .map(|ms| self.scheduled_ms.saturating_add(ms as i64))
     }
 
     /// When a queued attempt times out waiting for a worker (schedule-to-start).
     pub fn start_deadline_ms(&self) -> Option<i64> {
-        match (&self.state, self.options.schedule_to_start_ms) {
+        match (&self.state, self.scheduled.options.schedule_to_start_ms) {
             (AttemptState::Queued { ready_at_ms }, Some(ms)) => {
                 Some(ready_at_ms.saturating_add(ms as i64))
             }
@@ -129,9 +141,10 @@ impl ActivityRecord {
     /// schedule-to-close, as Temporal's does).
     pub fn attempt_deadline_ms(&self) -> Option<i64> {
         let per_attempt = self
+            .scheduled
             .options
             .start_to_close_ms
-            .or(self.options.schedule_to_close_ms)?;
+            .or(self.scheduled.options.schedule_to_close_ms)?;
         match self.state {
             AttemptState::Running { started_ms, .. } => {
                 Some(started_ms.saturating_add(per_attempt as i64))
@@ -142,7 +155,7 @@ impl ActivityRecord {
 
     /// When the running attempt times out for want of a heartbeat.
     pub fn heartbeat_deadline_ms(&self) -> Option<i64> {
-        match (&self.state, self.options.heartbeat_ms) {
+        match (&self.state, self.scheduled.options.heartbeat_ms) {
             (
                 AttemptState::Running {
                     last_heartbeat_ms, ..
@@ -197,7 +210,7 @@ impl ActivityRecord {
             }
             _ => Err(CoreError::StaleTask(format!(
                 "activity {} is not ready to lease",
-                self.activity_id
+                self.scheduled.activity_id
             ))),
         }
     }
@@ -253,7 +266,7 @@ impl ActivityRecord {
         now_ms: i64,
     ) -> AttemptEnd {
         let decision = decide(
-            &self.options.retry_policy,
+            &self.scheduled.options.retry_policy,
             &failure,
             self.attempt,
             now_ms,

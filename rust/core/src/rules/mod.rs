@@ -42,7 +42,7 @@ mod retry;
 mod run;
 mod tokens;
 
-pub use activity::{ActivityRecord, AttemptEnd, AttemptState, TimerRecord};
+pub use activity::{ActivityRecord, AttemptEnd, AttemptState, ScheduledActivity, TimerRecord};
 pub use effects::{effect_of, Effect};
 pub use outcome::{number_outcome, DecodedOutcome};
 pub use plan::{ActivityWrite, Plan, RunChange, TimerWrite};

@@ -359,7 +359,7 @@ fn resolve_activity(
     if !run.is_running() {
         return Err(CoreError::StaleTask(format!(
             "activity {} belongs to a closed run",
-            activity.activity_id
+            activity.scheduled.activity_id
         )));
     }
     let mut plan = Plan::update(run);

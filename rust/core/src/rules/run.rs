@@ -16,6 +16,8 @@
 //! An eager caller (a worker in the store's process) may take a lease straight from Idle or
 //! a ready Queued task in the same commit that woke it.
 
+use std::sync::Arc;
+
 use super::tokens::TokenSource;
 use super::RulesConfig;
 use crate::error::{CoreError, CoreResult};
@@ -83,7 +85,8 @@ pub struct RunRecord {
     pub key: i64,
     /// Moves with every change to the record: the compare-and-set of the next write.
     pub version: i64,
-    pub identity: RunIdentity,
+    /// Shared: every load of a record would otherwise copy four strings that never change.
+    pub identity: Arc<RunIdentity>,
     pub status: RunStatus,
     /// Events recorded so far; the next one is `history_length + 1`.
     pub history_length: u64,
@@ -114,7 +117,7 @@ impl RunRecord {
         RunRecord {
             key: 0,
             version: 1,
-            identity,
+            identity: Arc::new(identity),
             status: RunStatus::Running,
             history_length: 0,
             workflow_task: WorkflowTaskState::Idle,

@@ -13,6 +13,9 @@ from hypothesis import HealthCheck, settings
 
 from mainspring import Client, Worker, WorkerConfig
 from mainspring.storage import MemoryStorage, SqliteStorage, VirtualClock
+from mainspring.storage._adapter import AdaptedStorage
+
+from .dict_tables import dict_storage
 
 settings.register_profile(
     "fast", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -30,11 +33,13 @@ class Environment:
 
     def __init__(self, backend: str, folder: Path) -> None:
         self.clock = VirtualClock()
-        self.storage: MemoryStorage | SqliteStorage
+        self.storage: MemoryStorage | SqliteStorage | AdaptedStorage
         if backend == "memory":
             self.storage = MemoryStorage(clock=self.clock)
-        else:
+        elif backend == "sqlite":
             self.storage = SqliteStorage(folder / "test.db", clock=self.clock)
+        else:
+            self.storage = dict_storage(self.clock)
         self.client = Client(self.storage)
 
     @contextlib.asynccontextmanager
@@ -55,9 +60,10 @@ class Environment:
             yield worker
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "python-adapter"])
 async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Environment]:
-    """Every end-to-end test runs on each backend."""
+    """Every end-to-end test runs on each backend (the last a store written in Python over
+    the core's rules: `dict_tables`)."""
     environment = Environment(request.param, tmp_path)
     yield environment
     await environment.storage.close()

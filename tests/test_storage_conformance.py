@@ -30,12 +30,16 @@ from mainspring.errors import (
 )
 from mainspring.storage import (
     ActivityTask,
+    FusedCommits,
     MemoryStorage,
     SqliteStorage,
     Storage,
     VirtualClock,
     WorkflowTask,
 )
+from mainspring.storage.base import fused_commits
+
+from .dict_tables import dict_storage
 
 LEASE_MS = 10_000
 QUEUE = "conformance"
@@ -49,9 +53,15 @@ def _sqlite(clock: VirtualClock, folder: Path) -> Storage:
     return SqliteStorage(folder / "conformance.db", clock=clock)
 
 
+def _python_adapter(clock: VirtualClock, folder: Path) -> Storage:
+    # A store written in Python (tables in dicts) over the core's rules, as one on asyncpg.
+    return dict_storage(clock)
+
+
 BACKENDS: dict[str, Callable[[VirtualClock, Path], Storage]] = {
     "memory": _memory,
     "sqlite": _sqlite,
+    "python-adapter": _python_adapter,
 }
 
 
@@ -253,13 +263,19 @@ async def test_wait_closed_times_out_while_running(storage: Storage) -> None:
         await storage.wait_closed("w", "r", timeout=0.01)
 
 
+def _fused(storage: Storage) -> FusedCommits:
+    fused = fused_commits(storage)
+    if fused is None:
+        pytest.skip("this storage does not fuse commits")
+    return fused
+
+
 async def _fusable_attempt(
     storage: Storage, driver: Driver
 ) -> tuple[ActivityTask, _core.WorkflowRun, int]:
     """A run whose first task scheduled one activity, that attempt leased, and the run as a
     worker's cached instance holds it (fed its own command events): `(attempt, run, length)`."""
-    if not storage.fuses_commits:
-        pytest.skip("this storage does not fuse commits")
+    _fused(storage)
     await storage.start_workflow("w", "r", "wf", QUEUE, b"null")
     task = await driver.lease()
     await driver.advance(task)
@@ -291,7 +307,7 @@ def _fused_outcome(
 async def test_a_fused_commit_records_the_result_and_the_task_it_woke(storage: Storage) -> None:
     attempt, run, length = await _fusable_attempt(storage, Driver(storage))
     event, outcome = _fused_outcome(storage, run, attempt, length)
-    committed = await storage.complete_activity_with_workflow_task(
+    committed = await _fused(storage).complete_activity_with_workflow_task(
         attempt, b'"done"', event, length, outcome
     )
     assert committed is not None and committed.history_length == 6
@@ -327,7 +343,7 @@ async def test_a_fused_commit_on_a_run_that_moved_on_records_only_the_result(
     await storage.complete_workflow_task(task, other.complete([]))
     event, outcome = _fused_outcome(storage, run, attempt, length)
     assert (
-        await storage.complete_activity_with_workflow_task(
+        await _fused(storage).complete_activity_with_workflow_task(
             attempt, b'"done"', event, length, outcome
         )
         is None
@@ -345,7 +361,7 @@ async def test_a_fused_commit_of_a_stale_attempt_records_nothing(storage: Storag
     await storage.complete_activity_task(attempt, b'"first"')
     event, outcome = _fused_outcome(storage, run, attempt, length)
     with pytest.raises(StaleTaskError):
-        await storage.complete_activity_with_workflow_task(
+        await _fused(storage).complete_activity_with_workflow_task(
             attempt, b'"done"', event, length, outcome
         )
     assert (await _kinds(storage, "w"))[3:] == ["ActivityCompleted"]
@@ -391,10 +407,9 @@ def _first_task(
 
 
 async def test_a_fused_start_records_the_run_with_its_first_task(storage: Storage) -> None:
-    if not storage.fuses_commits:
-        pytest.skip("this storage does not fuse commits")
+    fused = _fused(storage)
     started, outcome = _first_task(storage, "w", [_schedule(1)])
-    committed = await storage.start_workflow_with_first_task(
+    committed = await fused.start_workflow_with_first_task(
         "w", "r", "wf", QUEUE, b"null", started, outcome
     )
     assert committed.history_length == 3
@@ -412,16 +427,13 @@ async def test_a_fused_start_records_the_run_with_its_first_task(storage: Storag
     # Ids stay unique among running runs, and a refused start records nothing.
     again, outcome = _first_task(storage, "w", [(COMMAND_COMPLETE_WORKFLOW, b"1")], "r2")
     with pytest.raises(WorkflowAlreadyStartedError):
-        await storage.start_workflow_with_first_task(
-            "w", "r2", "wf", QUEUE, b"null", again, outcome
-        )
+        await fused.start_workflow_with_first_task("w", "r2", "wf", QUEUE, b"null", again, outcome)
     assert (await storage.describe_workflow("w")).run_id == "r"
 
 
 async def test_a_fused_start_whose_first_task_completes_closes_the_run(storage: Storage) -> None:
-    if not storage.fuses_commits:
-        pytest.skip("this storage does not fuse commits")
+    fused = _fused(storage)
     started, outcome = _first_task(storage, "w", [(COMMAND_COMPLETE_WORKFLOW, b"7")])
-    await storage.start_workflow_with_first_task("w", "r", "wf", QUEUE, b"null", started, outcome)
+    await fused.start_workflow_with_first_task("w", "r", "wf", QUEUE, b"null", started, outcome)
     assert _core.run_outcome(await storage.wait_closed("w", "r", timeout=1)) == ("COMPLETED", b"7")
     assert _core.validate_history(await storage.read_history("w", "r")) == 3

@@ -13,7 +13,14 @@ from . import _core
 from ._definitions import WorkflowDefinition
 from ._instance import WorkflowInstance
 from .errors import MainspringError, QueryFailedError, StaleTaskError, UnknownWorkflowTypeError
-from .storage.base import ActivityTask, CommittedTask, QueryTask, Storage, WorkflowTask
+from .storage.base import (
+    ActivityTask,
+    CommittedTask,
+    QueryTask,
+    Storage,
+    WorkflowTask,
+    fused_commits,
+)
 
 if TYPE_CHECKING:
     from ._activity_tasks import ActivityTaskRunner
@@ -55,6 +62,8 @@ class WorkflowTaskRunner:
         config: WorkerConfig,
     ) -> None:
         self._storage = storage
+        # Declared once: the worker's fused paths run only on storages that offer them.
+        self._fused = fused_commits(storage)
         self._task_queue = task_queue
         self._definitions = definitions
         self._config = config
@@ -90,17 +99,17 @@ class WorkflowTaskRunner:
         is recorded. Returns False, having recorded nothing, when this cannot be done (the
         storage cannot fuse, the type is unknown here, the task failed); the caller then
         starts the run the ordinary way, and a failure is reported there."""
-        storage = self._storage
+        storage = self._fused
         if (
-            not self.accepts_eager_starts
-            or not storage.fuses_commits
+            storage is None
+            or not self.accepts_eager_starts
             or workflow_type not in self._definitions
             # Run inline by the caller, so bounded only by what the cache keeps.
             or self._fused_starts >= self._config.max_cached_workflows
         ):
             return False
         instance = self._new_instance(workflow_type)
-        now = storage.now_ms()
+        now = self._storage.now_ms()
         started_event = _core.encode_inbound_row(
             1, now, "WorkflowStarted", (workflow_type, workflow_id, run_id, task_queue, input)
         )
@@ -159,7 +168,7 @@ class WorkflowTaskRunner:
         )
         if not tasks:
             return did_something
-        if len(tasks) > 1 and storage.groups_commits:
+        if len(tasks) > 1 and storage.capabilities.groups_commits:
             # Concurrently, so the storage commits their outcomes together.
             await asyncio.gather(*(self._process(task) for task in tasks))
         else:
@@ -246,12 +255,11 @@ class WorkflowTaskRunner:
         commit is guarded by the history length it has seen. Returns False, having changed
         nothing, when this cannot be done (no cached instance, the storage cannot fuse); the
         caller then records the result the ordinary way."""
-        storage = self._storage
+        storage = self._fused
         instance = self._cache.get(task.run_id)
         if (
-            not storage.fuses_commits
+            storage is None
             or instance is None
-            or task.scheduled_event_id is None
             or instance.committed_length is None
             or instance.appended is None
         ):
@@ -259,7 +267,7 @@ class WorkflowTaskRunner:
         # Ours from here: it runs ahead of the stored history until the commit says otherwise.
         del self._cache[task.run_id]
         length = instance.committed_length
-        now = storage.now_ms()
+        now = self._storage.now_ms()
         result_event = _core.encode_inbound_row(
             length + 1, now, "ActivityCompleted", (task.scheduled_event_id, result, task.attempt)
         )

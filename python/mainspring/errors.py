@@ -23,6 +23,7 @@ __all__ = [
     "PayloadTooLargeError",
     "QueryFailedError",
     "StaleTaskError",
+    "StorageConflictError",
     "StorageError",
     "UnknownActivityTypeError",
     "UnknownWorkflowTypeError",
@@ -96,6 +97,11 @@ class StaleTaskError(MainspringError):
 
 class StorageError(MainspringError):
     """The storage backend failed or is unreachable; nothing from the failed call was committed."""
+
+
+class StorageConflictError(StorageError):
+    """A fenced write found a record changed since it was read (another process or worker got
+    there first): nothing was written. The operation may be decided again on fresh records."""
 
 
 class PayloadError(MainspringError):

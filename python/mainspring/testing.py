@@ -6,14 +6,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from .storage.memory import MemoryStorage
-from .storage.sqlite import SqliteStorage
+from .storage.base import TimeSkipping
 
 __all__ = ["time_skipping"]
 
 
 @contextlib.asynccontextmanager
-async def time_skipping(storage: MemoryStorage | SqliteStorage) -> AsyncIterator[None]:
+async def time_skipping(storage: TimeSkipping) -> AsyncIterator[None]:
     """While inside, whenever nothing is ready or running, jumps the storage's virtual clock to
     the next timer or timeout, so a workflow that sleeps for a month finishes in milliseconds.
 

@@ -5,6 +5,11 @@
   (fencing); two workers can never both extend one run.
 - Leases expire; an expired task goes to another worker.
 - Time-driven work (timers, timeouts, retries) becomes visible to polls once due.
+
+The contract is small (:class:`Storage`); what a storage offers beyond it is declared in its
+:class:`StorageCapabilities` and, for fused commits and time skipping, by the protocols
+:class:`FusedCommits` and :class:`TimeSkipping`. Every rule behind these calls is the native
+core's (``mainspring_core::rules``): a storage loads, persists and fences.
 """
 
 from __future__ import annotations
@@ -12,21 +17,24 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
+
+from .._protocol import FailureTuple, SummaryTuple
 
 
 # Task records are made once per task on the hot path: slotted, not frozen (a frozen
 # dataclass pays an object.__setattr__ per field). Treat them as read-only all the same.
 @dataclass(slots=True)
 class WorkflowTask:
-    """A leased workflow task. ``history_length`` is how many events the run had when leased."""
+    """A leased workflow task. ``history_length`` is how many events the run had when leased;
+    ``run_key`` is the storage's key for the run."""
 
     workflow_id: str
     run_id: str
     workflow_type: str
     history_length: int
     token: int
-    handle: Any
+    run_key: int
     #: Optionally, the encoded events from ``tail_from`` on, so a worker whose cached
     #: instance has seen everything before ``tail_from`` needs no separate history read.
     tail_from: int = 0
@@ -50,10 +58,10 @@ class ActivityTask:
     deadline_ms: int | None
     heartbeat_timeout_ms: int | None
     task_queue: str
-    handle: Any
-    #: The ActivityScheduled event's id, where the storage reports it (needed to fuse the
-    #: result with the workflow task it wakes).
-    scheduled_event_id: int | None = None
+    #: The storage's key for the activity: its run's, and its ActivityScheduled event's id
+    #: (which also lets a worker fuse the result with the workflow task it wakes).
+    run_key: int
+    scheduled_event_id: int
 
 
 class ChangeNotices:
@@ -97,7 +105,8 @@ class QueryTask:
     run_id: str
     query_name: str
     input: bytes
-    handle: Any
+    #: What the storage answers it by (its own).
+    handle: object
 
 
 @dataclass(frozen=True)
@@ -115,7 +124,7 @@ class WorkflowDescription:
     last_task_failure: str | None
 
 
-def description_from_row(row: tuple[Any, ...]) -> WorkflowDescription:
+def description_from_row(row: SummaryTuple) -> WorkflowDescription:
     """A description from the row layout every storage reports runs in: `(key, workflow_id,
     run_id, workflow_type, task_queue, status, history_length, started_ms, closed_ms,
     last_task_failure)`."""
@@ -137,17 +146,31 @@ def description_from_row(row: tuple[Any, ...]) -> WorkflowDescription:
     )
 
 
+@dataclass(frozen=True)
+class StorageCapabilities:
+    """What a storage offers beyond the core contract, declared so a worker need not guess.
+
+    Attributes:
+        groups_commits: Concurrent calls cost less than the same calls one after another (the
+            storage commits them together): the worker advances a batch of workflow tasks
+            concurrently instead of one by one.
+        fuses_commits: The storage implements :class:`FusedCommits`.
+        eager: The storage may hand work straight to the caller where a call offers it (a
+            start's first task, the attempts a commit schedules, the task a result wakes);
+            others ignore those offers and always return none.
+    """
+
+    groups_commits: bool = False
+    fuses_commits: bool = False
+    eager: bool = False
+
+
 @runtime_checkable
 class Storage(Protocol):
-    """Async storage for histories and task queues. All times are Unix milliseconds."""
+    """Async storage for histories and task queues: the core contract. All times are Unix
+    milliseconds."""
 
-    #: True when concurrent calls cost less than the same calls one after another (the
-    #: storage groups commits): the worker then advances a batch of workflow tasks
-    #: concurrently instead of one by one.
-    groups_commits: bool
-    #: Whether :meth:`start_workflow_with_first_task` and
-    #: :meth:`complete_activity_with_workflow_task` are available.
-    fuses_commits: bool
+    capabilities: StorageCapabilities
 
     def now_ms(self) -> int:
         """The storage's clock (a virtual one in tests)."""
@@ -165,29 +188,10 @@ class Storage(Protocol):
         eager_lease_ms: int | None = None,
     ) -> WorkflowTask | None:
         """Records the run and queues its first workflow task. With ``eager_lease_ms`` (the
-        caller has a worker for ``task_queue`` in this process), a storage that supports it
-        returns that task already leased instead (eager start: no poll, no second commit);
-        others return None."""
-        ...
-
-    async def start_workflow_with_first_task(
-        self,
-        workflow_id: str,
-        run_id: str,
-        workflow_type: str,
-        task_queue: str,
-        input: bytes,
-        started_event: bytes,
-        outcome: bytes,
-        *,
-        eager_activity_queue: str | None = None,
-        eager_activity_slots: int = 0,
-    ) -> CommittedTask:
-        """Only where ``fuses_commits``: records the run (``started_event``: its
-        WorkflowStarted event as ``_core.encode_inbound_row`` encodes it) together with the
-        outcome of its first workflow task, which a worker of this process computed from that
-        event: one commit instead of two. Raises ``WorkflowAlreadyStartedError`` like
-        :meth:`start_workflow`, and then records nothing."""
+        caller has a worker for ``task_queue`` in this process), a storage with the ``eager``
+        capability may return that task already leased instead (no poll, no second commit);
+        others return None. Raises ``WorkflowAlreadyStartedError`` while a run with this id
+        is open (one open run per workflow id, enforced by the storage's unique index)."""
         ...
 
     async def signal_workflow(self, workflow_id: str, signal_name: str, input: bytes) -> None: ...
@@ -224,12 +228,17 @@ class Storage(Protocol):
         eager_activity_queue: str | None = None,
         eager_activity_slots: int = 0,
     ) -> CommittedTask:
-        """Commits the outcome. May return up to ``eager_activity_slots`` attempts the outcome
-        scheduled on ``eager_activity_queue``, already leased to the caller (eager execution);
-        a storage may always return none."""
+        """Commits the outcome, fenced by the lease (``StaleTaskError`` when it lapsed: then
+        nothing is recorded). With the ``eager`` capability, may return up to
+        ``eager_activity_slots`` attempts the outcome scheduled on ``eager_activity_queue``,
+        already leased to the caller."""
         ...
 
-    async def fail_workflow_task(self, task: WorkflowTask, message: str) -> None: ...
+    async def fail_workflow_task(self, task: WorkflowTask, message: str) -> None:
+        """The worker could not run the task: nothing is recorded; it is retried with
+        backoff and ``describe`` shows ``message``."""
+        ...
+
     async def poll_activity_tasks(self, task_queue: str, max_tasks: int) -> list[ActivityTask]:
         """Applies due deadlines, then leases up to ``max_tasks`` ready activity attempts."""
         ...
@@ -237,8 +246,59 @@ class Storage(Protocol):
     async def complete_activity_task(
         self, task: ActivityTask, result: bytes, *, eager_workflow_lease_ms: int | None = None
     ) -> WorkflowTask | None:
-        """Records the result. With ``eager_workflow_lease_ms``, may return the workflow task
-        the result woke (if its run uses the activity's task queue), leased to the caller."""
+        """Records the result (``StaleTaskError`` once the attempt is over). With the
+        ``eager`` capability and ``eager_workflow_lease_ms``, may return the workflow task the
+        result woke (if its run uses the activity's task queue), leased to the caller."""
+        ...
+
+    async def fail_activity_task(self, task: ActivityTask, failure: FailureTuple) -> None:
+        """The attempt failed: retried under its policy, or the failure is recorded."""
+        ...
+
+    async def heartbeat_activity_task(self, task: ActivityTask, details: bytes) -> None:
+        """Raises ``StaleTaskError`` once the attempt is over (cancelled or timed out)."""
+        ...
+
+    async def poll_query(self, task_queue: str) -> QueryTask | None: ...
+    async def answer_query(
+        self, query: QueryTask, result: bytes | None, error: str | None
+    ) -> None: ...
+    async def wait_for_work(self, task_queue: str, timeout: float | None) -> None:
+        """Sleeps until something may have changed for ``task_queue`` or ``timeout`` passed."""
+        ...
+
+    def wait_for_change(self) -> asyncio.Future[None]:
+        """A future that completes at the next change made through this storage object after
+        this call. Take it *before* reading the state you mean to wait on."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class FusedCommits(Protocol):
+    """A storage that commits a run's start or an activity's result together with the
+    workflow task it wakes, which a worker of this process ran before anything was recorded
+    (``StorageCapabilities.fuses_commits``)."""
+
+    async def start_workflow_with_first_task(
+        self,
+        workflow_id: str,
+        run_id: str,
+        workflow_type: str,
+        task_queue: str,
+        input: bytes,
+        started_event: bytes,
+        outcome: bytes,
+        *,
+        eager_activity_queue: str | None = None,
+        eager_activity_slots: int = 0,
+    ) -> CommittedTask:
+        """Records the run (``started_event``: its WorkflowStarted event as
+        ``_core.encode_inbound_row`` encodes it) together with the outcome of its first
+        workflow task, computed from that event: one commit instead of two. Raises
+        ``WorkflowAlreadyStartedError`` like :meth:`Storage.start_workflow`, and then records
+        nothing."""
         ...
 
     async def complete_activity_with_workflow_task(
@@ -252,26 +312,30 @@ class Storage(Protocol):
         eager_activity_queue: str | None = None,
         eager_activity_slots: int = 0,
     ) -> CommittedTask | None:
-        """Only where ``fuses_commits``: records the result together with the outcome
-        of the workflow task it woke, which the caller computed on a cached instance that has
-        seen ``history_length`` events, feeding it ``result_event`` (the ActivityCompleted
-        event numbered ``history_length + 1``). One commit instead of two. If the run's
-        history is no longer ``history_length`` long or a task of it is queued or leased, only
-        the result is recorded (as :meth:`complete_activity_task` would, waking the run's
-        task) and None is returned: the caller's instance ran ahead and must be dropped."""
+        """Records the result together with the outcome of the workflow task it woke, which
+        the caller computed on a cached instance that has seen ``history_length`` events,
+        feeding it ``result_event`` (the ActivityCompleted event numbered
+        ``history_length + 1``). If the run's history is no longer ``history_length`` long or
+        a task of it is queued or leased, only the result is recorded (as
+        :meth:`Storage.complete_activity_task` would, waking the run's task) and None is
+        returned: the caller's instance ran ahead and must be dropped."""
         ...
 
-    async def fail_activity_task(self, task: ActivityTask, failure: tuple[Any, ...]) -> None: ...
-    async def heartbeat_activity_task(self, task: ActivityTask, details: bytes) -> None:
-        """Raises ``StaleTaskError`` once the attempt is over (cancelled or timed out)."""
+
+@runtime_checkable
+class TimeSkipping(Protocol):
+    """A storage on a :class:`~mainspring.storage.VirtualClock` that can jump it (see
+    :func:`mainspring.testing.time_skipping`)."""
+
+    def wait_for_change(self) -> asyncio.Future[None]: ...
+    async def skip_to_next_wakeup(self) -> bool:
+        """If nothing is ready or running, moves the clock to the next timer or timeout and
+        returns True."""
         ...
 
-    async def poll_query(self, task_queue: str) -> QueryTask | None: ...
-    async def answer_query(
-        self, query: QueryTask, result: bytes | None, error: str | None
-    ) -> None: ...
-    async def wait_for_work(self, task_queue: str, timeout: float | None) -> None:
-        """Sleeps until something may have changed for ``task_queue`` or ``timeout`` passed."""
-        ...
 
-    async def close(self) -> None: ...
+def fused_commits(storage: Storage) -> FusedCommits | None:
+    """The storage as :class:`FusedCommits`, if it declares and implements them."""
+    if storage.capabilities.fuses_commits and isinstance(storage, FusedCommits):
+        return storage
+    return None

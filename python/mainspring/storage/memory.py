@@ -21,6 +21,7 @@ from .base import (
     ChangeNotices,
     CommittedTask,
     QueryTask,
+    StorageCapabilities,
     WorkflowDescription,
     WorkflowTask,
     description_from_row,
@@ -76,7 +77,7 @@ def activity_task(lease: ActivityLeaseTuple, task_queue: str) -> ActivityTask:
         deadline_ms=deadline,
         heartbeat_timeout_ms=heartbeat_timeout,
         task_queue=task_queue,
-        handle=(run_key, scheduled_event_id),
+        run_key=run_key,
         scheduled_event_id=scheduled_event_id,
     )
 
@@ -84,8 +85,9 @@ def activity_task(lease: ActivityLeaseTuple, task_queue: str) -> ActivityTask:
 class MemoryStorage:
     """In-process storage backed by the native core. Nothing survives the process."""
 
-    groups_commits = False  # every call completes at once: concurrency would only add cost
-    fuses_commits = False  # nothing to save: there are no commits
+    # Every call completes at once: concurrency would only add cost, and there are no commits
+    # to save by fusing them or by handing work out eagerly.
+    capabilities = StorageCapabilities()
 
     def __init__(
         self,
@@ -249,43 +251,15 @@ class MemoryStorage:
     ) -> CommittedTask:
         """Eager dispatch saves nothing in memory: always returns no activities."""
         closed = self._store.complete_workflow_task(
-            task.handle, task.token, outcome, task.history_length, self.now_ms()
+            task.run_key, task.token, outcome, task.history_length, self.now_ms()
         )
         self._notify()
         if closed:
             self._run_closed(task.workflow_id, task.run_id)
         return CommittedTask([])
 
-    async def start_workflow_with_first_task(
-        self,
-        workflow_id: str,
-        run_id: str,
-        workflow_type: str,
-        task_queue: str,
-        input: bytes,
-        started_event: bytes,
-        outcome: bytes,
-        *,
-        eager_activity_queue: str | None = None,
-        eager_activity_slots: int = 0,
-    ) -> CommittedTask:
-        raise NotImplementedError("MemoryStorage does not fuse commits")
-
-    async def complete_activity_with_workflow_task(
-        self,
-        task: ActivityTask,
-        result: bytes,
-        result_event: bytes,
-        history_length: int,
-        outcome: bytes,
-        *,
-        eager_activity_queue: str | None = None,
-        eager_activity_slots: int = 0,
-    ) -> CommittedTask | None:
-        raise NotImplementedError("MemoryStorage does not fuse commits")
-
     async def fail_workflow_task(self, task: WorkflowTask, message: str) -> None:
-        self._store.fail_workflow_task(task.handle, task.token, message, self.now_ms())
+        self._store.fail_workflow_task(task.run_key, task.token, message, self.now_ms())
         self._notify()
 
     async def poll_activity_tasks(self, task_queue: str, max_tasks: int) -> list[ActivityTask]:
@@ -300,24 +274,21 @@ class MemoryStorage:
         self, task: ActivityTask, result: bytes, *, eager_workflow_lease_ms: int | None = None
     ) -> WorkflowTask | None:
         """Eager dispatch saves nothing in memory: always returns no workflow task."""
-        run_key, scheduled_event_id = task.handle
         self._store.complete_activity_task(
-            run_key, scheduled_event_id, task.token, result, self.now_ms()
+            task.run_key, task.scheduled_event_id, task.token, result, self.now_ms()
         )
         self._notify()
         return None
 
     async def fail_activity_task(self, task: ActivityTask, failure: FailureTuple) -> None:
-        run_key, scheduled_event_id = task.handle
         self._store.fail_activity_task(
-            run_key, scheduled_event_id, task.token, failure, self.now_ms()
+            task.run_key, task.scheduled_event_id, task.token, failure, self.now_ms()
         )
         self._notify()
 
     async def heartbeat_activity_task(self, task: ActivityTask, details: bytes) -> None:
-        run_key, scheduled_event_id = task.handle
         self._store.heartbeat_activity_task(
-            run_key, scheduled_event_id, task.token, details, self.now_ms()
+            task.run_key, task.scheduled_event_id, task.token, details, self.now_ms()
         )
 
     async def poll_query(self, task_queue: str) -> QueryTask | None:
@@ -325,7 +296,8 @@ class MemoryStorage:
         return queue.popleft() if queue else None
 
     async def answer_query(self, query: QueryTask, result: bytes | None, error: str | None) -> None:
-        answer: asyncio.Future[bytes] = query.handle
+        answer = query.handle
+        assert isinstance(answer, asyncio.Future)
         if answer.done():
             return
         if error is not None or result is None:

@@ -30,6 +30,7 @@ from .base import (
     ChangeNotices,
     CommittedTask,
     QueryTask,
+    StorageCapabilities,
     WorkflowDescription,
     WorkflowTask,
     description_from_row,
@@ -63,8 +64,7 @@ class SqliteStorage:
             event loop waits with it: other processes' transactions are short).
     """
 
-    groups_commits = True
-    fuses_commits = True
+    capabilities = StorageCapabilities(groups_commits=True, fuses_commits=True, eager=True)
 
     def __init__(
         self,
@@ -288,7 +288,7 @@ class SqliteStorage:
         committed = await self._run(
             requests.complete_workflow_task(
                 self.now_ms(),
-                task.handle,
+                task.run_key,
                 task.token,
                 outcome,
                 task.history_length,
@@ -337,12 +337,11 @@ class SqliteStorage:
         eager_activity_queue: str | None = None,
         eager_activity_slots: int = 0,
     ) -> CommittedTask | None:
-        run_key, scheduled_event_id = task.handle
         committed = await self._run(
             requests.complete_activity_with_workflow_task(
                 self.now_ms(),
-                run_key,
-                scheduled_event_id,
+                task.run_key,
+                task.scheduled_event_id,
                 task.token,
                 result_event,
                 history_length,
@@ -374,7 +373,7 @@ class SqliteStorage:
 
     async def fail_workflow_task(self, task: WorkflowTask, message: str) -> None:
         await self._write(
-            requests.fail_workflow_task(self.now_ms(), task.handle, task.token, message)
+            requests.fail_workflow_task(self.now_ms(), task.run_key, task.token, message)
         )
 
     async def poll_activity_tasks(self, task_queue: str, max_tasks: int) -> list[ActivityTask]:
@@ -389,12 +388,11 @@ class SqliteStorage:
         self, task: ActivityTask, result: bytes, *, eager_workflow_lease_ms: int | None = None
     ) -> WorkflowTask | None:
         eager_queue = None if eager_workflow_lease_ms is None else task.task_queue
-        run_key, scheduled_event_id = task.handle
         lease = await self._run(
             requests.complete_activity_task(
                 self.now_ms(),
-                run_key,
-                scheduled_event_id,
+                task.run_key,
+                task.scheduled_event_id,
                 task.token,
                 result,
                 eager_queue,
@@ -405,18 +403,16 @@ class SqliteStorage:
         return None if lease is None else _workflow_task(lease)
 
     async def fail_activity_task(self, task: ActivityTask, failure: FailureTuple) -> None:
-        run_key, scheduled_event_id = task.handle
         await self._write(
             requests.fail_activity_task(
-                self.now_ms(), run_key, scheduled_event_id, task.token, failure
+                self.now_ms(), task.run_key, task.scheduled_event_id, task.token, failure
             )
         )
 
     async def heartbeat_activity_task(self, task: ActivityTask, details: bytes) -> None:
-        run_key, scheduled_event_id = task.handle
         await self._run(
             requests.heartbeat_activity_task(
-                self.now_ms(), run_key, scheduled_event_id, task.token, details
+                self.now_ms(), task.run_key, task.scheduled_event_id, task.token, details
             )
         )
 
@@ -428,6 +424,7 @@ class SqliteStorage:
         return QueryTask(workflow_id, run_id, name, input, query_id)
 
     async def answer_query(self, query: QueryTask, result: bytes | None, error: str | None) -> None:
+        assert isinstance(query.handle, int)
         await self._write(requests.answer_query(self.now_ms(), query.handle, result, error))
 
     async def wait_for_work(self, task_queue: str, timeout: float | None) -> None:

@@ -46,7 +46,8 @@ pub fn to_py_error(py: Python<'_>, error: CoreError) -> PyErr {
         CoreError::WorkflowAlreadyStarted(_) => simple("WorkflowAlreadyStartedError"),
         CoreError::WorkflowNotRunning(_) => simple("WorkflowNotRunningError"),
         CoreError::StaleTask(_) => simple("StaleTaskError"),
-        CoreError::Conflict(_) => simple("StorageError"),
+        CoreError::Conflict(_) => simple("StorageConflictError"),
+        CoreError::CorruptRecord(_) => simple("StorageError"),
     }
 }
 

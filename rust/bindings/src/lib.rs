@@ -7,6 +7,7 @@ mod convert;
 mod errors;
 mod history;
 mod memory_store;
+mod rules;
 mod sqlite_operations;
 mod sqlite_store;
 mod storage_rows;
@@ -17,6 +18,7 @@ fn _core(module: &Bound<'_, PyModule>) -> PyResult<()> {
     history::register(module)?;
     storage_rows::register(module)?;
     sqlite_store::register(module)?;
+    rules::register(module)?;
     module.add_class::<workflow_run::PyWorkflowRun>()?;
     module.add_class::<memory_store::PyMemoryStore>()?;
     module.add(

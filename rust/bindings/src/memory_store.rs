@@ -18,7 +18,7 @@ pub struct PyMemoryStore {
 }
 
 type LeaseTuple = (i64, i64, String, String, String, u64, i64);
-type SummaryTuple = (
+pub type SummaryTuple = (
     i64,
     String,
     String,
@@ -31,7 +31,7 @@ type SummaryTuple = (
     Option<String>,
 );
 
-fn summary_tuple(summary: RunSummary) -> SummaryTuple {
+pub fn summary_tuple(summary: RunSummary) -> SummaryTuple {
     (
         summary.run_key,
         summary.workflow_id,

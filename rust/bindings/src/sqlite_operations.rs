@@ -4,7 +4,7 @@
 //! layouts are in `_core.pyi` and the typed wrappers of `storage/_sqlite_requests.py`.
 
 use mainspring_sqlite::{
-    ActivityLease, Committed, Eager, HeldAttempt, NewRun, Operation, Output, Request, RunRow,
+    ActivityLease, Committed, Eager, HeldAttempt, NewRun, Operation, Output, Request, RunSummary,
     WorkflowLease,
 };
 use pyo3::prelude::*;
@@ -431,7 +431,7 @@ fn committed_to_py<'py>(py: Python<'py>, committed: Committed) -> PyResult<Bound
 
 /// `(run_key, workflow_id, run_id, workflow_type, task_queue, status, history_length,
 /// started_ms, closed_ms, last_task_failure)`, as the memory store's summaries.
-fn run_row_to_py<'py>(py: Python<'py>, row: RunRow) -> PyResult<Bound<'py, PyAny>> {
+fn run_row_to_py<'py>(py: Python<'py>, row: RunSummary) -> PyResult<Bound<'py, PyAny>> {
     (
         row.run_key,
         row.workflow_id,

@@ -31,6 +31,9 @@ pub enum CoreError {
     /// A task token whose lease expired or whose task was already finished (fencing).
     #[error("task is no longer held by this worker: {0}")]
     StaleTask(String),
+    /// A stored record (a row of a store's tables) that does not decode.
+    #[error("corrupt record: {0}")]
+    CorruptRecord(String),
     /// A compare-and-set failed: another writer changed a record after it was loaded, so
     /// nothing was written (the operation may be decided again on fresh records).
     #[error("another writer changed the store first: {0}")]

@@ -12,7 +12,6 @@ mod deadlines;
 mod error;
 mod executor;
 mod group;
-mod msgpack;
 mod open;
 mod operation;
 mod polls;
@@ -27,7 +26,7 @@ pub use group::run_group;
 pub use open::{open, Store};
 pub use operation::{
     execute, ActivityLease, Answer, Committed, Eager, HeldAttempt, NewRun, Operation, Output,
-    QueryRow, Request, RunRow, WorkflowLease,
+    QueryRow, Request, RunSummary, WorkflowLease,
 };
 pub use rusqlite;
 pub use schema::{MIGRATIONS, SCHEMA_VERSION};

@@ -242,7 +242,7 @@ pub struct Committed {
 
 /// A run as `describe` and `list` report it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct RunRow {
+pub struct RunSummary {
     pub run_key: i64,
     pub workflow_id: String,
     pub run_id: String,
@@ -275,8 +275,8 @@ pub enum Output {
     WorkflowPoll(usize, Vec<WorkflowLease>),
     ActivityPoll(usize, Vec<ActivityLease>),
     Applied(usize),
-    Run(RunRow),
-    Runs(Vec<RunRow>),
+    Run(RunSummary),
+    Runs(Vec<RunSummary>),
     Bytes(Vec<u8>),
     Closing(Option<Vec<u8>>),
     Closings(Vec<(String, Vec<u8>)>),

@@ -1,67 +1,44 @@
 //! The rules' records as rows: loading them, and persisting a [`Plan`] fenced by the versions
 //! it was decided on. This is the only place that maps records to columns.
 
-use mainspring_core::history::{encode_event_row, ActivityOptions, Payload};
+use mainspring_core::history::encode_event_row;
 use mainspring_core::rules::{
-    ActivityRecord, ActivityWrite, AttemptState, Plan, RunIdentity, RunRecord, RunStatus,
-    ScheduledActivity, TimerRecord, TimerWrite, WorkflowTaskState,
+    ActivityRecord, ActivityRow, ActivityWrite, Plan, RunRecord, RunRow, RunStatus, TimerRecord,
+    TimerWrite,
 };
 use mainspring_core::CoreError;
 use rusqlite::{named_params, params, Connection, ErrorCode, OptionalExtension, Row};
 
 use crate::error::{StoreError, StoreResult};
-use crate::msgpack::{decode_failure, decode_policy, encode_failure, encode_policy};
 
-/// `runs.task_state`, as the schema documents it.
-const IDLE: i64 = 0;
-const QUEUED: i64 = 1;
-const LEASED: i64 = 2;
-/// `activities.state`.
-const ATTEMPT_QUEUED: i64 = 0;
-const ATTEMPT_RUNNING: i64 = 1;
-
-/// The columns [`run_from_row`] reads, in its order.
+/// The columns [`run_from_row`] reads, in its order: those of [`RunRow`].
 pub const RUN_COLUMNS: &str = "run_key, version, workflow_id, run_id, workflow_type, \
      task_queue, status, history_length, task_state, task_ready_ms, task_token, \
      task_deadline_ms, task_failures, last_task_failure, cancel_requested, tail_start, \
      started_ms, closed_ms";
 
 pub fn run_from_row(row: &Row<'_>) -> rusqlite::Result<StoreResult<RunRecord>> {
-    let status: String = row.get(6)?;
-    let state: i64 = row.get(8)?;
-    let workflow_task = match state {
-        QUEUED => WorkflowTaskState::Queued {
-            ready_at_ms: row.get::<_, Option<i64>>(9)?.unwrap_or(0),
-        },
-        LEASED => WorkflowTaskState::Leased {
-            token: row.get::<_, Option<i64>>(10)?.unwrap_or(0),
-            deadline_ms: row.get::<_, Option<i64>>(11)?.unwrap_or(i64::MIN),
-        },
-        _ => WorkflowTaskState::Idle,
-    };
-    let status = match RunStatus::from_name(&status) {
-        Ok(status) => status,
-        Err(error) => return Ok(Err(error.into())),
-    };
-    Ok(Ok(RunRecord {
-        key: row.get(0)?,
+    let run_row = RunRow {
+        run_key: row.get(0)?,
         version: row.get(1)?,
-        identity: std::sync::Arc::new(RunIdentity {
-            workflow_id: row.get(2)?,
-            run_id: row.get(3)?,
-            workflow_type: row.get(4)?,
-            task_queue: row.get(5)?,
-        }),
-        status,
-        history_length: row.get::<_, i64>(7)? as u64,
-        workflow_task,
-        task_failures: row.get::<_, i64>(12)? as u32,
+        workflow_id: row.get(2)?,
+        run_id: row.get(3)?,
+        workflow_type: row.get(4)?,
+        task_queue: row.get(5)?,
+        status: row.get(6)?,
+        history_length: row.get(7)?,
+        task_state: row.get(8)?,
+        task_ready_ms: row.get(9)?,
+        task_token: row.get(10)?,
+        task_deadline_ms: row.get(11)?,
+        task_failures: row.get(12)?,
         last_task_failure: row.get(13)?,
         cancel_requested: row.get::<_, i64>(14)? != 0,
-        tail_start: row.get::<_, i64>(15)? as u64,
+        tail_start: row.get(15)?,
         started_ms: row.get(16)?,
         closed_ms: row.get(17)?,
-    }))
+    };
+    Ok(RunRecord::from_row(run_row).map_err(StoreError::from))
 }
 
 fn flatten<T>(found: Option<StoreResult<T>>) -> StoreResult<Option<T>> {
@@ -97,7 +74,8 @@ pub fn load_run_by_id(connection: &Connection, run_id: &str) -> StoreResult<RunR
     flatten(found)?.ok_or_else(|| CoreError::WorkflowNotFound(format!("run {run_id}")).into())
 }
 
-/// The columns [`activity_from_row`] reads, in its order, of the table aliased `a`.
+/// The columns [`activity_from_row`] reads, in its order (those of [`ActivityRow`] but the
+/// index's `next_deadline_ms`), of the table aliased `a`.
 pub const ACTIVITY_COLUMNS: &str = "a.scheduled_event_id, a.version, a.activity_id, \
      a.task_queue, a.activity_type, a.input, a.policy, a.schedule_to_close_ms, \
      a.schedule_to_start_ms, a.start_to_close_ms, a.heartbeat_ms, a.attempt, a.scheduled_ms, \
@@ -106,55 +84,31 @@ pub const ACTIVITY_COLUMNS: &str = "a.scheduled_event_id, a.version, a.activity_
 /// How many columns [`activity_from_row`] reads (a query may select more after them).
 pub const ACTIVITY_COLUMN_COUNT: usize = 20;
 
-fn milliseconds(value: Option<i64>) -> Option<u64> {
-    value.map(|ms| ms.max(0) as u64)
-}
-
 pub fn activity_from_row(row: &Row<'_>) -> rusqlite::Result<StoreResult<ActivityRecord>> {
-    let policy: Vec<u8> = row.get(6)?;
-    let retry_policy = match decode_policy(&policy) {
-        Ok(policy) => policy,
-        Err(error) => return Ok(Err(error)),
-    };
-    let last_failure: Option<Vec<u8>> = row.get(19)?;
-    let last_failure = match last_failure.as_deref().map(decode_failure).transpose() {
-        Ok(failure) => failure,
-        Err(error) => return Ok(Err(error)),
-    };
-    let state = if row.get::<_, i64>(13)? == ATTEMPT_RUNNING {
-        let started_ms: i64 = row.get::<_, Option<i64>>(16)?.unwrap_or(0);
-        AttemptState::Running {
-            token: row.get::<_, Option<i64>>(15)?.unwrap_or(0),
-            started_ms,
-            last_heartbeat_ms: row.get::<_, Option<i64>>(17)?.unwrap_or(started_ms),
-        }
-    } else {
-        AttemptState::Queued {
-            ready_at_ms: row.get::<_, Option<i64>>(14)?.unwrap_or(0),
-        }
-    };
-    Ok(Ok(ActivityRecord {
-        scheduled_event_id: row.get::<_, i64>(0)? as u64,
+    let activity_row = ActivityRow {
+        scheduled_event_id: row.get(0)?,
         version: row.get(1)?,
-        scheduled: std::sync::Arc::new(ScheduledActivity {
-            activity_id: row.get(2)?,
-            activity_type: row.get(4)?,
-            input: Payload(row.get(5)?),
-            options: ActivityOptions {
-                task_queue: row.get(3)?,
-                schedule_to_close_ms: milliseconds(row.get(7)?),
-                schedule_to_start_ms: milliseconds(row.get(8)?),
-                start_to_close_ms: milliseconds(row.get(9)?),
-                heartbeat_ms: milliseconds(row.get(10)?),
-                retry_policy,
-            },
-        }),
-        attempt: row.get::<_, i64>(11)? as u32,
+        activity_id: row.get(2)?,
+        task_queue: row.get(3)?,
+        activity_type: row.get(4)?,
+        input: row.get(5)?,
+        policy: row.get(6)?,
+        schedule_to_close_ms: row.get(7)?,
+        schedule_to_start_ms: row.get(8)?,
+        start_to_close_ms: row.get(9)?,
+        heartbeat_ms: row.get(10)?,
+        attempt: row.get(11)?,
         scheduled_ms: row.get(12)?,
-        state,
-        heartbeat_details: Payload(row.get(18)?),
-        last_failure,
-    }))
+        state: row.get(13)?,
+        ready_ms: row.get(14)?,
+        token: row.get(15)?,
+        started_ms: row.get(16)?,
+        last_heartbeat_ms: row.get(17)?,
+        heartbeat_details: row.get(18)?,
+        last_failure: row.get(19)?,
+        next_deadline_ms: None,
+    };
+    Ok(ActivityRecord::from_row(activity_row).map_err(StoreError::from))
 }
 
 /// The open activity of run `run_key` scheduled by event `scheduled_event_id`, if open.
@@ -255,12 +209,17 @@ pub fn persist(connection: &Connection, run_key: Option<i64>, plan: &Plan) -> St
                         timer.fire_at_ms
                     ])?;
             }
-            TimerWrite::Delete { started_event_id } => {
-                connection
+            TimerWrite::Cancel { started_event_id } | TimerWrite::Fire { started_event_id } => {
+                let deleted = connection
                     .prepare_cached(
                         "DELETE FROM timers WHERE run_key = ? AND started_event_id = ?",
                     )?
                     .execute(params![key, *started_event_id as i64])?;
+                if deleted != 1 && matches!(write, TimerWrite::Fire { .. }) {
+                    return Err(conflict(format!(
+                        "timer {started_event_id} of run {key} already fired"
+                    )));
+                }
             }
         }
     }
@@ -275,61 +234,48 @@ pub fn persist(connection: &Connection, run_key: Option<i64>, plan: &Plan) -> St
     Ok(key)
 }
 
-/// `(task_state, task_ready_ms, task_token, task_deadline_ms)`.
-fn task_columns(task: WorkflowTaskState) -> (i64, Option<i64>, Option<i64>, Option<i64>) {
-    match task {
-        WorkflowTaskState::Idle => (IDLE, None, None, None),
-        WorkflowTaskState::Queued { ready_at_ms } => (QUEUED, Some(ready_at_ms), None, None),
-        WorkflowTaskState::Leased { token, deadline_ms } => {
-            (LEASED, None, Some(token), Some(deadline_ms))
-        }
-    }
-}
-
 /// Inserts a new run. It goes in open, whatever its record says, so that the unique index over
 /// open runs' workflow ids fences it; a run its first task already closed (a fused start) is
 /// closed by a second statement.
 fn insert_run(connection: &Connection, record: &RunRecord) -> StoreResult<i64> {
-    let (state, ready, token, deadline) = task_columns(record.workflow_task);
-    let identity = &record.identity;
+    let row = record.to_row();
     let inserted = connection
         .prepare_cached(
             "INSERT INTO runs (workflow_id, run_id, workflow_type, task_queue, status, \
              history_length, started_ms, closed_ms, task_state, task_ready_ms, task_token, \
              task_deadline_ms, task_failures, last_task_failure, cancel_requested, tail_start, \
              version) VALUES (:workflow_id, :run_id, :workflow_type, :task_queue, :status, \
-             :history_length, :started_ms, :closed_ms, :task_state, :task_ready_ms, :task_token, \
+             :history_length, :started_ms, NULL, :task_state, :task_ready_ms, :task_token, \
              :task_deadline_ms, :task_failures, :last_task_failure, :cancel_requested, \
              :tail_start, :version) RETURNING run_key",
         )?
         .query_row(
             named_params! {
-                ":workflow_id": identity.workflow_id,
-                ":run_id": identity.run_id,
-                ":workflow_type": identity.workflow_type,
-                ":task_queue": identity.task_queue,
+                ":workflow_id": row.workflow_id,
+                ":run_id": row.run_id,
+                ":workflow_type": row.workflow_type,
+                ":task_queue": row.task_queue,
                 ":status": RunStatus::Running.name(),
-                ":history_length": record.history_length as i64,
-                ":started_ms": record.started_ms,
-                ":closed_ms": None::<i64>,
-                ":task_state": state,
-                ":task_ready_ms": ready,
-                ":task_token": token,
-                ":task_deadline_ms": deadline,
-                ":task_failures": record.task_failures,
-                ":last_task_failure": record.last_task_failure,
-                ":cancel_requested": record.cancel_requested,
-                ":tail_start": record.tail_start as i64,
-                ":version": record.version,
+                ":history_length": row.history_length,
+                ":started_ms": row.started_ms,
+                ":task_state": row.task_state,
+                ":task_ready_ms": row.task_ready_ms,
+                ":task_token": row.task_token,
+                ":task_deadline_ms": row.task_deadline_ms,
+                ":task_failures": row.task_failures,
+                ":last_task_failure": row.last_task_failure,
+                ":cancel_requested": row.cancel_requested,
+                ":tail_start": row.tail_start,
+                ":version": row.version,
             },
-            |row| row.get(0),
+            |result| result.get(0),
         );
     match inserted {
         Ok(key) if record.is_running() => Ok(key),
         Ok(key) => {
             connection
                 .prepare_cached("UPDATE runs SET status = ?, closed_ms = ? WHERE run_key = ?")?
-                .execute(params![record.status.name(), record.closed_ms, key])?;
+                .execute(params![row.status, row.closed_ms, key])?;
             Ok(key)
         }
         Err(rusqlite::Error::SqliteFailure(failure, message))
@@ -338,7 +284,7 @@ fn insert_run(connection: &Connection, record: &RunRecord) -> StoreResult<i64> {
                     .as_deref()
                     .is_some_and(|text| text.contains("runs.workflow_id")) =>
         {
-            Err(CoreError::WorkflowAlreadyStarted(identity.workflow_id.clone()).into())
+            Err(CoreError::WorkflowAlreadyStarted(row.workflow_id).into())
         }
         Err(error) => Err(error.into()),
     }
@@ -350,7 +296,7 @@ fn update_run(
     expected_version: i64,
     record: &RunRecord,
 ) -> StoreResult<()> {
-    let (state, ready, token, deadline) = task_columns(record.workflow_task);
+    let row = record.to_row();
     let changed = connection
         .prepare_cached(
             "UPDATE runs SET version = :version, status = :status, \
@@ -361,18 +307,18 @@ fn update_run(
              tail_start = :tail_start WHERE run_key = :run_key AND version = :expected",
         )?
         .execute(named_params! {
-            ":version": record.version,
-            ":status": record.status.name(),
-            ":history_length": record.history_length as i64,
-            ":closed_ms": record.closed_ms,
-            ":task_state": state,
-            ":task_ready_ms": ready,
-            ":task_token": token,
-            ":task_deadline_ms": deadline,
-            ":task_failures": record.task_failures,
-            ":last_task_failure": record.last_task_failure,
-            ":cancel_requested": record.cancel_requested,
-            ":tail_start": record.tail_start as i64,
+            ":version": row.version,
+            ":status": row.status,
+            ":history_length": row.history_length,
+            ":closed_ms": row.closed_ms,
+            ":task_state": row.task_state,
+            ":task_ready_ms": row.task_ready_ms,
+            ":task_token": row.task_token,
+            ":task_deadline_ms": row.task_deadline_ms,
+            ":task_failures": row.task_failures,
+            ":last_task_failure": row.last_task_failure,
+            ":cancel_requested": row.cancel_requested,
+            ":tail_start": row.tail_start,
             ":run_key": key,
             ":expected": expected_version,
         })?;
@@ -417,25 +363,8 @@ fn persist_activity(
             record,
         } => (record, Some(*expected_version)),
     };
-    let (state, ready, token, started, last_heartbeat) = match record.state {
-        AttemptState::Queued { ready_at_ms } => {
-            (ATTEMPT_QUEUED, Some(ready_at_ms), None, None, None)
-        }
-        AttemptState::Running {
-            token,
-            started_ms,
-            last_heartbeat_ms,
-        } => (
-            ATTEMPT_RUNNING,
-            None,
-            Some(token),
-            Some(started_ms),
-            Some(last_heartbeat_ms),
-        ),
-    };
+    let row = record.to_row();
     let Some(expected) = expected else {
-        let options = &record.scheduled.options;
-        let millis = |value: Option<u64>| value.map(|ms| ms as i64);
         connection
             .prepare_cached(
                 "INSERT INTO activities (run_key, scheduled_event_id, version, activity_id, \
@@ -447,27 +376,27 @@ fn persist_activity(
             )?
             .execute(params![
                 run_key,
-                record.scheduled_event_id as i64,
-                record.version,
-                record.scheduled.activity_id,
-                options.task_queue,
-                record.scheduled.activity_type,
-                record.scheduled.input.0,
-                encode_policy(&options.retry_policy),
-                millis(options.schedule_to_close_ms),
-                millis(options.schedule_to_start_ms),
-                millis(options.start_to_close_ms),
-                millis(options.heartbeat_ms),
-                record.attempt,
-                record.scheduled_ms,
-                state,
-                ready,
-                token,
-                started,
-                last_heartbeat,
-                record.heartbeat_details.0,
-                record.last_failure.as_ref().map(encode_failure),
-                record.next_deadline_ms(),
+                row.scheduled_event_id,
+                row.version,
+                row.activity_id,
+                row.task_queue,
+                row.activity_type,
+                row.input,
+                row.policy,
+                row.schedule_to_close_ms,
+                row.schedule_to_start_ms,
+                row.start_to_close_ms,
+                row.heartbeat_ms,
+                row.attempt,
+                row.scheduled_ms,
+                row.state,
+                row.ready_ms,
+                row.token,
+                row.started_ms,
+                row.last_heartbeat_ms,
+                row.heartbeat_details,
+                row.last_failure,
+                row.next_deadline_ms,
             ])?;
         return Ok(());
     };
@@ -479,18 +408,18 @@ fn persist_activity(
              next_deadline_ms = ? WHERE run_key = ? AND scheduled_event_id = ? AND version = ?",
         )?
         .execute(params![
-            record.version,
-            record.attempt,
-            state,
-            ready,
-            token,
-            started,
-            last_heartbeat,
-            record.heartbeat_details.0,
-            record.last_failure.as_ref().map(encode_failure),
-            record.next_deadline_ms(),
+            row.version,
+            row.attempt,
+            row.state,
+            row.ready_ms,
+            row.token,
+            row.started_ms,
+            row.last_heartbeat_ms,
+            row.heartbeat_details,
+            row.last_failure,
+            row.next_deadline_ms,
             run_key,
-            record.scheduled_event_id as i64,
+            row.scheduled_event_id,
             expected,
         ])?;
     if changed != 1 {

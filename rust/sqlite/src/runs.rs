@@ -8,7 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::StoreResult;
 use crate::open::Store;
-use crate::operation::{NewRun, RunRow, WorkflowLease};
+use crate::operation::{NewRun, RunSummary, WorkflowLease};
 use crate::records::{load_current_run, load_run_by_id, persist, run_from_row, RUN_COLUMNS};
 
 pub fn identity_of(run: &NewRun) -> RunIdentity {
@@ -127,8 +127,8 @@ pub fn terminate_workflow(
     ))
 }
 
-fn run_row(record: RunRecord) -> RunRow {
-    RunRow {
+fn run_row(record: RunRecord) -> RunSummary {
+    RunSummary {
         run_key: record.key,
         workflow_id: record.identity.workflow_id.clone(),
         run_id: record.identity.run_id.clone(),
@@ -142,11 +142,11 @@ fn run_row(record: RunRecord) -> RunRow {
     }
 }
 
-pub fn describe_workflow(connection: &Connection, workflow_id: &str) -> StoreResult<RunRow> {
+pub fn describe_workflow(connection: &Connection, workflow_id: &str) -> StoreResult<RunSummary> {
     load_current_run(connection, workflow_id).map(run_row)
 }
 
-pub fn list_workflows(connection: &Connection) -> StoreResult<Vec<RunRow>> {
+pub fn list_workflows(connection: &Connection) -> StoreResult<Vec<RunSummary>> {
     let mut statement =
         connection.prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY run_key"))?;
     let records = statement

@@ -124,7 +124,7 @@ impl MemoryStore {
                     self.timer_deadlines.insert((timer.fire_at_ms, timer_key));
                     self.timers.insert(timer_key, timer);
                 }
-                TimerWrite::Delete { started_event_id } => {
+                TimerWrite::Cancel { started_event_id } | TimerWrite::Fire { started_event_id } => {
                     self.drop_timer((key, started_event_id));
                 }
             }

@@ -39,6 +39,8 @@ pub mod operations;
 mod outcome;
 mod plan;
 mod retry;
+mod row_codec;
+pub mod rows;
 mod run;
 mod tokens;
 
@@ -47,6 +49,7 @@ pub use effects::{effect_of, Effect};
 pub use outcome::{number_outcome, DecodedOutcome};
 pub use plan::{ActivityWrite, Plan, RunChange, TimerWrite};
 pub use retry::{backoff_ms, decide, RetryDecision};
+pub use rows::{ActivityRow, RunRow};
 pub use run::{RunIdentity, RunRecord, RunStatus, WorkflowTaskState};
 pub use tokens::{CountingTokens, SplitMixTokens, TokenSource};
 

@@ -250,7 +250,7 @@ fn record_outcome(
                 }));
             }
             Some(Effect::CancelTimer { started_event_id }) => {
-                timers.push(TimerWrite::Delete { started_event_id });
+                timers.push(TimerWrite::Cancel { started_event_id });
             }
             Some(Effect::CancelActivity { scheduled_event_id }) => {
                 committed.activities_to_cancel.push(scheduled_event_id);
@@ -490,7 +490,7 @@ pub fn fire_timer(context: &mut Context<'_>, run: RunRecord, timer: TimerRecord)
     } else {
         Plan::default()
     };
-    plan.timers.push(TimerWrite::Delete { started_event_id });
+    plan.timers.push(TimerWrite::Fire { started_event_id });
     plan
 }
 

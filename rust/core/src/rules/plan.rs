@@ -36,11 +36,20 @@ pub enum ActivityWrite {
     },
 }
 
-/// Timers never change once set, and the run's own compare-and-set covers their writes.
+/// Timers never change once set. A cancelled timer is deleted if it is still there (if it
+/// fired meanwhile, that changed the run, whose compare-and-set then fails); a fired one must
+/// still be there, or another writer fired it first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimerWrite {
     Insert(TimerRecord),
-    Delete { started_event_id: u64 },
+    /// Delete the timer if it is pending.
+    Cancel {
+        started_event_id: u64,
+    },
+    /// Delete the timer, which must be pending (fenced: row count 1).
+    Fire {
+        started_event_id: u64,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -1,5 +1,5 @@
-//! The MessagePack the `activities` table holds in two columns, written by earlier releases
-//! (from Python, with msgspec) and kept so their rows stay readable:
+//! The two MessagePack columns of an activity row (see [`super::rows`]), as the SQLite store
+//! has written them since its first release (from Python, with msgspec):
 //! - `policy`: `[initial_interval_ms, backoff_coefficient, maximum_interval_ms | nil,
 //!   maximum_attempts, [non_retryable_error_types...]]`;
 //! - `last_failure`: `[message, error_type, non_retryable, details (bin), stack_trace,
@@ -7,9 +7,8 @@
 //!
 //! Only these two shapes are read; anything else is a corrupt row.
 
-use mainspring_core::history::{Failure, Payload, RetryPolicy};
-
-use crate::error::{StoreError, StoreResult};
+use crate::error::{CoreError, CoreResult};
+use crate::history::{Failure, Payload, RetryPolicy};
 
 pub fn encode_policy(policy: &RetryPolicy) -> Vec<u8> {
     let mut out = Vec::with_capacity(32);
@@ -29,7 +28,7 @@ pub fn encode_policy(policy: &RetryPolicy) -> Vec<u8> {
     out
 }
 
-pub fn decode_policy(bytes: &[u8]) -> StoreResult<RetryPolicy> {
+pub fn decode_policy(bytes: &[u8]) -> CoreResult<RetryPolicy> {
     let mut reader = Reader { bytes, at: 0 };
     reader.expect_array(5)?;
     let policy = RetryPolicy {
@@ -46,7 +45,7 @@ pub fn decode_policy(bytes: &[u8]) -> StoreResult<RetryPolicy> {
             let count = reader.array()?;
             (0..count)
                 .map(|_| reader.string())
-                .collect::<StoreResult<Vec<_>>>()?
+                .collect::<CoreResult<Vec<_>>>()?
         },
     };
     reader.finish()?;
@@ -72,14 +71,14 @@ fn write_failure(out: &mut Vec<u8>, failure: &Failure) {
     }
 }
 
-pub fn decode_failure(bytes: &[u8]) -> StoreResult<Failure> {
+pub fn decode_failure(bytes: &[u8]) -> CoreResult<Failure> {
     let mut reader = Reader { bytes, at: 0 };
     let failure = read_failure(&mut reader, 0)?;
     reader.finish()?;
     Ok(failure)
 }
 
-fn read_failure(reader: &mut Reader<'_>, depth: usize) -> StoreResult<Failure> {
+fn read_failure(reader: &mut Reader<'_>, depth: usize) -> CoreResult<Failure> {
     if depth > 64 {
         return Err(corrupt("failure causes nest too deep"));
     }
@@ -98,8 +97,8 @@ fn read_failure(reader: &mut Reader<'_>, depth: usize) -> StoreResult<Failure> {
     })
 }
 
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Sqlite(format!("a corrupt activity row: {what}"))
+fn corrupt(what: &str) -> CoreError {
+    CoreError::CorruptRecord(format!("an activity row's MessagePack: {what}"))
 }
 
 struct Reader<'a> {
@@ -108,7 +107,7 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    fn byte(&mut self) -> StoreResult<u8> {
+    fn byte(&mut self) -> CoreResult<u8> {
         let byte = *self
             .bytes
             .get(self.at)
@@ -117,7 +116,7 @@ impl Reader<'_> {
         Ok(byte)
     }
 
-    fn take(&mut self, count: usize) -> StoreResult<&[u8]> {
+    fn take(&mut self, count: usize) -> CoreResult<&[u8]> {
         let end = self
             .at
             .checked_add(count)
@@ -128,7 +127,7 @@ impl Reader<'_> {
         Ok(slice)
     }
 
-    fn big_endian(&mut self, count: usize) -> StoreResult<u64> {
+    fn big_endian(&mut self, count: usize) -> CoreResult<u64> {
         Ok(self
             .take(count)?
             .iter()
@@ -139,7 +138,7 @@ impl Reader<'_> {
         self.bytes.get(self.at).copied()
     }
 
-    fn nil(&mut self) -> StoreResult<bool> {
+    fn nil(&mut self) -> CoreResult<bool> {
         if self.peek() == Some(0xc0) {
             self.at += 1;
             return Ok(true);
@@ -147,7 +146,7 @@ impl Reader<'_> {
         Ok(false)
     }
 
-    fn boolean(&mut self) -> StoreResult<bool> {
+    fn boolean(&mut self) -> CoreResult<bool> {
         match self.byte()? {
             0xc2 => Ok(false),
             0xc3 => Ok(true),
@@ -155,7 +154,7 @@ impl Reader<'_> {
         }
     }
 
-    fn unsigned(&mut self) -> StoreResult<u64> {
+    fn unsigned(&mut self) -> CoreResult<u64> {
         match self.byte()? {
             small @ 0x00..=0x7f => Ok(u64::from(small)),
             0xcc => self.big_endian(1),
@@ -166,7 +165,7 @@ impl Reader<'_> {
         }
     }
 
-    fn float(&mut self) -> StoreResult<f64> {
+    fn float(&mut self) -> CoreResult<f64> {
         match self.peek() {
             Some(0xcb) => {
                 self.at += 1;
@@ -181,7 +180,7 @@ impl Reader<'_> {
         }
     }
 
-    fn array(&mut self) -> StoreResult<usize> {
+    fn array(&mut self) -> CoreResult<usize> {
         match self.byte()? {
             short @ 0x90..=0x9f => Ok(usize::from(short & 0x0f)),
             0xdc => Ok(self.big_endian(2)? as usize),
@@ -190,14 +189,14 @@ impl Reader<'_> {
         }
     }
 
-    fn expect_array(&mut self, length: usize) -> StoreResult<()> {
+    fn expect_array(&mut self, length: usize) -> CoreResult<()> {
         if self.array()? != length {
             return Err(corrupt("an array of the wrong length"));
         }
         Ok(())
     }
 
-    fn string(&mut self) -> StoreResult<String> {
+    fn string(&mut self) -> CoreResult<String> {
         let length = match self.byte()? {
             short @ 0xa0..=0xbf => usize::from(short & 0x1f),
             0xd9 => self.big_endian(1)? as usize,
@@ -209,7 +208,7 @@ impl Reader<'_> {
     }
 
     /// Payload bytes: MessagePack `bin` (also a string, as older writers may have used).
-    fn bytes_or_string(&mut self) -> StoreResult<Vec<u8>> {
+    fn bytes_or_string(&mut self) -> CoreResult<Vec<u8>> {
         let length = match self.peek() {
             Some(0xc4) => {
                 self.at += 1;
@@ -228,7 +227,7 @@ impl Reader<'_> {
         Ok(self.take(length)?.to_vec())
     }
 
-    fn finish(&self) -> StoreResult<()> {
+    fn finish(&self) -> CoreResult<()> {
         if self.at == self.bytes.len() {
             Ok(())
         } else {

@@ -1,0 +1,635 @@
+"""A storage written in Python over the core's rules: what a store on asyncpg (or any other
+driver) builds on, so that it holds I/O and no rule.
+
+A store implements :class:`StoreTables`: reads of its records and one fenced write,
+:meth:`StoreTables.persist`, which writes a :class:`~mainspring._core.Decision` in one
+transaction with compare-and-set on the versions the decision names (and the unique index over
+open runs). :class:`AdaptedStorage` turns that into the whole :class:`~.base.Storage` contract:
+every operation loads the records it needs, the operations submitted in one pass of the event
+loop are decided together in one native call (``_core.Rules.decide``), and each decision is
+persisted. A decision whose write finds a record changed since it was loaded (another process
+got there first) is decided again on fresh records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Protocol
+
+from .. import _core
+from .._protocol import FailureTuple, WorkflowLeaseTuple
+from ..errors import QueryFailedError, StaleTaskError, StorageConflictError
+from .base import (
+    ActivityTask,
+    ChangeNotices,
+    CommittedTask,
+    QueryTask,
+    StorageCapabilities,
+    WorkflowDescription,
+    WorkflowTask,
+    description_from_row,
+)
+from .memory import SystemClock, VirtualClock, activity_task
+
+#: How often a decision whose write conflicted is decided again before the conflict is
+#: reported.
+CONFLICT_RETRIES = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """A deadline the tick may act on: a timer (``item`` its started event id), a workflow
+    task's lease (``item`` 0), or an activity's earliest deadline (``item`` its scheduled event
+    id)."""
+
+    at_ms: int
+    kind: str  # "timer" | "lease" | "activity"
+    run_key: int
+    item: int
+
+
+class StoreTables(Protocol):
+    """A store's tables, as :class:`AdaptedStorage` uses them. Reads may see a moment that has
+    passed: what they return is fenced when written back."""
+
+    async def run(self, run_key: int) -> _core.RunRecord | None: ...
+    async def current_run(self, workflow_id: str) -> _core.RunRecord | None:
+        """The workflow id's latest run, open or closed."""
+        ...
+
+    async def run_by_id(self, run_id: str) -> _core.RunRecord | None: ...
+    async def all_runs(self) -> list[_core.RunRecord]: ...
+    async def activity(
+        self, run_key: int, scheduled_event_id: int
+    ) -> _core.ActivityRecord | None: ...
+    async def timer(self, run_key: int, started_event_id: int) -> int | None:
+        """When the timer fires, if it is still pending."""
+        ...
+
+    async def event_rows(self, run_key: int, from_event_id: int, to_event_id: int) -> list[bytes]:
+        """The rows of events ``from_event_id..=to_event_id``, in order."""
+        ...
+
+    async def ready_workflow_tasks(
+        self, task_queue: str, now_ms: int, limit: int
+    ) -> list[_core.RunRecord]:
+        """Runs whose task is queued and ready, oldest first (candidates: the rules decide)."""
+        ...
+
+    async def ready_activity_tasks(
+        self, task_queue: str, now_ms: int, limit: int
+    ) -> list[tuple[_core.RunRecord, _core.ActivityRecord]]:
+        """Queued, ready attempts with their runs, oldest first (candidates)."""
+        ...
+
+    async def due(self, now_ms: int) -> list[Due]:
+        """Timers with ``fire_at <= now``, leases with ``deadline < now``, activities with
+        ``next_deadline <= now`` (candidates), in time order."""
+        ...
+
+    async def next_wakeup_ms(self, now_ms: int) -> int | None:
+        """The earliest of: timers, lease deadlines + 1, activities' next deadlines, ready
+        times of queued tasks and attempts after ``now_ms``."""
+        ...
+
+    async def busy(self, now_ms: int) -> int:
+        """Tasks ready or leased, attempts ready or running, queries waiting."""
+        ...
+
+    async def persist(self, run_key: int | None, decision: _core.Decision) -> int:
+        """Writes the decision for run ``run_key`` (None: a new run, inserted open so the
+        unique index over open runs fences it; its key is returned) in one transaction: the
+        run's record (compare-and-set on ``expected_version``), its events, the activity
+        writes (compare-and-set), the timer writes (a "fire" must find its timer), then a
+        closed run's pending work dropped.
+        Raises :class:`~mainspring.errors.StorageConflictError` (nothing written) when a
+        compare-and-set finds another version, and ``WorkflowAlreadyStartedError`` when the
+        unique index refuses a new run."""
+        ...
+
+    async def persist_all(self, writes: list[tuple[int | None, _core.Decision]]) -> list[int]:
+        """:meth:`persist` for several decisions of one run in one transaction, in order."""
+        ...
+
+    # Queries (answered by a worker, possibly in another process).
+    async def submit_query(
+        self, now_ms: int, run: _core.RunRecord, name: str, input: bytes
+    ) -> int: ...
+    async def take_query(self, task_queue: str) -> QueryTask | None: ...
+    async def answer_query(
+        self, query_id: int, result: bytes | None, error: str | None
+    ) -> None: ...
+    async def read_answer(
+        self, query_id: int, give_up: bool
+    ) -> tuple[bytes | None, str | None] | None: ...
+
+
+#: Loads what an operation needs and makes its request: `(the run's key | None for a new run,
+#: the request)`.
+_Loaded = Callable[[], Awaitable[tuple[int | None, _core.RuleRequest]]]
+
+
+class AdaptedStorage:
+    """The storage contract over a store's :class:`StoreTables` and the core's rules."""
+
+    capabilities = StorageCapabilities(groups_commits=True, fuses_commits=True, eager=True)
+
+    def __init__(
+        self,
+        tables: StoreTables,
+        *,
+        clock: VirtualClock | SystemClock | None = None,
+        poll_interval: timedelta = timedelta(milliseconds=100),
+        workflow_task_retry_initial: timedelta = timedelta(seconds=1),
+        workflow_task_retry_maximum: timedelta = timedelta(seconds=60),
+    ) -> None:
+        self.tables = tables
+        self._clock = clock or SystemClock()
+        self.now_ms = self._clock.now_ms
+        self._poll_seconds = poll_interval.total_seconds()
+        self._rules = _core.Rules(
+            secrets.randbits(64),
+            int(workflow_task_retry_initial.total_seconds() * 1000),
+            int(workflow_task_retry_maximum.total_seconds() * 1000),
+        )
+        self._pending: list[tuple[_core.RuleRequest, asyncio.Future[Any]]] = []
+        self._deciding = False
+        self._change_notices = ChangeNotices()
+        if isinstance(self._clock, VirtualClock):
+            self._clock.subscribe(self._change_notices.changed)
+
+    # Deciding: the requests of one event-loop pass go to the rules in one call.
+
+    def _decide(self, request: _core.RuleRequest) -> asyncio.Future[_core.Decision]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_core.Decision] = loop.create_future()
+        self._pending.append((request, future))
+        if not self._deciding:
+            self._deciding = True
+            loop.call_soon(self._decide_pending)
+        return future
+
+    def _decide_pending(self) -> None:
+        self._deciding = False
+        group, self._pending = self._pending, []
+        try:
+            outcomes = self._rules.decide(self.now_ms(), [request for request, _ in group])
+        except Exception as error:
+            outcomes = [error] * len(group)
+        for (_, future), outcome in zip(group, outcomes, strict=True):
+            if future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+    async def _apply(
+        self, load: _Loaded, follow_up: bool = False
+    ) -> tuple[int, list[_core.Decision]]:
+        """Loads, decides and persists one operation; decided again (loaded afresh) when its
+        write conflicts. With ``follow_up``, the activities a commit cancels are loaded and
+        cancelled in the same write. Returns the run's key and the decisions persisted."""
+        for attempt in range(CONFLICT_RETRIES):
+            run_key, request = await load()
+            decision = await self._decide(request)
+            decisions = [decision]
+            if follow_up and decision.run is not None:
+                decisions += await self._cancellations(decision)
+            if decision.is_empty:
+                return run_key or 0, decisions
+            try:
+                if len(decisions) == 1:
+                    key = await self.tables.persist(run_key, decision)
+                else:
+                    keys = await self.tables.persist_all([(run_key, d) for d in decisions])
+                    key = keys[0]
+            except StorageConflictError:
+                if attempt == CONFLICT_RETRIES - 1:
+                    raise
+                continue
+            self._change_notices.changed()
+            return key, decisions
+        raise AssertionError("unreachable")
+
+    async def _cancellations(self, decision: _core.Decision) -> list[_core.Decision]:
+        """The cancellations a commit names, decided in order on the run as it left it."""
+        cancels: list[_core.Decision] = []
+        run = decision.run
+        for scheduled_event_id in decision.activities_to_cancel:
+            assert run is not None
+            activity = await self.tables.activity(run.key, scheduled_event_id)
+            if activity is None:
+                continue  # its result came first
+            cancel = await self._decide(_core.RuleRequest.cancel_activity(run, activity))
+            cancels.append(cancel)
+            run = cancel.run
+        return cancels
+
+    async def _run(self, run_key: int) -> _core.RunRecord:
+        run = await self.tables.run(run_key)
+        if run is None:
+            raise StaleTaskError(f"run {run_key} is gone")
+        return run
+
+    async def _current_run(self, workflow_id: str) -> _core.RunRecord:
+        from ..errors import WorkflowNotFoundError
+
+        run = await self.tables.current_run(workflow_id)
+        if run is None:
+            raise WorkflowNotFoundError(f"workflow not found: {workflow_id}")
+        return run
+
+    async def _held(self, task: ActivityTask) -> tuple[_core.RunRecord, _core.ActivityRecord]:
+        activity = await self.tables.activity(task.run_key, task.scheduled_event_id)
+        if activity is None:
+            raise StaleTaskError(f"activity attempt {task.token} is over")
+        return await self._run(task.run_key), activity
+
+    async def _workflow_task(self, record: _core.RunRecord) -> WorkflowTask | None:
+        rows = await self.tables.event_rows(record.key, record.tail_start, record.history_length)
+        lease: WorkflowLeaseTuple | None = record.workflow_lease(_core.join_rows(rows))
+        if lease is None:
+            return None
+        key, workflow_id, run_id, workflow_type, length, token, tail_from, tail = lease
+        return WorkflowTask(workflow_id, run_id, workflow_type, length, token, key, tail_from, tail)
+
+    def _committed(
+        self, run: _core.RunRecord, decisions: Sequence[_core.Decision], eager_queue: str | None
+    ) -> CommittedTask:
+        """What a commit gives back; `run` the run as stored (its key is the store's)."""
+        commit = decisions[0]
+        leases = []
+        for record in commit.leased_activities:
+            lease = record.lease(run)
+            if lease is not None:
+                leases.append(activity_task(lease, eager_queue or ""))
+        return CommittedTask(leases, commit.task_history_length, commit.task_events())
+
+    # Client side.
+
+    async def start_workflow(
+        self,
+        workflow_id: str,
+        run_id: str,
+        workflow_type: str,
+        task_queue: str,
+        input: bytes,
+        *,
+        eager_lease_ms: int | None = None,
+    ) -> WorkflowTask | None:
+        async def load() -> tuple[int | None, _core.RuleRequest]:
+            request = _core.RuleRequest.start_workflow(
+                workflow_id, run_id, workflow_type, task_queue, input, eager_lease_ms
+            )
+            return None, request
+
+        key, (decision,) = await self._apply(load)
+        if not decision.leased:
+            return None
+        return await self._workflow_task(await self._run(key))
+
+    async def start_workflow_with_first_task(
+        self,
+        workflow_id: str,
+        run_id: str,
+        workflow_type: str,
+        task_queue: str,
+        input: bytes,
+        started_event: bytes,
+        outcome: bytes,
+        *,
+        eager_activity_queue: str | None = None,
+        eager_activity_slots: int = 0,
+    ) -> CommittedTask:
+        async def load() -> tuple[int | None, _core.RuleRequest]:
+            request = _core.RuleRequest.start_workflow_with_first_task(
+                started_event, outcome, eager_activity_queue, eager_activity_slots
+            )
+            return None, request
+
+        key, decisions = await self._apply(load)
+        return self._committed(await self._run(key), decisions, eager_activity_queue)
+
+    async def _on_current_run(
+        self, workflow_id: str, make: Callable[[_core.RunRecord], _core.RuleRequest]
+    ) -> list[_core.Decision]:
+        async def load() -> tuple[int | None, _core.RuleRequest]:
+            run = await self._current_run(workflow_id)
+            return run.key, make(run)
+
+        return (await self._apply(load))[1]
+
+    async def signal_workflow(self, workflow_id: str, signal_name: str, input: bytes) -> None:
+        await self._on_current_run(
+            workflow_id, lambda run: _core.RuleRequest.signal_workflow(run, signal_name, input)
+        )
+
+    async def request_cancel_workflow(self, workflow_id: str, reason: str) -> None:
+        await self._on_current_run(
+            workflow_id, lambda run: _core.RuleRequest.request_cancel_workflow(run, reason)
+        )
+
+    async def terminate_workflow(self, workflow_id: str, reason: str) -> None:
+        await self._on_current_run(
+            workflow_id, lambda run: _core.RuleRequest.terminate_workflow(run, reason)
+        )
+
+    async def describe_workflow(self, workflow_id: str) -> WorkflowDescription:
+        return description_from_row((await self._current_run(workflow_id)).summary())
+
+    async def list_workflows(self) -> list[WorkflowDescription]:
+        return [description_from_row(run.summary()) for run in await self.tables.all_runs()]
+
+    async def read_history(self, workflow_id: str, run_id: str, from_event_id: int = 1) -> bytes:
+        from ..errors import WorkflowNotFoundError
+
+        run = await self.tables.run_by_id(run_id)
+        if run is None:
+            raise WorkflowNotFoundError(f"run not found: {run_id}")
+        rows = await self.tables.event_rows(run.key, from_event_id, run.history_length)
+        return _core.join_rows(rows)
+
+    async def wait_closed(self, workflow_id: str, run_id: str, timeout: float | None) -> bytes:
+        from ..errors import WorkflowNotFoundError
+
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            changed = self._change_notices.next()
+            run = await self.tables.run_by_id(run_id)
+            if run is None:
+                raise WorkflowNotFoundError(f"run not found: {run_id}")
+            if not run.is_running:
+                length = run.history_length
+                return _core.join_rows(await self.tables.event_rows(run.key, length, length))
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"workflow {workflow_id} did not close within {timeout} s")
+            await self._wait(changed, remaining)
+
+    async def _wait(self, changed: asyncio.Future[None], timeout: float | None) -> None:
+        """Waits for a change made here, at most `timeout` and at most one poll interval
+        (other processes' changes wake nobody here)."""
+        wait = self._poll_seconds if timeout is None else min(timeout, self._poll_seconds)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(changed, max(wait, 0.0))
+
+    async def query_workflow(
+        self, workflow_id: str, query_name: str, input: bytes, timeout: float
+    ) -> bytes:
+        run = await self._current_run(workflow_id)
+        query_id = await self.tables.submit_query(self.now_ms(), run, query_name, input)
+        self._change_notices.changed()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            changed = self._change_notices.next()
+            give_up = loop.time() >= deadline
+            answer = await self.tables.read_answer(query_id, give_up)
+            if answer is not None:
+                result, error = answer
+                if error is not None or result is None:
+                    raise QueryFailedError(error or "query failed")
+                return result
+            if give_up:
+                raise QueryFailedError(
+                    f"no worker answered query {query_name!r} within {timeout} s"
+                )
+            await self._wait(changed, deadline - loop.time())
+
+    # Worker side.
+
+    async def _tick(self) -> int:
+        """Applies the deadlines due now; returns how many took effect."""
+        now = self.now_ms()
+        applied = 0
+        for due in await self.tables.due(now):
+            request: Callable[[], Awaitable[_core.RuleRequest]]
+            if due.kind == "timer":
+                fire_at = await self.tables.timer(due.run_key, due.item)
+                if fire_at is None:
+                    continue
+
+                async def request(due: Due = due, fire_at: int = fire_at) -> _core.RuleRequest:
+                    run = await self._run(due.run_key)
+                    return _core.RuleRequest.fire_timer(run, due.item, fire_at)
+
+            elif due.kind == "lease":
+
+                async def request(due: Due = due) -> _core.RuleRequest:
+                    return _core.RuleRequest.expire_workflow_task_lease(
+                        await self._run(due.run_key)
+                    )
+
+            else:
+
+                async def request(due: Due = due) -> _core.RuleRequest:
+                    activity = await self.tables.activity(due.run_key, due.item)
+                    if activity is None:
+                        raise StaleTaskError("the activity is over")
+                    run = await self._run(due.run_key)
+                    return _core.RuleRequest.apply_activity_deadline(run, activity)
+
+            try:
+                decision = await self._decide(await request())
+            except StaleTaskError:
+                continue
+            if decision.is_empty:
+                continue
+            with contextlib.suppress(StorageConflictError):  # another process applied it
+                await self.tables.persist(due.run_key, decision)
+                applied += 1
+        if applied:
+            self._change_notices.changed()
+        return applied
+
+    async def poll_workflow_tasks(
+        self, task_queue: str, lease_ms: int, max_tasks: int
+    ) -> list[WorkflowTask]:
+        await self._tick()
+        candidates = await self.tables.ready_workflow_tasks(task_queue, self.now_ms(), max_tasks)
+        decisions = await asyncio.gather(
+            *(self._decide(_core.RuleRequest.lease_workflow_task(run, lease_ms))
+              for run in candidates),
+            return_exceptions=True,
+        )  # fmt: skip
+        tasks: list[WorkflowTask] = []
+        for run, decision in zip(candidates, decisions, strict=True):
+            if isinstance(decision, BaseException):
+                continue  # no longer leasable
+            try:
+                await self.tables.persist(run.key, decision)
+            except StorageConflictError:
+                continue  # another worker took it
+            leased = decision.run
+            assert leased is not None
+            task = await self._workflow_task(leased)
+            if task is not None:
+                tasks.append(task)
+        return tasks
+
+    async def complete_workflow_task(
+        self,
+        task: WorkflowTask,
+        outcome: bytes | None,
+        *,
+        eager_activity_queue: str | None = None,
+        eager_activity_slots: int = 0,
+    ) -> CommittedTask:
+        async def load() -> tuple[int | None, _core.RuleRequest]:
+            request = _core.RuleRequest.complete_workflow_task(
+                await self._run(task.run_key),
+                task.token,
+                outcome,
+                task.history_length,
+                eager_activity_queue,
+                eager_activity_slots,
+            )
+            return task.run_key, request
+
+        _, decisions = await self._apply(load, follow_up=True)
+        return self._committed(_last_run(decisions), decisions, eager_activity_queue)
+
+    async def fail_workflow_task(self, task: WorkflowTask, message: str) -> None:
+        async def load() -> tuple[int | None, _core.RuleRequest]:
+            run = await self._run(task.run_key)
+            return task.run_key, _core.RuleRequest.fail_workflow_task(run, task.token, message)
+
+        await self._apply(load)
+
+    async def poll_activity_tasks(self, task_queue: str, max_tasks: int) -> list[ActivityTask]:
+        await self._tick()
+        candidates = await self.tables.ready_activity_tasks(task_queue, self.now_ms(), max_tasks)
+        decisions = await asyncio.gather(
+            *(self._decide(_core.RuleRequest.lease_activity_task(run, activity))
+              for run, activity in candidates),
+            return_exceptions=True,
+        )  # fmt: skip
+        tasks: list[ActivityTask] = []
+        for (run, _), decision in zip(candidates, decisions, strict=True):
+            if isinstance(decision, BaseException):
+                continue
+            try:
+                await self.tables.persist(run.key, decision)
+            except StorageConflictError:
+                continue
+            for write, _, _, record in decision.activities:
+                lease = None if record is None or write != "update" else record.lease(run)
+                if lease is not None:
+                    tasks.append(activity_task(lease, task_queue))
+        return tasks
+
+    async def complete_activity_task(
+        self, task: ActivityTask, result: bytes, *, eager_workflow_lease_ms: int | None = None
+    ) -> WorkflowTask | None:
+        eager_queue = None if eager_workflow_lease_ms is None else task.task_queue
+
+        async def load() -> tuple[int | None, _core.RuleRequest]:
+            run, activity = await self._held(task)
+            request = _core.RuleRequest.complete_activity_task(
+                run, activity, task.token, result, eager_queue, eager_workflow_lease_ms or 0
+            )
+            return run.key, request
+
+        _, (decision,) = await self._apply(load)
+        if not decision.leased or decision.run is None:
+            return None
+        return await self._workflow_task(decision.run)
+
+    async def complete_activity_with_workflow_task(
+        self,
+        task: ActivityTask,
+        result: bytes,
+        result_event: bytes,
+        history_length: int,
+        outcome: bytes,
+        *,
+        eager_activity_queue: str | None = None,
+        eager_activity_slots: int = 0,
+    ) -> CommittedTask | None:
+        async def load() -> tuple[int | None, _core.RuleRequest]:
+            run, activity = await self._held(task)
+            request = _core.RuleRequest.complete_activity_with_workflow_task(
+                run,
+                activity,
+                task.token,
+                result_event,
+                history_length,
+                outcome,
+                eager_activity_queue,
+                eager_activity_slots,
+            )
+            return run.key, request
+
+        _, decisions = await self._apply(load, follow_up=True)
+        if not decisions[0].fused:
+            return None
+        return self._committed(_last_run(decisions), decisions, eager_activity_queue)
+
+    async def fail_activity_task(self, task: ActivityTask, failure: FailureTuple) -> None:
+        async def load() -> tuple[int | None, _core.RuleRequest]:
+            run, activity = await self._held(task)
+            return run.key, _core.RuleRequest.fail_activity_task(run, activity, task.token, failure)
+
+        await self._apply(load)
+
+    async def heartbeat_activity_task(self, task: ActivityTask, details: bytes) -> None:
+        async def load() -> tuple[int | None, _core.RuleRequest]:
+            run, activity = await self._held(task)
+            request = _core.RuleRequest.heartbeat_activity_task(run, activity, task.token, details)
+            return run.key, request
+
+        await self._apply(load)
+
+    async def poll_query(self, task_queue: str) -> QueryTask | None:
+        return await self.tables.take_query(task_queue)
+
+    async def answer_query(self, query: QueryTask, result: bytes | None, error: str | None) -> None:
+        assert isinstance(query.handle, int)
+        await self.tables.answer_query(query.handle, result, error)
+        self._change_notices.changed()
+
+    async def wait_for_work(self, task_queue: str, timeout: float | None) -> None:
+        changed = self._change_notices.next()
+        now = self.now_ms()
+        wakeup = await self.tables.next_wakeup_ms(now)
+        if wakeup is not None and wakeup <= now:
+            return
+        if wakeup is not None and not self._clock.is_virtual:
+            until_wakeup = (wakeup - now) / 1000
+            timeout = until_wakeup if timeout is None else min(timeout, until_wakeup)
+        await self._wait(changed, timeout)
+
+    async def skip_to_next_wakeup(self) -> bool:
+        """With a :class:`VirtualClock`: if nothing is ready or running, moves the clock to
+        the next timer or timeout (see :func:`mainspring.testing.time_skipping`)."""
+        clock = self._clock
+        if not isinstance(clock, VirtualClock):
+            raise TypeError("time skipping needs a VirtualClock")
+        now = clock.now_ms()
+        if await self.tables.busy(now):
+            return False
+        wakeup = await self.tables.next_wakeup_ms(now)
+        if wakeup is None or wakeup <= now:
+            return False
+        clock.advance((wakeup - now) / 1000)
+        return True
+
+    def wait_for_change(self) -> asyncio.Future[None]:
+        return self._change_notices.next()
+
+    async def close(self) -> None:
+        self._change_notices.changed()
+
+
+def _last_run(decisions: Sequence[_core.Decision]) -> _core.RunRecord:
+    """The run as the last of an operation's decisions left it."""
+    run = decisions[-1].run or decisions[0].run
+    assert run is not None, "a commit changes its run"
+    return run

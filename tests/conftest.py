@@ -12,9 +12,10 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from mainspring import Client, Worker, WorkerConfig
-from mainspring.storage import MemoryStorage, SqliteStorage, VirtualClock
+from mainspring.storage import MemoryStorage, SqliteStorage, Storage, VirtualClock
 from mainspring.storage._adapter import AdaptedStorage
 
+from .conformance import BACKENDS, SECOND_CLIENTS
 from .dict_tables import dict_storage
 
 settings.register_profile(
@@ -67,3 +68,32 @@ async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[E
     environment = Environment(request.param, tmp_path)
     yield environment
     await environment.storage.close()
+
+
+# The storage conformance suites' fixtures (`conformance.py`): every backend on a virtual clock.
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+async def storage(
+    request: pytest.FixtureRequest, clock: VirtualClock, tmp_path: Path
+) -> AsyncIterator[Storage]:
+    backend = BACKENDS[request.param](clock, tmp_path)
+    yield backend
+    await backend.close()
+
+
+@pytest.fixture
+async def second_client(
+    request: pytest.FixtureRequest, storage: Storage, clock: VirtualClock, tmp_path: Path
+) -> AsyncIterator[Storage]:
+    """Another client of the `storage` fixture's store (see `SECOND_CLIENTS`)."""
+    backend_name = request.node.callspec.params["storage"]
+    second = SECOND_CLIENTS[backend_name](storage, clock, tmp_path)
+    yield second
+    if second is not storage:
+        await second.close()

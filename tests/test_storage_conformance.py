@@ -1,14 +1,14 @@
-"""The Storage contract (DESIGN §7), run against every backend.
+"""The Storage contract (DESIGN §7), run against every backend (`conformance.BACKENDS`):
+starts, commits, leases, timers, retries, signals, fused commits. Timeouts, cancellation,
+backoff, fencing and concurrent starts are in `test_storage_rules.py`.
 
 Each backend is built on a VirtualClock so leases, timers and timeouts are driven without
-waiting. Later backends (SQLite, PostgreSQL, MySQL) join the `backend` parametrization.
+waiting.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +16,6 @@ import pytest
 from mainspring import _core
 from mainspring._protocol import (
     COMMAND_COMPLETE_WORKFLOW,
-    COMMAND_SCHEDULE_ACTIVITY,
     COMMAND_START_TIMER,
     JOB_FIRE_TIMER,
     JOB_RESOLVE_ACTIVITY,
@@ -28,113 +27,18 @@ from mainspring.errors import (
     WorkflowNotFoundError,
     WorkflowNotRunningError,
 )
-from mainspring.storage import (
-    ActivityTask,
-    FusedCommits,
-    MemoryStorage,
-    SqliteStorage,
-    Storage,
-    VirtualClock,
-    WorkflowTask,
-)
+from mainspring.storage import ActivityTask, FusedCommits, Storage, VirtualClock
 from mainspring.storage.base import fused_commits
 
-from .dict_tables import dict_storage
-
-LEASE_MS = 10_000
-QUEUE = "conformance"
-
-
-def _memory(clock: VirtualClock, folder: Path) -> Storage:
-    return MemoryStorage(clock=clock)
-
-
-def _sqlite(clock: VirtualClock, folder: Path) -> Storage:
-    return SqliteStorage(folder / "conformance.db", clock=clock)
-
-
-def _python_adapter(clock: VirtualClock, folder: Path) -> Storage:
-    # A store written in Python (tables in dicts) over the core's rules, as one on asyncpg.
-    return dict_storage(clock)
-
-
-BACKENDS: dict[str, Callable[[VirtualClock, Path], Storage]] = {
-    "memory": _memory,
-    "sqlite": _sqlite,
-    "python-adapter": _python_adapter,
-}
-
-
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture(params=sorted(BACKENDS))
-async def storage(
-    request: pytest.FixtureRequest, clock: VirtualClock, tmp_path: Path
-) -> AsyncIterator[Storage]:
-    backend = BACKENDS[request.param](clock, tmp_path)
-    yield backend
-    await backend.close()
-
-
-def _schedule(seq: int, activity_type: str = "act", **options: Any) -> tuple[Any, ...]:
-    return (
-        COMMAND_SCHEDULE_ACTIVITY, seq, activity_type, b"null", QUEUE,
-        options.get("schedule_to_close"), options.get("schedule_to_start"),
-        options.get("start_to_close", 30_000), options.get("heartbeat"),
-        options.get("initial", 1_000), 2.0, None, options.get("attempts", 0), [],
-    )  # fmt: skip
-
-
-async def _poll_workflow_task(storage: Storage) -> WorkflowTask | None:
-    tasks = await storage.poll_workflow_tasks(QUEUE, LEASE_MS, 1)
-    return tasks[0] if tasks else None
-
-
-async def _poll_activity_task(storage: Storage) -> ActivityTask | None:
-    tasks = await storage.poll_activity_tasks(QUEUE, 1)
-    return tasks[0] if tasks else None
-
-
-class Driver:
-    """Plays a worker by hand: leases a task, feeds the run, commits chosen commands."""
-
-    def __init__(self, storage: Storage) -> None:
-        self.storage = storage
-        self.runs: dict[str, _core.WorkflowRun] = {}
-
-    async def lease(self) -> WorkflowTask:
-        task = await _poll_workflow_task(self.storage)
-        assert task is not None, "expected a workflow task"
-        return task
-
-    async def advance(self, task: WorkflowTask) -> list[tuple[Any, ...]]:
-        """Feeds the run its new events and returns the live activation's jobs."""
-        run = self.runs.setdefault(task.run_id, _core.WorkflowRun())
-        run.add_events(
-            await self.storage.read_history(task.workflow_id, task.run_id, run.history_length + 1)
-        )
-        activation = run.next_activation(self.storage.now_ms())
-        assert activation is not None and not activation[0]
-        return activation[2]
-
-    async def commit(self, task: WorkflowTask, commands: list[tuple[Any, ...]]) -> None:
-        outcome = self.runs[task.run_id].complete(commands)
-        await self.storage.complete_workflow_task(task, outcome)
-
-    async def step(self, commands: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        task = await self.lease()
-        jobs = await self.advance(task)
-        await self.commit(task, commands)
-        return jobs
-
-
-async def _kinds(storage: Storage, workflow_id: str) -> list[str]:
-    description = await storage.describe_workflow(workflow_id)
-    history = await storage.read_history(workflow_id, description.run_id, 1)
-    return [kind for _, _, kind in _core.history_outline(history)]
+from .conformance import (
+    LEASE_MS,
+    QUEUE,
+    Driver,
+    _kinds,
+    _poll_activity_task,
+    _poll_workflow_task,
+    _schedule,
+)
 
 
 async def test_start_describe_list_and_unique_ids(storage: Storage) -> None:

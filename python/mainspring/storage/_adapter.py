@@ -196,20 +196,22 @@ class AdaptedStorage:
         write conflicts. With ``follow_up``, the activities a commit cancels are loaded and
         cancelled in the same write. Returns the run's key and the decisions persisted."""
         for attempt in range(CONFLICT_RETRIES):
-            run_key, request = await load()
-            decision = await self._decide(request)
-            decisions = [decision]
-            if follow_up and decision.run is not None:
-                decisions += await self._cancellations(decision)
-            if decision.is_empty:
-                return run_key or 0, decisions
             try:
+                run_key, request = await load()
+                decision = await self._decide(request)
+                decisions = [decision]
+                if follow_up and decision.run is not None:
+                    decisions += await self._cancellations(decision)
+                if decision.is_empty:
+                    return run_key or 0, decisions
                 if len(decisions) == 1:
                     key = await self.tables.persist(run_key, decision)
                 else:
                     keys = await self.tables.persist_all([(run_key, d) for d in decisions])
                     key = keys[0]
             except StorageConflictError:
+                # Another writer changed a record after it was read (or the rules decided on
+                # what another request of the group left, which may not be stored): again.
                 if attempt == CONFLICT_RETRIES - 1:
                     raise
                 continue
@@ -438,7 +440,7 @@ class AdaptedStorage:
 
             try:
                 decision = await self._decide(await request())
-            except StaleTaskError:
+            except (StaleTaskError, StorageConflictError):
                 continue
             if decision.is_empty:
                 continue

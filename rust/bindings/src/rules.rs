@@ -872,51 +872,77 @@ pub struct PyRules {
     tokens: Mutex<SplitMixTokens>,
 }
 
-/// The records decided so far in one batch: a later request on the same run (or activity)
-/// decides on what an earlier one left, so a batch behaves as its requests one after another.
+/// The records decided so far in one batch, each with the version it was decided on. A later
+/// request that loaded that same version decides on what the earlier one left (its write then
+/// names the version the earlier one wrote, and holds only if that write did: versions are
+/// unique); one that loaded another version decides on what it loaded. A rule that refuses a
+/// request decided on such a chained state is reported as a conflict, not as the refusal: the
+/// state may never be stored, so the caller decides again on fresh records.
 #[derive(Default)]
 struct Chain {
-    runs: BTreeMap<i64, RunRecord>,
-    activities: BTreeMap<(i64, u64), Option<ActivityRecord>>,
+    runs: BTreeMap<i64, (i64, RunRecord)>,
+    activities: BTreeMap<(i64, u64), (i64, Option<ActivityRecord>)>,
+    /// Whether the request being decided used a chained state.
+    chained: bool,
 }
 
 impl Chain {
-    fn run(&self, loaded: Option<RunRecord>) -> CoreResult<RunRecord> {
+    fn run(&mut self, loaded: Option<RunRecord>) -> CoreResult<RunRecord> {
         let loaded =
             loaded.ok_or_else(|| CoreError::InvalidCommand("this request needs its run".into()))?;
-        Ok(self.runs.get(&loaded.key).cloned().unwrap_or(loaded))
+        match self.runs.get(&loaded.key) {
+            Some((decided_on, record)) if *decided_on == loaded.version => {
+                self.chained = true;
+                Ok(record.clone())
+            }
+            _ => Ok(loaded),
+        }
     }
 
-    fn activity(&self, run_key: i64, loaded: Option<ActivityRecord>) -> CoreResult<ActivityRecord> {
+    fn activity(
+        &mut self,
+        run_key: i64,
+        loaded: Option<ActivityRecord>,
+    ) -> CoreResult<ActivityRecord> {
         let loaded = loaded
             .ok_or_else(|| CoreError::InvalidCommand("this request needs its activity".into()))?;
         match self.activities.get(&(run_key, loaded.scheduled_event_id)) {
-            Some(Some(record)) => Ok(record.clone()),
-            Some(None) => Err(CoreError::StaleTask(format!(
-                "activity {} is over",
-                loaded.scheduled_event_id
-            ))),
-            None => Ok(loaded),
+            Some((decided_on, record)) if *decided_on == loaded.version => {
+                self.chained = true;
+                record.clone().ok_or_else(|| {
+                    CoreError::StaleTask(format!("activity {} is over", loaded.scheduled_event_id))
+                })
+            }
+            _ => Ok(loaded),
         }
     }
 
     fn remember(&mut self, run_key: i64, plan: &Plan) {
         if let Some(change) = &plan.run {
-            if run_key != 0 {
-                self.runs.insert(run_key, change.record.clone());
+            if let (Some(decided_on), true) = (change.expected_version, run_key != 0) {
+                self.runs
+                    .insert(run_key, (decided_on, change.record.clone()));
             }
         }
         for write in &plan.activities {
             match write {
-                ActivityWrite::Insert(record) | ActivityWrite::Update { record, .. } => {
-                    self.activities
-                        .insert((run_key, record.scheduled_event_id), Some(record.clone()));
+                ActivityWrite::Update {
+                    expected_version,
+                    record,
+                } => {
+                    self.activities.insert(
+                        (run_key, record.scheduled_event_id),
+                        (*expected_version, Some(record.clone())),
+                    );
                 }
                 ActivityWrite::Delete {
-                    scheduled_event_id, ..
+                    scheduled_event_id,
+                    expected_version,
                 } => {
-                    self.activities.insert((run_key, *scheduled_event_id), None);
+                    self.activities
+                        .insert((run_key, *scheduled_event_id), (*expected_version, None));
                 }
+                ActivityWrite::Insert(_) => {}
             }
         }
     }
@@ -944,13 +970,31 @@ fn decide_one(
     chain: &mut Chain,
     request: &PyRuleRequest,
 ) -> CoreResult<PyDecision> {
+    chain.chained = false;
+    match decide_on(context, chain, request) {
+        Err(CoreError::StaleTask(_) | CoreError::WorkflowNotRunning(_)) if chain.chained => {
+            Err(CoreError::Conflict(
+                "decided on a state an earlier request of the group left, which may not be \
+                 stored: decide again on fresh records"
+                    .into(),
+            ))
+        }
+        outcome => outcome,
+    }
+}
+
+fn decide_on(
+    context: &mut Context<'_>,
+    chain: &mut Chain,
+    request: &PyRuleRequest,
+) -> CoreResult<PyDecision> {
     let mut decision = PyDecision {
         plan: Plan::default(),
         committed: None,
         leased: false,
         fused: false,
     };
-    let run = || chain.run(request.run.clone());
+    let run_of = |chain: &mut Chain| chain.run(request.run.clone());
     match &request.asked {
         Asked::StartWorkflow {
             identity,
@@ -984,7 +1028,7 @@ fn decide_one(
             decision.committed = Some(committed);
         }
         Asked::LeaseWorkflowTask { lease_ms } => {
-            decision.plan = operations::lease_workflow_task(context, run()?, *lease_ms)?;
+            decision.plan = operations::lease_workflow_task(context, run_of(chain)?, *lease_ms)?;
             decision.leased = true;
         }
         Asked::CompleteWorkflowTask {
@@ -996,7 +1040,7 @@ fn decide_one(
             let outcome = outcome.as_deref().map(DecodedOutcome::decode).transpose()?;
             let (plan, committed) = operations::complete_workflow_task(
                 context,
-                run()?,
+                run_of(chain)?,
                 *token,
                 outcome,
                 *leased_length,
@@ -1006,27 +1050,32 @@ fn decide_one(
             decision.committed = Some(committed);
         }
         Asked::FailWorkflowTask { token, message } => {
-            decision.plan = operations::fail_workflow_task(context, run()?, *token, message)?;
+            decision.plan =
+                operations::fail_workflow_task(context, run_of(chain)?, *token, message)?;
         }
         Asked::CancelActivity => {
-            let run = run()?;
+            let run = run_of(chain)?;
             let activity = chain.activity(run.key, request.activity.clone())?;
-            let mut plan = Plan::update(run);
+            let mut plan = Plan::update(run, context.tokens);
             operations::cancel_activity(context, &mut plan, activity);
             decision.plan = plan;
         }
         Asked::SignalWorkflow { signal_name, input } => {
-            decision.plan =
-                operations::signal_workflow(context, run()?, signal_name, Payload(input.clone()))?;
+            decision.plan = operations::signal_workflow(
+                context,
+                run_of(chain)?,
+                signal_name,
+                Payload(input.clone()),
+            )?;
         }
         Asked::RequestCancelWorkflow { reason } => {
-            decision.plan = operations::request_cancel_workflow(context, run()?, reason)?;
+            decision.plan = operations::request_cancel_workflow(context, run_of(chain)?, reason)?;
         }
         Asked::TerminateWorkflow { reason } => {
-            decision.plan = operations::terminate_workflow(context, run()?, reason)?;
+            decision.plan = operations::terminate_workflow(context, run_of(chain)?, reason)?;
         }
         Asked::LeaseActivityTask => {
-            let run = run()?;
+            let run = run_of(chain)?;
             let activity = chain.activity(run.key, request.activity.clone())?;
             decision.plan = operations::lease_activity_task(context, activity)?;
         }
@@ -1035,7 +1084,7 @@ fn decide_one(
             result,
             eager,
         } => {
-            let run = run()?;
+            let run = run_of(chain)?;
             let activity = chain.activity(run.key, request.activity.clone())?;
             let eager = eager
                 .as_ref()
@@ -1061,7 +1110,7 @@ fn decide_one(
             outcome,
             eager,
         } => {
-            let run = run()?;
+            let run = run_of(chain)?;
             let activity = chain.activity(run.key, request.activity.clone())?;
             let (plan, committed) = operations::complete_activity_with_workflow_task(
                 context,
@@ -1078,13 +1127,13 @@ fn decide_one(
             decision.committed = committed;
         }
         Asked::FailActivityTask { token, failure } => {
-            let run = run()?;
+            let run = run_of(chain)?;
             let activity = chain.activity(run.key, request.activity.clone())?;
             decision.plan =
                 operations::fail_activity_task(context, run, activity, *token, failure.clone())?;
         }
         Asked::HeartbeatActivityTask { token, details } => {
-            let run = run()?;
+            let run = run_of(chain)?;
             let activity = chain.activity(run.key, request.activity.clone())?;
             decision.plan = operations::heartbeat_activity_task(
                 context,
@@ -1094,13 +1143,13 @@ fn decide_one(
             )?;
         }
         Asked::FireTimer { timer } => {
-            decision.plan = operations::fire_timer(context, run()?, *timer);
+            decision.plan = operations::fire_timer(context, run_of(chain)?, *timer);
         }
         Asked::ExpireWorkflowTaskLease => {
-            decision.plan = operations::expire_workflow_task_lease(context, run()?);
+            decision.plan = operations::expire_workflow_task_lease(context, run_of(chain)?);
         }
         Asked::ApplyActivityDeadline => {
-            let run = run()?;
+            let run = run_of(chain)?;
             let activity = chain.activity(run.key, request.activity.clone())?;
             decision.plan = operations::apply_activity_deadline(context, run, activity)?;
         }
@@ -1132,7 +1181,9 @@ impl PyRules {
 
     /// Decides a group of requests at `now_ms`, in order, in one call: `[Decision |
     /// exception, ...]`. A request that breaks a rule gets its typed exception (and decides
-    /// nothing); the others stand. Requests on the same run see what earlier ones decided.
+    /// nothing); the others stand. A request on a run (or an activity) an earlier one
+    /// changed decides on what that one left, and its write names the version that one wrote:
+    /// versions are unique, so it holds only if the earlier write did (persist in order).
     fn decide<'py>(
         &self,
         py: Python<'py>,

@@ -430,3 +430,93 @@ fn persist_activity(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use mainspring_core::history::Payload;
+    use mainspring_core::rules::operations;
+    use mainspring_core::rules::RulesConfig;
+
+    use super::*;
+    use crate::open::open;
+    use crate::operation::NewRun;
+    use crate::runs::start_workflow;
+
+    fn count(connection: &Connection, sql: &str) -> i64 {
+        connection.query_row(sql, [], |row| row.get(0)).unwrap()
+    }
+
+    #[test]
+    fn a_plan_decided_on_a_record_that_changed_since_is_refused_and_writes_nothing() {
+        let folder = std::env::temp_dir().join(format!("mainspring-cas-{}", std::process::id()));
+        std::fs::create_dir_all(&folder).unwrap();
+        let path = folder.join("cas.db");
+        let mut store = open(
+            path.to_str().unwrap(),
+            1_000,
+            "NORMAL",
+            RulesConfig::default(),
+        )
+        .unwrap();
+        let run = NewRun {
+            workflow_id: "w".into(),
+            run_id: "r".into(),
+            workflow_type: "t".into(),
+            task_queue: "q".into(),
+        };
+        start_workflow(&mut store, 1, &run, b"null", None).unwrap();
+        let (connection, mut context) = store.split(2);
+        let loaded = load_current_run(connection, "w").unwrap();
+        let plan =
+            operations::signal_workflow(&mut context, loaded.clone(), "go", Payload::default())
+                .unwrap();
+        // Another writer (another process) changes the run after it was loaded.
+        connection
+            .execute("UPDATE runs SET version = version + 1", [])
+            .unwrap();
+        let refused = persist(connection, Some(loaded.key), &plan).unwrap_err();
+        assert!(
+            matches!(refused, StoreError::Core(CoreError::Conflict(_))),
+            "{refused}"
+        );
+        // The caller's transaction is undone on that error; here nothing was written before the
+        // fenced statement, and nothing after it.
+        assert_eq!(count(connection, "SELECT COUNT(*) FROM events"), 1);
+        // Decided on the record as it is now, the same operation goes in.
+        let fresh = load_current_run(connection, "w").unwrap();
+        let plan =
+            operations::signal_workflow(&mut context, fresh.clone(), "go", Payload::default())
+                .unwrap();
+        persist(connection, Some(fresh.key), &plan).unwrap();
+        assert_eq!(count(connection, "SELECT COUNT(*) FROM events"), 2);
+    }
+
+    #[test]
+    fn the_database_refuses_a_second_open_run_of_a_workflow_id() {
+        let folder = std::env::temp_dir().join(format!("mainspring-unique-{}", std::process::id()));
+        std::fs::create_dir_all(&folder).unwrap();
+        let path = folder.join("unique.db");
+        let store = open(
+            path.to_str().unwrap(),
+            1_000,
+            "NORMAL",
+            RulesConfig::default(),
+        )
+        .unwrap();
+        let insert = "INSERT INTO runs (workflow_id, run_id, workflow_type, task_queue, status, \
+                      history_length, started_ms) VALUES ('w', ?, 't', 'q', ?, 1, 0)";
+        store
+            .connection
+            .execute(insert, ["closed", "COMPLETED"])
+            .unwrap();
+        store
+            .connection
+            .execute(insert, ["open", "RUNNING"])
+            .unwrap();
+        let refused = store
+            .connection
+            .execute(insert, ["second", "RUNNING"])
+            .unwrap_err();
+        assert!(refused.to_string().contains("UNIQUE"), "{refused}");
+    }
+}

@@ -77,7 +77,8 @@ pub fn start_workflow(
 ) -> Plan {
     let now = context.now_ms;
     let started = started_attributes(&identity, input);
-    let mut plan = Plan::insert(RunRecord::new(identity, now));
+    let version = context.tokens.next_token();
+    let mut plan = Plan::insert(RunRecord::new(identity, now, version));
     append_inbound(context, &mut plan, started, eager);
     plan
 }
@@ -119,7 +120,8 @@ pub fn start_workflow_with_first_task(
         workflow_type: attributes.workflow_type.clone(),
         task_queue: attributes.task_queue.clone(),
     };
-    let mut plan = Plan::insert(RunRecord::new(identity, context.now_ms));
+    let version = context.tokens.next_token();
+    let mut plan = Plan::insert(RunRecord::new(identity, context.now_ms, version));
     plan.record_mut().append(1);
     plan.events.push(started);
     let committed = record_outcome(context, &mut plan, outcome, eager)?;
@@ -134,7 +136,7 @@ pub fn lease_workflow_task(
     lease_ms: u64,
 ) -> CoreResult<Plan> {
     let token = context.tokens.next_token();
-    let mut plan = Plan::update(run);
+    let mut plan = Plan::update(run, context.tokens);
     plan.record_mut()
         .lease_workflow_task(context.now_ms, lease_ms, token)?;
     Ok(plan)
@@ -153,7 +155,7 @@ pub fn complete_workflow_task(
     eager: Option<EagerActivities<'_>>,
 ) -> CoreResult<(Plan, Committed)> {
     run.check_workflow_task_lease(token, context.now_ms)?;
-    let mut plan = Plan::update(run);
+    let mut plan = Plan::update(run, context.tokens);
     match outcome {
         Some(outcome) => {
             let committed = record_outcome(context, &mut plan, outcome, eager)?;
@@ -233,6 +235,7 @@ fn record_outcome(
                     options.clone(),
                     now,
                 );
+                activity.version = context.tokens.next_token();
                 let takes = eager.is_some_and(|eager| {
                     eager.task_queue == options.task_queue
                         && committed.leased_activities.len() < eager.slots
@@ -276,7 +279,7 @@ pub fn fail_workflow_task(
     token: i64,
     message: &str,
 ) -> CoreResult<Plan> {
-    let mut plan = Plan::update(run);
+    let mut plan = Plan::update(run, context.tokens);
     plan.record_mut()
         .fail_workflow_task(token, message, context.now_ms, context.config)?;
     Ok(plan)
@@ -289,7 +292,7 @@ pub fn signal_workflow(
     input: Payload,
 ) -> CoreResult<Plan> {
     run.require_running()?;
-    let mut plan = Plan::update(run);
+    let mut plan = Plan::update(run, context.tokens);
     let signaled = EventAttributes::WorkflowSignaled {
         signal_name: signal_name.to_string(),
         input,
@@ -308,7 +311,7 @@ pub fn request_cancel_workflow(
     if run.cancel_requested {
         return Ok(Plan::default());
     }
-    let mut plan = Plan::update(run);
+    let mut plan = Plan::update(run, context.tokens);
     plan.record_mut().cancel_requested = true;
     let requested = EventAttributes::WorkflowCancelRequested {
         reason: reason.to_string(),
@@ -325,7 +328,7 @@ pub fn terminate_workflow(
 ) -> CoreResult<Plan> {
     run.require_running()?;
     let now = context.now_ms;
-    let mut plan = Plan::update(run);
+    let mut plan = Plan::update(run, context.tokens);
     let terminated = EventAttributes::WorkflowTerminated {
         reason: reason.to_string(),
     };
@@ -343,7 +346,7 @@ pub fn lease_activity_task(
     let expected = activity.version;
     activity.lease(context.now_ms, context.tokens.next_token())?;
     let mut plan = Plan::default();
-    plan.update_activity(expected, activity);
+    plan.update_activity(expected, activity, context.tokens);
     Ok(plan)
 }
 
@@ -362,7 +365,7 @@ fn resolve_activity(
             activity.scheduled.activity_id
         )));
     }
-    let mut plan = Plan::update(run);
+    let mut plan = Plan::update(run, context.tokens);
     plan.delete_activity(activity);
     let leased = append_inbound(context, &mut plan, outcome, eager);
     Ok((plan, leased))
@@ -424,7 +427,7 @@ pub fn complete_activity_with_workflow_task(
         let (plan, _) = resolve_activity(context, run, &activity, completed, None)?;
         return Ok((plan, None));
     }
-    let mut plan = Plan::update(run);
+    let mut plan = Plan::update(run, context.tokens);
     plan.delete_activity(&activity);
     plan.record_mut().append(1);
     if result_event.timestamp_ms == 0 {
@@ -449,7 +452,7 @@ pub fn fail_activity_task(
     match activity.attempt_failed(failure, None, context.now_ms) {
         AttemptEnd::Retried => {
             let mut plan = Plan::default();
-            plan.update_activity(expected, activity);
+            plan.update_activity(expected, activity, context.tokens);
             Ok(plan)
         }
         AttemptEnd::Resolved(outcome) => {
@@ -469,7 +472,7 @@ pub fn heartbeat_activity_task(
     let expected = activity.version;
     activity.heartbeat(token, details, context.now_ms)?;
     let mut plan = Plan::default();
-    plan.update_activity(expected, activity);
+    plan.update_activity(expected, activity, context.tokens);
     Ok(plan)
 }
 
@@ -483,7 +486,7 @@ pub fn fire_timer(context: &mut Context<'_>, run: RunRecord, timer: TimerRecord)
     }
     let started_event_id = timer.started_event_id;
     let mut plan = if run.is_running() {
-        let mut plan = Plan::update(run);
+        let mut plan = Plan::update(run, context.tokens);
         let fired = EventAttributes::TimerFired { started_event_id };
         append_inbound(context, &mut plan, fired, None);
         plan
@@ -500,7 +503,7 @@ pub fn expire_workflow_task_lease(context: &mut Context<'_>, run: RunRecord) -> 
     if !expired.expire_workflow_task_lease(context.now_ms) {
         return Plan::default();
     }
-    let mut plan = Plan::update(run);
+    let mut plan = Plan::update(run, context.tokens);
     *plan.record_mut() = RunRecord {
         version: plan.record().version,
         ..expired
@@ -519,7 +522,7 @@ pub fn apply_activity_deadline(
         None => Ok(Plan::default()),
         Some(AttemptEnd::Retried) => {
             let mut plan = Plan::default();
-            plan.update_activity(expected, activity);
+            plan.update_activity(expected, activity, context.tokens);
             Ok(plan)
         }
         Some(AttemptEnd::Resolved(outcome)) => {

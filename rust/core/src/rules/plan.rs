@@ -12,6 +12,7 @@
 
 use super::activity::{ActivityRecord, TimerRecord};
 use super::run::RunRecord;
+use super::tokens::TokenSource;
 use crate::history::{Event, EventAttributes};
 
 /// The run's record after the operation.
@@ -65,10 +66,12 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// A plan that changes `run`, loaded at its current version.
-    pub fn update(mut run: RunRecord) -> Self {
+    /// A plan that changes `run`, loaded at its current version. The version it writes is
+    /// drawn fresh, not counted on: versions are unique, so a write decided on a state that
+    /// was never stored (a decision chained on one whose write failed) can match nothing.
+    pub fn update(mut run: RunRecord, tokens: &mut dyn TokenSource) -> Self {
         let expected = run.version;
-        run.version += 1;
+        run.version = tokens.next_token();
         Plan {
             run: Some(RunChange {
                 expected_version: Some(expected),
@@ -118,9 +121,15 @@ impl Plan {
         });
     }
 
-    /// Writes an activity loaded at `expected_version` and changed since.
-    pub fn update_activity(&mut self, expected_version: i64, mut activity: ActivityRecord) {
-        activity.version = expected_version + 1;
+    /// Writes an activity loaded at `expected_version` and changed since (at a fresh version,
+    /// as [`Plan::update`]).
+    pub fn update_activity(
+        &mut self,
+        expected_version: i64,
+        mut activity: ActivityRecord,
+        tokens: &mut dyn TokenSource,
+    ) {
+        activity.version = tokens.next_token();
         self.activities.push(ActivityWrite::Update {
             expected_version,
             record: activity,

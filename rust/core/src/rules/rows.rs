@@ -270,6 +270,7 @@ mod tests {
                 task_queue: "q".into(),
             },
             5,
+            1,
         );
         run.append(1);
         run.wake(5, None, &mut CountingTokens::default());
@@ -315,6 +316,7 @@ mod tests {
                 task_queue: "q".into(),
             },
             0,
+            1,
         );
         let row = RunRow {
             task_state: TASK_LEASED,

@@ -113,10 +113,10 @@ pub struct EagerWorkflowTask<'a> {
 
 impl RunRecord {
     /// A run about to record its first event (WorkflowStarted), with no task yet.
-    pub fn new(identity: RunIdentity, now_ms: i64) -> Self {
+    pub fn new(identity: RunIdentity, now_ms: i64, version: i64) -> Self {
         RunRecord {
             key: 0,
-            version: 1,
+            version,
             identity: Arc::new(identity),
             status: RunStatus::Running,
             history_length: 0,
@@ -354,6 +354,7 @@ mod tests {
                 task_queue: "q".into(),
             },
             0,
+            1,
         );
         run.append(1);
         run.wake(0, None, &mut CountingTokens::default());

@@ -1,0 +1,54 @@
+"""Writes a golden SQLite file with work in flight: ``python -m tests.sqlite_files.record OUT``.
+
+``schema-4-in-flight.db`` here was written this way by the release whose SQLite schema was
+version 4 (before the rules moved into the core), so that later releases prove they open it,
+migrate it and finish its work (`test_sqlite_golden_files.py`). It runs on the release that
+writes the file (it reads the file through that release's storage internals). Never rewrite a
+golden file: add one per schema version.
+
+What it holds, all on a virtual clock at 2030-01-01T00:00:00Z:
+- ``sequential`` (input 3), on task queue ``idle``: its first activity queued, never run;
+- ``retrying`` (input 3), on ``tests``: its activity's first attempt failed after a
+  heartbeat, the retry waiting for its backoff (a last failure and heartbeat details stored);
+- ``sleeper`` (input 3600), on ``tests``: a one-hour timer pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from mainspring import Client, Worker
+from mainspring.storage import SqliteStorage, VirtualClock
+
+from ..workflows import ALL_WORKFLOWS, flaky, retrying, sequential, sleeper
+
+
+async def _first_attempt_failed(storage: SqliteStorage) -> bool:
+    rows = await storage._database.submit(  # type: ignore[call-arg, arg-type]
+        lambda connection: connection.execute("SELECT attempt FROM activities").fetchall()
+    )
+    return any(attempt == 2 for (attempt,) in rows)
+
+
+async def record(path: Path) -> None:
+    storage = SqliteStorage(path, clock=VirtualClock())
+    client = Client(storage)
+    async with (
+        Worker(client, task_queue="idle", workflows=ALL_WORKFLOWS),
+        Worker(client, task_queue="tests", workflows=ALL_WORKFLOWS, activities=[flaky]),
+    ):
+        await client.start_workflow(sequential, 3, id="sequential", task_queue="idle")
+        await client.start_workflow(retrying, 3, id="retrying", task_queue="tests")
+        await client.start_workflow(sleeper, 3600, id="sleeper", task_queue="tests")
+        while not await _first_attempt_failed(storage):
+            await asyncio.sleep(0.01)
+        for workflow_id in ("sequential", "retrying", "sleeper"):
+            while (await client.get_workflow_handle(workflow_id).describe()).history_length < 3:
+                await asyncio.sleep(0.01)
+    await client.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(record(Path(sys.argv[1])))

@@ -1,0 +1,52 @@
+"""SQLite files written by earlier releases open, migrate and finish their work.
+
+Each golden file in `sqlite_files/` was written by the release whose schema it carries (see
+`sqlite_files/record.py`); they are never rewritten. This one has an activity queued, an
+activity waiting to retry after a failed attempt, and a timer pending, in the layout of schema
+version 4: activities keyed by a number, retry policies and failures in MessagePack.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+from mainspring import Client, Worker, _core
+from mainspring.storage import SqliteStorage, VirtualClock
+from mainspring.testing import time_skipping
+
+from .workflows import ALL_ACTIVITIES, ALL_WORKFLOWS
+
+GOLDEN = Path(__file__).parent / "sqlite_files"
+
+
+async def test_a_schema_4_file_with_work_in_flight_is_migrated_and_finishes_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "in-flight.db"
+    shutil.copy(GOLDEN / "schema-4-in-flight.db", path)
+    clock = VirtualClock(datetime(2030, 1, 1, tzinfo=timezone.utc))
+    storage = SqliteStorage(path, clock=clock)
+    ((version,),) = storage._database.execute(
+        "SELECT value FROM mainspring_meta WHERE key = 'schema_version'"
+    )
+    assert int(version) == _core.SQLITE_SCHEMA_VERSION
+    client = Client(storage)
+    retry = await client.get_workflow_handle("retrying").describe()
+    assert (retry.status, retry.history_length) == ("RUNNING", 3)
+    async with (
+        Worker(client, task_queue="idle", workflows=ALL_WORKFLOWS, activities=ALL_ACTIVITIES),
+        Worker(client, task_queue="tests", workflows=ALL_WORKFLOWS, activities=ALL_ACTIVITIES),
+        time_skipping(storage),
+    ):
+        assert await client.get_workflow_handle("sequential").result(timeout=30) == 6
+        # The attempt that failed before the upgrade counts: the third one succeeds.
+        assert await client.get_workflow_handle("retrying").result(timeout=30) == 3
+        assert await client.get_workflow_handle("sleeper").result(timeout=30) == "3600"
+    histories = [
+        await client.get_workflow_handle(workflow_id).history()
+        for workflow_id in ("sequential", "retrying", "sleeper")
+    ]
+    assert [history.outline()[-1][2] for history in histories] == ["WorkflowCompleted"] * 3
+    await client.close()

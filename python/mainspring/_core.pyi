@@ -7,6 +7,7 @@ the boundary are named in ``mainspring._protocol``.
 from typing import Any, final
 
 from mainspring._protocol import (
+    Activation,
     ActivityLeaseTuple,
     ActivityRowTuple,
     FailureTuple,
@@ -20,7 +21,30 @@ HISTORY_FORMAT_VERSION: int
 ENGINE_FLAGS: int
 SQLITE_SCHEMA_VERSION: int
 
-Activation = tuple[bool, int, list[tuple[Any, ...]]]
+__all__ = [
+    "ENGINE_FLAGS",
+    "HISTORY_FORMAT_VERSION",
+    "SQLITE_SCHEMA_VERSION",
+    "ActivityRecord",
+    "Decision",
+    "MemoryStore",
+    "RuleRequest",
+    "Rules",
+    "RunRecord",
+    "SqliteError",
+    "SqliteOperation",
+    "SqliteStore",
+    "WorkflowRun",
+    "encode_inbound_row",
+    "history_bytes_from_json",
+    "history_json_from_bytes",
+    "history_outline",
+    "join_rows",
+    "run_outcome",
+    "sqlite_migrations",
+    "sqlite_version",
+    "validate_history",
+]
 
 def history_json_from_bytes(encoded: bytes) -> str: ...
 def history_bytes_from_json(text: str) -> bytes: ...

@@ -6,7 +6,10 @@ job and command is a tuple whose first item is its tag.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
+
+# An activation: (replaying, now_ms, [job, ...]).
+Activation = tuple[bool, int, list[tuple[Any, ...]]]
 
 # Jobs (core → Python)
 JOB_START_WORKFLOW: Final = 0  # (tag, workflow_type, workflow_id, run_id, task_queue, input)

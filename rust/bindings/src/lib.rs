@@ -7,6 +7,8 @@ mod convert;
 mod errors;
 mod history;
 mod memory_store;
+mod rule_records;
+mod rule_requests;
 mod rules;
 mod sqlite_operations;
 mod sqlite_store;

@@ -7,7 +7,7 @@ use mainspring_core::rules::{ActivityRecord, AttemptState};
 use crate::error::StoreResult;
 use crate::open::Store;
 use crate::operation::{ActivityLease, HeldAttempt, WorkflowLease};
-use crate::records::{load_held_activity, load_run, persist};
+use crate::records::{load_held, persist};
 use crate::runs::{event_rows, workflow_lease};
 use mainspring_core::history::join_event_rows;
 
@@ -52,13 +52,7 @@ pub fn complete_activity_task(
     eager_lease_ms: i64,
 ) -> StoreResult<Option<WorkflowLease>> {
     let (connection, mut context) = store.split(now);
-    let activity = load_held_activity(
-        connection,
-        attempt.run_key,
-        attempt.scheduled_event_id,
-        attempt.token,
-    )?;
-    let run = load_run(connection, attempt.run_key)?;
+    let (run, activity) = load_held(connection, attempt)?;
     let eager = eager_queue.map(|task_queue| EagerWorkflowTask {
         task_queue,
         lease_ms: eager_lease_ms.max(0) as u64,
@@ -94,13 +88,7 @@ pub fn fail_activity_task(
     failure: Failure,
 ) -> StoreResult<()> {
     let (connection, mut context) = store.split(now);
-    let activity = load_held_activity(
-        connection,
-        attempt.run_key,
-        attempt.scheduled_event_id,
-        attempt.token,
-    )?;
-    let run = load_run(connection, attempt.run_key)?;
+    let (run, activity) = load_held(connection, attempt)?;
     let plan = operations::fail_activity_task(&mut context, run, activity, attempt.token, failure)?;
     persist(connection, Some(attempt.run_key), &plan).map(drop)
 }
@@ -113,12 +101,7 @@ pub fn heartbeat_activity_task(
     details: &[u8],
 ) -> StoreResult<()> {
     let (connection, mut context) = store.split(now);
-    let activity = load_held_activity(
-        connection,
-        attempt.run_key,
-        attempt.scheduled_event_id,
-        attempt.token,
-    )?;
+    let (_, activity) = load_held(connection, attempt)?;
     let plan = operations::heartbeat_activity_task(
         &mut context,
         activity,

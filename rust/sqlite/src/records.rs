@@ -10,6 +10,7 @@ use mainspring_core::CoreError;
 use rusqlite::{named_params, params, Connection, ErrorCode, OptionalExtension, Row};
 
 use crate::error::{StoreError, StoreResult};
+use crate::operation::HeldAttempt;
 
 /// The columns [`run_from_row`] reads, in its order: those of [`RunRow`].
 pub const RUN_COLUMNS: &str = "run_key, version, workflow_id, run_id, workflow_type, \
@@ -130,15 +131,16 @@ pub fn load_activity(
     flatten(found)
 }
 
-/// [`load_activity`] for an attempt its caller holds: gone is a stale task.
-pub fn load_held_activity(
+/// The activity of an attempt its caller holds, and its run: gone is a stale task.
+pub fn load_held(
     connection: &Connection,
-    run_key: i64,
-    scheduled_event_id: u64,
-    token: i64,
-) -> StoreResult<ActivityRecord> {
-    load_activity(connection, run_key, scheduled_event_id)?
-        .ok_or_else(|| CoreError::StaleTask(format!("activity attempt {token} is over")).into())
+    attempt: HeldAttempt,
+) -> StoreResult<(RunRecord, ActivityRecord)> {
+    let activity = load_activity(connection, attempt.run_key, attempt.scheduled_event_id)?
+        .ok_or_else(|| {
+            CoreError::StaleTask(format!("activity attempt {} is over", attempt.token))
+        })?;
+    Ok((load_run(connection, attempt.run_key)?, activity))
 }
 
 pub fn load_timer(

@@ -10,7 +10,7 @@ use crate::activity_tasks::activity_lease;
 use crate::error::StoreResult;
 use crate::open::Store;
 use crate::operation::{Committed, Eager, HeldAttempt, NewRun};
-use crate::records::{load_activity, load_held_activity, load_run, persist};
+use crate::records::{load_activity, load_held, load_run, persist};
 use crate::runs::identity_of;
 
 fn eager_activities(eager: &Eager) -> Option<EagerActivities<'_>> {
@@ -149,13 +149,7 @@ pub fn complete_activity_with_workflow_task(
     let result_event = decode_row(result_row)?;
     let decoded = DecodedOutcome::decode(outcome)?;
     let (connection, mut context) = store.split(now);
-    let activity = load_held_activity(
-        connection,
-        attempt.run_key,
-        attempt.scheduled_event_id,
-        attempt.token,
-    )?;
-    let run = load_run(connection, attempt.run_key)?;
+    let (run, activity) = load_held(connection, attempt)?;
     let (plan, decided) = operations::complete_activity_with_workflow_task(
         &mut context,
         run,

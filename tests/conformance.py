@@ -22,6 +22,7 @@ from mainspring.storage import (
     VirtualClock,
     WorkflowTask,
 )
+from mainspring.storage._adapter import AdaptedStorage
 
 from .dict_tables import dict_storage
 
@@ -46,6 +47,12 @@ def _the_same(storage: Storage, clock: VirtualClock, folder: Path) -> Storage:
     return storage
 
 
+def _python_adapter_again(storage: Storage, clock: VirtualClock, folder: Path) -> Storage:
+    # Another adapter (its own rules, its own groups) over the same tables: another process.
+    assert isinstance(storage, AdaptedStorage)
+    return AdaptedStorage(storage.tables, clock=clock)
+
+
 def _python_adapter(clock: VirtualClock, folder: Path) -> Storage:
     # A store written in Python (tables in dicts) over the core's rules, as one on asyncpg.
     return dict_storage(clock)
@@ -56,12 +63,12 @@ BACKENDS: dict[str, Callable[[VirtualClock, Path], Storage]] = {
     "sqlite": _sqlite,
     "python-adapter": _python_adapter,
 }
-# A second client of the same store: another connection where the store has them, else the
-# same object (one process owns a memory store).
+# A second client of the same store: another connection, or another adapter over the same
+# tables; the same object for memory (one process owns a memory store).
 SECOND_CLIENTS: dict[str, Callable[[Storage, VirtualClock, Path], Storage]] = {
     "memory": _the_same,
     "sqlite": _sqlite_again,
-    "python-adapter": _the_same,
+    "python-adapter": _python_adapter_again,
 }
 
 

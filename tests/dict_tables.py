@@ -9,6 +9,7 @@ id with an index, as a database's unique index would.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from typing import Any
 
@@ -20,6 +21,14 @@ from mainspring.storage._adapter import AdaptedStorage, Due
 from mainspring.storage.memory import VirtualClock
 
 _TASK_QUEUED, _TASK_LEASED = 1, 2
+
+
+async def _round_trip() -> None:
+    """Every call gives the loop away, as a database's round trip does, so that the adapter's
+    operations interleave between their reads and their writes as they do on a real store."""
+    await asyncio.sleep(0)
+
+
 _ATTEMPT_QUEUED, _ATTEMPT_RUNNING = 0, 1
 
 
@@ -40,32 +49,40 @@ class DictTables:
         return None if row is None else _core.RunRecord.from_row(row)
 
     async def run(self, run_key: int) -> _core.RunRecord | None:
+        await _round_trip()
         return self._record(self.runs.get(run_key))
 
     async def current_run(self, workflow_id: str) -> _core.RunRecord | None:
+        await _round_trip()
         keys = [key for key, row in self.runs.items() if row[2] == workflow_id]
         return self._record(self.runs[max(keys)]) if keys else None
 
     async def run_by_id(self, run_id: str) -> _core.RunRecord | None:
+        await _round_trip()
         found = [row for row in self.runs.values() if row[3] == run_id]
         return self._record(found[0]) if found else None
 
     async def all_runs(self) -> list[_core.RunRecord]:
+        await _round_trip()
         return [_core.RunRecord.from_row(self.runs[key]) for key in sorted(self.runs)]
 
     async def activity(self, run_key: int, scheduled_event_id: int) -> _core.ActivityRecord | None:
+        await _round_trip()
         row = self.activities.get((run_key, scheduled_event_id))
         return None if row is None else _core.ActivityRecord.from_row(row)
 
     async def timer(self, run_key: int, started_event_id: int) -> int | None:
+        await _round_trip()
         return self.timers.get((run_key, started_event_id))
 
     async def event_rows(self, run_key: int, from_event_id: int, to_event_id: int) -> list[bytes]:
+        await _round_trip()
         return self.events.get(run_key, [])[max(from_event_id, 1) - 1 : to_event_id]
 
     async def ready_workflow_tasks(
         self, task_queue: str, now_ms: int, limit: int
     ) -> list[_core.RunRecord]:
+        await _round_trip()
         ready = sorted(
             (row[9], key)
             for key, row in self.runs.items()
@@ -77,6 +94,7 @@ class DictTables:
     async def ready_activity_tasks(
         self, task_queue: str, now_ms: int, limit: int
     ) -> list[tuple[_core.RunRecord, _core.ActivityRecord]]:
+        await _round_trip()
         ready = sorted(
             (row[14], key)
             for key, row in self.activities.items()
@@ -92,6 +110,7 @@ class DictTables:
         ]
 
     async def due(self, now_ms: int) -> list[Due]:
+        await _round_trip()
         due = [
             Due(fire_at, "timer", run_key, started)
             for (run_key, started), fire_at in self.timers.items()
@@ -111,6 +130,7 @@ class DictTables:
         return sorted(due, key=lambda item: (item.at_ms, order[item.kind], item.run_key, item.item))
 
     async def next_wakeup_ms(self, now_ms: int) -> int | None:
+        await _round_trip()
         times = list(self.timers.values())
         for row in self.runs.values():
             if row[8] == _TASK_LEASED and row[11] is not None:
@@ -129,6 +149,7 @@ class DictTables:
         return min(times, default=None)
 
     async def busy(self, now_ms: int) -> int:
+        await _round_trip()
         runs = sum(
             1
             for row in self.runs.values()
@@ -145,9 +166,11 @@ class DictTables:
     # The fenced write.
 
     async def persist(self, run_key: int | None, decision: _core.Decision) -> int:
+        await _round_trip()
         return (await self.persist_all([(run_key, decision)]))[0]
 
     async def persist_all(self, writes: list[tuple[int | None, _core.Decision]]) -> list[int]:
+        await _round_trip()
         # One transaction: checked and applied on copies, swapped in only if all of it holds.
         runs, events = dict(self.runs), {key: list(rows) for key, rows in self.events.items()}
         activities, timers = dict(self.activities), dict(self.timers)
@@ -224,6 +247,7 @@ class DictTables:
     # Queries: [task_queue, workflow_id, run_id, name, input, state, result, error]
 
     async def submit_query(self, now_ms: int, run: _core.RunRecord, name: str, input: bytes) -> int:
+        await _round_trip()
         query_id = next(self._query_ids)
         self.queries[query_id] = [
             run.task_queue,
@@ -238,6 +262,7 @@ class DictTables:
         return query_id
 
     async def take_query(self, task_queue: str) -> QueryTask | None:
+        await _round_trip()
         for query_id, query in self.queries.items():
             if query[0] == task_queue and query[5] == 0:
                 query[5] = 1
@@ -245,6 +270,7 @@ class DictTables:
         return None
 
     async def answer_query(self, query_id: int, result: bytes | None, error: str | None) -> None:
+        await _round_trip()
         query = self.queries.get(query_id)
         if query is not None and query[5] == 1:
             query[5:] = [2, result, error]
@@ -252,6 +278,7 @@ class DictTables:
     async def read_answer(
         self, query_id: int, give_up: bool
     ) -> tuple[bytes | None, str | None] | None:
+        await _round_trip()
         query = self.queries.get(query_id)
         if query is None:
             return None

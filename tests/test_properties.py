@@ -16,6 +16,7 @@ from mainspring import Client, History, Replayer, Worker, WorkerConfig, Workflow
 from mainspring.storage import MemoryStorage, SqliteStorage, VirtualClock
 from mainspring.testing import time_skipping
 
+from .dict_tables import dict_storage
 from .workflows import SHORT, AddItem, double
 
 # History codec ------------------------------------------------------------------------------
@@ -194,6 +195,40 @@ async def _run_live_on_sqlite(plan: list[Step], cache_size: int) -> tuple[list[s
 def test_random_workflows_on_sqlite_give_the_same_results_fused_or_not(plan: list[Step]) -> None:
     fused_result, fused_history = asyncio.run(_run_live_on_sqlite(plan, cache_size=100))
     plain_result, plain_history = asyncio.run(_run_live_on_sqlite(plan, cache_size=0))
+    memory_result, _ = asyncio.run(_run(plan, cache_size=100))
+    assert fused_result == plain_result == memory_result
+    replayer = Replayer(workflows=[program])
+    replayer.replay(fused_history)
+    replayer.replay(plain_history)
+
+
+async def _run_live_on_the_python_adapter(
+    plan: list[Step], cache_size: int
+) -> tuple[list[str], History]:
+    """The plan on a store written in Python (`dict_tables`: tables in dicts, every call a
+    round trip) with the worker already running, as `_run_live_on_sqlite`."""
+    storage = dict_storage(VirtualClock())
+    client = Client(storage)
+    config = WorkerConfig(max_cached_workflows=cache_size)
+    async with (
+        Worker(client, task_queue="q", workflows=[program], activities=[double], config=config),
+        time_skipping(storage),
+    ):
+        handle = await client.start_workflow(program, plan, id="p", task_queue="q")
+        for index, (kind, _) in enumerate(plan):
+            if kind == "signal":
+                await handle.signal(AddItem(item=f"item-{index}"))
+        result = await handle.result()
+    return result, await handle.history()
+
+
+@settings(max_examples=15)
+@given(plans)
+def test_random_workflows_on_a_python_store_give_the_results_memory_gives(
+    plan: list[Step],
+) -> None:
+    fused_result, fused_history = asyncio.run(_run_live_on_the_python_adapter(plan, 100))
+    plain_result, plain_history = asyncio.run(_run_live_on_the_python_adapter(plan, 0))
     memory_result, _ = asyncio.run(_run(plan, cache_size=100))
     assert fused_result == plain_result == memory_result
     replayer = Replayer(workflows=[program])

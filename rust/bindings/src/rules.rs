@@ -230,17 +230,21 @@ pub struct PyRules {
 }
 
 /// The records decided so far in one batch, each with the version it was decided on. A later
-/// request that loaded that same version decides on what the earlier one left (its write then
-/// names the version the earlier one wrote, and holds only if that write did: versions are
-/// unique); one that loaded another version decides on what it loaded. A rule that refuses a
-/// request decided on such a chained state is reported as a conflict, not as the refusal: the
-/// state may never be stored, so the caller decides again on fresh records.
+/// request that loaded that same version decides on what the earlier one left; one that loaded
+/// another version decides on what it loaded. Such a chained decision stands only if it writes
+/// every chained record it used, naming the version the earlier decision wrote: versions are
+/// unique, so its write holds only if the earlier one's did, in whatever order a store
+/// persists them. A chained decision that writes less (a timer fired on a run an earlier
+/// request closed; a request that changes nothing), or that a rule refuses, is reported as a
+/// conflict: the state it was decided on may never be stored, so the caller decides again on
+/// fresh records.
 #[derive(Default)]
 struct Chain {
     runs: BTreeMap<i64, (i64, RunRecord)>,
     activities: BTreeMap<(i64, u64), (i64, Option<ActivityRecord>)>,
-    /// Whether the request being decided used a chained state.
-    chained: bool,
+    /// The chained records the request being decided used: (its activity's scheduled event id
+    /// or None for its run, the version the earlier decision wrote).
+    used: Vec<(Option<u64>, i64)>,
 }
 
 impl Chain {
@@ -249,7 +253,7 @@ impl Chain {
             loaded.ok_or_else(|| CoreError::InvalidCommand("this request needs its run".into()))?;
         match self.runs.get(&loaded.key) {
             Some((decided_on, record)) if *decided_on == loaded.version => {
-                self.chained = true;
+                self.used.push((None, record.version));
                 Ok(record.clone())
             }
             _ => Ok(loaded),
@@ -263,15 +267,47 @@ impl Chain {
     ) -> CoreResult<ActivityRecord> {
         let loaded = loaded
             .ok_or_else(|| CoreError::InvalidCommand("this request needs its activity".into()))?;
-        match self.activities.get(&(run_key, loaded.scheduled_event_id)) {
-            Some((decided_on, record)) if *decided_on == loaded.version => {
-                self.chained = true;
-                record.clone().ok_or_else(|| {
-                    CoreError::StaleTask(format!("activity {} is over", loaded.scheduled_event_id))
-                })
-            }
+        let scheduled_event_id = loaded.scheduled_event_id;
+        match self.activities.get(&(run_key, scheduled_event_id)) {
+            Some((decided_on, record)) if *decided_on == loaded.version => match record {
+                Some(record) => {
+                    self.used.push((Some(scheduled_event_id), record.version));
+                    Ok(record.clone())
+                }
+                // Deleted by an earlier request: a conflict (see `decide_one`).
+                None => {
+                    self.used.push((Some(scheduled_event_id), i64::MIN));
+                    Err(CoreError::StaleTask(format!(
+                        "activity {scheduled_event_id} is over"
+                    )))
+                }
+            },
             _ => Ok(loaded),
         }
+    }
+
+    /// Whether `plan` writes every chained record the request used, at the version the
+    /// earlier decision wrote.
+    fn writes_what_it_used(&self, plan: &Plan) -> bool {
+        self.used.iter().all(|(activity, version)| match activity {
+            None => plan
+                .run
+                .as_ref()
+                .is_some_and(|change| change.expected_version == Some(*version)),
+            Some(scheduled_event_id) => plan.activities.iter().any(|write| match write {
+                ActivityWrite::Update {
+                    expected_version,
+                    record,
+                } => {
+                    record.scheduled_event_id == *scheduled_event_id && expected_version == version
+                }
+                ActivityWrite::Delete {
+                    scheduled_event_id: deleted,
+                    expected_version,
+                } => deleted == scheduled_event_id && expected_version == version,
+                ActivityWrite::Insert(_) => false,
+            }),
+        })
     }
 
     fn remember(&mut self, run_key: i64, plan: &Plan) {
@@ -327,17 +363,32 @@ fn decide_one(
     chain: &mut Chain,
     request: &PyRuleRequest,
 ) -> CoreResult<PyDecision> {
-    chain.chained = false;
-    match decide_on(context, chain, request) {
-        Err(CoreError::StaleTask(_) | CoreError::WorkflowNotRunning(_)) if chain.chained => {
-            Err(CoreError::Conflict(
-                "decided on a state an earlier request of the group left, which may not be \
-                 stored: decide again on fresh records"
-                    .into(),
-            ))
-        }
-        outcome => outcome,
+    chain.used.clear();
+    let outcome = decide_on(context, chain, request);
+    let stands = match &outcome {
+        Ok(decision) => chain.writes_what_it_used(&decision.plan),
+        Err(_) => chain.used.is_empty(),
+    };
+    if !stands {
+        return Err(CoreError::Conflict(
+            "decided on a state an earlier request of the group left, which may not be stored: \
+             decide again on fresh records"
+                .into(),
+        ));
     }
+    if let Ok(decision) = &outcome {
+        let run_key = request.run.as_ref().map_or(0, |run| run.key);
+        chain.remember(run_key, &decision.plan);
+    }
+    outcome
+}
+
+fn run_key_of(request: &PyRuleRequest) -> CoreResult<i64> {
+    request
+        .run
+        .as_ref()
+        .map(|run| run.key)
+        .ok_or_else(|| CoreError::InvalidCommand("this request needs its run".into()))
 }
 
 fn decide_on(
@@ -432,8 +483,8 @@ fn decide_on(
             decision.plan = operations::terminate_workflow(context, run_of(chain)?, reason)?;
         }
         Asked::LeaseActivityTask => {
-            let run = run_of(chain)?;
-            let activity = chain.activity(run.key, request.activity.clone())?;
+            // Decided on the activity alone: its run is only where it lives.
+            let activity = chain.activity(run_key_of(request)?, request.activity.clone())?;
             decision.plan = operations::lease_activity_task(context, activity)?;
         }
         Asked::CompleteActivityTask {
@@ -490,8 +541,7 @@ fn decide_on(
                 operations::fail_activity_task(context, run, activity, *token, failure.clone())?;
         }
         Asked::HeartbeatActivityTask { token, details } => {
-            let run = run_of(chain)?;
-            let activity = chain.activity(run.key, request.activity.clone())?;
+            let activity = chain.activity(run_key_of(request)?, request.activity.clone())?;
             decision.plan = operations::heartbeat_activity_task(
                 context,
                 activity,
@@ -511,8 +561,6 @@ fn decide_on(
             decision.plan = operations::apply_activity_deadline(context, run, activity)?;
         }
     }
-    let run_key = request.run.as_ref().map_or(0, |run| run.key);
-    chain.remember(run_key, &decision.plan);
     Ok(decision)
 }
 

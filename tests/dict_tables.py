@@ -119,7 +119,7 @@ class DictTables:
         due += [
             Due(row[11], "lease", key, 0)
             for key, row in self.runs.items()
-            if row[8] == _TASK_LEASED and row[11] is not None and row[11] < now_ms
+            if row[8] == _TASK_LEASED and row[11] is not None and row[11] <= now_ms
         ]
         due += [
             Due(row[20], "activity", run_key, scheduled)
@@ -134,7 +134,7 @@ class DictTables:
         times = list(self.timers.values())
         for row in self.runs.values():
             if row[8] == _TASK_LEASED and row[11] is not None:
-                times.append(row[11] + 1)
+                times.append(row[11])
             if row[8] == _TASK_QUEUED and row[9] is not None and row[9] > now_ms:
                 times.append(row[9])
         for activity in self.activities.values():

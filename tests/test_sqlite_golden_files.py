@@ -2,14 +2,15 @@
 
 Each golden file in `sqlite_files/` was written by the release whose schema it carries (see
 `sqlite_files/record.py`); they are never rewritten. This one has an activity queued, an
-activity waiting to retry after a failed attempt, and a timer pending, in the layout of schema
+activity waiting to retry after a failed attempt, an attempt running (heartbeated) and a
+workflow task leased by workers that are gone, and a timer pending, in the layout of schema
 version 4: activities keyed by a number, retry policies and failures in MessagePack.
 """
 
 from __future__ import annotations
 
 import shutil
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from mainspring import Client, Worker, _core
@@ -35,18 +36,31 @@ async def test_a_schema_4_file_with_work_in_flight_is_migrated_and_finishes_it(
     client = Client(storage)
     retry = await client.get_workflow_handle("retrying").describe()
     assert (retry.status, retry.history_length) == ("RUNNING", 3)
-    async with (
-        Worker(client, task_queue="idle", workflows=ALL_WORKFLOWS, activities=ALL_ACTIVITIES),
-        Worker(client, task_queue="tests", workflows=ALL_WORKFLOWS, activities=ALL_ACTIVITIES),
-        time_skipping(storage),
-    ):
-        assert await client.get_workflow_handle("sequential").result(timeout=30) == 6
-        # The attempt that failed before the upgrade counts: the third one succeeds.
-        assert await client.get_workflow_handle("retrying").result(timeout=30) == 3
-        assert await client.get_workflow_handle("sleeper").result(timeout=30) == "3600"
-    histories = [
-        await client.get_workflow_handle(workflow_id).history()
-        for workflow_id in ("sequential", "retrying", "sleeper")
+    queues = ("idle", "tests", "busy", "parked")
+    workers = [
+        Worker(client, task_queue=queue, workflows=ALL_WORKFLOWS, activities=ALL_ACTIVITIES)
+        for queue in queues
     ]
-    assert [history.outline()[-1][2] for history in histories] == ["WorkflowCompleted"] * 3
+    for worker in workers:
+        await worker.__aenter__()
+    try:
+        # The running attempt's worker is gone: its heartbeat timeout (10 s after its last
+        # heartbeat) ends the attempt, which is retried; the leased task lapses after a minute.
+        clock.advance(timedelta(seconds=61))
+        async with time_skipping(storage):
+            assert await client.get_workflow_handle("sequential").result(timeout=30) == 6
+            # The attempt that failed before the upgrade counts: the third one succeeds.
+            assert await client.get_workflow_handle("retrying").result(timeout=30) == 3
+            assert await client.get_workflow_handle("sleeper").result(timeout=30) == "3600"
+            assert await client.get_workflow_handle("heartbeating").result(timeout=30) == 42
+            assert await client.get_workflow_handle("leased").result(timeout=30) == "60"
+    finally:
+        for worker in workers:
+            await worker.__aexit__(None, None, None)
+    for workflow_id in ("sequential", "retrying", "sleeper", "heartbeating", "leased"):
+        history = await client.get_workflow_handle(workflow_id).history()
+        assert history.outline()[-1][2] == "WorkflowCompleted"
+    beat = await client.get_workflow_handle("heartbeating").history()
+    # The attempt that was running before the upgrade counts too.
+    assert "ActivityCompleted" in [kind for _, _, kind in beat.outline()]
     await client.close()

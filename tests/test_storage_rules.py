@@ -245,15 +245,21 @@ async def test_a_worker_whose_lease_lapsed_cannot_commit_and_changes_nothing(
     assert (await storage.describe_workflow("w")).status == "COMPLETED"
 
 
-async def test_a_lease_holds_up_to_its_deadline(storage: Storage, clock: VirtualClock) -> None:
+async def test_a_lease_holds_until_its_deadline_and_lapses_at_it(
+    storage: Storage, clock: VirtualClock
+) -> None:
     driver = Driver(storage)
     await storage.start_workflow("w", "r", "wf", QUEUE, b"null")
     task = await driver.lease()
     await driver.advance(task)
-    clock.advance(timedelta(milliseconds=LEASE_MS))  # exactly at the deadline
-    assert await _poll_workflow_task(storage) is None
-    await driver.commit(task, [(COMMAND_COMPLETE_WORKFLOW, b"1")])
-    assert (await storage.describe_workflow("w")).status == "COMPLETED"
+    clock.advance(timedelta(milliseconds=LEASE_MS - 1))
+    assert await _poll_workflow_task(storage) is None  # still held
+    outcome = driver.runs["r"].complete([(COMMAND_COMPLETE_WORKFLOW, b"1")])
+    clock.advance(timedelta(milliseconds=1))  # at the deadline: due, as every deadline is
+    with pytest.raises(StaleTaskError):
+        await storage.complete_workflow_task(task, outcome)
+    again = await _poll_workflow_task(storage)
+    assert again is not None and again.token != task.token
 
 
 # Concurrent clients.

@@ -169,6 +169,23 @@ async def failing(ctx: WorkflowContext, message: str) -> None:
         raise ApplicationError("checkout failed", type="CheckoutFailed") from error
 
 
+@activity
+async def reports_progress(ctx: ActivityContext, value: int) -> int:
+    ctx.heartbeat({"value": value})
+    return value * 2
+
+
+@workflow
+async def heartbeating(ctx: WorkflowContext, value: int) -> int:
+    doubled: int = await ctx.execute_activity(
+        reports_progress,
+        value,
+        start_to_close_timeout=SHORT,
+        heartbeat_timeout=timedelta(seconds=10),
+    )
+    return doubled
+
+
 @workflow
 async def cancellable(ctx: WorkflowContext) -> str:
     try:
@@ -190,5 +207,14 @@ ALL_WORKFLOWS = [
     retrying,
     failing,
     cancellable,
+    heartbeating,
 ]
-ALL_ACTIVITIES = [charge, double, blocking_double, no_op, flaky, always_fails]
+ALL_ACTIVITIES = [
+    charge,
+    double,
+    blocking_double,
+    no_op,
+    flaky,
+    always_fails,
+    reports_progress,
+]

@@ -315,7 +315,14 @@ class RuleRequest:
     ) -> RuleRequest: ...
     @staticmethod
     def start_workflow_with_first_task(
-        started_row: bytes, outcome: bytes, eager_queue: str | None, eager_slots: int
+        workflow_id: str,
+        run_id: str,
+        workflow_type: str,
+        task_queue: str,
+        started_row: bytes,
+        outcome: bytes,
+        eager_queue: str | None,
+        eager_slots: int,
     ) -> RuleRequest: ...
     @staticmethod
     def lease_workflow_task(run: RunRecord, lease_ms: int) -> RuleRequest: ...

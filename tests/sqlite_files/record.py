@@ -10,7 +10,11 @@ What it holds, all on a virtual clock at 2030-01-01T00:00:00Z:
 - ``sequential`` (input 3), on task queue ``idle``: its first activity queued, never run;
 - ``retrying`` (input 3), on ``tests``: its activity's first attempt failed after a
   heartbeat, the retry waiting for its backoff (a last failure and heartbeat details stored);
-- ``sleeper`` (input 3600), on ``tests``: a one-hour timer pending.
+- ``sleeper`` (input 3600), on ``tests``: a one-hour timer pending;
+- ``heartbeating`` (input 21), on ``busy``: its activity's attempt running (leased, then a
+  heartbeat with details), its worker gone;
+- ``leased`` (``sleeper``, input 60), on ``parked``: its first workflow task leased for a minute,
+  its worker gone.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 from mainspring import Client, Worker
 from mainspring.storage import SqliteStorage, VirtualClock
 
-from ..workflows import ALL_WORKFLOWS, flaky, retrying, sequential, sleeper
+from ..workflows import ALL_WORKFLOWS, flaky, heartbeating, retrying, sequential, sleeper
 
 
 async def _first_attempt_failed(storage: SqliteStorage) -> bool:
@@ -44,9 +48,18 @@ async def record(path: Path) -> None:
         await client.start_workflow(sleeper, 3600, id="sleeper", task_queue="tests")
         while not await _first_attempt_failed(storage):
             await asyncio.sleep(0.01)
+        await client.start_workflow(heartbeating, 21, id="heartbeating", task_queue="busy")
         for workflow_id in ("sequential", "retrying", "sleeper"):
             while (await client.get_workflow_handle(workflow_id).describe()).history_length < 3:
                 await asyncio.sleep(0.01)
+    # A worker that took work and died: an attempt running, a workflow task leased.
+    async with Worker(client, task_queue="busy", workflows=ALL_WORKFLOWS):
+        while (await client.get_workflow_handle("heartbeating").describe()).history_length < 3:
+            await asyncio.sleep(0.01)
+    (attempt,) = await storage.poll_activity_tasks("busy", 1)
+    await storage.heartbeat_activity_task(attempt, b'{"progress":1}')
+    await client.start_workflow(sleeper, 60, id="leased", task_queue="parked")
+    (_leased,) = await storage.poll_workflow_tasks("parked", 60_000, 1)
     await client.close()
 
 

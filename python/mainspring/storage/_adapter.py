@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -88,13 +89,14 @@ class StoreTables(Protocol):
         ...
 
     async def due(self, now_ms: int) -> list[Due]:
-        """Timers with ``fire_at <= now``, leases with ``deadline < now``, activities with
-        ``next_deadline <= now`` (candidates), in time order."""
+        """The deadlines at or before ``now_ms`` (every deadline is due at its time): timers'
+        fire times, leased tasks' deadlines, activities' next deadlines. Candidates, in time
+        order: the rules decide what each does."""
         ...
 
     async def next_wakeup_ms(self, now_ms: int) -> int | None:
-        """The earliest of: timers, lease deadlines + 1, activities' next deadlines, ready
-        times of queued tasks and attempts after ``now_ms``."""
+        """The earliest deadline (as :meth:`due` finds them), or ready time of a queued task
+        or attempt after ``now_ms``."""
         ...
 
     async def busy(self, now_ms: int) -> int:
@@ -152,16 +154,20 @@ class AdaptedStorage:
         self._clock = clock or SystemClock()
         self.now_ms = self._clock.now_ms
         self._poll_seconds = poll_interval.total_seconds()
-        self._rules = _core.Rules(
-            secrets.randbits(64),
+        self._retry_ms = (
             int(workflow_task_retry_initial.total_seconds() * 1000),
             int(workflow_task_retry_maximum.total_seconds() * 1000),
         )
+        self._rules, self._rules_process = self._new_rules(), os.getpid()
         self._pending: list[tuple[_core.RuleRequest, asyncio.Future[Any]]] = []
         self._deciding = False
         self._change_notices = ChangeNotices()
         if isinstance(self._clock, VirtualClock):
             self._clock.subscribe(self._change_notices.changed)
+
+    def _new_rules(self) -> _core.Rules:
+        # Seeded from the OS: processes sharing the store draw different tokens and versions.
+        return _core.Rules(secrets.randbits(64), *self._retry_ms)
 
     # Deciding: the requests of one event-loop pass go to the rules in one call.
 
@@ -177,6 +183,9 @@ class AdaptedStorage:
     def _decide_pending(self) -> None:
         self._deciding = False
         group, self._pending = self._pending, []
+        if os.getpid() != self._rules_process:
+            # A forked child would draw its parent's tokens and versions: a seed of its own.
+            self._rules, self._rules_process = self._new_rules(), os.getpid()
         try:
             outcomes = self._rules.decide(self.now_ms(), [request for request, _ in group])
         except Exception as error:
@@ -311,7 +320,14 @@ class AdaptedStorage:
     ) -> CommittedTask:
         async def load() -> tuple[int | None, _core.RuleRequest]:
             request = _core.RuleRequest.start_workflow_with_first_task(
-                started_event, outcome, eager_activity_queue, eager_activity_slots
+                workflow_id,
+                run_id,
+                workflow_type,
+                task_queue,
+                started_event,
+                outcome,
+                eager_activity_queue,
+                eager_activity_slots,
             )
             return None, request
 

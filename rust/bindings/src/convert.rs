@@ -4,6 +4,7 @@
 
 use mainspring_core::history::{ActivityOptions, Failure, Payload, RetryPolicy};
 use mainspring_core::replay::{Activation, ActivityResolution, Command, Job};
+use mainspring_core::rules::ActivityTaskLease;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
@@ -164,4 +165,32 @@ pub fn command_from_py(object: &Bound<'_, PyAny>) -> PyResult<Command> {
             )))
         }
     })
+}
+
+/// `(run_key, scheduled_event_id, activity_id, token, workflow_id, run_id, activity_type,
+/// input, attempt, heartbeat_details, scheduled_ms, started_ms, deadline_ms,
+/// heartbeat_timeout_ms)`: a leased attempt, the same from every store.
+pub fn activity_lease_to_py<'py>(
+    py: Python<'py>,
+    lease: &ActivityTaskLease,
+) -> PyResult<Bound<'py, PyTuple>> {
+    PyTuple::new(
+        py,
+        [
+            lease.key.0.into_bound_py_any(py)?,
+            lease.key.1.into_bound_py_any(py)?,
+            lease.activity_id.as_str().into_bound_py_any(py)?,
+            lease.token.into_bound_py_any(py)?,
+            lease.workflow_id.as_str().into_bound_py_any(py)?,
+            lease.run_id.as_str().into_bound_py_any(py)?,
+            lease.activity_type.as_str().into_bound_py_any(py)?,
+            bytes(py, &lease.input).into_any(),
+            lease.attempt.into_bound_py_any(py)?,
+            bytes(py, &lease.heartbeat_details).into_any(),
+            lease.scheduled_ms.into_bound_py_any(py)?,
+            lease.started_ms.into_bound_py_any(py)?,
+            lease.deadline_ms.into_bound_py_any(py)?,
+            lease.heartbeat_timeout_ms.into_bound_py_any(py)?,
+        ],
+    )
 }

@@ -6,10 +6,9 @@ use mainspring_core::history::encode_events;
 use mainspring_core::memory::{MemoryStore, RunSummary};
 use mainspring_core::CoreError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyTuple};
-use pyo3::IntoPyObjectExt;
+use pyo3::types::PyBytes;
 
-use crate::convert::{bytes, failure_from_py, payload};
+use crate::convert::{activity_lease_to_py, failure_from_py, payload};
 use crate::errors::guarded;
 
 #[pyclass(name = "MemoryStore", module = "mainspring._core", frozen)]
@@ -180,28 +179,7 @@ impl PyMemoryStore {
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let lease = self.with(py, |store| Ok(store.poll_activity_task(task_queue, now_ms)))?;
         let Some(lease) = lease else { return Ok(None) };
-        Ok(Some(
-            PyTuple::new(
-                py,
-                [
-                    lease.key.0.into_bound_py_any(py)?,
-                    lease.key.1.into_bound_py_any(py)?,
-                    lease.activity_id.into_bound_py_any(py)?,
-                    lease.token.into_bound_py_any(py)?,
-                    lease.workflow_id.into_bound_py_any(py)?,
-                    lease.run_id.into_bound_py_any(py)?,
-                    lease.activity_type.into_bound_py_any(py)?,
-                    bytes(py, &lease.input).into_any(),
-                    lease.attempt.into_bound_py_any(py)?,
-                    bytes(py, &lease.heartbeat_details).into_any(),
-                    lease.scheduled_ms.into_bound_py_any(py)?,
-                    lease.started_ms.into_bound_py_any(py)?,
-                    lease.deadline_ms.into_bound_py_any(py)?,
-                    lease.heartbeat_timeout_ms.into_bound_py_any(py)?,
-                ],
-            )?
-            .into_any(),
-        ))
+        Ok(Some(activity_lease_to_py(py, &lease)?.into_any()))
     }
 
     fn complete_activity_task(

@@ -3,11 +3,12 @@
 //! database store keeps), so no store maps a record its own way.
 
 use mainspring_core::memory::RunSummary;
-use mainspring_core::rules::{ActivityRecord, ActivityRow, AttemptState, RunRecord, RunRow};
+use mainspring_core::rules::{ActivityRecord, ActivityRow, ActivityTaskLease, RunRecord, RunRow};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use pyo3::IntoPyObjectExt;
 
+use crate::convert::activity_lease_to_py;
 use crate::errors::guarded;
 use crate::memory_store::{summary_tuple, SummaryTuple};
 
@@ -309,41 +310,8 @@ impl PyActivityRecord {
         py: Python<'py>,
         run: &PyRunRecord,
     ) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        activity_lease(py, &run.record, &self.record)
+        ActivityTaskLease::of(run.record.key, &run.record.identity, &self.record)
+            .map(|lease| activity_lease_to_py(py, &lease))
+            .transpose()
     }
-}
-
-/// `(run_key, scheduled_event_id, activity_id, token, workflow_id, run_id, activity_type,
-/// input, attempt, heartbeat_details, scheduled_ms, started_ms, deadline_ms, heartbeat_ms)`
-pub fn activity_lease<'py>(
-    py: Python<'py>,
-    run: &RunRecord,
-    activity: &ActivityRecord,
-) -> PyResult<Option<Bound<'py, PyTuple>>> {
-    let AttemptState::Running {
-        token, started_ms, ..
-    } = activity.state
-    else {
-        return Ok(None);
-    };
-    let scheduled = &activity.scheduled;
-    Ok(Some(PyTuple::new(
-        py,
-        [
-            run.key.into_bound_py_any(py)?,
-            activity.scheduled_event_id.into_bound_py_any(py)?,
-            scheduled.activity_id.as_str().into_bound_py_any(py)?,
-            token.into_bound_py_any(py)?,
-            run.identity.workflow_id.as_str().into_bound_py_any(py)?,
-            run.identity.run_id.as_str().into_bound_py_any(py)?,
-            scheduled.activity_type.as_str().into_bound_py_any(py)?,
-            PyBytes::new(py, &scheduled.input.0).into_any(),
-            activity.attempt.into_bound_py_any(py)?,
-            PyBytes::new(py, &activity.heartbeat_details.0).into_any(),
-            activity.scheduled_ms.into_bound_py_any(py)?,
-            started_ms.into_bound_py_any(py)?,
-            activity.lease_deadline_ms().into_bound_py_any(py)?,
-            scheduled.options.heartbeat_ms.into_bound_py_any(py)?,
-        ],
-    )?))
 }

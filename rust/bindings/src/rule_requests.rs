@@ -17,6 +17,7 @@ pub(crate) enum Asked {
         eager_lease_ms: Option<u64>,
     },
     StartWorkflowWithFirstTask {
+        identity: RunIdentity,
         started_row: Vec<u8>,
         outcome: Vec<u8>,
         eager: Option<(String, usize)>,
@@ -129,15 +130,26 @@ impl PyRuleRequest {
     }
 
     #[staticmethod]
-    #[pyo3(signature = (started_row, outcome, eager_queue, eager_slots))]
+    #[pyo3(signature = (workflow_id, run_id, workflow_type, task_queue, started_row, outcome, eager_queue, eager_slots))]
     fn start_workflow_with_first_task(
+        workflow_id: String,
+        run_id: String,
+        workflow_type: String,
+        task_queue: String,
         started_row: &[u8],
         outcome: &[u8],
         eager_queue: Option<String>,
         eager_slots: usize,
     ) -> Self {
+        let identity = RunIdentity {
+            workflow_id,
+            run_id,
+            workflow_type,
+            task_queue,
+        };
         request(
             Asked::StartWorkflowWithFirstTask {
+                identity,
                 started_row: started_row.to_vec(),
                 outcome: outcome.to_vec(),
                 eager: self::eager_slots(eager_queue, eager_slots),

@@ -422,12 +422,14 @@ fn decide_on(
             decision.leased = decision.plan.record().lease_token().is_some();
         }
         Asked::StartWorkflowWithFirstTask {
+            identity,
             started_row,
             outcome,
             eager,
         } => {
             let (plan, committed) = operations::start_workflow_with_first_task(
                 context,
+                identity.clone(),
                 one_event(started_row)?,
                 DecodedOutcome::decode(outcome)?,
                 eager_activities(eager),

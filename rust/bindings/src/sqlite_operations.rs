@@ -4,14 +4,13 @@
 //! layouts are in `_core.pyi` and the typed wrappers of `storage/_sqlite_requests.py`.
 
 use mainspring_sqlite::{
-    ActivityLease, Committed, Eager, HeldAttempt, NewRun, Operation, Output, Request, RunSummary,
-    WorkflowLease,
+    Committed, Eager, HeldAttempt, NewRun, Operation, Output, Request, RunSummary, WorkflowLease,
 };
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyList};
 use pyo3::IntoPyObjectExt;
 
-use crate::convert::failure_from_py;
+use crate::convert::{activity_lease_to_py, failure_from_py};
 
 #[pyclass(name = "SqliteOperation", module = "mainspring._core", frozen)]
 pub struct PySqliteOperation {
@@ -388,36 +387,11 @@ fn workflow_lease_to_py<'py>(py: Python<'py>, lease: WorkflowLease) -> PyResult<
         .into_bound_py_any(py)
 }
 
-/// `(run_key, scheduled_event_id, activity_id, token, workflow_id, run_id, activity_type,
-/// input, attempt, details, scheduled_ms, started_ms, deadline_ms, heartbeat_ms)`
-fn activity_lease_to_py<'py>(py: Python<'py>, lease: ActivityLease) -> PyResult<Bound<'py, PyAny>> {
-    PyTuple::new(
-        py,
-        [
-            lease.run_key.into_bound_py_any(py)?,
-            lease.scheduled_event_id.into_bound_py_any(py)?,
-            lease.activity_id.into_bound_py_any(py)?,
-            lease.token.into_bound_py_any(py)?,
-            lease.workflow_id.into_bound_py_any(py)?,
-            lease.run_id.into_bound_py_any(py)?,
-            lease.activity_type.into_bound_py_any(py)?,
-            PyBytes::new(py, &lease.input).into_any(),
-            lease.attempt.into_bound_py_any(py)?,
-            PyBytes::new(py, &lease.heartbeat_details).into_any(),
-            lease.scheduled_ms.into_bound_py_any(py)?,
-            lease.started_ms.into_bound_py_any(py)?,
-            lease.deadline_ms.into_bound_py_any(py)?,
-            lease.heartbeat_ms.into_bound_py_any(py)?,
-        ],
-    )
-    .map(Bound::into_any)
-}
-
 /// `(closing | None, [activity lease, ...], wakes_pollers, appended | None, history_length)`
 fn committed_to_py<'py>(py: Python<'py>, committed: Committed) -> PyResult<Bound<'py, PyAny>> {
     let leases = PyList::empty(py);
     for lease in committed.leases {
-        leases.append(activity_lease_to_py(py, lease)?)?;
+        leases.append(activity_lease_to_py(py, &lease)?)?;
     }
     (
         bytes_or_none(py, committed.closing.as_deref()),
@@ -465,7 +439,7 @@ pub fn output_to_py(py: Python<'_>, output: Output) -> PyResult<Bound<'_, PyAny>
         Output::ActivityPoll(applied, leases) => {
             let list = PyList::empty(py);
             for lease in leases {
-                list.append(activity_lease_to_py(py, lease)?)?;
+                list.append(activity_lease_to_py(py, &lease)?)?;
             }
             (applied, list).into_bound_py_any(py)
         }

@@ -40,9 +40,7 @@ fn workflow_task(
         .unwrap()
         .expect("live activation");
     let outcome = run.complete(commands).unwrap();
-    store
-        .complete_workflow_task(lease.run_key, lease.token, outcome, now)
-        .unwrap();
+    store.complete_workflow_task(&lease, outcome, now).unwrap();
     activation.jobs
 }
 
@@ -120,9 +118,7 @@ fn one_outstanding_workflow_task_per_run_and_signals_coalesce() {
         .unwrap();
     run.next_activation(1, true).unwrap();
     let outcome = run.complete(vec![]).unwrap();
-    store
-        .complete_workflow_task(lease.run_key, lease.token, outcome, 4)
-        .unwrap();
+    store.complete_workflow_task(&lease, outcome, 4).unwrap();
     let tail = store.history(lease.run_key, 2).unwrap().to_vec();
     assert_eq!(tail.len(), 3, "two signals then the boundary");
     run.add_events(tail).unwrap();
@@ -143,11 +139,11 @@ fn an_expired_workflow_task_lease_is_redispatched_and_the_old_holder_is_fenced()
     assert_ne!(first.token, second.token);
     let outcome = vec![boundary(1)];
     assert!(matches!(
-        store.complete_workflow_task(first.run_key, first.token, outcome.clone(), 1_002),
+        store.complete_workflow_task(&first, outcome.clone(), 1_002),
         Err(CoreError::StaleTask(_))
     ));
     store
-        .complete_workflow_task(second.run_key, second.token, outcome, 1_002)
+        .complete_workflow_task(&second, outcome, 1_002)
         .unwrap();
 }
 
@@ -157,7 +153,7 @@ fn a_lease_past_its_deadline_cannot_commit_even_before_a_tick() {
     start(&mut store, "w", 0);
     let lease = store.poll_workflow_task("q", 0, LEASE).unwrap();
     assert!(matches!(
-        store.complete_workflow_task(lease.run_key, lease.token, vec![boundary(1)], 1_001),
+        store.complete_workflow_task(&lease, vec![boundary(1)], 1_001),
         Err(CoreError::StaleTask(_))
     ));
 }
@@ -480,11 +476,11 @@ fn outcomes_must_start_with_their_boundary() {
     start(&mut store, "w", 0);
     let lease = store.poll_workflow_task("q", 0, LEASE).unwrap();
     assert!(matches!(
-        store.complete_workflow_task(lease.run_key, lease.token, vec![scheduled(1, "a")], 1),
+        store.complete_workflow_task(&lease, vec![scheduled(1, "a")], 1),
         Err(CoreError::InvalidCommand(_))
     ));
     assert!(matches!(
-        store.complete_workflow_task(lease.run_key, lease.token, vec![boundary(9)], 1),
+        store.complete_workflow_task(&lease, vec![boundary(9)], 1),
         Err(CoreError::InvalidCommand(_))
     ));
 }
@@ -596,7 +592,7 @@ fn a_task_is_recorded_at_the_time_its_code_saw_and_replay_sees_it_again() {
     assert_eq!(run.live_now_ms(), None);
     // Committed later than the code ran: the events keep the code's time.
     store
-        .complete_workflow_task_at(lease.run_key, lease.token, outcome, 1_900, 1_250)
+        .complete_workflow_task_at(&lease, outcome, 1_900, 1_250)
         .unwrap();
     let history = store.history(run_key, 1).unwrap().to_vec();
     assert_eq!(history[1].timestamp_ms, 1_250);

@@ -2,44 +2,13 @@
 
 use mainspring_core::history::{Failure, Payload};
 use mainspring_core::rules::operations::{self, EagerWorkflowTask};
-use mainspring_core::rules::{ActivityRecord, AttemptState};
 
 use crate::error::StoreResult;
 use crate::open::Store;
-use crate::operation::{ActivityLease, HeldAttempt, WorkflowLease};
+use crate::operation::{HeldAttempt, WorkflowLease};
 use crate::records::{load_held, persist};
 use crate::runs::{event_rows, workflow_lease};
 use mainspring_core::history::join_event_rows;
-
-/// The lease a running attempt's record holds (None unless it is running).
-pub fn activity_lease(
-    run_key: i64,
-    (workflow_id, run_id): (&String, &String),
-    activity: &ActivityRecord,
-) -> Option<ActivityLease> {
-    let AttemptState::Running {
-        token, started_ms, ..
-    } = activity.state
-    else {
-        return None;
-    };
-    Some(ActivityLease {
-        run_key,
-        scheduled_event_id: activity.scheduled_event_id as i64,
-        activity_id: activity.scheduled.activity_id.clone(),
-        token,
-        workflow_id: workflow_id.clone(),
-        run_id: run_id.clone(),
-        activity_type: activity.scheduled.activity_type.clone(),
-        input: activity.scheduled.input.0.clone(),
-        attempt: i64::from(activity.attempt),
-        heartbeat_details: activity.heartbeat_details.0.clone(),
-        scheduled_ms: activity.scheduled_ms,
-        started_ms,
-        deadline_ms: activity.lease_deadline_ms(),
-        heartbeat_ms: activity.scheduled.options.heartbeat_ms.map(|ms| ms as i64),
-    })
-}
 
 /// Records the result. With `eager_queue`, also leases the workflow task it woke, if that
 /// run's tasks go to `eager_queue` (the caller advances it at once).

@@ -1,11 +1,12 @@
 //! Time: the tick that applies due deadlines (what each does is the rules'; the indexes only
-//! find the candidates), and what a sleeping worker or a time-skipping test needs to know.
+//! find the candidates: every deadline is due at its time, `<= now`), and what a sleeping
+//! worker or a time-skipping test needs to know.
 
-use mainspring_core::rules::operations;
+use mainspring_core::rules::operations::{self, Context};
 use mainspring_core::rules::Plan;
 use rusqlite::{params, Connection};
 
-use crate::error::StoreResult;
+use crate::error::{StoreError, StoreResult};
 use crate::open::Store;
 use crate::records::{load_activity, load_run, load_timer, persist};
 
@@ -31,7 +32,7 @@ fn any_due(connection: &Connection, now: i64) -> StoreResult<bool> {
     Ok(connection
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM timers WHERE fire_ms <= ?1) \
-             OR EXISTS (SELECT 1 FROM runs WHERE task_state = 2 AND task_deadline_ms < ?1) \
+             OR EXISTS (SELECT 1 FROM runs WHERE task_state = 2 AND task_deadline_ms <= ?1) \
              OR EXISTS (SELECT 1 FROM activities WHERE next_deadline_ms <= ?1)",
         )?
         .query_row([now], |row| row.get(0))?)
@@ -53,9 +54,8 @@ fn due_at(connection: &Connection, now: i64) -> StoreResult<Vec<(i64, Due)>> {
     })? {
         due.push(found?);
     }
-    // A lease lapses once its deadline has passed (it holds through the deadline itself).
     let mut leases = connection.prepare_cached(
-        "SELECT task_deadline_ms, run_key FROM runs WHERE task_state = 2 AND task_deadline_ms < ?",
+        "SELECT task_deadline_ms, run_key FROM runs WHERE task_state = 2 AND task_deadline_ms <= ?",
     )?;
     for found in leases.query_map([now], |row| {
         Ok((
@@ -95,39 +95,13 @@ pub fn tick(store: &mut Store, now: i64) -> StoreResult<usize> {
     let mut applied = 0;
     for (_, item) in due {
         let (connection, mut context) = store.split(now);
-        let plan: Plan = match item {
-            Due::Timer {
-                run_key,
-                started_event_id,
-            } => {
-                let Some(timer) = load_timer(connection, run_key, started_event_id)? else {
-                    continue;
-                };
-                let run = load_run(connection, run_key)?;
-                operations::fire_timer(&mut context, run, timer)
-            }
-            Due::Lease { run_key } => {
-                let run = load_run(connection, run_key)?;
-                operations::expire_workflow_task_lease(&mut context, run)
-            }
-            Due::Activity {
-                run_key,
-                scheduled_event_id,
-            } => {
-                let Some(activity) = load_activity(connection, run_key, scheduled_event_id)? else {
-                    continue;
-                };
-                let run = load_run(connection, run_key)?;
-                operations::apply_activity_deadline(&mut context, run, activity)?
-            }
-        };
-        if plan.is_empty() {
-            continue;
-        }
-        let run_key = match item {
-            Due::Timer { run_key, .. } | Due::Lease { run_key } | Due::Activity { run_key, .. } => {
-                run_key
-            }
+        let (run_key, plan) = match decide_due(connection, &mut context, item) {
+            Ok((run_key, plan)) if !plan.is_empty() => (run_key, plan),
+            // Nothing due after all, or a candidate the rules refuse or whose record does not
+            // load (a corrupt row): skipped, as every store skips it, so one bad row does not
+            // stop every poll.
+            Ok(_) | Err(StoreError::Core(_)) => continue,
+            Err(error) => return Err(error),
         };
         persist(connection, Some(run_key), &plan)?;
         applied += 1;
@@ -135,12 +109,50 @@ pub fn tick(store: &mut Store, now: i64) -> StoreResult<usize> {
     Ok(applied)
 }
 
+/// Loads what a due deadline concerns and has the rules decide: `(its run's key, the plan)`.
+fn decide_due(
+    connection: &Connection,
+    context: &mut Context<'_>,
+    item: Due,
+) -> StoreResult<(i64, Plan)> {
+    Ok(match item {
+        Due::Timer {
+            run_key,
+            started_event_id,
+        } => {
+            let Some(timer) = load_timer(connection, run_key, started_event_id)? else {
+                return Ok((run_key, Plan::default()));
+            };
+            let run = load_run(connection, run_key)?;
+            (run_key, operations::fire_timer(context, run, timer))
+        }
+        Due::Lease { run_key } => {
+            let run = load_run(connection, run_key)?;
+            (
+                run_key,
+                operations::expire_workflow_task_lease(context, run),
+            )
+        }
+        Due::Activity {
+            run_key,
+            scheduled_event_id,
+        } => {
+            let Some(activity) = load_activity(connection, run_key, scheduled_event_id)? else {
+                return Ok((run_key, Plan::default()));
+            };
+            let run = load_run(connection, run_key)?;
+            let plan = operations::apply_activity_deadline(context, run, activity)?;
+            (run_key, plan)
+        }
+    })
+}
+
 /// The earliest deadline, or ready time still ahead, that a poll would act on.
 pub fn next_wakeup_ms(connection: &Connection, now: i64) -> StoreResult<Option<i64>> {
     Ok(connection
         .prepare_cached(
             "SELECT min(coalesce((SELECT MIN(fire_ms) FROM timers), 9223372036854775807), \
-             coalesce((SELECT MIN(task_deadline_ms) + 1 FROM runs WHERE task_state = 2), \
+             coalesce((SELECT MIN(task_deadline_ms) FROM runs WHERE task_state = 2), \
              9223372036854775807), \
              coalesce((SELECT MIN(task_ready_ms) FROM runs WHERE task_state = 1 \
              AND task_ready_ms > ?1), 9223372036854775807), \

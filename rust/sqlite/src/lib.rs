@@ -25,8 +25,8 @@ pub use executor::{Executor, Finished};
 pub use group::run_group;
 pub use open::{open, Store};
 pub use operation::{
-    execute, ActivityLease, Answer, Committed, Eager, HeldAttempt, NewRun, Operation, Output,
-    QueryRow, Request, RunSummary, WorkflowLease,
+    execute, Answer, Committed, Eager, HeldAttempt, NewRun, Operation, Output, QueryRow, Request,
+    RunSummary, WorkflowLease,
 };
 pub use rusqlite;
 pub use schema::{MIGRATIONS, SCHEMA_VERSION};

@@ -4,6 +4,7 @@
 //! `mainspring-core` decide, and persists the plan, fenced (`records`).
 
 use mainspring_core::history::Failure;
+use mainspring_core::rules::ActivityTaskLease;
 
 use crate::activity_tasks;
 use crate::deadlines;
@@ -205,32 +206,13 @@ pub struct WorkflowLease {
     pub tail: Vec<u8>,
 }
 
-/// An activity attempt leased to the caller.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ActivityLease {
-    pub run_key: i64,
-    pub scheduled_event_id: i64,
-    pub activity_id: String,
-    pub token: i64,
-    pub workflow_id: String,
-    pub run_id: String,
-    pub activity_type: String,
-    pub input: Vec<u8>,
-    pub attempt: i64,
-    pub heartbeat_details: Vec<u8>,
-    pub scheduled_ms: i64,
-    pub started_ms: i64,
-    pub deadline_ms: Option<i64>,
-    pub heartbeat_ms: Option<i64>,
-}
-
 /// What a workflow task's commit did.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Committed {
     /// The closing event, encoded as a history, if the task closed the run.
     pub closing: Option<Vec<u8>>,
     /// Attempts inserted already leased to the caller (eager execution).
-    pub leases: Vec<ActivityLease>,
+    pub leases: Vec<ActivityTaskLease>,
     /// Whether the commit left pollers anything (queued work, a timer, a deadline).
     pub wakes_pollers: bool,
     /// The task's events as recorded, encoded; None when it recorded none.
@@ -273,7 +255,7 @@ pub enum Output {
     Terminated(String, Vec<u8>),
     /// How many deadlines took effect first, and the leases.
     WorkflowPoll(usize, Vec<WorkflowLease>),
-    ActivityPoll(usize, Vec<ActivityLease>),
+    ActivityPoll(usize, Vec<ActivityTaskLease>),
     Applied(usize),
     Run(RunSummary),
     Runs(Vec<RunSummary>),

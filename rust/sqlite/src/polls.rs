@@ -6,14 +6,13 @@
 //! lease; the indexes only find the candidates.
 
 use mainspring_core::history::join_event_rows;
-use mainspring_core::rules::operations;
+use mainspring_core::rules::{operations, ActivityTaskLease, ActivityWrite, RunIdentity};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::activity_tasks::activity_lease;
 use crate::deadlines::tick;
 use crate::error::StoreResult;
 use crate::open::Store;
-use crate::operation::{ActivityLease, Answer, QueryRow, WorkflowLease};
+use crate::operation::{Answer, QueryRow, WorkflowLease};
 use crate::records::{
     activity_from_row, load_current_run, persist, run_from_row, ACTIVITY_COLUMNS,
     ACTIVITY_COLUMN_COUNT, RUN_COLUMNS,
@@ -68,35 +67,37 @@ pub fn poll_activity_tasks(
     now: i64,
     task_queue: &str,
     max_tasks: i64,
-) -> StoreResult<(usize, Vec<ActivityLease>)> {
+) -> StoreResult<(usize, Vec<ActivityTaskLease>)> {
     let applied = tick(store, now)?;
     let (connection, mut context) = store.split(now);
     let candidates = connection
         .prepare_cached(&format!(
-            "SELECT {ACTIVITY_COLUMNS}, a.run_key, r.workflow_id, r.run_id \
+            "SELECT {ACTIVITY_COLUMNS}, a.run_key, r.workflow_id, r.run_id, r.workflow_type, \
+             r.task_queue \
              FROM activities a JOIN runs r USING (run_key) \
              WHERE a.task_queue = ? AND a.state = 0 AND a.ready_ms <= ? \
              ORDER BY a.ready_ms LIMIT ?"
         ))?
         .query_map(params![task_queue, now, max_tasks], |row| {
             let extra = ACTIVITY_COLUMN_COUNT;
-            Ok((
-                activity_from_row(row)?,
-                row.get::<_, i64>(extra)?,
-                row.get::<_, String>(extra + 1)?,
-                row.get::<_, String>(extra + 2)?,
-            ))
+            let identity = RunIdentity {
+                workflow_id: row.get(extra + 1)?,
+                run_id: row.get(extra + 2)?,
+                workflow_type: row.get(extra + 3)?,
+                task_queue: row.get(extra + 4)?,
+            };
+            Ok((activity_from_row(row)?, row.get::<_, i64>(extra)?, identity))
         })?
         .collect::<Result<Vec<_>, _>>()?;
     let mut leases = Vec::with_capacity(candidates.len());
-    for (activity, run_key, workflow_id, run_id) in candidates {
+    for (activity, run_key, identity) in candidates {
         let Ok(plan) = operations::lease_activity_task(&mut context, activity?) else {
             continue;
         };
         persist(connection, Some(run_key), &plan)?;
         for write in &plan.activities {
-            if let mainspring_core::rules::ActivityWrite::Update { record, .. } = write {
-                leases.extend(activity_lease(run_key, (&workflow_id, &run_id), record));
+            if let ActivityWrite::Update { record, .. } = write {
+                leases.extend(ActivityTaskLease::of(run_key, &identity, record));
             }
         }
     }

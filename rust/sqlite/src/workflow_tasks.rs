@@ -3,10 +3,9 @@
 
 use mainspring_core::history::{decode_events, encode_event_row, join_event_rows, Event};
 use mainspring_core::rules::operations::{self, Committed as Decided, EagerActivities};
-use mainspring_core::rules::{DecodedOutcome, Plan};
+use mainspring_core::rules::{ActivityTaskLease, DecodedOutcome, Plan};
 use mainspring_core::CoreError;
 
-use crate::activity_tasks::activity_lease;
 use crate::error::StoreResult;
 use crate::open::Store;
 use crate::operation::{Committed, Eager, HeldAttempt, NewRun};
@@ -59,11 +58,10 @@ fn committed(run_key: i64, plan: &Plan, decided: &Decided) -> Committed {
         .map(encode_event_row)
         .collect();
     let record = plan.record();
-    let identity = (&record.identity.workflow_id, &record.identity.run_id);
     let leases = decided
         .leased_activities
         .iter()
-        .filter_map(|activity| activity_lease(run_key, identity, activity))
+        .filter_map(|activity| ActivityTaskLease::of(run_key, &record.identity, activity))
         .collect();
     let closing = if decided.closed {
         plan.last_event()
@@ -120,16 +118,11 @@ pub fn start_workflow_with_first_task(
     let (_, mut context) = store.split(now);
     let (plan, decided) = operations::start_workflow_with_first_task(
         &mut context,
+        identity_of(run),
         started,
         decoded,
         eager_activities(eager),
     )?;
-    if *plan.record().identity != identity_of(run) {
-        return Err(CoreError::InvalidCommand(
-            "the started event is not that of the run being started".into(),
-        )
-        .into());
-    }
     finish(store, now, None, plan, decided)
 }
 

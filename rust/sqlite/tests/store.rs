@@ -174,7 +174,7 @@ fn a_task_commit_is_fenced_by_its_lease_and_hands_eager_activities_back() {
         (
             activity.activity_type.as_str(),
             activity.attempt,
-            activity.scheduled_event_id
+            activity.key.1
         ),
         ("charge", 1, 3)
     );

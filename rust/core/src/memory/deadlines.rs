@@ -13,8 +13,9 @@ enum Due {
 }
 
 impl MemoryStore {
-    /// Applies every deadline at or before `now_ms`: timers fire, expired leases are
-    /// re-queued, activity timeouts retry or resolve. Returns how many took effect.
+    /// Applies every deadline at or before `now_ms` (a deadline is due at its time): timers
+    /// fire, lapsed leases are re-queued, activity timeouts retry or resolve. Returns how many
+    /// took effect.
     pub fn tick(&mut self, now_ms: i64) -> usize {
         let mut due: Vec<(i64, Due)> = Vec::new();
         due.extend(
@@ -22,10 +23,9 @@ impl MemoryStore {
                 .range(..=(now_ms, (i64::MAX, u64::MAX)))
                 .map(|&(at, key)| (at, Due::Timer(key))),
         );
-        // A lease lapses once its deadline has passed (it holds through the deadline itself).
         due.extend(
             self.workflow_leases
-                .range(..(now_ms, i64::MIN))
+                .range(..=(now_ms, i64::MAX))
                 .map(|&(at, key)| (at, Due::Lease(key))),
         );
         due.extend(
@@ -83,10 +83,7 @@ impl MemoryStore {
     /// own kind should sleep until something changes, not spin on another kind's queue.
     pub fn next_wakeup_ms(&self, now_ms: i64) -> Option<i64> {
         let timer = self.timer_deadlines.first().map(|(at, _)| *at);
-        let lease = self
-            .workflow_leases
-            .first()
-            .map(|(at, _)| at.saturating_add(1));
+        let lease = self.workflow_leases.first().map(|(at, _)| *at);
         let activity = self.activity_deadlines.first().map(|(at, _)| *at);
         let queued_workflow_tasks = self
             .workflow_queues

@@ -15,7 +15,8 @@ use crate::rules::{
     TimerRecord, TimerWrite,
 };
 
-pub use store::{ActivityTaskLease, RunSummary, WorkflowTaskLease};
+pub use crate::rules::{ActivityTaskLease, WorkflowTaskLease};
+pub use store::RunSummary;
 
 /// An activity's key: its run's key and its ActivityScheduled event's id.
 pub type ActivityKey = (i64, u64);

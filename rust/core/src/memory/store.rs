@@ -5,7 +5,7 @@ use crate::error::{CoreError, CoreResult};
 use crate::history::{Event, EventAttributes, Failure, Payload};
 use crate::rules::operations::{self, Committed, Context, EagerActivities};
 use crate::rules::{
-    ActivityRecord, AttemptState, DecodedOutcome, Plan, RunIdentity, RunRecord, RunStatus,
+    ActivityTaskLease, DecodedOutcome, Plan, RunIdentity, RunRecord, RunStatus, WorkflowTaskLease,
 };
 
 #[derive(Clone, Debug, PartialEq)]
@@ -36,80 +36,6 @@ impl RunSummary {
             closed_ms: record.closed_ms,
             last_task_failure: record.last_task_failure.clone(),
         }
-    }
-}
-
-/// A leased workflow task: the worker fetches history up to `history_length` and must complete
-/// with the same `token` before `deadline_ms`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct WorkflowTaskLease {
-    pub run_key: i64,
-    pub token: i64,
-    pub workflow_id: String,
-    pub run_id: String,
-    pub workflow_type: String,
-    pub history_length: u64,
-    pub deadline_ms: i64,
-}
-
-impl WorkflowTaskLease {
-    /// The lease a record holds, if its task is leased.
-    pub fn of(record: &RunRecord) -> Option<Self> {
-        Some(WorkflowTaskLease {
-            run_key: record.key,
-            token: record.lease_token()?,
-            workflow_id: record.identity.workflow_id.clone(),
-            run_id: record.identity.run_id.clone(),
-            workflow_type: record.identity.workflow_type.clone(),
-            history_length: record.history_length,
-            deadline_ms: record.lease_deadline_ms()?,
-        })
-    }
-}
-
-/// A leased activity attempt, handed to a worker.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ActivityTaskLease {
-    pub key: ActivityKey,
-    pub activity_id: String,
-    pub token: i64,
-    pub workflow_id: String,
-    pub run_id: String,
-    pub activity_type: String,
-    pub input: Payload,
-    pub attempt: u32,
-    pub heartbeat_details: Payload,
-    pub scheduled_ms: i64,
-    pub started_ms: i64,
-    /// When this attempt times out (start-to-close or schedule-to-close), if ever.
-    pub deadline_ms: Option<i64>,
-    pub heartbeat_timeout_ms: Option<u64>,
-}
-
-impl ActivityTaskLease {
-    /// The lease a running attempt's record holds (None unless it is running).
-    pub fn of(run: &RunRecord, activity: &ActivityRecord) -> Option<Self> {
-        let AttemptState::Running {
-            token, started_ms, ..
-        } = activity.state
-        else {
-            return None;
-        };
-        Some(ActivityTaskLease {
-            key: (run.key, activity.scheduled_event_id),
-            activity_id: activity.scheduled.activity_id.clone(),
-            token,
-            workflow_id: run.identity.workflow_id.clone(),
-            run_id: run.identity.run_id.clone(),
-            activity_type: activity.scheduled.activity_type.clone(),
-            input: activity.scheduled.input.clone(),
-            attempt: activity.attempt,
-            heartbeat_details: activity.heartbeat_details.clone(),
-            scheduled_ms: activity.scheduled_ms,
-            started_ms,
-            deadline_ms: activity.lease_deadline_ms(),
-            heartbeat_timeout_ms: activity.scheduled.options.heartbeat_ms,
-        })
     }
 }
 
@@ -179,24 +105,22 @@ impl MemoryStore {
     }
 
     /// Commits a workflow task's outcome atomically (its events, boundary first; the activity
-    /// tasks and timers they create; the run's new status), fenced by the lease token.
-    /// Returns whether the run closed.
+    /// tasks and timers they create; the run's new status), fenced by the lease it was leased
+    /// under. Returns whether the run closed.
     pub fn complete_workflow_task(
         &mut self,
-        run_key: i64,
-        token: i64,
+        lease: &WorkflowTaskLease,
         outcome: Vec<EventAttributes>,
         now_ms: i64,
     ) -> CoreResult<bool> {
-        self.complete_workflow_task_at(run_key, token, outcome, now_ms, now_ms)
+        self.complete_workflow_task_at(lease, outcome, now_ms, now_ms)
     }
 
     /// [`Self::complete_workflow_task`], recording the task's events at `task_time_ms`: the
     /// time its workflow code saw, which replay must hand it again.
     pub fn complete_workflow_task_at(
         &mut self,
-        run_key: i64,
-        token: i64,
+        lease: &WorkflowTaskLease,
         outcome: Vec<EventAttributes>,
         now_ms: i64,
         task_time_ms: i64,
@@ -206,8 +130,13 @@ impl MemoryStore {
         } else {
             Some(DecodedOutcome::from_attributes(outcome, task_time_ms)?)
         };
-        let leased_length = self.run(run_key)?.record.history_length;
-        self.commit_decoded(run_key, token, decoded, leased_length, now_ms)
+        self.commit_decoded(
+            lease.run_key,
+            lease.token,
+            decoded,
+            lease.history_length,
+            now_ms,
+        )
     }
 
     /// Commits an encoded outcome (`WorkflowRun.complete`'s), or none; `leased_length` is the
@@ -351,7 +280,7 @@ impl MemoryStore {
         let run = self.load_run(key.0).ok()?;
         let lease = plan.activities.first().and_then(|write| match write {
             crate::rules::ActivityWrite::Update { record, .. } => {
-                ActivityTaskLease::of(&run, record)
+                ActivityTaskLease::of(run.key, &run.identity, record)
             }
             _ => None,
         });

@@ -35,6 +35,7 @@
 
 mod activity;
 mod effects;
+mod leases;
 pub mod operations;
 mod outcome;
 mod plan;
@@ -46,6 +47,7 @@ mod tokens;
 
 pub use activity::{ActivityRecord, AttemptEnd, AttemptState, ScheduledActivity, TimerRecord};
 pub use effects::{effect_of, Effect};
+pub use leases::{ActivityTaskLease, WorkflowTaskLease};
 pub use outcome::{number_outcome, DecodedOutcome};
 pub use plan::{ActivityWrite, Plan, RunChange, TimerWrite};
 pub use retry::{backoff_ms, decide, RetryDecision};

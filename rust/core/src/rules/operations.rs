@@ -93,11 +93,12 @@ fn started_attributes(identity: &RunIdentity, input: Payload) -> EventAttributes
     }))
 }
 
-/// Records a new run together with the outcome of its first workflow task, which the caller
-/// ran on `started` (the WorkflowStarted event as it encoded it for its instance) before
-/// anything was recorded: one commit where there were two.
+/// Records the new run `identity` together with the outcome of its first workflow task, which
+/// the caller ran on `started` (the WorkflowStarted event as it encoded it for its instance)
+/// before anything was recorded: one commit where there were two.
 pub fn start_workflow_with_first_task(
     context: &mut Context<'_>,
+    identity: RunIdentity,
     started: Event,
     outcome: DecodedOutcome,
     eager: Option<EagerActivities<'_>>,
@@ -114,12 +115,17 @@ pub fn start_workflow_with_first_task(
             outcome.seen_event_id
         )));
     }
-    let identity = RunIdentity {
+    let recorded = RunIdentity {
         workflow_id: attributes.workflow_id.clone(),
         run_id: attributes.run_id.clone(),
         workflow_type: attributes.workflow_type.clone(),
         task_queue: attributes.task_queue.clone(),
     };
+    if recorded != identity {
+        return Err(CoreError::InvalidCommand(
+            "the started event is not that of the run being started".into(),
+        ));
+    }
     let version = context.tokens.next_token();
     let mut plan = Plan::insert(RunRecord::new(identity, context.now_ms, version));
     plan.record_mut().append(1);

@@ -65,7 +65,8 @@ pub enum WorkflowTaskState {
     Idle,
     /// Waiting for a worker from `ready_at_ms` (later than now while a retry backs off).
     Queued { ready_at_ms: i64 },
-    /// Held by the worker holding `token`, until `deadline_ms` (inclusive).
+    /// Held by the worker holding `token` until `deadline_ms`, when it lapses (a deadline is
+    /// due at its time, as every deadline is).
     Leased { token: i64, deadline_ms: i64 },
 }
 
@@ -218,7 +219,7 @@ impl RunRecord {
             WorkflowTaskState::Leased {
                 token: held,
                 deadline_ms,
-            } if held == token && now_ms <= deadline_ms && self.is_running() => Ok(()),
+            } if held == token && now_ms < deadline_ms && self.is_running() => Ok(()),
             _ => Err(CoreError::StaleTask(format!(
                 "workflow task {token} of {} is no longer held by this worker",
                 self.identity.workflow_id
@@ -286,7 +287,7 @@ impl RunRecord {
     /// the queue for another. Returns whether it applied.
     pub fn expire_workflow_task_lease(&mut self, now_ms: i64) -> bool {
         match self.workflow_task {
-            WorkflowTaskState::Leased { deadline_ms, .. } if deadline_ms < now_ms => {
+            WorkflowTaskState::Leased { deadline_ms, .. } if deadline_ms <= now_ms => {
                 self.workflow_task = WorkflowTaskState::Queued {
                     ready_at_ms: now_ms,
                 };
@@ -381,7 +382,7 @@ mod tests {
         assert!(!run.wake(6, None, &mut tokens));
         assert_eq!(run.lease_token(), Some(7));
         // ... and the commit, which saw only event 1, queues the next task.
-        run.check_workflow_task_lease(7, 105).unwrap();
+        run.check_workflow_task_lease(7, 104).unwrap();
         run.commit_workflow_task(10, 1, 2, None);
         assert_eq!(run.history_length, 4);
         assert_eq!(run.ready_at_ms(), Some(10));
@@ -407,15 +408,15 @@ mod tests {
     }
 
     #[test]
-    fn the_lease_fences_after_its_deadline_and_expires_after_it() {
+    fn the_lease_lapses_at_its_deadline() {
         let mut run = run();
         run.lease_workflow_task(0, 100, 9).unwrap();
-        assert!(run.check_workflow_task_lease(9, 100).is_ok());
-        assert!(run.check_workflow_task_lease(9, 101).is_err());
+        assert!(run.check_workflow_task_lease(9, 99).is_ok());
+        assert!(run.check_workflow_task_lease(9, 100).is_err());
         assert!(run.check_workflow_task_lease(8, 50).is_err());
-        assert!(!run.expire_workflow_task_lease(100));
-        assert!(run.expire_workflow_task_lease(101));
-        assert_eq!(run.ready_at_ms(), Some(101));
+        assert!(!run.expire_workflow_task_lease(99));
+        assert!(run.expire_workflow_task_lease(100));
+        assert_eq!(run.ready_at_ms(), Some(100));
     }
 
     #[test]

@@ -21,7 +21,7 @@
 //! | commit | [`RunRecord::commit_workflow_task`] | Leased(token, not past deadline) → Idle, or Queued(now) when events arrived mid-task; closes the run on a terminal event |
 //! | fused commit | [`RunRecord::accepts_fused_commit`] | Running, Idle, history exactly as the caller's instance saw it |
 //! | task backoff | [`RunRecord::fail_workflow_task`] | Leased(token) → Queued(now + initial × 2^(failures−1), capped) |
-//! | lease expiry | [`RunRecord::expire_workflow_task_lease`] | Leased(deadline < now) → Queued(now) |
+//! | lease expiry | [`RunRecord::expire_workflow_task_lease`] | Leased(deadline ≤ now) → Queued(now) |
 //! | close | [`RunRecord::close`] | any → closed status; no task; pending work dropped |
 //! | attempt lease | [`ActivityRecord::lease`] | Queued(ready ≤ now) → Running(token, now) |
 //! | retry | [`ActivityRecord::attempt_failed`] | Running → Queued(now + backoff), or resolved (ActivityFailed / ActivityTimedOut) |

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from mainspring import Client, Replayer, Worker, WorkflowContext, _core, activity, workflow
-from mainspring.errors import StorageError
+from mainspring.errors import StorageError, WorkflowAlreadyStartedError
 from mainspring.storage import SqliteStorage
 
 from .recovery_app import TASK_QUEUE, Bump, expected, mixed
@@ -117,6 +117,57 @@ def test_processes_opening_a_new_file_at_the_same_moment_all_succeed(tmp_path: P
     while not failures.empty():
         reported.append(failures.get())
     assert reported == []
+
+
+def _start_each_at_once(path: str, process: int, barrier: Any, outcomes: Any) -> None:
+    """Starts workflows w-0..w-19 on `path`, each when every process is ready to start it."""
+
+    async def start_all() -> list[str]:
+        storage = SqliteStorage(path)
+        results = []
+        for number in range(20):
+            await asyncio.to_thread(barrier.wait)
+            try:
+                await storage.start_workflow(f"w-{number}", f"{process}-{number}", "t", "q", b"1")
+                results.append("started")
+            except WorkflowAlreadyStartedError:
+                results.append("refused")
+        await storage.close()
+        return results
+
+    outcomes.put(asyncio.run(start_all()))
+
+
+def test_processes_starting_one_workflow_id_at_once_record_one_run(tmp_path: Path) -> None:
+    # Four processes, four connections, one file: the database's unique index over open runs
+    # lets exactly one start of each id through.
+    path = tmp_path / "race.db"
+    SqliteStorage(path)._database.close()
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(4)
+    outcomes = context.Queue()
+    processes = [
+        context.Process(target=_start_each_at_once, args=(str(path), number, barrier, outcomes))
+        for number in range(4)
+    ]
+    for process in processes:
+        process.start()
+    results = [outcomes.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(timeout=60)
+    assert [process.exitcode for process in processes] == [0] * 4
+    for number in range(20):
+        assert sorted(result[number] for result in results) == ["refused"] * 3 + ["started"]
+
+    async def runs() -> list[tuple[str, int]]:
+        storage = SqliteStorage(path)
+        listed = [(run.workflow_id, run.history_length) for run in await storage.list_workflows()]
+        await storage.close()
+        return listed
+
+    listed = asyncio.run(runs())
+    assert sorted(workflow_id for workflow_id, _ in listed) == sorted(f"w-{n}" for n in range(20))
+    assert {length for _, length in listed} == {1}
 
 
 async def test_durability_settings(tmp_path: Path) -> None:

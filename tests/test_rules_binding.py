@@ -4,6 +4,8 @@ order, and records that survive their rows."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from mainspring import _core
@@ -14,8 +16,9 @@ from mainspring.errors import (
     StorageError,
     WorkflowNotRunningError,
 )
+from mainspring.storage import VirtualClock
 
-from .dict_tables import DictTables
+from .dict_tables import DictTables, dict_storage
 
 NOW = 1_000_000
 
@@ -159,3 +162,24 @@ async def test_records_survive_their_rows_and_a_corrupt_row_is_refused() -> None
         _core.RunRecord.from_row(broken)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="columns"):
         _core.RunRecord.from_row(run.row()[:5])  # type: ignore[arg-type]
+
+
+async def test_a_group_of_many_requests_on_one_run_chains_them_all() -> None:
+    tables, rules = DictTables(), _rules()
+    run = await _started(tables, rules)
+    decisions = _decided(
+        rules.decide(NOW, [_core.RuleRequest.signal_workflow(run, f"s{n}", b"1") for n in range(5)])
+    )
+    assert [decision.events[0][0] for decision in decisions] == [2, 3, 4, 5, 6]
+    for decision in decisions:  # in order, every one holds
+        await tables.persist(run.key, decision)
+    stored = await tables.run(run.key)
+    assert stored is not None and stored.history_length == 6
+
+
+async def test_many_signals_to_one_workflow_at_once_all_land_on_a_python_store() -> None:
+    storage = dict_storage(VirtualClock())
+    await storage.start_workflow("w", "r", "t", "q", b"null")
+    await asyncio.gather(*(storage.signal_workflow("w", f"s{n}", b"1") for n in range(20)))
+    description = await storage.describe_workflow("w")
+    assert description.history_length == 21

@@ -126,7 +126,7 @@ def _start_each_at_once(path: str, process: int, barrier: Any, outcomes: Any) ->
         storage = SqliteStorage(path)
         results = []
         for number in range(20):
-            await asyncio.to_thread(barrier.wait)
+            await asyncio.to_thread(barrier.wait, 60)
             try:
                 await storage.start_workflow(f"w-{number}", f"{process}-{number}", "t", "q", b"1")
                 results.append("started")
@@ -147,7 +147,9 @@ def test_processes_starting_one_workflow_id_at_once_record_one_run(tmp_path: Pat
     barrier = context.Barrier(4)
     outcomes = context.Queue()
     processes = [
-        context.Process(target=_start_each_at_once, args=(str(path), number, barrier, outcomes))
+        context.Process(
+            target=_start_each_at_once, args=(str(path), number, barrier, outcomes), daemon=True
+        )
         for number in range(4)
     ]
     for process in processes:

@@ -94,6 +94,20 @@ async def test_start_to_close_retries_the_attempt_and_refuses_the_late_one(
     assert _resolution(jobs) == (RESOLUTION_TIMED_OUT, 2, "start_to_close")
 
 
+async def test_an_attempt_is_over_at_its_deadline_before_any_tick(
+    storage: Storage, clock: VirtualClock
+) -> None:
+    await _started(storage, [_schedule(1, start_to_close=1_000)])
+    attempt = await _poll_activity_task(storage)
+    assert attempt is not None
+    clock.advance(timedelta(milliseconds=1_000))
+    # No poll has applied the timeout yet; the result is refused all the same.
+    with pytest.raises(StaleTaskError):
+        await storage.complete_activity_task(attempt, b'"on the deadline"')
+    with pytest.raises(StaleTaskError):
+        await storage.heartbeat_activity_task(attempt, b"null")
+
+
 async def test_a_missed_heartbeat_times_out_the_attempt(
     storage: Storage, clock: VirtualClock
 ) -> None:

@@ -61,6 +61,12 @@ class WorkerConfig:
     maximum_payload_bytes: int = DEFAULT_MAXIMUM_PAYLOAD_BYTES
     gc_threshold: int | None = 10_000
 
+    def __post_init__(self) -> None:
+        # A lease lapses at its deadline: one shorter than a millisecond would be over when
+        # granted, and every commit under it refused.
+        if self.workflow_task_timeout < timedelta(milliseconds=1):
+            raise ValueError("workflow_task_timeout must be at least a millisecond")
+
 
 class Worker:
     """Runs the given workflows and activities for one task queue.

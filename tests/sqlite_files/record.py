@@ -8,8 +8,8 @@ golden file: add one per schema version.
 
 What it holds, all on a virtual clock at 2030-01-01T00:00:00Z:
 - ``sequential`` (input 3), on task queue ``idle``: its first activity queued, never run;
-- ``retrying`` (input 3), on ``tests``: its activity's first attempt failed after a
-  heartbeat, the retry waiting for its backoff (a last failure and heartbeat details stored);
+- ``retrying`` (input 3), on ``tests``: its activity's first attempt failed, the retry
+  waiting for its backoff (a last failure stored);
 - ``sleeper`` (input 3600), on ``tests``: a one-hour timer pending;
 - ``heartbeating`` (input 21), on ``busy``: its activity's attempt running (leased, then a
   heartbeat with details), its worker gone;

@@ -310,33 +310,41 @@ impl Chain {
         })
     }
 
+    /// Files what `plan` leaves under the version the requests loaded: a decision chained on
+    /// an entry (it names that entry's version) keeps the entry's, so a third request that
+    /// loaded the same version chains on the second, not back on the loaded record.
     fn remember(&mut self, run_key: i64, plan: &Plan) {
         if let Some(change) = &plan.run {
-            if let (Some(decided_on), true) = (change.expected_version, run_key != 0) {
-                self.runs
-                    .insert(run_key, (decided_on, change.record.clone()));
+            if let (Some(expected), true) = (change.expected_version, run_key != 0) {
+                let loaded = match self.runs.get(&run_key) {
+                    Some((loaded, record)) if record.version == expected => *loaded,
+                    _ => expected,
+                };
+                self.runs.insert(run_key, (loaded, change.record.clone()));
             }
         }
         for write in &plan.activities {
-            match write {
+            let (scheduled_event_id, expected, record) = match write {
                 ActivityWrite::Update {
                     expected_version,
                     record,
-                } => {
-                    self.activities.insert(
-                        (run_key, record.scheduled_event_id),
-                        (*expected_version, Some(record.clone())),
-                    );
-                }
+                } => (
+                    record.scheduled_event_id,
+                    *expected_version,
+                    Some(record.clone()),
+                ),
                 ActivityWrite::Delete {
                     scheduled_event_id,
                     expected_version,
-                } => {
-                    self.activities
-                        .insert((run_key, *scheduled_event_id), (*expected_version, None));
-                }
-                ActivityWrite::Insert(_) => {}
-            }
+                } => (*scheduled_event_id, *expected_version, None),
+                ActivityWrite::Insert(_) => continue,
+            };
+            let key = (run_key, scheduled_event_id);
+            let loaded = match self.activities.get(&key) {
+                Some((loaded, Some(chained))) if chained.version == expected => *loaded,
+                _ => expected,
+            };
+            self.activities.insert(key, (loaded, record));
         }
     }
 }
@@ -381,6 +389,14 @@ fn decide_one(
         chain.remember(run_key, &decision.plan);
     }
     outcome
+}
+
+/// The run as the request loaded it, not chained (see `Chain`).
+fn loaded_run(request: &PyRuleRequest) -> CoreResult<RunRecord> {
+    request
+        .run
+        .clone()
+        .ok_or_else(|| CoreError::InvalidCommand("this request needs its run".into()))
 }
 
 fn run_key_of(request: &PyRuleRequest) -> CoreResult<i64> {
@@ -537,7 +553,9 @@ fn decide_on(
             decision.committed = committed;
         }
         Asked::FailActivityTask { token, failure } => {
-            let run = run_of(chain)?;
+            // A retry depends on the activity alone; a failure recorded for good writes the
+            // run at the version it was loaded at, and conflicts if an earlier one moved it.
+            let run = loaded_run(request)?;
             let activity = chain.activity(run.key, request.activity.clone())?;
             decision.plan =
                 operations::fail_activity_task(context, run, activity, *token, failure.clone())?;
@@ -558,7 +576,7 @@ fn decide_on(
             decision.plan = operations::expire_workflow_task_lease(context, run_of(chain)?);
         }
         Asked::ApplyActivityDeadline => {
-            let run = run_of(chain)?;
+            let run = loaded_run(request)?;
             let activity = chain.activity(run.key, request.activity.clone())?;
             decision.plan = operations::apply_activity_deadline(context, run, activity)?;
         }

@@ -6,6 +6,8 @@ use mainspring_core::rules::operations::{self, Context};
 use mainspring_core::rules::Plan;
 use rusqlite::{params, Connection};
 
+use mainspring_core::CoreError;
+
 use crate::error::{StoreError, StoreResult};
 use crate::open::Store;
 use crate::records::{load_activity, load_run, load_timer, persist};
@@ -97,9 +99,13 @@ pub fn tick(store: &mut Store, now: i64) -> StoreResult<usize> {
         let (connection, mut context) = store.split(now);
         let (run_key, plan) = match decide_due(connection, &mut context, item) {
             Ok((run_key, plan)) if !plan.is_empty() => (run_key, plan),
-            // Nothing due after all, or a candidate the rules refuse or whose record does not
-            // load (a corrupt row): skipped, as every store skips it, so one bad row does not
-            // stop every poll.
+            // A corrupt row fails the poll, loudly (the worker logs it and waits a poll
+            // interval), rather than being skipped and found due again at once, forever.
+            Err(StoreError::Core(CoreError::CorruptRecord(message))) => {
+                return Err(CoreError::CorruptRecord(message).into())
+            }
+            // Nothing due after all, or a candidate the rules refuse: skipped, as every store
+            // skips it.
             Ok(_) | Err(StoreError::Core(_)) => continue,
             Err(error) => return Err(error),
         };

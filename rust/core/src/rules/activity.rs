@@ -215,11 +215,17 @@ impl ActivityRecord {
         }
     }
 
-    /// Whether `token` holds the running attempt (fencing): a result, failure or heartbeat
-    /// of an attempt that is over is refused.
-    pub fn check_attempt(&self, token: i64) -> CoreResult<()> {
+    /// Whether `token` holds the running attempt at `now_ms` (fencing): a result, failure or
+    /// heartbeat of an attempt that is over — another attempt's, or one whose timeout is due,
+    /// even before a tick applied it, as a workflow task's lease lapses at its deadline — is
+    /// refused.
+    pub fn check_attempt(&self, token: i64, now_ms: i64) -> CoreResult<()> {
         match self.state {
-            AttemptState::Running { token: held, .. } if held == token => Ok(()),
+            AttemptState::Running { token: held, .. }
+                if held == token && self.due_timeout(now_ms).is_none() =>
+            {
+                Ok(())
+            }
             _ => Err(CoreError::StaleTask(format!(
                 "activity attempt {token} is over"
             ))),
@@ -228,7 +234,7 @@ impl ActivityRecord {
 
     /// Records progress of the running attempt: its details and a later heartbeat deadline.
     pub fn heartbeat(&mut self, token: i64, details: Payload, now_ms: i64) -> CoreResult<()> {
-        self.check_attempt(token)?;
+        self.check_attempt(token, now_ms)?;
         if let AttemptState::Running {
             last_heartbeat_ms, ..
         } = &mut self.state
@@ -369,8 +375,10 @@ mod tests {
         let mut record = activity(|_| {});
         record.lease(0, 11).unwrap();
         assert!(record.lease(0, 12).is_err());
-        assert!(record.check_attempt(11).is_ok());
-        assert!(record.check_attempt(12).is_err());
+        assert!(record.check_attempt(11, 999).is_ok());
+        assert!(record.check_attempt(12, 999).is_err());
+        // At its deadline the attempt is over, before any tick applies the timeout.
+        assert!(record.check_attempt(11, 1_000).is_err());
         assert_eq!(record.lease_deadline_ms(), Some(1_000));
     }
 

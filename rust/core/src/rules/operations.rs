@@ -387,7 +387,7 @@ pub fn complete_activity_task(
     result: Payload,
     eager: Option<EagerWorkflowTask<'_>>,
 ) -> CoreResult<(Plan, bool)> {
-    activity.check_attempt(token)?;
+    activity.check_attempt(token, context.now_ms)?;
     let completed = activity.completed(result);
     resolve_activity(context, run, &activity, completed, eager)
 }
@@ -409,7 +409,7 @@ pub fn complete_activity_with_workflow_task(
     outcome: DecodedOutcome,
     eager: Option<EagerActivities<'_>>,
 ) -> CoreResult<(Plan, Option<Committed>)> {
-    activity.check_attempt(token)?;
+    activity.check_attempt(token, context.now_ms)?;
     let result = match &result_event.attributes {
         EventAttributes::ActivityCompleted {
             scheduled_event_id,
@@ -453,7 +453,7 @@ pub fn fail_activity_task(
     token: i64,
     failure: Failure,
 ) -> CoreResult<Plan> {
-    activity.check_attempt(token)?;
+    activity.check_attempt(token, context.now_ms)?;
     let expected = activity.version;
     match activity.attempt_failed(failure, None, context.now_ms) {
         AttemptEnd::Retried => {
@@ -517,12 +517,18 @@ pub fn expire_workflow_task_lease(context: &mut Context<'_>, run: RunRecord) -> 
     plan
 }
 
-/// Applies an activity's due timeout (see [`ActivityRecord::apply_due_timeout`]).
+/// Applies an activity's due timeout (see [`ActivityRecord::apply_due_timeout`]). An activity
+/// left behind by a closed run (closing drops them; a store that failed to) only goes.
 pub fn apply_activity_deadline(
     context: &mut Context<'_>,
     run: RunRecord,
     mut activity: ActivityRecord,
 ) -> CoreResult<Plan> {
+    if !run.is_running() {
+        let mut plan = Plan::default();
+        plan.delete_activity(&activity);
+        return Ok(plan);
+    }
     let expected = activity.version;
     match activity.apply_due_timeout(context.now_ms) {
         None => Ok(Plan::default()),

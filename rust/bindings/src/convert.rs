@@ -4,7 +4,7 @@
 
 use mainspring_core::history::{ActivityOptions, Failure, Payload, RetryPolicy};
 use mainspring_core::replay::{Activation, ActivityResolution, Command, Job};
-use mainspring_core::rules::ActivityTaskLease;
+use mainspring_core::rules::{ActivityTaskLease, WorkflowTaskLease};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
@@ -193,4 +193,24 @@ pub fn activity_lease_to_py<'py>(
             lease.heartbeat_timeout_ms.into_bound_py_any(py)?,
         ],
     )
+}
+
+/// `(run_key, workflow_id, run_id, workflow_type, history_length, token, tail_start, tail)`:
+/// a leased workflow task with the events from `tail_start` on.
+pub fn workflow_lease_to_py<'py>(
+    py: Python<'py>,
+    lease: &WorkflowTaskLease,
+    tail: &[u8],
+) -> PyResult<Bound<'py, PyAny>> {
+    (
+        lease.run_key,
+        lease.workflow_id.as_str(),
+        lease.run_id.as_str(),
+        lease.workflow_type.as_str(),
+        lease.history_length,
+        lease.token,
+        lease.tail_start,
+        PyBytes::new(py, tail),
+    )
+        .into_bound_py_any(py)
 }

@@ -3,12 +3,14 @@
 //! database store keeps), so no store maps a record its own way.
 
 use mainspring_core::memory::RunSummary;
-use mainspring_core::rules::{ActivityRecord, ActivityRow, ActivityTaskLease, RunRecord, RunRow};
+use mainspring_core::rules::{
+    ActivityRecord, ActivityRow, ActivityTaskLease, RunRecord, RunRow, WorkflowTaskLease,
+};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use pyo3::IntoPyObjectExt;
 
-use crate::convert::activity_lease_to_py;
+use crate::convert::{activity_lease_to_py, workflow_lease_to_py};
 use crate::errors::guarded;
 use crate::memory_store::{summary_tuple, SummaryTuple};
 
@@ -175,24 +177,9 @@ impl PyRunRecord {
         py: Python<'py>,
         tail: &[u8],
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let record = &self.record;
-        let Some(token) = record.lease_token() else {
-            return Ok(None);
-        };
-        let identity = &record.identity;
-        Ok(Some(
-            (
-                record.key,
-                &identity.workflow_id,
-                &identity.run_id,
-                &identity.workflow_type,
-                record.history_length,
-                token,
-                record.tail_start,
-                PyBytes::new(py, tail),
-            )
-                .into_bound_py_any(py)?,
-        ))
+        WorkflowTaskLease::of(&self.record)
+            .map(|lease| workflow_lease_to_py(py, &lease, tail))
+            .transpose()
     }
 
     /// `(run_key, workflow_id, run_id, workflow_type, task_queue, status, history_length,

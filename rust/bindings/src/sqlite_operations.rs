@@ -4,13 +4,13 @@
 //! layouts are in `_core.pyi` and the typed wrappers of `storage/_sqlite_requests.py`.
 
 use mainspring_sqlite::{
-    Committed, Eager, HeldAttempt, NewRun, Operation, Output, Request, RunSummary, WorkflowLease,
+    Committed, Eager, HeldAttempt, NewRun, Operation, Output, Request, RunSummary,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 use pyo3::IntoPyObjectExt;
 
-use crate::convert::{activity_lease_to_py, failure_from_py};
+use crate::convert::{activity_lease_to_py, failure_from_py, workflow_lease_to_py};
 
 #[pyclass(name = "SqliteOperation", module = "mainspring._core", frozen)]
 pub struct PySqliteOperation {
@@ -279,11 +279,6 @@ impl PySqliteOperation {
     }
 
     #[staticmethod]
-    fn apply_due_deadlines(now: i64) -> Self {
-        made(now, Operation::ApplyDueDeadlines)
-    }
-
-    #[staticmethod]
     fn describe_workflow(now: i64, workflow_id: String) -> Self {
         made(now, Operation::DescribeWorkflow { workflow_id })
     }
@@ -372,21 +367,6 @@ fn bytes_or_none<'py>(py: Python<'py>, bytes: Option<&[u8]>) -> Bound<'py, PyAny
     }
 }
 
-/// `(run_key, workflow_id, run_id, workflow_type, history_length, token, tail_start, tail)`
-fn workflow_lease_to_py<'py>(py: Python<'py>, lease: WorkflowLease) -> PyResult<Bound<'py, PyAny>> {
-    (
-        lease.run_key,
-        lease.workflow_id,
-        lease.run_id,
-        lease.workflow_type,
-        lease.history_length,
-        lease.token,
-        lease.tail_start,
-        PyBytes::new(py, &lease.tail),
-    )
-        .into_bound_py_any(py)
-}
-
 /// `(closing | None, [activity lease, ...], wakes_pollers, appended | None, history_length)`
 fn committed_to_py<'py>(py: Python<'py>, committed: Committed) -> PyResult<Bound<'py, PyAny>> {
     let leases = PyList::empty(py);
@@ -424,7 +404,7 @@ fn run_row_to_py<'py>(py: Python<'py>, row: RunSummary) -> PyResult<Bound<'py, P
 pub fn output_to_py(py: Python<'_>, output: Output) -> PyResult<Bound<'_, PyAny>> {
     match output {
         Output::Nothing | Output::Lease(None) | Output::ResultOnly => Ok(py.None().into_bound(py)),
-        Output::Lease(Some(lease)) => workflow_lease_to_py(py, lease),
+        Output::Lease(Some(lease)) => workflow_lease_to_py(py, &lease.lease, &lease.tail),
         Output::Committed(committed) => committed_to_py(py, committed),
         Output::Terminated(run_id, closing) => {
             (run_id, PyBytes::new(py, &closing)).into_bound_py_any(py)
@@ -432,7 +412,7 @@ pub fn output_to_py(py: Python<'_>, output: Output) -> PyResult<Bound<'_, PyAny>
         Output::WorkflowPoll(applied, leases) => {
             let list = PyList::empty(py);
             for lease in leases {
-                list.append(workflow_lease_to_py(py, lease)?)?;
+                list.append(workflow_lease_to_py(py, &lease.lease, &lease.tail)?)?;
             }
             (applied, list).into_bound_py_any(py)
         }
@@ -443,7 +423,6 @@ pub fn output_to_py(py: Python<'_>, output: Output) -> PyResult<Bound<'_, PyAny>
             }
             (applied, list).into_bound_py_any(py)
         }
-        Output::Applied(count) => count.into_bound_py_any(py),
         Output::Run(row) => run_row_to_py(py, row),
         Output::Runs(rows) => {
             let list = PyList::empty(py);

@@ -6,7 +6,7 @@ use mainspring_core::rules::operations::{self, EagerWorkflowTask};
 use crate::error::StoreResult;
 use crate::open::Store;
 use crate::operation::{HeldAttempt, WorkflowLease};
-use crate::records::{load_held, persist};
+use crate::records::{load_held, load_held_activity, persist};
 use crate::runs::{event_rows, workflow_lease};
 use mainspring_core::history::join_event_rows;
 
@@ -70,7 +70,7 @@ pub fn heartbeat_activity_task(
     details: &[u8],
 ) -> StoreResult<()> {
     let (connection, mut context) = store.split(now);
-    let (_, activity) = load_held(connection, attempt)?;
+    let activity = load_held_activity(connection, attempt)?;
     let plan = operations::heartbeat_activity_task(
         &mut context,
         activity,

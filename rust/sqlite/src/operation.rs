@@ -4,7 +4,7 @@
 //! `mainspring-core` decide, and persists the plan, fenced (`records`).
 
 use mainspring_core::history::Failure;
-use mainspring_core::rules::ActivityTaskLease;
+use mainspring_core::rules::{ActivityTaskLease, WorkflowTaskLease};
 
 use crate::activity_tasks;
 use crate::deadlines;
@@ -118,8 +118,6 @@ pub enum Operation {
         task_queue: String,
         max_tasks: i64,
     },
-    /// Apply every deadline that is due.
-    ApplyDueDeadlines,
     /// A workflow id's latest run.
     DescribeWorkflow {
         workflow_id: String,
@@ -194,15 +192,8 @@ pub struct Request {
 /// A workflow task leased to the caller, with the events its cached instance has not seen.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WorkflowLease {
-    pub run_key: i64,
-    pub workflow_id: String,
-    pub run_id: String,
-    pub workflow_type: String,
-    pub history_length: i64,
-    pub token: i64,
-    pub deadline_ms: i64,
-    pub tail_start: i64,
-    /// Encoded events from `tail_start` on.
+    pub lease: WorkflowTaskLease,
+    /// Encoded events from `lease.tail_start` on.
     pub tail: Vec<u8>,
 }
 
@@ -256,7 +247,6 @@ pub enum Output {
     /// How many deadlines took effect first, and the leases.
     WorkflowPoll(usize, Vec<WorkflowLease>),
     ActivityPoll(usize, Vec<ActivityTaskLease>),
-    Applied(usize),
     Run(RunSummary),
     Runs(Vec<RunSummary>),
     Bytes(Vec<u8>),
@@ -379,7 +369,6 @@ pub fn execute(store: &mut Store, request: &Request) -> StoreResult<Output> {
             max_tasks,
         } => polls::poll_activity_tasks(store, now, task_queue, *max_tasks)
             .map(|(applied, leases)| Output::ActivityPoll(applied, leases)),
-        Operation::ApplyDueDeadlines => deadlines::tick(store, now).map(Output::Applied),
         Operation::DescribeWorkflow { workflow_id } => {
             runs::describe_workflow(&store.connection, workflow_id).map(Output::Run)
         }

@@ -131,15 +131,22 @@ pub fn load_activity(
     flatten(found)
 }
 
-/// The activity of an attempt its caller holds, and its run: gone is a stale task.
+/// The activity of an attempt its caller holds: gone is a stale task.
+pub fn load_held_activity(
+    connection: &Connection,
+    attempt: HeldAttempt,
+) -> StoreResult<ActivityRecord> {
+    load_activity(connection, attempt.run_key, attempt.scheduled_event_id)?.ok_or_else(|| {
+        CoreError::StaleTask(format!("activity attempt {} is over", attempt.token)).into()
+    })
+}
+
+/// The activity of an attempt its caller holds, and its run.
 pub fn load_held(
     connection: &Connection,
     attempt: HeldAttempt,
 ) -> StoreResult<(RunRecord, ActivityRecord)> {
-    let activity = load_activity(connection, attempt.run_key, attempt.scheduled_event_id)?
-        .ok_or_else(|| {
-            CoreError::StaleTask(format!("activity attempt {} is over", attempt.token))
-        })?;
+    let activity = load_held_activity(connection, attempt)?;
     Ok((load_run(connection, attempt.run_key)?, activity))
 }
 

@@ -2,7 +2,7 @@
 
 use mainspring_core::history::{encode_event_row, join_event_rows, Payload};
 use mainspring_core::rules::operations::{self, EagerWorkflowTask};
-use mainspring_core::rules::{Plan, RunIdentity, RunRecord};
+use mainspring_core::rules::{Plan, RunIdentity, RunRecord, WorkflowTaskLease};
 use mainspring_core::CoreError;
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -23,17 +23,7 @@ pub fn identity_of(run: &NewRun) -> RunIdentity {
 /// The lease a persisted run's record holds, with `tail`: the encoded events from its
 /// `tail_start` on. None unless its task is leased.
 pub fn workflow_lease(record: &RunRecord, tail: Vec<u8>) -> Option<WorkflowLease> {
-    Some(WorkflowLease {
-        run_key: record.key,
-        workflow_id: record.identity.workflow_id.clone(),
-        run_id: record.identity.run_id.clone(),
-        workflow_type: record.identity.workflow_type.clone(),
-        history_length: record.history_length as i64,
-        token: record.lease_token()?,
-        deadline_ms: record.lease_deadline_ms()?,
-        tail_start: record.tail_start as i64,
-        tail,
-    })
+    WorkflowTaskLease::of(record).map(|lease| WorkflowLease { lease, tail })
 }
 
 /// Records the run with its first event and queues its first workflow task, or, with

@@ -147,7 +147,7 @@ fn a_task_commit_is_fenced_by_its_lease_and_hands_eager_activities_back() {
     let complete = |token| Request {
         now: 2_000,
         operation: Operation::CompleteWorkflowTask {
-            run_key: lease.run_key,
+            run_key: lease.lease.run_key,
             token,
             outcome: Some(schedules_an_activity()),
             leased_length: 1,
@@ -157,13 +157,14 @@ fn a_task_commit_is_fenced_by_its_lease_and_hands_eager_activities_back() {
             },
         },
     };
-    let stale = run_group(&mut store, &[complete(lease.token + 1)]);
+    let stale = run_group(&mut store, &[complete(lease.lease.token + 1)]);
     assert!(matches!(
         stale[..],
         [Err(StoreError::Core(CoreError::StaleTask(_)))]
     ));
     assert_eq!(count(&store, "activities"), 0);
-    let [Ok(Output::Committed(committed))] = &run_group(&mut store, &[complete(lease.token)])[..]
+    let [Ok(Output::Committed(committed))] =
+        &run_group(&mut store, &[complete(lease.lease.token)])[..]
     else {
         panic!("the lease holder commits")
     };
@@ -187,7 +188,7 @@ fn a_task_commit_is_fenced_by_its_lease_and_hands_eager_activities_back() {
     assert_eq!(state, 1); // running
                           // A second commit with the same lease is stale: the task is done.
     assert!(matches!(
-        run_group(&mut store, &[complete(lease.token)])[..],
+        run_group(&mut store, &[complete(lease.lease.token)])[..],
         [Err(StoreError::Core(CoreError::StaleTask(_)))]
     ));
 }

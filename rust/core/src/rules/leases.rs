@@ -16,6 +16,9 @@ pub struct WorkflowTaskLease {
     pub workflow_type: String,
     pub history_length: u64,
     pub deadline_ms: i64,
+    /// The first event the cached instance of the worker that last completed a task of the
+    /// run lacks: where a store that hands out the history tail with the lease starts it.
+    pub tail_start: u64,
 }
 
 impl WorkflowTaskLease {
@@ -29,6 +32,7 @@ impl WorkflowTaskLease {
             workflow_type: record.identity.workflow_type.clone(),
             history_length: record.history_length,
             deadline_ms: record.lease_deadline_ms()?,
+            tail_start: record.tail_start,
         })
     }
 }

@@ -48,7 +48,7 @@ mod tokens;
 pub use activity::{ActivityRecord, AttemptEnd, AttemptState, ScheduledActivity, TimerRecord};
 pub use effects::{effect_of, Effect};
 pub use leases::{ActivityTaskLease, WorkflowTaskLease};
-pub use outcome::{number_outcome, DecodedOutcome};
+pub use outcome::DecodedOutcome;
 pub use plan::{ActivityWrite, Plan, RunChange, TimerWrite};
 pub use retry::{backoff_ms, decide, RetryDecision};
 pub use rows::{ActivityRow, RunRow};

@@ -89,14 +89,3 @@ impl DecodedOutcome {
             })
     }
 }
-
-/// Decodes an outcome and numbers it from `first_event_id`: `(seen event id, events)`.
-pub fn number_outcome(
-    outcome: &[u8],
-    first_event_id: u64,
-    now_ms: i64,
-) -> CoreResult<(u64, Vec<Event>)> {
-    let mut decoded = DecodedOutcome::decode(outcome)?;
-    decoded.number(first_event_id, now_ms);
-    Ok((decoded.seen_event_id, decoded.events))
-}

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from mainspring import Client, History, Replayer, Worker, WorkerConfig, WorkflowContext, workflow
 from mainspring.storage import MemoryStorage, SqliteStorage, VirtualClock
+from mainspring.storage._adapter import AdaptedStorage
 from mainspring.testing import time_skipping
 
 from .dict_tables import dict_storage
@@ -168,26 +169,32 @@ def test_random_workflows_replay_with_identical_commands(plan: list[Step]) -> No
     replayer.replay(uncached_history)
 
 
+async def _run_live(
+    storage: SqliteStorage | AdaptedStorage, plan: list[Step], cache_size: int
+) -> tuple[list[str], History]:
+    """The plan with the worker already running, so a cached run is started and advanced by
+    fused commits, and signals land while its activities run (the fused commit then finds the
+    run moved on and records the result alone)."""
+    client = Client(storage)
+    config = WorkerConfig(max_cached_workflows=cache_size)
+    async with (
+        Worker(client, task_queue="q", workflows=[program], activities=[double], config=config),
+        time_skipping(storage),
+    ):
+        handle = await client.start_workflow(program, plan, id="p", task_queue="q")
+        for index, (kind, _) in enumerate(plan):
+            if kind == "signal":
+                await handle.signal(AddItem(item=f"item-{index}"))
+        result = await handle.result()
+    history = await handle.history()
+    await client.close()
+    return result, history
+
+
 async def _run_live_on_sqlite(plan: list[Step], cache_size: int) -> tuple[list[str], History]:
-    """The plan on a SQLite file with the worker already running, so a cached run is started
-    and advanced by fused commits, and signals land while its activities run (the fused
-    commit then finds the run moved on and records the result alone)."""
     with tempfile.TemporaryDirectory() as folder:
         storage = SqliteStorage(Path(folder) / "plan.db", clock=VirtualClock())
-        client = Client(storage)
-        config = WorkerConfig(max_cached_workflows=cache_size)
-        async with (
-            Worker(client, task_queue="q", workflows=[program], activities=[double], config=config),
-            time_skipping(storage),
-        ):
-            handle = await client.start_workflow(program, plan, id="p", task_queue="q")
-            for index, (kind, _) in enumerate(plan):
-                if kind == "signal":
-                    await handle.signal(AddItem(item=f"item-{index}"))
-            result = await handle.result()
-        history = await handle.history()
-        await client.close()
-    return result, history
+        return await _run_live(storage, plan, cache_size)
 
 
 @settings(max_examples=15)
@@ -205,21 +212,8 @@ def test_random_workflows_on_sqlite_give_the_same_results_fused_or_not(plan: lis
 async def _run_live_on_the_python_adapter(
     plan: list[Step], cache_size: int
 ) -> tuple[list[str], History]:
-    """The plan on a store written in Python (`dict_tables`: tables in dicts, every call a
-    round trip) with the worker already running, as `_run_live_on_sqlite`."""
-    storage = dict_storage(VirtualClock())
-    client = Client(storage)
-    config = WorkerConfig(max_cached_workflows=cache_size)
-    async with (
-        Worker(client, task_queue="q", workflows=[program], activities=[double], config=config),
-        time_skipping(storage),
-    ):
-        handle = await client.start_workflow(program, plan, id="p", task_queue="q")
-        for index, (kind, _) in enumerate(plan):
-            if kind == "signal":
-                await handle.signal(AddItem(item=f"item-{index}"))
-        result = await handle.result()
-    return result, await handle.history()
+    """On a store written in Python (`dict_tables`: tables in dicts, every call a round trip)."""
+    return await _run_live(dict_storage(VirtualClock()), plan, cache_size)
 
 
 @settings(max_examples=15)

@@ -14,13 +14,14 @@ import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from mainspring import Client, Worker, _core
+from mainspring import Client, History, Replayer, Worker, _core
 from mainspring.storage import SqliteStorage, VirtualClock
 from mainspring.testing import time_skipping
 
-from .workflows import ALL_ACTIVITIES, ALL_WORKFLOWS
+from .workflows import ALL_ACTIVITIES, ALL_WORKFLOWS, AddItem, Items
 
 GOLDEN = Path(__file__).parent / "sqlite_files"
+EXPORTS = Path(__file__).parent / "histories" / "format-1"
 
 
 async def test_a_schema_4_file_with_work_in_flight_is_migrated_and_finishes_it(
@@ -68,3 +69,57 @@ async def test_a_schema_4_file_with_work_in_flight_is_migrated_and_finishes_it(
     ]
     assert completed["attempt"] == 2
     await client.close()
+
+
+async def test_a_schema_5_file_of_format_1_rows_replays_and_carries_on(tmp_path: Path) -> None:
+    """Written by the last release whose history rows were postcard (history format 1)."""
+    path = tmp_path / "schema-5.db"
+    shutil.copy(GOLDEN / "schema-5-in-flight.db", path)
+    clock = VirtualClock(datetime(2030, 1, 3, tzinfo=timezone.utc))
+    storage = SqliteStorage(path, clock=clock)
+    ((version,),) = storage._database.execute(
+        "SELECT value FROM mainspring_meta WHERE key = 'schema_version'"
+    )
+    assert int(version) == _core.SQLITE_SCHEMA_VERSION
+    client = Client(storage)
+    # The closed runs' histories read back whole and replay through today's code.
+    replayer = Replayer(workflows=ALL_WORKFLOWS)  # type: ignore[arg-type]
+    for workflow_id, length in (("checkout-done", 13), ("failing-done", 6)):
+        history = await client.get_workflow_handle(workflow_id).history()
+        assert len(history) == length
+        replayer.replay(history)
+    assert await client.get_workflow_handle("checkout-done").result() == {
+        "order_id": "o-1",
+        "charged": 500,
+    }
+    workers = [
+        Worker(client, task_queue=queue, workflows=ALL_WORKFLOWS, activities=ALL_ACTIVITIES)
+        for queue in ("tests", "idle")
+    ]
+    for worker in workers:
+        await worker.__aenter__()
+    try:
+        basket = client.get_workflow_handle("cart")
+        # Rebuilt by replay of the old rows, then new events appended after them.
+        assert await basket.query(Items()) == ["apple", "pear"]
+        await basket.signal(AddItem(item="checkout"))
+        assert await basket.result(timeout=30) == ["apple", "pear", "checkout"]
+        async with time_skipping(storage):
+            assert await client.get_workflow_handle("sleeper").result(timeout=30) == "3600"
+            assert await client.get_workflow_handle("sequential").result(timeout=30) == 6
+    finally:
+        for worker in workers:
+            await worker.__aexit__(None, None, None)
+    for workflow_id in ("cart", "sleeper", "sequential"):
+        replayer.replay(await client.get_workflow_handle(workflow_id).history())
+    await client.close()
+
+
+def test_histories_exported_in_format_1_load_and_replay() -> None:
+    replayer = Replayer(workflows=ALL_WORKFLOWS)  # type: ignore[arg-type]
+    for workflow_id in ("checkout-done", "failing-done"):
+        encoded = History((EXPORTS / f"{workflow_id}.msh").read_bytes())
+        exported = History.from_json((EXPORTS / f"{workflow_id}.json").read_text())
+        assert encoded == exported
+        replayer.replay(encoded)
+        replayer.replay(exported)

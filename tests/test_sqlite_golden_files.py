@@ -75,7 +75,8 @@ async def test_a_schema_5_file_of_format_1_rows_replays_and_carries_on(tmp_path:
     """Written by the last release whose history rows were postcard (history format 1)."""
     path = tmp_path / "schema-5.db"
     shutil.copy(GOLDEN / "schema-5-in-flight.db", path)
-    clock = VirtualClock(datetime(2030, 1, 3, tzinfo=timezone.utc))
+    # Where the recording clock stood (an hour of skipped time into 2030).
+    clock = VirtualClock(datetime(2030, 1, 1, 1, tzinfo=timezone.utc))
     storage = SqliteStorage(path, clock=clock)
     ((version,),) = storage._database.execute(
         "SELECT value FROM mainspring_meta WHERE key = 'schema_version'"

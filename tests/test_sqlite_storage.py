@@ -43,6 +43,16 @@ async def test_a_file_from_a_newer_schema_is_refused_and_left_alone(tmp_path: Pa
     assert version == str(_core.SQLITE_SCHEMA_VERSION + 1)
 
 
+def _format_1_started_row(*fields: str | bytes) -> bytes:
+    """A WorkflowStarted row as schema versions 1 to 5 stored it (history format 1, postcard):
+    event id 1 and time 0 as varints, variant 0, then each field length-prefixed."""
+    row = bytearray([1, 0, 0])
+    for field in fields:
+        data = field.encode() if isinstance(field, str) else field
+        row += bytes([len(data)]) + data
+    return bytes(row)
+
+
 async def test_a_file_from_the_first_schema_is_migrated_and_its_work_goes_on(
     tmp_path: Path,
 ) -> None:
@@ -57,8 +67,7 @@ async def test_a_file_from_the_first_schema_is_migrated_and_its_work_goes_on(
             "history_length, started_ms, task_state, task_ready_ms) "
             "VALUES ('old', 'old-run', 'sequential', 'q', 'RUNNING', 1, 0, 1, 0)"
         )
-        started = ("sequential", "old", "old-run", "q", b"3")
-        row = _core.encode_inbound_row(1, 0, "WorkflowStarted", started)
+        row = _format_1_started_row("sequential", "old", "old-run", "q", b"3")
         connection.execute("INSERT INTO events VALUES (1, 1, 'WorkflowStarted', ?)", (row,))
     client = Client(SqliteStorage(path))
     async with Worker(client, task_queue="q", workflows=[sequential], activities=[double]):

@@ -129,7 +129,7 @@ async def test_failed_attempts_retry_with_backoff_and_stale_attempts_are_fenced(
     first = await _poll_activity_task(storage)
     assert first is not None
     await storage.heartbeat_activity_task(first, b'"half"')
-    failure = ("boom", "ValueError", False, b"null", "", None)
+    failure = ("boom", "ValueError", False, b"null", "", None, None)
     await storage.fail_activity_task(first, failure)
     with pytest.raises(StaleTaskError):
         await storage.heartbeat_activity_task(first, b"null")

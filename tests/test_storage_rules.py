@@ -36,7 +36,7 @@ from .conformance import (
     _schedule,
 )
 
-FAILURE = ("boom", "ValueError", False, b"null", "", None)
+FAILURE = ("boom", "ValueError", False, b"null", "", None, None)
 
 
 async def _started(storage: Storage, commands: list[tuple[Any, ...]]) -> Driver:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
@@ -22,6 +22,8 @@ class WorkflowDefinition:
     takes_input: bool
     input_type: Any
     output_type: Any
+    # Exception types that fail the run when workflow code raises them (besides FailureError).
+    failure_exception_types: tuple[type[BaseException], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -67,14 +69,28 @@ def _signature_types(
 @overload
 def workflow(function: FunctionT, /) -> FunctionT: ...
 @overload
-def workflow(*, name: str | None = None) -> Callable[[FunctionT], FunctionT]: ...
 def workflow(
-    function: FunctionT | None = None, /, *, name: str | None = None
+    *,
+    name: str | None = None,
+    failure_exception_types: Sequence[type[BaseException]] = (),
+) -> Callable[[FunctionT], FunctionT]: ...
+def workflow(
+    function: FunctionT | None = None,
+    /,
+    *,
+    name: str | None = None,
+    failure_exception_types: Sequence[type[BaseException]] = (),
 ) -> FunctionT | Callable[[FunctionT], FunctionT]:
     """Marks an ``async def f(ctx: WorkflowContext, input) -> output`` as a workflow.
 
     Use bare (``@workflow``) or with a name (``@workflow(name="checkout")``); the name defaults
     to the function's name and is what histories record.
+
+    An exception the workflow's code leaves unhandled fails the run only if it is a
+    ``FailureError`` (``ApplicationError``, ``ActivityError``, ``WaitTimeoutError``, ...) or an
+    instance of one of ``failure_exception_types`` (temporalio's spelling; listing
+    ``NonDeterminismError`` makes a replay mismatch fail the run too). Any other exception
+    fails the workflow task, which is retried with backoff until the code is fixed.
     """
 
     def decorate(target: FunctionT) -> FunctionT:
@@ -87,6 +103,7 @@ def workflow(
             takes_input=takes_input,
             input_type=input_type,
             output_type=output_type,
+            failure_exception_types=tuple(failure_exception_types),
         )
         setattr(target, _WORKFLOW_ATTRIBUTE, definition)
         return target

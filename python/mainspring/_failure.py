@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import traceback
+from datetime import timedelta
 from typing import Any
 
 from . import _payload
@@ -40,18 +41,32 @@ def failure_from_exception(error: BaseException, depth: int = 0) -> FailureTuple
         if cause is not None and depth < _MAXIMUM_CHAIN
         else None
     )
-    return (message, error_type, non_retryable, _details_bytes(error), stack, cause_failure)
+    delay = error.next_retry_delay if isinstance(error, ApplicationError) else None
+    delay_ms = None if delay is None else max(0, round(delay.total_seconds() * 1000))
+    return (
+        message,
+        error_type,
+        non_retryable,
+        _details_bytes(error),
+        stack,
+        cause_failure,
+        delay_ms,
+    )
 
 
 def exception_from_failure(failure: Any) -> ApplicationError:
     """Rebuilds an :class:`ApplicationError` chain from a recorded failure tuple."""
-    message, error_type, non_retryable, details, stack, cause = failure
+    message, error_type, non_retryable, details, stack, cause, delay_ms = failure
     try:
         decoded_details = _payload.decode(details)
     except Exception:
         decoded_details = None
     error = ApplicationError(
-        message, details=decoded_details, type=error_type, non_retryable=non_retryable
+        message,
+        details=decoded_details,
+        type=error_type,
+        non_retryable=non_retryable,
+        next_retry_delay=None if delay_ms is None else timedelta(milliseconds=delay_ms),
     )
     error.remote_stack_trace = stack
     if cause is not None:

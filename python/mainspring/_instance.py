@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +36,20 @@ from ._protocol import (
     RESOLUTION_COMPLETED,
     RESOLUTION_FAILED,
 )
-from .errors import ActivityError, QueryFailedError, WorkflowEscapeError
+from .errors import (
+    ActivityError,
+    ApplicationError,
+    FailureError,
+    PayloadDecodeError,
+    QueryFailedError,
+    WorkflowEscapeError,
+)
+
+logger = logging.getLogger("mainspring.workflow")
+
+# Engine flags (rust/core/src/history/flags.rs): which behaviours an activation runs with.
+FLAG_TASK_FAILURES = 1 << 0
+FLAG_STAGED_JOBS = 1 << 1
 
 
 @dataclass(frozen=True)
@@ -59,6 +73,24 @@ class _PendingTimer:
     command: tuple[Any, ...]
 
 
+class _CommandFuture(asyncio.Future):  # type: ignore[type-arg]
+    """The future of a command (an activity, a timer): cancelling it, however it is reached
+    (directly, through a task awaiting it, from ``asyncio.wait``'s pending set), flags the loop
+    so the cancel command is issued when the loop next drains."""
+
+    def cancel(self, msg: Any = None) -> bool:
+        loop = self.get_loop()
+        cancelled = super().cancel(msg)
+        if cancelled:
+            loop.cancellation_requested = True  # type: ignore[attr-defined]
+        return cancelled
+
+
+class WorkflowTaskFailure(Exception):
+    """Workflow code raised an exception that does not fail the run: the workflow task fails
+    and is retried (after a fix and a redeploy, it goes on). ``__cause__`` is that exception."""
+
+
 # What asyncio raises into code that awaits a future of another loop: the first time, that it
 # is attached to a different loop; every later time (the future stays flagged as awaited),
 # that await was not used with it. Both are escapes, not workflow failures.
@@ -71,6 +103,7 @@ class WorkflowInstance:
         definition: WorkflowDefinition,
         payload_limit: int,
         run: _core.WorkflowRun | None = None,
+        failure_exception_types: tuple[type[BaseException], ...] = (),
     ) -> None:
         from .workflow_context import (
             WorkflowContext,
@@ -86,6 +119,14 @@ class WorkflowInstance:
         self.next_activity_seq = 1
         self.next_timer_seq = 1
         self.signal_buffers: dict[str, collections.deque[bytes]] = {}
+        # Coroutines in wait_signal, per signal name, first come first served: each signal
+        # goes to exactly one of them.
+        self.signal_waiters: dict[str, collections.deque[asyncio.Future[bytes]]] = {}
+        # Exceptions that fail the run (besides FailureError): the workflow's and the worker's.
+        self.failure_types = (*definition.failure_exception_types, *failure_exception_types)
+        self.flags = 0
+        self.task_error: BaseException | None = None
+        self.dropped_signals = 0
         self.signal_handlers: dict[str, tuple[Any, Callable[[Any], Any]]] = {}
         self.query_handlers: dict[str, tuple[Any, Callable[[Any], Any]]] = {}
         self.conditions: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
@@ -114,13 +155,41 @@ class WorkflowInstance:
 
     # Activations.
 
-    def activate(
-        self, activation: tuple[bool, int, list[tuple[Any, ...]]]
-    ) -> list[tuple[Any, ...]]:
-        """Applies one activation and returns the commands the workflow code issued."""
-        replaying, now_ms, jobs = activation
+    def activate(self, activation: tuple[bool, int, list[tuple[Any, ...]], int]) -> list[Any]:
+        """Applies one activation and returns the commands the workflow code issued.
+
+        Raises:
+            WorkflowTaskFailure: the code raised something that fails the task, not the run.
+        """
+        replaying, now_ms, jobs, flags = activation
         self.replaying = replaying
         self.now_ms = now_ms
+        self.flags = flags
+        if flags & FLAG_STAGED_JOBS:
+            # As temporalio: signals first and the loop run to idle with conditions checked,
+            # so a signal recorded before a timer fired is seen before it; then the rest.
+            signals = [job for job in jobs if job[0] == JOB_SIGNAL]
+            if signals:
+                for job in signals:
+                    self._deliver_signal(job[1], job[2])
+                self._run()
+                jobs = [job for job in jobs if job[0] != JOB_SIGNAL]
+            if not self.closed:
+                self._apply(jobs)
+                self._run()
+        else:
+            self._apply(jobs)
+            self._run()
+        if self.loop.escape is not None:
+            raise WorkflowEscapeError(self.loop.escape)
+        if self.task_error is not None:
+            error, self.task_error = self.task_error, None
+            raise WorkflowTaskFailure(f"{type(error).__name__}: {error}") from error
+        commands = self.commands
+        self.commands = []
+        return commands
+
+    def _apply(self, jobs: list[tuple[Any, ...]]) -> None:
         for job in jobs:
             tag = job[0]
             if tag == JOB_RESOLVE_ACTIVITY:
@@ -137,12 +206,14 @@ class WorkflowInstance:
                 self.cancel_requested = True
                 if self.main_task is not None:
                     self.main_task.cancel()
-        self._run()
-        if self.loop.escape is not None:
-            raise WorkflowEscapeError(self.loop.escape)
-        commands = self.commands
-        self.commands = []
-        return commands
+
+    def fails_run(self, error: BaseException) -> bool:
+        """Whether ``error``, raised by workflow code, fails the run (else the task)."""
+        if not self.flags & FLAG_TASK_FAILURES:
+            return True  # recorded before the rule: any exception failed the run
+        return isinstance(error, FailureError) or (
+            bool(self.failure_types) and isinstance(error, self.failure_types)
+        )
 
     def _run(self) -> None:
         loop = self.loop
@@ -154,7 +225,7 @@ class WorkflowInstance:
             if not self._check_conditions() and not loop.has_ready():
                 break
         task = self.main_task
-        if task is not None and task.done() and not self.closed:
+        if task is not None and task.done() and not self.closed and self.task_error is None:
             self._finish(task)
 
     def _check_conditions(self) -> bool:
@@ -189,7 +260,12 @@ class WorkflowInstance:
         definition = self.definition
         if not definition.takes_input:
             return await definition.function(self.context)
-        argument = _payload.decode(input_bytes, definition.input_type)
+        try:
+            argument = _payload.decode(input_bytes, definition.input_type)
+        except PayloadDecodeError as error:
+            # The caller's input, not the workflow's code: no redeploy makes this run's input
+            # decode, so it fails the run (recorded as the PayloadDecodeError it is).
+            raise ApplicationError(str(error), type=type(error).__name__) from error
         return await definition.function(self.context, argument)
 
     def _finish(self, task: asyncio.Task[Any]) -> None:
@@ -207,6 +283,10 @@ class WorkflowInstance:
             try:
                 result = _payload.encode(task.result(), self.payload_limit)
             except Exception as encode_error:
+                if not self.fails_run(encode_error):
+                    self.closed = False
+                    self.task_error = encode_error
+                    return
                 self.commands.append((COMMAND_FAIL_WORKFLOW, failure_from_exception(encode_error)))
                 return
             self.commands.append((COMMAND_COMPLETE_WORKFLOW, result))
@@ -224,6 +304,10 @@ class WorkflowInstance:
         if isinstance(error, asyncio.CancelledError) and self.cancel_requested:
             self.commands.append((COMMAND_CANCEL_WORKFLOW, _payload.EMPTY))
             return
+        if not self.fails_run(error):
+            self.closed = False
+            self.task_error = error
+            return
         self.commands.append((COMMAND_FAIL_WORKFLOW, failure_from_exception(error)))
 
     # Activities.
@@ -240,7 +324,7 @@ class WorkflowInstance:
         self.next_activity_seq = seq + 1
         command = (COMMAND_SCHEDULE_ACTIVITY, seq, activity_type, input_bytes, task_queue, *options)
         self.commands.append(command)
-        future: asyncio.Future[Any] = asyncio.Future(loop=self.loop)
+        future: asyncio.Future[Any] = _CommandFuture(loop=self.loop)
         self.activities[seq] = (
             future,
             activity_type,
@@ -319,7 +403,7 @@ class WorkflowInstance:
         self.next_timer_seq += 1
         command = (COMMAND_START_TIMER, seq, duration_ms)
         self.commands.append(command)
-        future: asyncio.Future[None] = self.loop.create_future()
+        future: asyncio.Future[None] = _CommandFuture(loop=self.loop)
         self.timers[seq] = _PendingTimer(future, command)
         return future
 
@@ -327,17 +411,71 @@ class WorkflowInstance:
 
     def _deliver_signal(self, name: str, payload: bytes) -> None:
         handler = self.signal_handlers.get(name)
-        if handler is None:
-            self.signal_buffers.setdefault(name, collections.deque()).append(payload)
+        if handler is not None:
+            self.loop.call_soon(self._invoke_signal_handler, handler, payload)
             return
-        self.loop.call_soon(self._invoke_signal_handler, handler, payload)
+        waiters = self.signal_waiters.get(name)
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(payload)
+                return
+        self.signal_buffers.setdefault(name, collections.deque()).append(payload)
+
+    def take_signal(self, name: str) -> bytes | asyncio.Future[bytes]:
+        """The next signal of ``name`` for one wait_signal: a buffered payload if one is there
+        and nobody waits before us, else a future in the queue of waiters."""
+        buffered = self.signal_buffers.get(name)
+        waiters = self.signal_waiters.setdefault(name, collections.deque())
+        if buffered and not any(not waiter.done() for waiter in waiters):
+            return buffered.popleft()
+        waiter: asyncio.Future[bytes] = self.loop.create_future()
+        waiters.append(waiter)
+        return waiter
+
+    def give_back_signal(self, name: str, taken: asyncio.Future[bytes]) -> None:
+        """A waiter gave up (timed out): a signal it was handed goes to the next waiter or
+        back to the front of the buffer, never lost."""
+        if not taken.done():
+            taken.cancel()
+            return
+        waiters = self.signal_waiters.get(name)
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(taken.result())
+                return
+        self.signal_buffers.setdefault(name, collections.deque()).appendleft(taken.result())
+
+    def drop_signal(self, name: str, error: BaseException) -> bool:
+        """A signal whose payload does not decode: logged (once live) and dropped, never fatal
+        to the run. False when the history predates the rule and the run must fail on it."""
+        if not self.flags & FLAG_TASK_FAILURES:
+            return False
+        self.dropped_signals += 1
+        if not self.replaying:
+            info = self.info
+            logger.warning(
+                "dropped signal %r of workflow %s: its payload does not decode: %s",
+                name,
+                info.workflow_id if info else "?",
+                error,
+            )
+        return True
 
     def _invoke_signal_handler(
         self, handler: tuple[Any, Callable[[Any], Any]], payload: bytes
     ) -> None:
         signal_type, function = handler
         try:
-            outcome = function(_payload.decode(payload, signal_type))
+            signal = _payload.decode(payload, signal_type)
+        except PayloadDecodeError as error:
+            if self.drop_signal(getattr(signal_type, "__name__", "?"), error):
+                return
+            self._handler_failed(error)
+            return
+        try:
+            outcome = function(signal)
             if asyncio.iscoroutine(outcome):
                 task = self.loop.create_task(outcome)
                 task.add_done_callback(self._signal_task_done)
@@ -351,7 +489,12 @@ class WorkflowInstance:
             self._handler_failed(error)
 
     def _handler_failed(self, error: BaseException) -> None:
-        # A failing signal handler fails the workflow, as an exception in its body would.
+        if not self.fails_run(error):
+            # Fails the task, as an exception in the workflow's body would.
+            if self.task_error is None:
+                self.task_error = error
+            return
+        # A failure that fails the run, as it would raised in the workflow's body.
         if self.handler_error is None:
             self.handler_error = error
             if self.main_task is not None:
@@ -371,14 +514,43 @@ class WorkflowInstance:
             known = ", ".join(sorted(self.query_handlers)) or "none"
             raise QueryFailedError(f"no query handler for {name!r} (registered: {known})")
         query_type, function = handler
-        commands_before = len(self.commands)
+        # A query must leave no trace: whatever the handler calls, the commands, sequence
+        # numbers, random state and pending futures are put back as they were.
+        commands = list(self.commands)
+        sequences = (self.next_activity_seq, self.next_timer_seq)
+        random_state = None if self._random is None else self._random.getstate()
+        activities, timers = set(self.activities), set(self.timers)
+        conditions = list(self.conditions)
         try:
-            result = function(_payload.decode(payload, query_type))
-        except Exception as error:
-            raise QueryFailedError(f"query handler {name!r} raised: {error!r}") from error
-        if asyncio.iscoroutine(result):
-            result.close()
-            raise QueryFailedError(f"query handler {name!r} must be a plain function, not async")
-        if len(self.commands) != commands_before:
-            raise QueryFailedError(f"query handler {name!r} issued commands; queries are read-only")
-        return _payload.encode(result, self.payload_limit)
+            try:
+                result = function(_payload.decode(payload, query_type))
+            except Exception as error:
+                raise QueryFailedError(f"query handler {name!r} raised: {error!r}") from error
+            if asyncio.iscoroutine(result):
+                result.close()
+                raise QueryFailedError(
+                    f"query handler {name!r} must be a plain function, not async"
+                )
+            if self.commands != commands or sequences != (
+                self.next_activity_seq,
+                self.next_timer_seq,
+            ):
+                raise QueryFailedError(
+                    f"query handler {name!r} issued commands; queries are read-only"
+                )
+            return _payload.encode(result, self.payload_limit)
+        finally:
+            self.commands = commands
+            self.next_activity_seq, self.next_timer_seq = sequences
+            if random_state is None:
+                self._random = None
+            else:
+                assert self._random is not None
+                self._random.setstate(random_state)
+            for seq in set(self.activities) - activities:
+                self.activities.pop(seq)[0].cancel()
+            for seq in set(self.timers) - timers:
+                self.timers.pop(seq).future.cancel()
+            self.conditions = conditions
+            # Nothing it made may be swept into a cancel command later.
+            self.loop.cancellation_requested = False

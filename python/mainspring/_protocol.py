@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any, Final
 
 # An activation: (replaying, now_ms, [job, ...]).
-Activation = tuple[bool, int, list[tuple[Any, ...]]]
+# (replaying, now_ms, jobs, engine flags)
+Activation = tuple[bool, int, list[tuple[Any, ...]], int]
 
 # Jobs (core → Python)
 JOB_START_WORKFLOW: Final = 0  # (tag, workflow_type, workflow_id, run_id, task_queue, input)
@@ -37,7 +38,8 @@ COMMAND_FAIL_WORKFLOW: Final = 5  # (tag, failure)
 COMMAND_CANCEL_WORKFLOW: Final = 6  # (tag, details)
 
 # A failure: (message, error_type, non_retryable, details, stack_trace, cause | None)
-FailureTuple = tuple[str, str, bool, bytes, str, "FailureTuple | None"]
+# (message, error_type, non_retryable, details, stack_trace, cause, next_retry_delay_ms)
+FailureTuple = tuple[str, str, bool, bytes, str, "FailureTuple | None", int | None]
 
 # What the stores hand across the boundary (`rust/bindings/src/memory_store.rs` and
 # `sqlite_operations.rs`), every store the same layout.
@@ -59,7 +61,7 @@ ActivityLeaseTuple = tuple[
 CommittedTuple = tuple[bytes | None, list[ActivityLeaseTuple], bool, bytes | None, int]
 # A run as describe and list report it: (run_key, workflow_id, run_id, workflow_type,
 # task_queue, status, history_length, started_ms, closed_ms | None, last_task_failure | None).
-SummaryTuple = tuple[int, str, str, str, str, str, int, int, int | None, str | None]
+SummaryTuple = tuple[int, str, str, str, str, str, int, int, int | None, str | None, int]
 
 # The rows a database store keeps (rust/core/src/rules/rows.rs): `_core.RunRecord.row()` and
 # `_core.ActivityRecord.row()` give them, `from_row` takes them back.

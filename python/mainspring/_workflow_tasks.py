@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _core
 from ._definitions import WorkflowDefinition
-from ._instance import WorkflowInstance
+from ._instance import WorkflowInstance, WorkflowTaskFailure
 from .errors import MainspringError, QueryFailedError, StaleTaskError, UnknownWorkflowTypeError
 from .storage.base import (
     ActivityTask,
@@ -68,6 +68,7 @@ class WorkflowTaskRunner:
         self._definitions = definitions
         self._config = config
         self._lease_ms = int(config.workflow_task_timeout.total_seconds() * 1000)
+        self._failure_types = tuple(config.workflow_failure_exception_types)
         # Sticky cache: run id → live instance, least recently used first.
         self._cache: collections.OrderedDict[str, WorkflowInstance] = collections.OrderedDict()
         # Queries that arrived before the run's first workflow task completed: its handlers
@@ -194,7 +195,11 @@ class WorkflowTaskRunner:
                 f"workflow type {workflow_type!r} is not registered on this worker "
                 f"(registered: {known})"
             )
-        return WorkflowInstance(definition, self._config.maximum_payload_bytes)
+        return WorkflowInstance(
+            definition,
+            self._config.maximum_payload_bytes,
+            failure_exception_types=self._failure_types,
+        )
 
     async def _process(self, task: WorkflowTask) -> None:
         storage = self._storage
@@ -210,14 +215,20 @@ class WorkflowTaskRunner:
             instance.run.add_events(tail)
             outcome = advance(instance, storage.now_ms())
         except Exception as error:
+            if isinstance(error, WorkflowTaskFailure):
+                # The workflow's own exception (not a FailureError): its traceback is the
+                # cause's, and the reason recorded is the exception itself.
+                reason = str(error)
+            else:
+                reason = f"{type(error).__name__}: {error}"
             logger.warning(
                 "workflow task of %s failed; it will be retried: %s",
                 task.workflow_id,
-                error,
+                reason,
                 exc_info=not isinstance(error, UnknownWorkflowTypeError),
             )
             with contextlib.suppress(StaleTaskError):
-                await storage.fail_workflow_task(task, f"{type(error).__name__}: {error}")
+                await storage.fail_workflow_task(task, reason)
             return
         try:
             committed = await storage.complete_workflow_task(task, outcome, **self._eager_room())

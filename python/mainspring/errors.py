@@ -6,6 +6,7 @@ read by Rust and one read by Python are the same exception type.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 __all__ = [
@@ -27,6 +28,8 @@ __all__ = [
     "StorageError",
     "UnknownActivityTypeError",
     "UnknownWorkflowTypeError",
+    "UnsupportedHistoryError",
+    "WaitTimeoutError",
     "WorkflowAlreadyStartedError",
     "WorkflowCanceledError",
     "WorkflowEscapeError",
@@ -47,6 +50,11 @@ class InternalError(MainspringError):
 
 class CorruptHistoryError(MainspringError):
     """Bytes or JSON that do not decode to a history, or a format version this build can't read."""
+
+
+class UnsupportedHistoryError(MainspringError):
+    """A history written by a newer Mainspring: a format version, an event kind or engine flags
+    this build does not know. Upgrade the worker (or the replayer) to read it."""
 
 
 class InvalidHistoryError(MainspringError):
@@ -137,7 +145,12 @@ class QueryFailedError(MainspringError):
 
 
 class FailureError(MainspringError):
-    """Base of errors that travel through history as a recorded failure."""
+    """Base of errors that travel through history as a recorded failure.
+
+    Raised out of workflow code (unhandled), a ``FailureError`` fails the run; any other
+    exception fails only the workflow task, which is retried until the code is fixed (the
+    types a workflow or worker lists in ``failure_exception_types`` fail the run too).
+    """
 
 
 class ApplicationError(FailureError):
@@ -149,6 +162,9 @@ class ApplicationError(FailureError):
         type: A name retry policies can match in ``non_retryable_error_types``; defaults to the
             class name.
         non_retryable: If true, an activity that raises it is never retried.
+        next_retry_delay: Raised by an activity, the delay before the next attempt, in place
+            of the retry policy's backoff for this retry (the policy's maximum attempts and
+            the schedule-to-close timeout still apply), as in temporalio.
     """
 
     def __init__(
@@ -158,12 +174,14 @@ class ApplicationError(FailureError):
         details: Any = None,
         type: str | None = None,
         non_retryable: bool = False,
+        next_retry_delay: timedelta | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
         self.type = type or self.__class__.__name__
         self.non_retryable = non_retryable
+        self.next_retry_delay = next_retry_delay
         # Set on errors rebuilt from a recorded failure: the stack where it was first raised.
         self.remote_stack_trace = ""
 
@@ -189,6 +207,14 @@ class ActivityError(FailureError):
         self.activity_type = activity_type
         self.attempt = attempt
         self.timeout_type = timeout_type
+
+
+class WaitTimeoutError(FailureError, TimeoutError):
+    """``ctx.wait_signal`` or ``ctx.wait_condition`` reached its timeout first.
+
+    Both a :class:`FailureError` (left unhandled, it fails the run rather than retrying the
+    task forever) and a builtin :class:`TimeoutError` (``except TimeoutError`` catches it).
+    """
 
 
 class WorkflowFailedError(FailureError):

@@ -19,10 +19,16 @@ __all__ = ["Replayer"]
 
 
 class Replayer:
-    def __init__(self, *, workflows: Sequence[Callable[..., Any]]) -> None:
+    def __init__(
+        self,
+        *,
+        workflows: Sequence[Callable[..., Any]],
+        workflow_failure_exception_types: Sequence[type[BaseException]] = (),
+    ) -> None:
         self._definitions = {
             definition.name: definition for definition in map(workflow_definition, workflows)
         }
+        self._failure_types = tuple(workflow_failure_exception_types)
 
     def replay(self, history: History) -> None:
         """Replays ``history`` through the registered workflow code.
@@ -48,6 +54,11 @@ class Replayer:
             raise UnknownWorkflowTypeError(
                 f"workflow type {workflow_type!r} is not registered with this replayer"
             )
-        instance = WorkflowInstance(definition, DEFAULT_MAXIMUM_PAYLOAD_BYTES, run=run)
+        instance = WorkflowInstance(
+            definition,
+            DEFAULT_MAXIMUM_PAYLOAD_BYTES,
+            run=run,
+            failure_exception_types=self._failure_types,
+        )
         run.complete(instance.activate(first))
         advance(instance, 0, allow_live=False)

@@ -43,6 +43,10 @@ class WorkerConfig:
         poll_interval: Longest idle wait between polls when the storage sends no wake-up.
         graceful_shutdown_timeout: How long shutdown waits for running activities.
         maximum_payload_bytes: Largest payload a workflow or activity may produce.
+        workflow_failure_exception_types: Exception types that fail a run when its workflow
+            code leaves them unhandled, for every workflow of this worker (besides
+            ``FailureError`` and each workflow's own ``failure_exception_types``); any other
+            exception fails the workflow task, which is retried. As temporalio's.
         gc_threshold: While the worker runs, Python's cyclic garbage collector waits for this
             many new container objects between collections of its youngest generation
             (CPython's default, 700, makes it run every few workflow tasks and costs 10-17% of
@@ -60,6 +64,7 @@ class WorkerConfig:
     graceful_shutdown_timeout: timedelta = timedelta(seconds=10)
     maximum_payload_bytes: int = DEFAULT_MAXIMUM_PAYLOAD_BYTES
     gc_threshold: int | None = 10_000
+    workflow_failure_exception_types: Sequence[type[BaseException]] = ()
 
     def __post_init__(self) -> None:
         # A lease lapses at its deadline: one shorter than a millisecond would be over when

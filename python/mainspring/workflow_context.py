@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from . import _payload
 from ._definitions import activity_definition
+from ._instance import FLAG_STAGED_JOBS
+from .errors import PayloadDecodeError, WaitTimeoutError
 from .messages import Query, Signal, message_name
 from .retry import RetryPolicy
 
@@ -295,7 +297,7 @@ class WorkflowContext:
             if not condition.done():
                 condition.cancel()
         if condition.cancelled():
-            raise TimeoutError(f"condition not met within {timeout_ms} ms")
+            raise WaitTimeoutError(f"condition not met within {timeout_ms} ms")
         condition.result()
 
     # Signals and queries.
@@ -311,15 +313,46 @@ class WorkflowContext:
     ) -> SignalT:
         """Returns the next signal of this type, buffered if it arrived before the call.
 
+        Each signal goes to exactly one caller: concurrent waiters queue, first come first
+        served. A signal whose payload does not decode as ``signal_type`` is logged and
+        dropped, and the wait goes on.
+
         Raises:
-            TimeoutError: no such signal arrived within ``timeout``.
+            WaitTimeoutError: no such signal arrived within ``timeout`` (also a builtin
+                ``TimeoutError``; unhandled, it fails the run).
         """
         name = message_name(signal_type)
-        buffers = self._instance.signal_buffers
-        await self.wait_condition(lambda: bool(buffers.get(name)), timeout)
-        payload = buffers[name].popleft()
-        decoded: SignalT = _payload.decode(payload, signal_type)
-        return decoded
+        instance = self._instance
+        timeout_ms = _milliseconds(timeout)
+        timer: asyncio.Future[None] | None = None
+        try:
+            while True:
+                taken = instance.take_signal(name)
+                if isinstance(taken, bytes):
+                    payload = taken
+                elif timeout_ms is None:
+                    payload = await taken
+                else:
+                    if timer is None:
+                        timer = instance.start_timer(timeout_ms)
+                    await asyncio.wait((taken, timer), return_when=asyncio.FIRST_COMPLETED)
+                    # Histories recorded before staged jobs ran the timer first when both
+                    # came in one activation: they replay that way.
+                    timer_first = not instance.flags & FLAG_STAGED_JOBS and timer.done()
+                    if not taken.done() or timer_first:
+                        instance.give_back_signal(name, taken)
+                        raise WaitTimeoutError(f"no {name} signal within {timeout_ms} ms")
+                    payload = taken.result()
+                try:
+                    decoded: SignalT = _payload.decode(payload, signal_type)
+                except PayloadDecodeError as error:
+                    if instance.drop_signal(name, error):
+                        continue
+                    raise
+                return decoded
+        finally:
+            if timer is not None and not timer.done():
+                timer.cancel()
 
     def set_signal_handler(
         self, signal_type: type[SignalT], handler: Callable[[SignalT], Any]

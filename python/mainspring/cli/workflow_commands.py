@@ -35,6 +35,7 @@ def _description_fields(description: WorkflowDescription) -> list[tuple[str, Any
         ("started", description.start_time.isoformat()),
         ("closed", description.close_time.isoformat() if description.close_time else None),
         ("last_task_failure", description.last_task_failure),
+        ("task_attempt", description.task_attempt),
     ]
 
 

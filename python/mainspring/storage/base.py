@@ -122,15 +122,28 @@ class WorkflowDescription:
     start_time: datetime
     close_time: datetime | None
     last_task_failure: str | None
+    #: The attempt of the run's current (or next) workflow task: 1, or one more than the tasks
+    #: that failed in a row before it (as temporalio's pending workflow task attempt).
+    task_attempt: int = 1
 
 
 def description_from_row(row: SummaryTuple) -> WorkflowDescription:
     """A description from the row layout every storage reports runs in: `(key, workflow_id,
     run_id, workflow_type, task_queue, status, history_length, started_ms, closed_ms,
-    last_task_failure)`."""
-    _, workflow_id, run_id, workflow_type, task_queue, status, length, started, closed, failure = (
-        row
-    )
+    last_task_failure, task_failures)`."""
+    (
+        _,
+        workflow_id,
+        run_id,
+        workflow_type,
+        task_queue,
+        status,
+        length,
+        started,
+        closed,
+        failure,
+        task_failures,
+    ) = row
     return WorkflowDescription(
         workflow_id=workflow_id,
         run_id=run_id,
@@ -143,6 +156,7 @@ def description_from_row(row: SummaryTuple) -> WorkflowDescription:
         if closed is None
         else datetime.fromtimestamp(closed / 1000, tz=timezone.utc),
         last_task_failure=failure,
+        task_attempt=task_failures + 1,
     )
 
 

@@ -18,10 +18,12 @@ pub fn bytes<'py>(py: Python<'py>, payload: &Payload) -> Bound<'py, PyBytes> {
     PyBytes::new(py, &payload.0)
 }
 
-/// `(message, error_type, non_retryable, details, stack_trace, cause | None)`
+/// `(message, error_type, non_retryable, details, stack_trace, cause | None,
+/// next_retry_delay_ms | None)`
 pub fn failure_from_py(object: &Bound<'_, PyAny>) -> PyResult<Failure> {
     let tuple = object.cast::<PyTuple>()?;
     let cause = tuple.get_item(5)?;
+    let next_retry_delay = tuple.get_item(6)?;
     Ok(Failure {
         message: tuple.get_item(0)?.extract()?,
         error_type: tuple.get_item(1)?.extract()?,
@@ -33,6 +35,7 @@ pub fn failure_from_py(object: &Bound<'_, PyAny>) -> PyResult<Failure> {
         } else {
             Some(Box::new(failure_from_py(&cause)?))
         },
+        next_retry_delay_ms: next_retry_delay.extract()?,
     })
 }
 
@@ -48,6 +51,7 @@ pub fn failure_to_py<'py>(py: Python<'py>, failure: &Failure) -> PyResult<Bound<
         bytes(py, &failure.details),
         failure.stack_trace.as_str(),
         cause,
+        failure.next_retry_delay_ms,
     )
         .into_bound_py_any(py)
 }
@@ -106,7 +110,13 @@ pub fn activation_to_py<'py>(
     for job in &activation.jobs {
         jobs.append(job_to_py(py, job)?)?;
     }
-    (activation.replaying, activation.now_ms, jobs).into_bound_py_any(py)
+    (
+        activation.replaying,
+        activation.now_ms,
+        jobs,
+        activation.flags,
+    )
+        .into_bound_py_any(py)
 }
 
 fn optional_ms(object: Bound<'_, PyAny>) -> PyResult<Option<u64>> {

@@ -29,6 +29,7 @@ pub fn to_py_error(py: Python<'_>, error: CoreError) -> PyErr {
     };
     match error {
         CoreError::CorruptHistory(_) => simple("CorruptHistoryError"),
+        CoreError::UnsupportedHistory(_) => simple("UnsupportedHistoryError"),
         CoreError::InvalidHistory { .. } => simple("InvalidHistoryError"),
         CoreError::NonDeterminism {
             event_id,

@@ -28,6 +28,7 @@ pub type SummaryTuple = (
     i64,
     Option<i64>,
     Option<String>,
+    u32,
 );
 
 pub fn summary_tuple(summary: RunSummary) -> SummaryTuple {
@@ -42,6 +43,7 @@ pub fn summary_tuple(summary: RunSummary) -> SummaryTuple {
         summary.started_ms,
         summary.closed_ms,
         summary.last_task_failure,
+        summary.task_failures,
     )
 }
 

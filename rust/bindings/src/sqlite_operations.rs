@@ -397,6 +397,7 @@ fn run_row_to_py<'py>(py: Python<'py>, row: RunSummary) -> PyResult<Bound<'py, P
         row.started_ms,
         row.closed_ms,
         row.last_task_failure,
+        row.task_failures,
     )
         .into_bound_py_any(py)
 }

@@ -276,10 +276,17 @@ fn sqlite_version() -> &'static str {
     mainspring_sqlite::rusqlite::version()
 }
 
-/// The schema's migrations, in order (for tests that write an old file).
+/// The schema's SQL migrations, in order, up to the first that is code (for tests that write
+/// an old file).
 #[pyfunction]
 fn sqlite_migrations() -> Vec<&'static str> {
-    mainspring_sqlite::MIGRATIONS.to_vec()
+    mainspring_sqlite::MIGRATIONS
+        .iter()
+        .map_while(|migration| match migration {
+            mainspring_sqlite::Migration::Sql(sql) => Some(*sql),
+            mainspring_sqlite::Migration::Code(_) => None,
+        })
+        .collect()
 }
 
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {

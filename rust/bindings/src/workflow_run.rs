@@ -9,7 +9,12 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
 use crate::convert::{activation_to_py, command_from_py};
-use crate::errors::guarded;
+use crate::errors::{guarded, guarded_detached};
+
+/// Whole histories larger than this decode with the GIL released (a few events' worth).
+const DETACHED_HISTORY_BYTES: usize = 2 * 1024;
+/// Tails larger than this decode with the GIL released.
+const DETACHED_TAIL_BYTES: usize = 64 * 1024;
 
 #[pyclass(name = "WorkflowRun", module = "mainspring._core", frozen)]
 pub struct PyWorkflowRun {
@@ -29,15 +34,29 @@ impl PyWorkflowRun {
         }
     }
 
-    /// Appends encoded events (a history, or the tail fetched since the last task).
+    /// Appends encoded events (a history, or the tail fetched since the last task), decoded
+    /// and validated. A whole history (a cache miss) or a large tail is decoded with the GIL
+    /// released, so other threads run meanwhile; a few events (a new run's first task, the
+    /// usual tail) decode faster than the GIL changes hands.
     fn add_events(&self, py: Python<'_>, encoded: &[u8]) -> PyResult<()> {
-        guarded(py, || {
+        let add = || {
             let events = decode_events(encoded)?;
             self.inner
                 .lock()
                 .map_err(|_| poisoned())?
                 .add_events(events)
-        })
+        };
+        let whole_history = self.inner.lock().map(|run| run.history_length() == 0);
+        let threshold = if whole_history.unwrap_or(false) {
+            DETACHED_HISTORY_BYTES
+        } else {
+            DETACHED_TAIL_BYTES
+        };
+        if encoded.len() > threshold {
+            guarded_detached(py, add)
+        } else {
+            guarded(py, add)
+        }
     }
 
     #[getter]

@@ -9,6 +9,10 @@ pub enum CoreError {
     /// Bytes or JSON that do not decode to a history.
     #[error("corrupt history: {0}")]
     CorruptHistory(String),
+    /// A history written by a newer engine: a format version, an event kind or engine flag
+    /// bits this build does not know. Never guessed at: replaying it could go wrong silently.
+    #[error("history from a newer engine: {0}")]
+    UnsupportedHistory(String),
     /// A history that decodes but breaks an invariant (dense ids, references, terminal event).
     #[error("invalid history at event {event_id}: {reason}")]
     InvalidHistory { event_id: u64, reason: String },

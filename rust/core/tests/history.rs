@@ -17,6 +17,7 @@ fn every_kind() -> Vec<EventAttributes> {
         details: payload("[1]"),
         stack_trace: "trace".into(),
         cause: Some(Box::new(Failure::new("root", "OSError"))),
+        next_retry_delay_ms: Some(250),
     };
     let options = ActivityOptions {
         task_queue: "q".into(),
@@ -102,7 +103,7 @@ use mainspring_core::history::Payload;
 fn binary_round_trip_of_every_event_kind() {
     let events = history(every_kind());
     let encoded = encode_history(&events);
-    assert_eq!(&encoded[..4], b"MSH\x01");
+    assert_eq!(&encoded[..4], b"MSH\x02");
     assert_eq!(decode_history(&encoded).unwrap(), events);
 }
 
@@ -146,6 +147,10 @@ fn bad_bytes_are_corrupt_history_errors() {
     newer[3] = 99;
     let error = decode_history(&newer).unwrap_err();
     assert!(error.to_string().contains("version 99"), "{error}");
+    assert!(
+        matches!(error, CoreError::UnsupportedHistory(_)),
+        "{error:?}"
+    );
     let truncated = &encoded[..encoded.len() - 3];
     assert!(matches!(
         decode_events(truncated),
@@ -236,4 +241,44 @@ fn validation_rejects_broken_invariants() {
         Err(CoreError::InvalidHistory { event_id: 3, .. })
     ));
     assert!(validate_history(&[]).is_err());
+}
+
+/// Exported by the last release of format 1 (`tests/sqlite_files/record_schema_5.py`).
+const FORMAT_1_EXPORTS: [(&[u8], &str); 2] = [
+    (
+        include_bytes!("../../../tests/histories/format-1/checkout-done.msh"),
+        include_str!("../../../tests/histories/format-1/checkout-done.json"),
+    ),
+    (
+        include_bytes!("../../../tests/histories/format-1/failing-done.msh"),
+        include_str!("../../../tests/histories/format-1/failing-done.json"),
+    ),
+];
+
+#[test]
+fn format_1_exports_still_decode_and_match_their_json() {
+    for (encoded, json) in FORMAT_1_EXPORTS {
+        assert_eq!(encoded[3], 1, "written in format 1");
+        let events = decode_history(encoded).unwrap();
+        assert_eq!(events, history_from_json(json).unwrap());
+        // Written again, they are format 2 and read back the same.
+        let again = encode_history(&events);
+        assert_eq!(again[3], mainspring_core::history::FORMAT_VERSION);
+        assert_eq!(decode_history(&again).unwrap(), events);
+    }
+}
+
+#[test]
+fn a_json_history_from_a_newer_engine_is_unsupported() {
+    let json = history_to_json(&history(vec![started()]));
+    let newer = json.replace("\"format_version\": 1", "\"format_version\": 7");
+    assert!(matches!(
+        history_from_json(&newer),
+        Err(CoreError::UnsupportedHistory(_))
+    ));
+    let unknown_kind = json.replace("\"WorkflowStarted\"", "\"WorkflowPaused\"");
+    assert!(matches!(
+        history_from_json(&unknown_kind),
+        Err(CoreError::UnsupportedHistory(_))
+    ));
 }

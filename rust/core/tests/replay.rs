@@ -323,3 +323,56 @@ fn replay_of_a_long_history_completes() {
     let run = replay_recorded(sequential_activities(10_000)).unwrap();
     assert_eq!(run.history_length(), 30_003);
 }
+
+#[test]
+fn replay_hands_each_task_the_flags_it_was_recorded_with() {
+    use mainspring_core::history::flags::ENGINE_FLAGS;
+    let mut run = WorkflowRun::new();
+    // The first task recorded by an engine before flags (0), the second by this one.
+    run.add_events(history(vec![
+        started(),
+        boundary_with_flags(1, 0),
+        scheduled(1, "a"),
+        completed(3, "1"),
+        boundary(4),
+        scheduled(2, "b"),
+    ]))
+    .unwrap();
+    let first = run.next_activation(0, true).unwrap().unwrap();
+    assert_eq!((first.replaying, first.flags), (true, 0));
+    run.complete(vec![schedule(1, "a")]).unwrap();
+    let second = run.next_activation(0, true).unwrap().unwrap();
+    assert_eq!((second.replaying, second.flags), (true, ENGINE_FLAGS));
+}
+
+#[test]
+fn a_history_with_flags_from_a_newer_engine_is_refused_on_load() {
+    let mut run = WorkflowRun::new();
+    let error = run
+        .add_events(history(vec![started(), boundary_with_flags(1, 1 << 40)]))
+        .unwrap_err();
+    assert!(
+        matches!(error, CoreError::UnsupportedHistory(_)),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("0x10000000000"), "{error}");
+}
+
+#[test]
+fn a_tail_that_breaks_the_history_is_refused_on_load() {
+    let mut run = WorkflowRun::new();
+    run.add_events(history(vec![started(), boundary(1), scheduled(1, "a")]))
+        .unwrap();
+    // Completes an activity that was never scheduled: event 9.
+    let mut tail = history(vec![
+        started(),
+        boundary(1),
+        scheduled(1, "a"),
+        completed(9, "1"),
+    ]);
+    let error = run.add_events(tail.split_off(3)).unwrap_err();
+    assert!(
+        matches!(error, CoreError::InvalidHistory { event_id: 4, .. }),
+        "{error:?}"
+    );
+}

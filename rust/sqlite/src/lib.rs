@@ -29,4 +29,4 @@ pub use operation::{
     RunSummary, WorkflowLease,
 };
 pub use rusqlite;
-pub use schema::{MIGRATIONS, SCHEMA_VERSION};
+pub use schema::{Migration, MIGRATIONS, SCHEMA_VERSION};

@@ -129,6 +129,7 @@ fn run_row(record: RunRecord) -> RunSummary {
         started_ms: record.started_ms,
         closed_ms: record.closed_ms,
         last_task_failure: record.last_task_failure,
+        task_failures: record.task_failures,
     }
 }
 

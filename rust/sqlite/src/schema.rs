@@ -6,12 +6,21 @@
 
 use rusqlite::{Connection, OptionalExtension};
 
+use mainspring_core::history::upgrade_event_row;
+
 use crate::error::{StoreError, StoreResult};
 
+/// One step of the schema: SQL, or code where rows must be rewritten by the core's codecs.
+pub enum Migration {
+    Sql(&'static str),
+    Code(fn(&Connection) -> StoreResult<()>),
+}
+
 /// The migrations, in order: `MIGRATIONS[n]` moves a file from version n to n + 1.
-pub const MIGRATIONS: &[&str] = &[
+pub const MIGRATIONS: &[Migration] = &[
     // Version 1.
-    r#"
+    Migration::Sql(
+        r#"
 CREATE TABLE runs (
     run_key INTEGER PRIMARY KEY AUTOINCREMENT,
     workflow_id TEXT NOT NULL,
@@ -102,15 +111,19 @@ CREATE TABLE queries (
 CREATE INDEX queries_waiting ON queries (task_queue, state, query_id);
 
 "#,
+    ),
     // Version 2: the first event a run's cached instance has not seen (one past what its last
     // workflow task saw). A poll hands out the history from there, saving a read per task.
-    r#"
+    Migration::Sql(
+        r#"
 ALTER TABLE runs ADD COLUMN tail_start INTEGER NOT NULL DEFAULT 1
 
 "#,
+    ),
     // Version 3: one index over an activity's earliest deadline instead of one per deadline
     // kind, so changing an activity maintains one deadline index, not four.
-    r#"
+    Migration::Sql(
+        r#"
 DROP INDEX activities_attempt_deadline;
 DROP INDEX activities_heartbeat_deadline;
 DROP INDEX activities_start_deadline;
@@ -126,11 +139,13 @@ ALTER TABLE activities ADD COLUMN next_deadline_ms INTEGER GENERATED ALWAYS AS (
 CREATE INDEX activities_next_deadline ON activities (next_deadline_ms)
 
 "#,
+    ),
     // Version 4: the task indexes hold only the rows they find (queued or leased tasks, queued
     // attempts). Most runs are idle or closed, so the indexes stay small, and a task commit
     // (leased -> idle) touches one index entry instead of rewriting two. Queries spell these
     // states out as literals: SQLite uses a partial index only when it can see the WHERE.
-    r#"
+    Migration::Sql(
+        r#"
 DROP INDEX runs_ready;
 DROP INDEX runs_leases;
 DROP INDEX activities_ready;
@@ -139,13 +154,15 @@ CREATE INDEX runs_leases ON runs (task_deadline_ms) WHERE task_state = 2;
 CREATE INDEX activities_ready ON activities (task_queue, ready_ms) WHERE state = 0
 
 "#,
+    ),
     // Version 5: the store persists what the rules of `mainspring-core` decide, fenced.
     // Every change to a run or an activity is a compare-and-set on its `version`; "one open
     // run per workflow id" is a unique index. Activities are keyed as the rules name them (their
     // run and their ActivityScheduled event), carry the id users see, and keep only the state
     // their deadlines derive from (the last heartbeat) plus the earliest deadline, as the rules
     // compute it, for the tick's index.
-    r#"
+    Migration::Sql(
+        r#"
 ALTER TABLE runs ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
 CREATE UNIQUE INDEX runs_open_workflow ON runs (workflow_id) WHERE status = 'RUNNING';
 
@@ -189,7 +206,30 @@ CREATE INDEX activities_next_deadline ON activities (next_deadline_ms)
     WHERE next_deadline_ms IS NOT NULL
 
 "#,
+    ),
+    // Version 6: history rows in format 2 (Protocol Buffers). Every stored event row is
+    // rewritten from format 1 (postcard) in this one transaction; none is left behind, so a
+    // row's format is the file's schema version and needs no tag of its own.
+    Migration::Code(rewrite_event_rows_in_format_2),
 ];
+
+fn rewrite_event_rows_in_format_2(connection: &Connection) -> StoreResult<()> {
+    let mut read = connection.prepare("SELECT run_key, event_id, row FROM events")?;
+    let mut write =
+        connection.prepare("UPDATE events SET row = ?3 WHERE run_key = ?1 AND event_id = ?2")?;
+    let mut rows = read.query([])?;
+    while let Some(row) = rows.next()? {
+        let (run_key, event_id): (i64, i64) = (row.get(0)?, row.get(1)?);
+        let old: Vec<u8> = row.get(2)?;
+        let new = upgrade_event_row(&old).map_err(|error| {
+            StoreError::Sqlite(format!(
+                "event {event_id} of run {run_key} does not decode as format 1: {error}"
+            ))
+        })?;
+        write.execute(rusqlite::params![run_key, event_id, new])?;
+    }
+    Ok(())
+}
 
 /// The schema version this build writes and reads.
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
@@ -233,7 +273,10 @@ fn apply_migrations(connection: &Connection) -> StoreResult<()> {
         )));
     }
     for migration in &MIGRATIONS[version..] {
-        connection.execute_batch(migration)?;
+        match migration {
+            Migration::Sql(sql) => connection.execute_batch(sql)?,
+            Migration::Code(step) => step(connection)?,
+        }
     }
     connection.execute(
         "INSERT OR REPLACE INTO mainspring_meta (key, value) VALUES ('schema_version', ?)",

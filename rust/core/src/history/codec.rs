@@ -1,23 +1,37 @@
-//! Versioned compact binary encoding of events.
+//! Versioned binary encoding of events.
 //!
-//! Layout: the magic bytes `MSH`, one format-version byte, then the events as a postcard
-//! sequence (varint lengths and integers, variants by index). See `docs/history-format.md`.
+//! Layout: the magic bytes `MSH`, one format-version byte, then the body. Format 2 (written
+//! now): the body is a Protocol Buffers `History` message (`proto/.../history.proto`). Format 1
+//! (read only): a postcard sequence, see [`super::legacy_v1`]. See `docs/history-format.md`.
+
+use prost::Message;
 
 use super::event::Event;
+use super::legacy_v1;
 use super::validate::validate_history;
+use super::wire::{event_from_wire, event_to_wire, WireEvent, WireHistory};
 use crate::error::{CoreError, CoreResult};
 
 const MAGIC: &[u8; 3] = b"MSH";
-/// Bump when the encoding of an existing variant or field changes.
-pub const FORMAT_VERSION: u8 = 1;
+/// The format this build writes. Bumped only for a change the schema's own evolution rules
+/// cannot carry (a new field or event kind is not one).
+pub const FORMAT_VERSION: u8 = 2;
+/// The oldest format this build still reads.
+pub const OLDEST_FORMAT_VERSION: u8 = 1;
+/// The protobuf key of `History.events` (field 1, length-delimited).
+const EVENTS_KEY: u8 = (1 << 3) | 2;
 
 /// Encodes a run of events (a whole history, or a tail of one).
 pub fn encode_events(events: &[Event]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16 + events.len() * 48);
+    let history = WireHistory {
+        events: events.iter().map(event_to_wire).collect(),
+    };
+    let mut out = Vec::with_capacity(4 + history.encoded_len());
     out.extend_from_slice(MAGIC);
     out.push(FORMAT_VERSION);
-    // Serialising plain structs and enums into a Vec cannot fail.
-    postcard::to_io(events, &mut out).expect("postcard encoding into a Vec cannot fail");
+    history
+        .encode(&mut out)
+        .expect("a Vec grows to fit: encoding cannot fail");
     out
 }
 
@@ -28,50 +42,57 @@ pub fn decode_events(bytes: &[u8]) -> CoreResult<Vec<Event>> {
             "missing the MSH header: not a Mainspring history".into(),
         ));
     }
-    let version = bytes[3];
-    if version != FORMAT_VERSION {
-        return Err(CoreError::CorruptHistory(format!(
-            "history format version {version} is not supported (this build reads {FORMAT_VERSION})"
-        )));
+    match bytes[3] {
+        FORMAT_VERSION => {
+            let history = WireHistory::decode(&bytes[4..]).map_err(|error| {
+                CoreError::CorruptHistory(format!("undecodable events: {error}"))
+            })?;
+            history.events.into_iter().map(event_from_wire).collect()
+        }
+        1 => legacy_v1::decode_body(&bytes[4..]),
+        version if version > FORMAT_VERSION => Err(CoreError::UnsupportedHistory(format!(
+            "history format version {version} was written by a newer engine (this build reads \
+             {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION})"
+        ))),
+        version => Err(CoreError::CorruptHistory(format!(
+            "history format version {version} does not exist"
+        ))),
     }
-    let (events, rest): (Vec<Event>, &[u8]) = postcard::take_from_bytes(&bytes[4..])
-        .map_err(|error| CoreError::CorruptHistory(format!("undecodable events: {error}")))?;
-    if !rest.is_empty() {
-        return Err(CoreError::CorruptHistory(format!(
-            "{} trailing bytes after the last event",
-            rest.len()
-        )));
-    }
-    Ok(events)
 }
 
-/// Encodes one event on its own, without the header: the unit a database stores per row.
-/// Concatenated rows, behind [`join_event_rows`]'s header, decode as a history.
+/// Encodes one event on its own, without the header: the unit a database stores per row (an
+/// `Event` message). Concatenated rows, behind [`join_event_rows`]'s header, decode as a
+/// history.
 pub fn encode_event_row(event: &Event) -> Vec<u8> {
-    postcard::to_stdvec(event).expect("postcard encoding into a Vec cannot fail")
+    event_to_wire(event).encode_to_vec()
 }
 
-/// Joins rows made by [`encode_event_row`] into encoded events (header, count, rows): postcard
-/// writes a sequence as its varint length followed by the items.
+/// Decodes one row made by [`encode_event_row`].
+pub fn decode_event_row(row: &[u8]) -> CoreResult<Event> {
+    let event = WireEvent::decode(row)
+        .map_err(|error| CoreError::CorruptHistory(format!("undecodable event row: {error}")))?;
+    event_from_wire(event)
+}
+
+/// Joins rows made by [`encode_event_row`] into encoded events: the header, then each row as
+/// one `History.events` entry (its key, its length, its bytes) — no re-encoding.
 pub fn join_event_rows<R: AsRef<[u8]>>(rows: &[R]) -> Vec<u8> {
-    let total: usize = rows.iter().map(|row| row.as_ref().len()).sum();
-    let mut out = Vec::with_capacity(16 + total);
+    let total: usize = rows.iter().map(|row| row.as_ref().len() + 6).sum();
+    let mut out = Vec::with_capacity(4 + total);
     out.extend_from_slice(MAGIC);
     out.push(FORMAT_VERSION);
-    let mut count = rows.len() as u64;
-    loop {
-        let byte = (count & 0x7f) as u8;
-        count >>= 7;
-        if count == 0 {
-            out.push(byte);
-            break;
-        }
-        out.push(byte | 0x80);
-    }
     for row in rows {
-        out.extend_from_slice(row.as_ref());
+        let row = row.as_ref();
+        out.push(EVENTS_KEY);
+        prost::encoding::encode_varint(row.len() as u64, &mut out);
+        out.extend_from_slice(row);
     }
     out
+}
+
+/// Re-encodes a stored format-1 row (postcard) as a format-2 row: for store migrations.
+pub fn upgrade_event_row(row: &[u8]) -> CoreResult<Vec<u8>> {
+    Ok(encode_event_row(&legacy_v1::decode_row(row)?))
 }
 
 /// Encodes a whole history.
@@ -91,21 +112,58 @@ mod tests {
     use super::*;
     use crate::history::{EventAttributes, Payload};
 
+    fn signals(count: u64) -> Vec<Event> {
+        (1..=count)
+            .map(|event_id| Event {
+                event_id,
+                timestamp_ms: -5,
+                attributes: EventAttributes::WorkflowSignaled {
+                    signal_name: "s".into(),
+                    input: Payload(vec![1, 2]),
+                },
+            })
+            .collect()
+    }
+
     #[test]
     fn joined_rows_decode_like_encoded_events() {
-        for count in [0usize, 1, 127, 128, 300] {
-            let events: Vec<Event> = (1..=count as u64)
-                .map(|event_id| Event {
-                    event_id,
-                    timestamp_ms: -5,
-                    attributes: EventAttributes::WorkflowSignaled {
-                        signal_name: "s".into(),
-                        input: Payload(vec![1, 2]),
-                    },
-                })
-                .collect();
+        for count in [0u64, 1, 127, 128, 300] {
+            let events = signals(count);
             let rows: Vec<Vec<u8>> = events.iter().map(encode_event_row).collect();
             assert_eq!(join_event_rows(&rows), encode_events(&events));
+            assert_eq!(decode_events(&join_event_rows(&rows)).unwrap(), events);
         }
+    }
+
+    #[test]
+    fn a_format_from_a_newer_engine_is_unsupported_not_corrupt() {
+        let mut bytes = encode_events(&signals(1));
+        bytes[3] = FORMAT_VERSION + 1;
+        assert!(matches!(
+            decode_events(&bytes),
+            Err(CoreError::UnsupportedHistory(_))
+        ));
+        bytes[3] = 0;
+        assert!(matches!(
+            decode_events(&bytes),
+            Err(CoreError::CorruptHistory(_))
+        ));
+    }
+
+    #[test]
+    fn an_event_kind_from_a_newer_engine_is_unsupported() {
+        // Field 40 of Event: a kind this build has no number for.
+        let mut row = WireEvent {
+            event_id: 1,
+            timestamp_ms: 0,
+            attributes: None,
+        }
+        .encode_to_vec();
+        row.extend_from_slice(&[(40 << 3 | 2) as u8, 0x01, 0x00]);
+        let error = decode_event_row(&row).unwrap_err();
+        assert!(
+            matches!(error, CoreError::UnsupportedHistory(_)),
+            "{error:?}"
+        );
     }
 }

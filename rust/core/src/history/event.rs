@@ -1,8 +1,8 @@
-//! Typed history events.
-//!
-//! Field and variant order is load-bearing: the binary codec (postcard) encodes variants by
-//! index and fields by position. Append new variants and new trailing fields only, and bump
-//! [`crate::history::FORMAT_VERSION`] for anything else.
+//! Typed history events: what the engine works with. Their encodings are elsewhere and evolve
+//! by their own rules: the binary one is the protobuf schema in `proto/` (see `wire/` and
+//! `docs/history-format.md`), the JSON one names its fields. A new field here needs a field in
+//! the schema (a new number), a default for rows written before it, and a place in
+//! `wire/mod.rs`; format-1 rows are read by the frozen types of `legacy_v1.rs`.
 
 use serde::{Deserialize, Serialize};
 

@@ -6,10 +6,35 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::codec::FORMAT_VERSION;
 use super::event::{Event, EventAttributes};
 use super::validate::validate_history;
 use crate::error::{CoreError, CoreResult};
+
+/// The JSON shape's own version. JSON names its fields, so it evolves without one: a field
+/// added later is optional (`serde(default)`) and readers before it ignore it. Bumped only if
+/// the shape itself changes.
+pub const JSON_FORMAT_VERSION: u8 = 1;
+
+/// Every event kind this build knows, to tell a newer engine's kind from a corrupt one.
+const KNOWN_KINDS: [&str; 17] = [
+    "WorkflowStarted",
+    "WorkflowTaskCompleted",
+    "ActivityScheduled",
+    "ActivityCompleted",
+    "ActivityFailed",
+    "ActivityTimedOut",
+    "ActivityCancelRequested",
+    "ActivityCanceled",
+    "TimerStarted",
+    "TimerFired",
+    "TimerCanceled",
+    "WorkflowSignaled",
+    "WorkflowCancelRequested",
+    "WorkflowCompleted",
+    "WorkflowFailed",
+    "WorkflowCanceled",
+    "WorkflowTerminated",
+];
 
 #[derive(Serialize, Deserialize)]
 struct JsonEvent {
@@ -45,7 +70,7 @@ pub fn history_to_json(events: &[Event]) -> String {
         })
         .collect();
     let history = JsonHistory {
-        format_version: FORMAT_VERSION,
+        format_version: JSON_FORMAT_VERSION,
         events,
     };
     serde_json::to_string_pretty(&history).expect("history serialises")
@@ -54,14 +79,27 @@ pub fn history_to_json(events: &[Event]) -> String {
 pub fn history_from_json(text: &str) -> CoreResult<Vec<Event>> {
     let history: JsonHistory = serde_json::from_str(text)
         .map_err(|error| CoreError::CorruptHistory(format!("not a history JSON: {error}")))?;
-    if history.format_version != FORMAT_VERSION {
-        return Err(CoreError::CorruptHistory(format!(
-            "history format version {} is not supported (this build reads {FORMAT_VERSION})",
+    if history.format_version > JSON_FORMAT_VERSION {
+        return Err(CoreError::UnsupportedHistory(format!(
+            "history JSON format version {} was written by a newer engine (this build reads \
+             {JSON_FORMAT_VERSION})",
             history.format_version
         )));
     }
+    if history.format_version == 0 {
+        return Err(CoreError::CorruptHistory(
+            "history JSON format version 0 does not exist".into(),
+        ));
+    }
     let mut events = Vec::with_capacity(history.events.len());
     for json_event in history.events {
+        if !KNOWN_KINDS.contains(&json_event.kind.as_str()) {
+            return Err(CoreError::UnsupportedHistory(format!(
+                "event {} is a {}, a kind this build does not know (the history was written by \
+                 a newer engine)",
+                json_event.event_id, json_event.kind
+            )));
+        }
         let mut tagged = Map::new();
         tagged.insert(json_event.kind, json_event.attributes);
         let attributes: EventAttributes =

@@ -2,13 +2,16 @@
 
 mod codec;
 mod event;
+pub mod flags;
 mod json;
+mod legacy_v1;
 mod payload;
 mod validate;
+mod wire;
 
 pub use codec::{
-    decode_events, decode_history, encode_event_row, encode_events, encode_history,
-    join_event_rows, FORMAT_VERSION,
+    decode_event_row, decode_events, decode_history, encode_event_row, encode_events,
+    encode_history, join_event_rows, upgrade_event_row, FORMAT_VERSION, OLDEST_FORMAT_VERSION,
 };
 pub use event::{
     ActivityOptions, Event, EventAttributes, EventRole, RetryPolicy, TimeoutType,
@@ -16,4 +19,4 @@ pub use event::{
 };
 pub use json::{history_from_json, history_to_json};
 pub use payload::{Failure, Payload};
-pub use validate::validate_history;
+pub use validate::{validate_history, HistoryValidator};

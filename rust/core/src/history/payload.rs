@@ -71,6 +71,10 @@ pub struct Failure {
     pub details: Payload,
     pub stack_trace: String,
     pub cause: Option<Box<Failure>>,
+    /// Overrides the retry policy's next delay (`ApplicationError(next_retry_delay=...)`).
+    /// Added in format 2: JSON written before it has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_retry_delay_ms: Option<u64>,
 }
 
 impl Failure {

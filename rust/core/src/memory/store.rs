@@ -20,6 +20,8 @@ pub struct RunSummary {
     pub started_ms: i64,
     pub closed_ms: Option<i64>,
     pub last_task_failure: Option<String>,
+    /// Workflow tasks of the run that failed in a row (0 once one completes).
+    pub task_failures: u32,
 }
 
 impl RunSummary {
@@ -35,6 +37,7 @@ impl RunSummary {
             started_ms: record.started_ms,
             closed_ms: record.closed_ms,
             last_task_failure: record.last_task_failure.clone(),
+            task_failures: record.task_failures,
         }
     }
 }

@@ -50,4 +50,8 @@ pub struct Activation {
     pub replaying: bool,
     pub now_ms: i64,
     pub jobs: Vec<Job>,
+    /// The engine flags the workflow code must run this activation with
+    /// ([`crate::history::flags`]): a replayed task's recorded flags, or this build's for a
+    /// live one.
+    pub flags: u64,
 }

@@ -18,11 +18,9 @@ use super::commands::{describe_recorded, Command};
 use super::seq_table::SeqTable;
 use super::timer_machine::{TimerInput, TimerState};
 use crate::error::{CoreError, CoreResult};
-use crate::history::{Event, EventAttributes, EventRole};
+use crate::history::{Event, EventAttributes, EventRole, HistoryValidator};
 
-/// Engine behaviour flags written on every task boundary this build records. Bits are only ever
-/// added; replay of an old history reads the flags it was recorded with.
-pub const ENGINE_FLAGS: u64 = 0;
+pub use crate::history::flags::ENGINE_FLAGS;
 
 #[derive(Debug)]
 enum Phase {
@@ -51,6 +49,9 @@ pub struct WorkflowRun {
     timers: SeqTable<TimerState>,
     phase: Phase,
     closed: bool,
+    /// Every event added is checked against the history's invariants (and its flags against
+    /// the ones this build knows) before replay sees it.
+    validator: HistoryValidator,
 }
 
 impl Default for WorkflowRun {
@@ -77,6 +78,7 @@ impl WorkflowRun {
             timers: SeqTable::default(),
             phase: Phase::Idle,
             closed: false,
+            validator: HistoryValidator::default(),
         }
     }
 
@@ -94,18 +96,11 @@ impl WorkflowRun {
         &self.events
     }
 
-    /// Appends fetched events; they must continue the ids densely.
+    /// Appends fetched events. They must continue the ids densely and keep the history valid
+    /// (`docs/history-format.md`, "Validation on load"); a history from a newer engine is
+    /// refused.
     pub fn add_events(&mut self, events: Vec<Event>) -> CoreResult<()> {
-        let first_id = self.events.len() as u64 + 1;
-        for (offset, event) in events.iter().enumerate() {
-            let expected = first_id + offset as u64;
-            if event.event_id != expected {
-                return Err(CoreError::InvalidHistory {
-                    event_id: event.event_id,
-                    reason: format!("expected event id {expected}: ids must be dense"),
-                });
-            }
-        }
+        self.validator.check(&events)?;
         if self.events.is_empty() {
             // A whole history: keep the decoded vector instead of moving every event again.
             self.events = events;
@@ -165,7 +160,10 @@ impl WorkflowRun {
         }
         if let Some(boundary_index) = self.find_boundary(self.scan_index) {
             let boundary = &self.events[boundary_index];
-            let EventAttributes::WorkflowTaskCompleted { seen_event_id, .. } = boundary.attributes
+            let EventAttributes::WorkflowTaskCompleted {
+                seen_event_id,
+                flags,
+            } = boundary.attributes
             else {
                 unreachable!("find_boundary returns task boundaries only")
             };
@@ -176,6 +174,7 @@ impl WorkflowRun {
                 replaying: true,
                 now_ms,
                 jobs,
+                flags,
             }));
         }
         if !allow_live {
@@ -201,6 +200,7 @@ impl WorkflowRun {
             replaying: false,
             now_ms,
             jobs,
+            flags: ENGINE_FLAGS,
         }))
     }
 

@@ -43,7 +43,11 @@ pub fn decide(
     if policy.maximum_attempts != 0 && failed_attempt >= policy.maximum_attempts {
         return RetryDecision::GiveUp;
     }
-    let delay = backoff_ms(policy, failed_attempt);
+    // The failure may name its own next delay (`ApplicationError(next_retry_delay=...)`), as in
+    // Temporal: it replaces the policy's backoff for this retry only, uncapped.
+    let delay = failure
+        .next_retry_delay_ms
+        .unwrap_or_else(|| backoff_ms(policy, failed_attempt));
     if let Some(deadline) = schedule_to_close_deadline_ms {
         if now_ms.saturating_add(delay as i64) >= deadline {
             return RetryDecision::GiveUp;
@@ -98,6 +102,23 @@ mod tests {
             ..Failure::new("boom", "ValueError")
         };
         assert_eq!(decide(&p, &flagged, 1, 0, None), RetryDecision::GiveUp);
+    }
+
+    #[test]
+    fn a_failure_can_name_its_next_delay() {
+        let failure = Failure {
+            next_retry_delay_ms: Some(7_000),
+            ..Failure::new("busy", "RateLimited")
+        };
+        assert_eq!(
+            decide(&policy(), &failure, 1, 0, None),
+            RetryDecision::RetryAfter(7_000)
+        );
+        assert_eq!(
+            decide(&policy(), &failure, 1, 0, Some(5_000)),
+            RetryDecision::GiveUp,
+            "past schedule-to-close"
+        );
     }
 
     #[test]

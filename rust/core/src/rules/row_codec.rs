@@ -59,7 +59,9 @@ pub fn encode_failure(failure: &Failure) -> Vec<u8> {
 }
 
 fn write_failure(out: &mut Vec<u8>, failure: &Failure) {
-    array_header(out, 6);
+    // Six elements as the first release wrote them; a seventh (the next retry delay) only when
+    // set, so rows stay readable by the releases before it whenever they can be.
+    array_header(out, 6 + usize::from(failure.next_retry_delay_ms.is_some()));
     string(out, &failure.message);
     string(out, &failure.error_type);
     out.push(if failure.non_retryable { 0xc3 } else { 0xc2 });
@@ -68,6 +70,9 @@ fn write_failure(out: &mut Vec<u8>, failure: &Failure) {
     match &failure.cause {
         Some(cause) => write_failure(out, cause),
         None => out.push(0xc0),
+    }
+    if let Some(delay) = failure.next_retry_delay_ms {
+        unsigned(out, delay);
     }
 }
 
@@ -82,7 +87,10 @@ fn read_failure(reader: &mut Reader<'_>, depth: usize) -> CoreResult<Failure> {
     if depth > 64 {
         return Err(corrupt("failure causes nest too deep"));
     }
-    reader.expect_array(6)?;
+    let length = reader.array()?;
+    if !(6..=7).contains(&length) {
+        return Err(corrupt("a failure of the wrong length"));
+    }
     Ok(Failure {
         message: reader.string()?,
         error_type: reader.string()?,
@@ -93,6 +101,11 @@ fn read_failure(reader: &mut Reader<'_>, depth: usize) -> CoreResult<Failure> {
             None
         } else {
             Some(Box::new(read_failure(reader, depth + 1)?))
+        },
+        next_retry_delay_ms: if length == 7 {
+            Some(reader.unsigned()?)
+        } else {
+            None
         },
     })
 }
@@ -335,7 +348,11 @@ mod tests {
             non_retryable: true,
             details: Payload(b"[1]".to_vec()),
             stack_trace: "line 1".repeat(40),
-            cause: Some(Box::new(Failure::new("inner", "ValueError"))),
+            cause: Some(Box::new(Failure {
+                next_retry_delay_ms: Some(1_500),
+                ..Failure::new("inner", "ValueError")
+            })),
+            next_retry_delay_ms: None,
         };
         assert_eq!(decode_failure(&encode_failure(&failure)).unwrap(), failure);
     }

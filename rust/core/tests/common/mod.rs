@@ -30,10 +30,15 @@ pub fn started() -> EventAttributes {
     }))
 }
 
+/// A task boundary as this build records it (with its engine flags).
 pub fn boundary(seen_event_id: u64) -> EventAttributes {
+    boundary_with_flags(seen_event_id, mainspring_core::history::flags::ENGINE_FLAGS)
+}
+
+pub fn boundary_with_flags(seen_event_id: u64, flags: u64) -> EventAttributes {
     EventAttributes::WorkflowTaskCompleted {
         seen_event_id,
-        flags: 0,
+        flags,
     }
 }
 

@@ -35,8 +35,12 @@ async def _kinds(env: Environment, workflow_id: str) -> list[str]:
 async def cancel_after_signal(ctx: WorkflowContext) -> str:
     from .workflows import AddItem
 
+    # Heartbeats are throttled to 80% of the heartbeat timeout, and a cancel reaches an
+    # activity through a heartbeat's answer: a short timeout makes it quick.
     handle = ctx.start_activity(
-        "waits_for_cancel", start_to_close_timeout=SHORT, heartbeat_timeout=SHORT
+        "waits_for_cancel",
+        start_to_close_timeout=SHORT,
+        heartbeat_timeout=timedelta(milliseconds=250),
     )
     await ctx.wait_signal(AddItem)
     handle.cancel()

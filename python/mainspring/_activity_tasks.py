@@ -12,14 +12,23 @@ import concurrent.futures
 import contextvars
 import functools
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _payload
 from ._definitions import ActivityDefinition
 from ._failure import failure_from_exception
+from ._heartbeats import HeartbeatThrottle, throttle_interval
 from .activity_context import ActivityContext, ActivityInfo
-from .errors import ApplicationError, PayloadError, StaleTaskError, UnknownActivityTypeError
+from .errors import (
+    ApplicationError,
+    PayloadError,
+    PayloadTooLargeError,
+    StaleTaskError,
+    StorageError,
+    UnknownActivityTypeError,
+)
 from .storage.base import ActivityTask, Storage
 
 if TYPE_CHECKING:
@@ -27,6 +36,13 @@ if TYPE_CHECKING:
     from .worker import WorkerConfig
 
 logger = logging.getLogger("mainspring.worker")
+
+ResultT = TypeVar("ResultT")
+
+# Reporting an outcome when the storage fails: tries, and the backoff between them.
+_REPORT_TRIES = 6
+_REPORT_RETRY_INITIAL_SECONDS = 0.05
+_REPORT_RETRY_MAXIMUM_SECONDS = 2.0
 
 
 def _no_heartbeat(details: bytes) -> None:
@@ -57,7 +73,6 @@ class ActivityTaskRunner:
         self.workflows: WorkflowTaskRunner | None = None
         self._lease_ms = int(config.workflow_task_timeout.total_seconds() * 1000)
         self.running: set[asyncio.Task[None]] = set()
-        self._heartbeats: set[asyncio.Task[None]] = set()
 
     async def poll_once(self) -> bool:
         """Starts every ready attempt there is a free slot for; returns whether it started any.
@@ -96,48 +111,159 @@ class ActivityTaskRunner:
         context = ActivityContext(
             functools.partial(self._info, task), task.heartbeat_details, _no_heartbeat
         )
+        throttle = HeartbeatThrottle(
+            loop,
+            throttle_interval(task.heartbeat_timeout_ms),
+            functools.partial(
+                self._heartbeat,
+                task,
+                context=context,
+                runner=current,
+                is_async=definition.is_async,
+            ),
+        )
 
         def send_heartbeat(details: bytes) -> None:
-            coroutine = self._heartbeat(task, details, context, current, definition.is_async)
             try:
                 running = asyncio.get_running_loop()
             except RuntimeError:
                 running = None
             if running is loop:
-                sending = loop.create_task(coroutine)
-                self._heartbeats.add(sending)
-                sending.add_done_callback(self._heartbeats.discard)
-            else:
-                asyncio.run_coroutine_threadsafe(coroutine, loop)
+                throttle.record(details)
+            else:  # from an activity thread: recorded before its outcome (FIFO on the loop)
+                loop.call_soon_threadsafe(throttle.record, details)
 
         context._send_heartbeat = send_heartbeat
+        deadline = self._enforce_deadline(task, context, current, definition.is_async)
         try:
-            result = await self._call(definition, task, context)
+            try:
+                result = await self._call(definition, task, context)
+            finally:
+                if deadline is not None:
+                    deadline.cancel()
             context._returned = True
-            encoded = _payload.encode(result, self._config.maximum_payload_bytes)
+            encoded = self._encode_result(result)
         except asyncio.CancelledError:
+            throttle.close()
             if context.is_cancelled:
                 return  # the attempt is over on the store's side; nothing to report
             raise
         except Exception as error:
+            # The latest heartbeat's details go in first: the next attempt resumes from them.
+            await throttle.flush()
             await self._report_failure(task, error)
             return
-        workflows = self.workflows
-        if workflows is not None and await workflows.complete_activity_and_advance(task, encoded):
-            return
+        throttle.close()
+        await self._report_completion(task, encoded)
+
+    def _encode_result(self, result: Any) -> bytes:
+        limit = self._config.maximum_payload_bytes
         try:
-            woken = await self._storage.complete_activity_task(
+            return _payload.encode(result, limit)
+        except PayloadTooLargeError as error:
+            # Every attempt would produce it again: not worth a retry.
+            raise ApplicationError(
+                f"the activity's result is too large: {error}",
+                type=type(error).__name__,
+                non_retryable=True,
+            ) from error
+
+    def _enforce_deadline(
+        self,
+        task: ActivityTask,
+        context: ActivityContext,
+        runner: asyncio.Task[Any] | None,
+        is_async: bool,
+    ) -> asyncio.TimerHandle | None:
+        """Ends the attempt on this side at its deadline too: an async attempt is cancelled,
+        a thread's context marked cancelled (the store times the attempt out either way)."""
+        if task.deadline_ms is None:
+            return None
+        remaining = (task.deadline_ms - self._storage.now_ms()) / 1000
+
+        def overran() -> None:
+            if context._returned:
+                return
+            logger.info(
+                "activity %s (attempt %d) ran past its deadline; cancelled",
+                task.activity_type,
+                task.attempt,
+            )
+            context._mark_cancelled()
+            if is_async and runner is not None and not runner.done():
+                runner.cancel()
+
+        return asyncio.get_running_loop().call_later(max(0.0, remaining), overran)
+
+    async def _report_completion(self, task: ActivityTask, encoded: bytes) -> None:
+        workflows = self.workflows
+        if workflows is not None:
+            try:
+                if await workflows.complete_activity_and_advance(task, encoded):
+                    return
+            except StorageError as error:
+                # Not recorded (every write is fenced, so recording it again is safe).
+                logger.warning(
+                    "recording activity %s's result with its workflow task failed; "
+                    "recording it alone: %s",
+                    task.activity_type,
+                    error,
+                )
+        reported = await self._reporting(
+            task,
+            "result",
+            lambda: self._storage.complete_activity_task(
                 task,
                 encoded,
                 eager_workflow_lease_ms=self._lease_ms if workflows is not None else None,
-            )
-        except StaleTaskError:
-            logger.info(
-                "activity %s finished after its attempt ended; result dropped", task.activity_type
-            )
+            ),
+        )
+        if reported is None:
             return
+        (woken,) = reported
         if woken is not None and workflows is not None:
             await workflows.process_leased(woken)
+
+    async def _reporting(
+        self, task: ActivityTask, what: str, report: Callable[[], Awaitable[ResultT]]
+    ) -> tuple[ResultT] | None:
+        """Runs a report, retrying storage errors with backoff (every write is fenced, so a
+        retry never records twice); after the last try it logs the loss of the report: the
+        attempt then times out and is retried under its policy. None if not reported."""
+        delay = _REPORT_RETRY_INITIAL_SECONDS
+        for attempt in range(1, _REPORT_TRIES + 1):
+            try:
+                return (await report(),)
+            except StaleTaskError:
+                logger.info(
+                    "activity %s's %s came after its attempt ended; dropped",
+                    task.activity_type,
+                    what,
+                )
+                return None
+            except StorageError as error:
+                if attempt == _REPORT_TRIES:
+                    logger.error(
+                        "could not record activity %s's %s (attempt %d) after %d tries; the "
+                        "attempt will time out and be retried: %s",
+                        task.activity_type,
+                        what,
+                        task.attempt,
+                        attempt,
+                        error,
+                    )
+                    return None
+                logger.warning(
+                    "recording activity %s's %s failed (try %d of %d); retrying: %s",
+                    task.activity_type,
+                    what,
+                    attempt,
+                    _REPORT_TRIES,
+                    error,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _REPORT_RETRY_MAXIMUM_SECONDS)
+        return None
 
     async def _call(
         self, definition: ActivityDefinition, task: ActivityTask, context: ActivityContext
@@ -159,21 +285,25 @@ class ActivityTaskRunner:
         )
 
     async def _report_failure(self, task: ActivityTask, error: BaseException) -> None:
-        try:
-            await self._storage.fail_activity_task(task, failure_from_exception(error))
-        except StaleTaskError:
-            logger.info("activity %s failed after its attempt ended", task.activity_type)
+        failure = failure_from_exception(error)
+        await self._reporting(
+            task, "failure", lambda: self._storage.fail_activity_task(task, failure)
+        )
 
     async def _heartbeat(
         self,
         task: ActivityTask,
         details: bytes,
+        *,
         context: ActivityContext,
         runner: asyncio.Task[Any] | None,
         is_async: bool,
     ) -> None:
         try:
             await self._storage.heartbeat_activity_task(task, details)
+        except StorageError as error:
+            # A lost heartbeat is not fatal: the next one (or the outcome) follows.
+            logger.warning("heartbeat of activity %s failed: %s", task.activity_type, error)
         except StaleTaskError:
             context._mark_cancelled()
             # Cancel the attempt only while the activity function runs: once it has returned,

@@ -127,6 +127,10 @@ class WorkflowInstance:
         self.flags = 0
         self.task_error: BaseException | None = None
         self.dropped_signals = 0
+        # While the worker runs this instance ahead of its stored history (a fused commit),
+        # log records wait here: they are emitted if that commit lands, dropped if it does
+        # not (the task then runs again and logs them itself).
+        self.deferred_logs: list[tuple[logging.Logger, int, object, Any, Any]] | None = None
         self.signal_handlers: dict[str, tuple[Any, Callable[[Any], Any]]] = {}
         self.query_handlers: dict[str, tuple[Any, Callable[[Any], Any]]] = {}
         self.conditions: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
@@ -433,6 +437,30 @@ class WorkflowInstance:
         waiters.append(waiter)
         return waiter
 
+    def log(
+        self, target: logging.Logger, level: int, message: object, *args: Any, **kwargs: Any
+    ) -> None:
+        """Logs for workflow code: never while replaying, and held back while running ahead."""
+        if self.replaying or not target.isEnabledFor(level):
+            return
+        info = self.info
+        if info is not None:
+            kwargs.setdefault("extra", {}).update(workflow_id=info.workflow_id, run_id=info.run_id)
+        if self.deferred_logs is not None:
+            self.deferred_logs.append((target, level, message, args, kwargs))
+            return
+        target.log(level, message, *args, **kwargs)
+
+    def defer_logs(self) -> None:
+        self.deferred_logs = []
+
+    def release_logs(self, emit: bool) -> None:
+        """Ends a run-ahead: its records are emitted (its commit landed) or dropped."""
+        records, self.deferred_logs = self.deferred_logs or [], None
+        if emit:
+            for target, level, message, args, kwargs in records:
+                target.log(level, message, *args, **kwargs)
+
     def give_back_signal(self, name: str, taken: asyncio.Future[bytes]) -> None:
         """A waiter gave up (timed out): a signal it was handed goes to the next waiter or
         back to the front of the buffer, never lost."""
@@ -453,14 +481,15 @@ class WorkflowInstance:
         if not self.flags & FLAG_TASK_FAILURES:
             return False
         self.dropped_signals += 1
-        if not self.replaying:
-            info = self.info
-            logger.warning(
-                "dropped signal %r of workflow %s: its payload does not decode: %s",
-                name,
-                info.workflow_id if info else "?",
-                error,
-            )
+        info = self.info
+        self.log(
+            logger,
+            logging.WARNING,
+            "dropped signal %r of workflow %s: its payload does not decode: %s",
+            name,
+            info.workflow_id if info else "?",
+            error,
+        )
         return True
 
     def _invoke_signal_handler(

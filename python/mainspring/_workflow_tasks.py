@@ -45,11 +45,13 @@ def _run_ahead(instance: WorkflowInstance, events: list[bytes], now_ms: int) -> 
     """Feeds an instance events nothing has recorded yet and runs its live activation, for a
     commit that records both (fused start or result). None if that cannot be done: the ordinary
     path then runs the task and reports whatever went wrong, replaying from the history."""
+    instance.defer_logs()  # what it logs counts only if the commit lands
     try:
         for encoded in events:
             instance.run.add_events(encoded)
         return advance(instance, now_ms)
     except Exception:
+        instance.release_logs(emit=False)
         return None
 
 
@@ -129,8 +131,12 @@ class WorkflowTaskRunner:
                 outcome,
                 **self._eager_room(),
             )
+        except BaseException:
+            instance.release_logs(emit=False)
+            raise
         finally:
             self._fused_starts -= 1
+        instance.release_logs(emit=True)
         self._committed(run_id, instance, committed)
         return True
 
@@ -290,10 +296,15 @@ class WorkflowTaskRunner:
                 task, result, result_event, length, outcome, **self._eager_room()
             )
         except StaleTaskError:
+            instance.release_logs(emit=False)
             logger.info(
                 "activity %s finished after its attempt ended; result dropped", task.activity_type
             )
             return True
+        except BaseException:
+            instance.release_logs(emit=False)
+            raise
+        instance.release_logs(emit=committed is not None)
         if committed is not None:
             self._committed(task.run_id, instance, committed)
         # Else the run moved on while the activity ran: the result went in alone and queued

@@ -100,20 +100,15 @@ class ActivityHandle(Generic[ResultT]):
 
 
 class _ReplayAwareLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """Drops records while replaying, so a replayed step does not log twice."""
+    """Drops records while replaying and holds them back while the worker runs the workflow
+    ahead of its history, so each line is logged once, by the run that counts."""
 
     def __init__(self, instance: WorkflowInstance) -> None:
         super().__init__(logging.getLogger("mainspring.workflow"), {})
         self._instance = instance
 
     def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
-        if not self._instance.replaying:
-            info = self._instance.info
-            if info is not None:
-                kwargs.setdefault("extra", {}).update(
-                    workflow_id=info.workflow_id, run_id=info.run_id
-                )
-            super().log(level, msg, *args, **kwargs)
+        self._instance.log(self.logger, level, msg, *args, **kwargs)
 
 
 class WorkflowContext:

@@ -1,0 +1,169 @@
+"""The activity runner: reports survive storage errors, heartbeats are throttled and their
+latest details survive a failure, deadlines are enforced on the worker's side too, and an
+oversized result is not retried."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from mainspring import ActivityContext, RetryPolicy, WorkflowContext, activity, workflow
+from mainspring.errors import ActivityError, StorageError, WorkflowFailedError
+from mainspring.testing import time_skipping
+
+from .conftest import TASK_QUEUE, Environment
+from .workflows import SHORT
+
+
+def _failing_first(method: Callable[..., Any], times: int) -> Callable[..., Any]:
+    """``method``, raising StorageError on its first ``times`` calls (the storage was down)."""
+    calls = 0
+
+    async def flaky(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls <= times:
+            raise StorageError("the storage is down")
+        return await method(*args, **kwargs)
+
+    return flaky
+
+
+@activity(name="answer")
+async def answer() -> int:
+    return 42
+
+
+@workflow(name="asks")
+async def asks(ctx: WorkflowContext) -> int:
+    value: int = await ctx.execute_activity(answer, start_to_close_timeout=SHORT)
+    return value
+
+
+async def test_a_result_whose_report_meets_storage_errors_is_retried_not_lost(
+    env: Environment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = env.storage
+    monkeypatch.setattr(
+        storage, "complete_activity_task", _failing_first(storage.complete_activity_task, 2)
+    )
+    if hasattr(storage, "complete_activity_with_workflow_task"):
+        monkeypatch.setattr(
+            storage,
+            "complete_activity_with_workflow_task",
+            _failing_first(storage.complete_activity_with_workflow_task, 1),
+        )
+    async with env.worker([asks], [answer]):
+        handle = await env.client.start_workflow(asks, id="a", task_queue=TASK_QUEUE)
+        # No clock moves: only the retried report can finish it (a lost one would wait out
+        # the attempt's 30 s timeout on a clock that never gets there).
+        assert await handle.result(timeout=20) == 42
+
+
+@activity(name="chatty")
+async def chatty(ctx: ActivityContext) -> int:
+    for step in range(500):
+        ctx.heartbeat(step)
+        await asyncio.sleep(0)
+    return 1
+
+
+@workflow(name="runs_chatty")
+async def runs_chatty(ctx: WorkflowContext) -> int:
+    value: int = await ctx.execute_activity(chatty, start_to_close_timeout=SHORT)
+    return value
+
+
+async def test_heartbeats_are_throttled(env: Environment, monkeypatch: pytest.MonkeyPatch) -> None:
+    storage = env.storage
+    written: list[bytes] = []
+    heartbeat = storage.heartbeat_activity_task
+
+    async def counting(task: Any, details: bytes) -> None:
+        written.append(details)
+        await heartbeat(task, details)
+
+    monkeypatch.setattr(storage, "heartbeat_activity_task", counting)
+    async with env.worker([runs_chatty], [chatty]):
+        handle = await env.client.start_workflow(runs_chatty, id="c", task_queue=TASK_QUEUE)
+        assert await handle.result(timeout=20) == 1
+    # The first at once; the next would wait 30 s (no heartbeat timeout): it never comes.
+    assert written == [b"0"]
+
+
+@activity(name="resumes")
+async def resumes(ctx: ActivityContext) -> object:
+    if ctx.info.attempt == 1:
+        ctx.heartbeat("first")
+        ctx.heartbeat("latest")  # throttled: not yet written when the attempt fails
+        raise ValueError("crashed before its next await")
+    return ctx.heartbeat_details
+
+
+@workflow(name="runs_resumes")
+async def runs_resumes(ctx: WorkflowContext) -> object:
+    return await ctx.execute_activity(
+        resumes,
+        start_to_close_timeout=SHORT,
+        retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1)),
+    )
+
+
+async def test_the_latest_heartbeat_details_survive_a_failure_right_after(
+    env: Environment,
+) -> None:
+    async with env.worker([runs_resumes], [resumes]), time_skipping(env.storage):
+        handle = await env.client.start_workflow(runs_resumes, id="r", task_queue=TASK_QUEUE)
+        assert await handle.result(timeout=20) == "latest"
+
+
+async def test_an_async_attempt_is_cancelled_at_its_deadline_by_the_worker(
+    env: Environment,
+) -> None:
+    cancelled = asyncio.Event()
+
+    @activity(name="overruns")
+    async def overruns() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    @workflow(name="runs_overruns")
+    async def runs_overruns(ctx: WorkflowContext) -> None:
+        await ctx.execute_activity(overruns, start_to_close_timeout=timedelta(milliseconds=200))
+
+    async with env.worker([runs_overruns], [overruns]):
+        handle = await env.client.start_workflow(runs_overruns, id="o", task_queue=TASK_QUEUE)
+        # The storage's clock stands still (virtual): only the worker can end the attempt.
+        await asyncio.wait_for(cancelled.wait(), timeout=10)
+        await handle.terminate("done")
+
+
+@activity(name="too_big")
+async def too_big() -> str:
+    return "x" * 3_000_000
+
+
+@workflow(name="runs_too_big")
+async def runs_too_big(ctx: WorkflowContext) -> None:
+    await ctx.execute_activity(too_big, start_to_close_timeout=SHORT)  # default policy
+
+
+async def test_an_oversized_result_is_not_retried(env: Environment) -> None:
+    async with env.worker([runs_too_big], [too_big]), time_skipping(env.storage):
+        handle = await env.client.start_workflow(runs_too_big, id="b", task_queue=TASK_QUEUE)
+        with pytest.raises(WorkflowFailedError) as caught:
+            await handle.result(timeout=20)
+    activity_error = caught.value.__cause__
+    assert activity_error.type == ActivityError.__name__  # type: ignore[union-attr]
+    cause = activity_error.__cause__  # type: ignore[union-attr]
+    assert cause.type == "PayloadTooLargeError"
+    assert "3000002 bytes" in str(cause) and "2097152-byte limit" in str(cause)
+    history = await handle.history()
+    assert '"attempt": 1' in history.to_json()

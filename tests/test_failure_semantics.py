@@ -12,6 +12,7 @@ from mainspring import Replayer, RetryPolicy, WorkerConfig, WorkflowContext, act
 from mainspring.errors import (
     ApplicationError,
     FailureError,
+    NonDeterminismError,
     WaitTimeoutError,
     WorkflowFailedError,
 )
@@ -204,3 +205,54 @@ async def test_next_retry_delay_overrides_the_policy(env: Environment) -> None:
                 await handle.result(timeout=30)
     # Two attempts, seven minutes apart (the policy alone would wait one second).
     assert 7 * 60_000 <= env.clock.now_ms() - before < 8 * 60_000
+
+
+@workflow(name="changes")
+async def changes_v1(ctx: WorkflowContext) -> int:
+    first: int = await ctx.execute_activity(double, 1, start_to_close_timeout=SHORT)
+    await ctx.wait_signal(AddItem)
+    return first
+
+
+@workflow(name="changes")
+async def changes_v2(ctx: WorkflowContext) -> int:
+    await ctx.sleep(5)  # where v1 scheduled an activity: a divergence on replay
+    await ctx.wait_signal(AddItem)
+    return 0
+
+
+async def test_a_divergence_fails_the_task_unless_listed_then_it_fails_the_run(
+    env: Environment,
+) -> None:
+    for workflow_id in ("unlisted", "listed"):
+        async with env.worker([changes_v1], [double]):
+            handle = await env.client.start_workflow(
+                changes_v1, id=workflow_id, task_queue=TASK_QUEUE
+            )
+            while (await handle.describe()).history_length < 5:  # waiting for the signal
+                await asyncio.sleep(0.005)
+    # Redeployed with code that no longer matches the histories.
+    async with env.worker([changes_v2]):
+        await env.client.get_workflow_handle("unlisted").signal(AddItem(item="go"))
+        description = await _until_task_attempt(env, "unlisted", 2)
+    assert description.status == "RUNNING"
+    assert (description.last_task_failure or "").startswith("NonDeterminismError")
+    config = WorkerConfig(workflow_failure_exception_types=[NonDeterminismError])
+    async with env.worker([changes_v2], config=config):
+        listed = env.client.get_workflow_handle("listed")
+        await listed.signal(AddItem(item="go"))
+        with pytest.raises(WorkflowFailedError) as caught:
+            await listed.result(timeout=30)
+    assert caught.value.__cause__.type == "NonDeterminismError"  # type: ignore[union-attr]
+    kinds = [kind for _, _, kind in (await listed.history()).outline()]
+    assert kinds[-2:] == ["WorkflowTaskCompleted", "WorkflowFailed"]
+
+
+async def test_dropped_signals_are_counted_in_describe(env: Environment) -> None:
+    async with env.worker([keeps_listening]):
+        handle = await env.client.start_workflow(keeps_listening, id="d", task_queue=TASK_QUEUE)
+        for text in (b'{"item": 1}', b"not json"):
+            await env.client.storage.signal_workflow("d", "AddItem", text)
+        await handle.signal(AddItem(item="done"))
+        assert await handle.result(timeout=30) == ["done"]
+    assert (await handle.describe()).dropped_signals == 2

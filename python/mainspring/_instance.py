@@ -211,13 +211,15 @@ class WorkflowInstance:
                 if self.main_task is not None:
                     self.main_task.cancel()
 
+    def fails_run_on(self, error: BaseException) -> bool:
+        """Whether the workflow or worker lists ``error``'s type among run failures."""
+        return bool(self.failure_types) and isinstance(error, self.failure_types)
+
     def fails_run(self, error: BaseException) -> bool:
         """Whether ``error``, raised by workflow code, fails the run (else the task)."""
         if not self.flags & FLAG_TASK_FAILURES:
             return True  # recorded before the rule: any exception failed the run
-        return isinstance(error, FailureError) or (
-            bool(self.failure_types) and isinstance(error, self.failure_types)
-        )
+        return isinstance(error, FailureError) or self.fails_run_on(error)
 
     def _run(self) -> None:
         loop = self.loop
@@ -481,6 +483,8 @@ class WorkflowInstance:
         if not self.flags & FLAG_TASK_FAILURES:
             return False
         self.dropped_signals += 1
+        if not self.replaying:
+            self.run.note_dropped_signal()  # recorded on this task's boundary
         info = self.info
         self.log(
             logger,

@@ -61,16 +61,16 @@ ActivityLeaseTuple = tuple[
 CommittedTuple = tuple[bytes | None, list[ActivityLeaseTuple], bool, bytes | None, int]
 # A run as describe and list report it: (run_key, workflow_id, run_id, workflow_type,
 # task_queue, status, history_length, started_ms, closed_ms | None, last_task_failure | None).
-SummaryTuple = tuple[int, str, str, str, str, str, int, int, int | None, str | None, int]
+SummaryTuple = tuple[int, str, str, str, str, str, int, int, int | None, str | None, int, int]
 
 # The rows a database store keeps (rust/core/src/rules/rows.rs): `_core.RunRecord.row()` and
 # `_core.ActivityRecord.row()` give them, `from_row` takes them back.
 # (run_key, version, workflow_id, run_id, workflow_type, task_queue, status, history_length,
 #  task_state, task_ready_ms, task_token, task_deadline_ms, task_failures, last_task_failure,
-#  cancel_requested, tail_start, started_ms, closed_ms)
+#  cancel_requested, tail_start, started_ms, closed_ms, dropped_signals)
 RunRowTuple = tuple[
     int, int, str, str, str, str, str, int, int, int | None, int | None, int | None, int,
-    str | None, bool, int, int, int | None,
+    str | None, bool, int, int, int | None, int,
 ]  # fmt: skip
 # (scheduled_event_id, version, activity_id, task_queue, activity_type, input, policy,
 #  schedule_to_close_ms, schedule_to_start_ms, start_to_close_ms, heartbeat_ms, attempt,

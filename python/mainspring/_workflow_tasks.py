@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any
 from . import _core
 from ._definitions import WorkflowDefinition
 from ._instance import WorkflowInstance, WorkflowTaskFailure
-from .errors import MainspringError, QueryFailedError, StaleTaskError, UnknownWorkflowTypeError
+from ._failure import failure_from_exception
+from .errors import (
+    MainspringError,
+    NonDeterminismError,
+    QueryFailedError,
+    StaleTaskError,
+    UnknownWorkflowTypeError,
+)
 from .storage.base import (
     ActivityTask,
     CommittedTask,
@@ -219,7 +226,16 @@ class WorkflowTaskRunner:
             else:
                 tail = await storage.read_history(task.workflow_id, task.run_id, known + 1)
             instance.run.add_events(tail)
-            outcome = advance(instance, storage.now_ms())
+            try:
+                outcome = advance(instance, storage.now_ms())
+            except NonDeterminismError as divergence:
+                if not instance.fails_run_on(divergence):
+                    raise
+                # Listed by the workflow or worker as a run failure (temporalio allows it).
+                logger.warning("workflow %s failed: %s", task.workflow_id, divergence)
+                outcome = instance.run.fail_run(
+                    storage.now_ms(), failure_from_exception(divergence)
+                )
         except Exception as error:
             if isinstance(error, WorkflowTaskFailure):
                 # The workflow's own exception (not a FailureError): its traceback is the

@@ -36,6 +36,7 @@ def _description_fields(description: WorkflowDescription) -> list[tuple[str, Any
         ("closed", description.close_time.isoformat() if description.close_time else None),
         ("last_task_failure", description.last_task_failure),
         ("task_attempt", description.task_attempt),
+        ("dropped_signals", description.dropped_signals),
     ]
 
 

@@ -125,12 +125,15 @@ class WorkflowDescription:
     #: The attempt of the run's current (or next) workflow task: 1, or one more than the tasks
     #: that failed in a row before it (as temporalio's pending workflow task attempt).
     task_attempt: int = 1
+    #: Signals the run dropped because their payload did not decode as the signal's type
+    #: (each is logged by the worker that dropped it).
+    dropped_signals: int = 0
 
 
 def description_from_row(row: SummaryTuple) -> WorkflowDescription:
     """A description from the row layout every storage reports runs in: `(key, workflow_id,
     run_id, workflow_type, task_queue, status, history_length, started_ms, closed_ms,
-    last_task_failure, task_failures)`."""
+    last_task_failure, task_failures, dropped_signals)`."""
     (
         _,
         workflow_id,
@@ -143,6 +146,7 @@ def description_from_row(row: SummaryTuple) -> WorkflowDescription:
         closed,
         failure,
         task_failures,
+        dropped_signals,
     ) = row
     return WorkflowDescription(
         workflow_id=workflow_id,
@@ -157,6 +161,7 @@ def description_from_row(row: SummaryTuple) -> WorkflowDescription:
         else datetime.fromtimestamp(closed / 1000, tz=timezone.utc),
         last_task_failure=failure,
         task_attempt=task_failures + 1,
+        dropped_signals=dropped_signals,
     )
 
 

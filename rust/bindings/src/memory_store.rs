@@ -29,6 +29,7 @@ pub type SummaryTuple = (
     Option<i64>,
     Option<String>,
     u32,
+    u32,
 );
 
 pub fn summary_tuple(summary: RunSummary) -> SummaryTuple {
@@ -44,6 +45,7 @@ pub fn summary_tuple(summary: RunSummary) -> SummaryTuple {
         summary.closed_ms,
         summary.last_task_failure,
         summary.task_failures,
+        summary.dropped_signals,
     )
 }
 

@@ -18,8 +18,8 @@ use crate::memory_store::{summary_tuple, SummaryTuple};
 /// `RunRecord.from_row` takes: `(run_key, version, workflow_id, run_id, workflow_type,
 /// task_queue, status, history_length, task_state, task_ready_ms, task_token,
 /// task_deadline_ms, task_failures, last_task_failure, cancel_requested, tail_start,
-/// started_ms, closed_ms)`.
-const RUN_ROW_LENGTH: usize = 18;
+/// started_ms, closed_ms, dropped_signals)`.
+const RUN_ROW_LENGTH: usize = 19;
 /// Those of a row of `activities` (its run's key is beside it): `(scheduled_event_id, version,
 /// activity_id, task_queue, activity_type, input, policy, schedule_to_close_ms,
 /// schedule_to_start_ms, start_to_close_ms, heartbeat_ms, attempt, scheduled_ms, state,
@@ -96,6 +96,7 @@ impl PyRunRecord {
             tail_start: columns.get(15)?,
             started_ms: columns.get(16)?,
             closed_ms: columns.get(17)?,
+            dropped_signals: columns.get(18)?,
         };
         let record = guarded(py, || RunRecord::from_row(row))?;
         Ok(PyRunRecord { record })
@@ -125,6 +126,7 @@ impl PyRunRecord {
                 row.tail_start.into_bound_py_any(py)?,
                 row.started_ms.into_bound_py_any(py)?,
                 row.closed_ms.into_bound_py_any(py)?,
+                row.dropped_signals.into_bound_py_any(py)?,
             ],
         )
     }

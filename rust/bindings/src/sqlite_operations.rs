@@ -398,6 +398,7 @@ fn run_row_to_py<'py>(py: Python<'py>, row: RunSummary) -> PyResult<Bound<'py, P
         row.closed_ms,
         row.last_task_failure,
         row.task_failures,
+        row.dropped_signals,
     )
         .into_bound_py_any(py)
 }

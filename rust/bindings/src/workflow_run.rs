@@ -8,7 +8,7 @@ use mainspring_core::CoreError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
-use crate::convert::{activation_to_py, command_from_py};
+use crate::convert::{activation_to_py, command_from_py, failure_from_py};
 use crate::errors::{guarded, guarded_detached};
 
 /// Whole histories larger than this decode with the GIL released (a few events' worth).
@@ -73,7 +73,7 @@ impl PyWorkflowRun {
         self.inner.lock().map(|run| run.is_closed()).unwrap_or(true)
     }
 
-    /// `(replaying, now_ms, jobs)` or `None` when there is nothing to deliver.
+    /// `(replaying, now_ms, jobs, flags)` or `None` when there is nothing to deliver.
     #[pyo3(signature = (now_ms, allow_live = true))]
     fn next_activation<'py>(
         &self,
@@ -123,5 +123,40 @@ impl PyWorkflowRun {
             })
             .collect();
         Ok(Some(PyBytes::new(py, &encode_events(&events))))
+    }
+
+    /// Counts a signal the live activation dropped (its payload did not decode): its task's
+    /// boundary records it.
+    fn note_dropped_signal(&self, py: Python<'_>) -> PyResult<()> {
+        guarded(py, || {
+            self.inner
+                .lock()
+                .map_err(|_| poisoned())?
+                .note_dropped_signal();
+            Ok(())
+        })
+    }
+
+    /// The encoded outcome that fails the run at `now_ms` with `failure` (a failure tuple),
+    /// whatever the state of replay (a divergence the workflow lists as a run failure).
+    fn fail_run<'py>(
+        &self,
+        py: Python<'py>,
+        now_ms: i64,
+        failure: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let failure = failure_from_py(failure)?;
+        let outcome = guarded(py, || {
+            Ok(self.inner.lock().map_err(|_| poisoned())?.fail_run(failure))
+        })?;
+        let events: Vec<Event> = outcome
+            .into_iter()
+            .map(|attributes| Event {
+                event_id: 0,
+                timestamp_ms: now_ms,
+                attributes,
+            })
+            .collect();
+        Ok(PyBytes::new(py, &encode_events(&events)))
     }
 }

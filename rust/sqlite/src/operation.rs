@@ -227,6 +227,7 @@ pub struct RunSummary {
     pub closed_ms: Option<i64>,
     pub last_task_failure: Option<String>,
     pub task_failures: u32,
+    pub dropped_signals: u32,
 }
 
 /// A query waiting for a worker of `task_queue`, taken: `(query id, workflow id, run id,

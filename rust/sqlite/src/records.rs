@@ -16,7 +16,7 @@ use crate::operation::HeldAttempt;
 pub const RUN_COLUMNS: &str = "run_key, version, workflow_id, run_id, workflow_type, \
      task_queue, status, history_length, task_state, task_ready_ms, task_token, \
      task_deadline_ms, task_failures, last_task_failure, cancel_requested, tail_start, \
-     started_ms, closed_ms";
+     started_ms, closed_ms, dropped_signals";
 
 pub fn run_from_row(row: &Row<'_>) -> rusqlite::Result<StoreResult<RunRecord>> {
     let run_row = RunRow {
@@ -38,6 +38,7 @@ pub fn run_from_row(row: &Row<'_>) -> rusqlite::Result<StoreResult<RunRecord>> {
         tail_start: row.get(15)?,
         started_ms: row.get(16)?,
         closed_ms: row.get(17)?,
+        dropped_signals: row.get(18)?,
     };
     Ok(RunRecord::from_row(run_row).map_err(StoreError::from))
 }
@@ -253,10 +254,11 @@ fn insert_run(connection: &Connection, record: &RunRecord) -> StoreResult<i64> {
             "INSERT INTO runs (workflow_id, run_id, workflow_type, task_queue, status, \
              history_length, started_ms, closed_ms, task_state, task_ready_ms, task_token, \
              task_deadline_ms, task_failures, last_task_failure, cancel_requested, tail_start, \
-             version) VALUES (:workflow_id, :run_id, :workflow_type, :task_queue, :status, \
-             :history_length, :started_ms, NULL, :task_state, :task_ready_ms, :task_token, \
-             :task_deadline_ms, :task_failures, :last_task_failure, :cancel_requested, \
-             :tail_start, :version) RETURNING run_key",
+             version, dropped_signals) VALUES (:workflow_id, :run_id, :workflow_type, \
+             :task_queue, :status, :history_length, :started_ms, NULL, :task_state, \
+             :task_ready_ms, :task_token, :task_deadline_ms, :task_failures, \
+             :last_task_failure, :cancel_requested, :tail_start, :version, :dropped_signals) \
+             RETURNING run_key",
         )?
         .query_row(
             named_params! {
@@ -276,6 +278,7 @@ fn insert_run(connection: &Connection, record: &RunRecord) -> StoreResult<i64> {
                 ":cancel_requested": row.cancel_requested,
                 ":tail_start": row.tail_start,
                 ":version": row.version,
+                ":dropped_signals": row.dropped_signals,
             },
             |result| result.get(0),
         );
@@ -313,7 +316,8 @@ fn update_run(
              task_ready_ms = :task_ready_ms, task_token = :task_token, \
              task_deadline_ms = :task_deadline_ms, task_failures = :task_failures, \
              last_task_failure = :last_task_failure, cancel_requested = :cancel_requested, \
-             tail_start = :tail_start WHERE run_key = :run_key AND version = :expected",
+             tail_start = :tail_start, dropped_signals = :dropped_signals \
+             WHERE run_key = :run_key AND version = :expected",
         )?
         .execute(named_params! {
             ":version": row.version,
@@ -328,6 +332,7 @@ fn update_run(
             ":last_task_failure": row.last_task_failure,
             ":cancel_requested": row.cancel_requested,
             ":tail_start": row.tail_start,
+            ":dropped_signals": row.dropped_signals,
             ":run_key": key,
             ":expected": expected_version,
         })?;

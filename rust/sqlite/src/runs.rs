@@ -130,6 +130,7 @@ fn run_row(record: RunRecord) -> RunSummary {
         closed_ms: record.closed_ms,
         last_task_failure: record.last_task_failure,
         task_failures: record.task_failures,
+        dropped_signals: record.dropped_signals,
     }
 }
 

@@ -209,11 +209,14 @@ CREATE INDEX activities_next_deadline ON activities (next_deadline_ms)
     ),
     // Version 6: history rows in format 2 (Protocol Buffers). Every stored event row is
     // rewritten from format 1 (postcard) in this one transaction; none is left behind, so a
-    // row's format is the file's schema version and needs no tag of its own.
+    // row's format is the file's schema version and needs no tag of its own. Runs count the
+    // signals their tasks dropped (undecodable payloads).
     Migration::Code(rewrite_event_rows_in_format_2),
 ];
 
 fn rewrite_event_rows_in_format_2(connection: &Connection) -> StoreResult<()> {
+    connection
+        .execute_batch("ALTER TABLE runs ADD COLUMN dropped_signals INTEGER NOT NULL DEFAULT 0")?;
     let mut read = connection.prepare("SELECT run_key, event_id, row FROM events")?;
     let mut write =
         connection.prepare("UPDATE events SET row = ?3 WHERE run_key = ?1 AND event_id = ?2")?;

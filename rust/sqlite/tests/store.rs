@@ -61,6 +61,7 @@ fn schedules_an_activity() -> Vec<u8> {
         event(EventAttributes::WorkflowTaskCompleted {
             seen_event_id: 1,
             flags: 0,
+            dropped_signals: 0,
         }),
         event(EventAttributes::ActivityScheduled {
             seq: 1,

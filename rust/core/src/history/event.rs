@@ -82,6 +82,10 @@ pub enum EventRole {
     External,
 }
 
+fn is_zero(value: &u32) -> bool {
+    *value == 0
+}
+
 /// The attributes of `WorkflowStarted`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WorkflowStartedAttributes {
@@ -99,10 +103,14 @@ pub enum EventAttributes {
     WorkflowStarted(Box<WorkflowStartedAttributes>),
     /// Closes one workflow task. `seen_event_id` is the last event that task had seen: events
     /// after it (a signal that arrived mid-task) belong to the next activation, on replay too.
-    /// `flags` versions engine behaviour so old histories keep replaying.
+    /// `flags` versions engine behaviour so old histories keep replaying. `dropped_signals`
+    /// counts the signals the task dropped because their payload did not decode (absent in
+    /// histories before it: 0).
     WorkflowTaskCompleted {
         seen_event_id: u64,
         flags: u64,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        dropped_signals: u32,
     },
     ActivityScheduled {
         seq: u32,

@@ -222,6 +222,7 @@ impl From<V1Attributes> for EventAttributes {
             } => EventAttributes::WorkflowTaskCompleted {
                 seen_event_id,
                 flags,
+                dropped_signals: 0,
             },
             V1::ActivityScheduled {
                 seq,

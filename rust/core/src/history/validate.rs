@@ -148,6 +148,7 @@ impl HistoryValidator {
             WorkflowTaskCompleted {
                 seen_event_id,
                 flags,
+                ..
             } => {
                 if *seen_event_id >= id || *seen_event_id < self.last_seen {
                     return Err(invalid(

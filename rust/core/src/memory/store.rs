@@ -22,6 +22,8 @@ pub struct RunSummary {
     pub last_task_failure: Option<String>,
     /// Workflow tasks of the run that failed in a row (0 once one completes).
     pub task_failures: u32,
+    /// Signals its tasks dropped because their payload did not decode.
+    pub dropped_signals: u32,
 }
 
 impl RunSummary {
@@ -38,6 +40,7 @@ impl RunSummary {
             closed_ms: record.closed_ms,
             last_task_failure: record.last_task_failure.clone(),
             task_failures: record.task_failures,
+            dropped_signals: record.dropped_signals,
         }
     }
 }

@@ -52,6 +52,8 @@ pub struct WorkflowRun {
     /// Every event added is checked against the history's invariants (and its flags against
     /// the ones this build knows) before replay sees it.
     validator: HistoryValidator,
+    /// Signals the live activation's code dropped (undecodable): recorded on its boundary.
+    dropped_signals: u32,
 }
 
 impl Default for WorkflowRun {
@@ -79,6 +81,7 @@ impl WorkflowRun {
             phase: Phase::Idle,
             closed: false,
             validator: HistoryValidator::default(),
+            dropped_signals: 0,
         }
     }
 
@@ -163,6 +166,7 @@ impl WorkflowRun {
             let EventAttributes::WorkflowTaskCompleted {
                 seen_event_id,
                 flags,
+                ..
             } = boundary.attributes
             else {
                 unreachable!("find_boundary returns task boundaries only")
@@ -555,6 +559,7 @@ impl WorkflowRun {
                 events.push(EventAttributes::WorkflowTaskCompleted {
                     seen_event_id,
                     flags: ENGINE_FLAGS,
+                    dropped_signals: std::mem::take(&mut self.dropped_signals),
                 });
                 let mut recorded = Vec::with_capacity(commands.len());
                 for command in commands {
@@ -579,6 +584,33 @@ impl WorkflowRun {
                 ))
             }
         }
+    }
+
+    /// Counts a signal the outstanding live activation dropped because its payload did not
+    /// decode; the task's boundary records the count (`describe()` adds them up).
+    pub fn note_dropped_signal(&mut self) {
+        if matches!(self.phase, Phase::Live { .. }) {
+            self.dropped_signals = self.dropped_signals.saturating_add(1);
+        }
+    }
+
+    /// The events that fail the run now, whatever the state of replay: a boundary that has
+    /// seen every event, then `WorkflowFailed`. For a replay that diverged when the workflow
+    /// lists `NonDeterminismError` among the exceptions that fail its run (as temporalio
+    /// allows). The run is closed: it takes no further activation.
+    pub fn fail_run(&mut self, failure: crate::history::Failure) -> Vec<EventAttributes> {
+        self.phase = Phase::Idle;
+        self.closed = true;
+        vec![
+            EventAttributes::WorkflowTaskCompleted {
+                seen_event_id: self.history_length(),
+                flags: ENGINE_FLAGS,
+                dropped_signals: std::mem::take(&mut self.dropped_signals),
+            },
+            EventAttributes::WorkflowFailed {
+                failure: Box::new(failure),
+            },
+        ]
     }
 
     fn complete_replay(&mut self, boundary_index: usize, commands: &[Command]) -> CoreResult<()> {

@@ -203,8 +203,11 @@ fn record_outcome(
     outcome.number(length + 1, now);
     let closes = outcome.closes();
     let added = outcome.events.len() as u64;
-    plan.record_mut()
-        .commit_workflow_task(now, seen, added, closes);
+    let record = plan.record_mut();
+    record.commit_workflow_task(now, seen, added, closes);
+    record.dropped_signals = record
+        .dropped_signals
+        .saturating_add(outcome.dropped_signals);
     let first_new = plan.events.len();
     plan.events.extend(outcome.events);
     let mut committed = Committed {

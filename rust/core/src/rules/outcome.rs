@@ -12,6 +12,8 @@ use crate::history::{decode_events, Event, EventAttributes, EventRole};
 pub struct DecodedOutcome {
     /// The last event the task had seen (its boundary's `seen_event_id`).
     pub seen_event_id: u64,
+    /// Signals the task dropped (undecodable payloads), from its boundary.
+    pub dropped_signals: u32,
     pub events: Vec<Event>,
 }
 
@@ -40,8 +42,12 @@ impl DecodedOutcome {
     }
 
     fn checked(events: Vec<Event>) -> CoreResult<Self> {
-        let seen_event_id = match events.first().map(|event| &event.attributes) {
-            Some(EventAttributes::WorkflowTaskCompleted { seen_event_id, .. }) => *seen_event_id,
+        let (seen_event_id, dropped_signals) = match events.first().map(|event| &event.attributes) {
+            Some(EventAttributes::WorkflowTaskCompleted {
+                seen_event_id,
+                dropped_signals,
+                ..
+            }) => (*seen_event_id, *dropped_signals),
             Some(other) => {
                 return Err(CoreError::InvalidCommand(format!(
                     "a workflow task outcome starts with its boundary, not {}",
@@ -64,6 +70,7 @@ impl DecodedOutcome {
         }
         Ok(DecodedOutcome {
             seen_event_id,
+            dropped_signals,
             events,
         })
     }

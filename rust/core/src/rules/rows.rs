@@ -42,6 +42,7 @@ pub struct RunRow {
     pub tail_start: i64,
     pub started_ms: i64,
     pub closed_ms: Option<i64>,
+    pub dropped_signals: i64,
 }
 
 fn corrupt(what: String) -> CoreError {
@@ -83,6 +84,7 @@ impl RunRecord {
             tail_start: self.tail_start as i64,
             started_ms: self.started_ms,
             closed_ms: self.closed_ms,
+            dropped_signals: i64::from(self.dropped_signals),
         }
     }
 
@@ -112,6 +114,8 @@ impl RunRecord {
                 .map_err(|_| corrupt(format!("task_failures {}", row.task_failures)))?,
             last_task_failure: row.last_task_failure,
             cancel_requested: row.cancel_requested,
+            dropped_signals: u32::try_from(row.dropped_signals)
+                .map_err(|_| corrupt(format!("dropped_signals {}", row.dropped_signals)))?,
             tail_start: unsigned(row.tail_start, "tail_start")?,
             started_ms: row.started_ms,
             closed_ms: row.closed_ms,

@@ -97,6 +97,8 @@ pub struct RunRecord {
     pub last_task_failure: Option<String>,
     /// A cancellation was requested (recorded once).
     pub cancel_requested: bool,
+    /// Signals its tasks dropped because their payload did not decode (what `describe` shows).
+    pub dropped_signals: u32,
     /// The first event the cached instance of the worker that last completed a task lacks
     /// (one past what that task saw): what a poll hands out with the lease.
     pub tail_start: u64,
@@ -125,6 +127,7 @@ impl RunRecord {
             task_failures: 0,
             last_task_failure: None,
             cancel_requested: false,
+            dropped_signals: 0,
             tail_start: 1,
             started_ms: now_ms,
             closed_ms: None,

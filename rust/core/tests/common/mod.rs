@@ -39,6 +39,7 @@ pub fn boundary_with_flags(seen_event_id: u64, flags: u64) -> EventAttributes {
     EventAttributes::WorkflowTaskCompleted {
         seen_event_id,
         flags,
+        dropped_signals: 0,
     }
 }
 

@@ -134,6 +134,9 @@ pub struct WorkflowTaskCompleted {
     /// Engine behaviour flags the task ran with (docs/history-format.md, "Engine flags").
     #[prost(uint64, tag = "2")]
     pub flags: u64,
+    /// Signals the task dropped because their payload did not decode (added in format 2).
+    #[prost(uint32, tag = "3")]
+    pub dropped_signals: u32,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ActivityScheduled {

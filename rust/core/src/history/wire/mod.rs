@@ -128,9 +128,11 @@ pub fn event_to_wire(event: &Event) -> WireEvent {
         A::WorkflowTaskCompleted {
             seen_event_id,
             flags,
+            dropped_signals,
         } => Wire::WorkflowTaskCompleted(g::WorkflowTaskCompleted {
             seen_event_id: *seen_event_id,
             flags: *flags,
+            dropped_signals: *dropped_signals,
         }),
         A::ActivityScheduled {
             seq,
@@ -247,6 +249,7 @@ pub fn event_from_wire(event: WireEvent) -> CoreResult<Event> {
         Wire::WorkflowTaskCompleted(task) => A::WorkflowTaskCompleted {
             seen_event_id: task.seen_event_id,
             flags: task.flags,
+            dropped_signals: task.dropped_signals,
         },
         Wire::ActivityScheduled(scheduled) => A::ActivityScheduled {
             seq: scheduled.seq,

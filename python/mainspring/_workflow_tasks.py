@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import _core
 from ._definitions import WorkflowDefinition
-from ._instance import WorkflowInstance, WorkflowTaskFailure
 from ._failure import failure_from_exception
+from ._instance import WorkflowInstance, WorkflowTaskFailure
 from .errors import (
     MainspringError,
     NonDeterminismError,

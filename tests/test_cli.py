@@ -97,11 +97,30 @@ def test_signal_query_cancel_and_terminate(database: Path, worker: subprocess.Po
     query = cli(database, "workflow", "query", "q1", "Stage")
     assert query.returncode == 0, query.stderr
     assert json.loads(query.stdout) == "waiting"
-    signalled = cli(database, "workflow", "signal", "q1", "Proceed", "--input", '{"note": "go"}')
+    # Checked against the worker's signal class: a payload it would drop is not sent.
+    module = ("--module", "tests.cli_app")
+    wrong = cli(database, "workflow", "signal", "q1", "Proceed", "--input", '{"note": 7}', *module)
+    assert wrong.returncode == 1
+    assert "not sent: the payload is not a Proceed" in wrong.stderr
+    unknown = cli(database, "workflow", "signal", "q1", "Procede", "--input", "{}", *module)
+    assert unknown.returncode == 1 and "declares no signal named 'Procede'" in unknown.stderr
+    assert "Proceed" in unknown.stderr
+    signalled = cli(
+        database, "workflow", "signal", "q1", "Proceed", "--input", '{"note": "go"}', *module
+    )
     assert signalled.returncode == 0, signalled.stderr
+    assert "not checked" not in signalled.stderr
     assert json.loads(cli(database, "workflow", "result", "q1").stdout) == "go"
+    assert (
+        json.loads(cli(database, "workflow", "describe", "q1", "--json").stdout)["dropped_signals"]
+        == 0
+    )
 
     cli(database, "workflow", "start", "gated", "--id", "q2", "--task-queue", "cli")
+    # Without the module it is sent as given, and the CLI says it was not checked.
+    unchecked = cli(database, "workflow", "signal", "q2", "Nothing", "--input", "{}")
+    assert unchecked.returncode == 0
+    assert "not checked against the signal's type" in unchecked.stderr
     assert cli(database, "workflow", "cancel", "q2", "--reason", "test").returncode == 0
     cancelled = cli(database, "workflow", "result", "q2")
     assert cancelled.returncode == 1

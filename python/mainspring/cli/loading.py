@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from .._definitions import ActivityDefinition, WorkflowDefinition
+from ..messages import Signal, message_name
 from .output import UserError
 
 
-def load(target: str) -> tuple[list[Callable[..., Any]], list[Callable[..., Any]]]:
-    """`package.module` or `package.module:ATTR` (ATTR: an object whose attributes, or a list
-    whose items, are the functions). Returns (workflows, activities)."""
+def _candidates(target: str) -> list[Any]:
+    """The objects `package.module` or `package.module:ATTR` declares (ATTR: an object whose
+    attributes, or a list whose items, they are)."""
     module_name, _, attribute = target.partition(":")
     # Like `python -m`, find modules in the working directory.
     if str(Path.cwd()) not in sys.path:
@@ -29,9 +30,14 @@ def load(target: str) -> tuple[list[Callable[..., Any]], list[Callable[..., Any]
             container = getattr(module, attribute)
         except AttributeError:
             raise UserError(f"module {module_name!r} has no attribute {attribute!r}") from None
-    candidates = (
+    return (
         list(container) if isinstance(container, (list, tuple)) else list(vars(container).values())
     )
+
+
+def load(target: str) -> tuple[list[Callable[..., Any]], list[Callable[..., Any]]]:
+    """The workflows and activities `package.module[:ATTR]` declares."""
+    candidates = _candidates(target)
     workflows = [
         item for item in candidates if _is(item, "__mainspring_workflow__", WorkflowDefinition)
     ]
@@ -45,3 +51,12 @@ def load(target: str) -> tuple[list[Callable[..., Any]], list[Callable[..., Any]
 
 def _is(item: Any, attribute: str, kind: type) -> bool:
     return isinstance(getattr(item, attribute, None), kind)
+
+
+def signal_classes(target: str) -> dict[str, type[Signal]]:
+    """The signal classes `package.module[:ATTR]` declares, by their wire name."""
+    return {
+        message_name(item): item
+        for item in _candidates(target)
+        if isinstance(item, type) and issubclass(item, Signal) and item is not Signal
+    }

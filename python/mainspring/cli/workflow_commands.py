@@ -6,12 +6,15 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import sys
 from datetime import datetime, timezone
 from typing import Any
 
-from .. import Client, History
+from .. import Client, History, _payload
 from .._payload import decode
+from ..errors import PayloadDecodeError
 from ..storage.base import WorkflowDescription
+from .loading import signal_classes
 from .output import UserError, print_fields, print_json, print_table
 
 
@@ -119,8 +122,15 @@ async def run(client: Client, arguments: argparse.Namespace) -> int:
         )  # fmt: skip
     elif command == "signal":
         payload = _core_json(_input(arguments.input))
+        checked = _check_signal(arguments.module, arguments.name, payload)
         await storage.signal_workflow(arguments.id, arguments.name, payload)
         print(f"signalled {arguments.id} with {arguments.name}")
+        if not checked:
+            print(
+                "note: the payload was not checked against the signal's type; pass --module "
+                "MODULE (the worker's) to check it before sending",
+                file=sys.stderr,
+            )
     elif command == "query":
         payload = _core_json(_input(arguments.input) or {})
         answer = await storage.query_workflow(
@@ -136,6 +146,24 @@ async def run(client: Client, arguments: argparse.Namespace) -> int:
     elif command == "result":
         print_json(await handle.result(timeout=arguments.timeout))
     return 0
+
+
+def _check_signal(module: str | None, name: str, payload: bytes) -> bool:
+    """Checks the payload against the signal class named ``name`` in ``module`` (the worker's),
+    as the worker will decode it: a payload that does not decode would be dropped there.
+    Returns False when there is no module to check against."""
+    if module is None:
+        return False
+    signal_types = signal_classes(module)
+    signal_type = signal_types.get(name)
+    if signal_type is None:
+        known = ", ".join(sorted(signal_types)) or "none"
+        raise UserError(f"{module} declares no signal named {name!r} (it declares: {known})")
+    try:
+        _payload.decode(payload, signal_type)
+    except PayloadDecodeError as error:
+        raise UserError(f"not sent: the payload is not a {name}: {error}") from None
+    return True
 
 
 def _core_json(value: Any) -> bytes:
@@ -167,6 +195,12 @@ def add_parser(commands: Any) -> None:
         if name in ("signal", "query"):
             command.add_argument("name", help="signal or query name (its class name)")
             command.add_argument("--input", help="the payload as JSON")
+        if name == "signal":
+            command.add_argument(
+                "--module",
+                help="MODULE[:ATTR] declaring the signal class (the worker's): the payload is "
+                "checked against it before it is sent",
+            )
         if name in ("cancel", "terminate"):
             command.add_argument("--reason", default="")
         if name in ("result", "query"):

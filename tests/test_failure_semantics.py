@@ -4,17 +4,27 @@ other exception fails the workflow task, which is retried until the code is fixe
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import timedelta
 
 import pytest
 
-from mainspring import Replayer, RetryPolicy, WorkerConfig, WorkflowContext, activity, workflow
+from mainspring import (
+    History,
+    Replayer,
+    RetryPolicy,
+    WorkerConfig,
+    WorkflowContext,
+    activity,
+    workflow,
+)
 from mainspring.errors import (
     ApplicationError,
     FailureError,
     NonDeterminismError,
     WaitTimeoutError,
     WorkflowFailedError,
+    WorkflowTaskFailedError,
 )
 from mainspring.storage import WorkflowDescription
 from mainspring.testing import time_skipping
@@ -256,3 +266,28 @@ async def test_dropped_signals_are_counted_in_describe(env: Environment) -> None
         await handle.signal(AddItem(item="done"))
         assert await handle.result(timeout=30) == ["done"]
     assert (await handle.describe()).dropped_signals == 2
+
+
+@workflow(name="raises_key_error")
+async def raises_key_error(ctx: WorkflowContext) -> None:
+    raise KeyError("a bug")
+
+
+async def test_histories_recorded_before_the_rule_replay_as_they_ran(env: Environment) -> None:
+    """A run that a plain exception failed (as every engine before TASK_FAILURES did) keeps
+    replaying: its tasks' flags say which rule they ran under."""
+    config = WorkerConfig(workflow_failure_exception_types=[KeyError])
+    async with env.worker([raises_key_error], config=config):
+        handle = await env.client.start_workflow(raises_key_error, id="k", task_queue=TASK_QUEUE)
+        with pytest.raises(WorkflowFailedError):
+            await handle.result(timeout=30)
+    recorded = json.loads((await handle.history()).to_json())
+    # Under today's rule, without KeyError listed, that code fails its task, not its run: the
+    # recorded WorkflowFailed is no longer what it does.
+    with pytest.raises(WorkflowTaskFailedError, match="KeyError"):
+        Replayer(workflows=[raises_key_error]).replay(History.from_json(json.dumps(recorded)))
+    # Recorded before the rule (flags 0), the same history replays as it ran.
+    for event in recorded["events"]:
+        if event["type"] == "WorkflowTaskCompleted":
+            event["attributes"]["flags"] = 0
+    Replayer(workflows=[raises_key_error]).replay(History.from_json(json.dumps(recorded)))

@@ -43,6 +43,7 @@ from .errors import (
     PayloadDecodeError,
     QueryFailedError,
     WorkflowEscapeError,
+    WorkflowTaskFailedError,
 )
 
 logger = logging.getLogger("mainspring.workflow")
@@ -84,11 +85,6 @@ class _CommandFuture(asyncio.Future):  # type: ignore[type-arg]
         if cancelled:
             loop.cancellation_requested = True  # type: ignore[attr-defined]
         return cancelled
-
-
-class WorkflowTaskFailure(Exception):
-    """Workflow code raised an exception that does not fail the run: the workflow task fails
-    and is retried (after a fix and a redeploy, it goes on). ``__cause__`` is that exception."""
 
 
 # What asyncio raises into code that awaits a future of another loop: the first time, that it
@@ -163,7 +159,7 @@ class WorkflowInstance:
         """Applies one activation and returns the commands the workflow code issued.
 
         Raises:
-            WorkflowTaskFailure: the code raised something that fails the task, not the run.
+            WorkflowTaskFailedError: the code raised something that fails the task, not the run.
         """
         replaying, now_ms, jobs, flags = activation
         self.replaying = replaying
@@ -188,7 +184,7 @@ class WorkflowInstance:
             raise WorkflowEscapeError(self.loop.escape)
         if self.task_error is not None:
             error, self.task_error = self.task_error, None
-            raise WorkflowTaskFailure(f"{type(error).__name__}: {error}") from error
+            raise WorkflowTaskFailedError(f"{type(error).__name__}: {error}") from error
         commands = self.commands
         self.commands = []
         return commands

@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Any
 from . import _core
 from ._definitions import WorkflowDefinition
 from ._failure import failure_from_exception
-from ._instance import WorkflowInstance, WorkflowTaskFailure
+from ._instance import WorkflowInstance
 from .errors import (
     MainspringError,
     NonDeterminismError,
     QueryFailedError,
     StaleTaskError,
     UnknownWorkflowTypeError,
+    WorkflowTaskFailedError,
 )
 from .storage.base import (
     ActivityTask,
@@ -237,7 +238,7 @@ class WorkflowTaskRunner:
                     storage.now_ms(), failure_from_exception(divergence)
                 )
         except Exception as error:
-            if isinstance(error, WorkflowTaskFailure):
+            if isinstance(error, WorkflowTaskFailedError):
                 # The workflow's own exception (not a FailureError): its traceback is the
                 # cause's, and the reason recorded is the exception itself.
                 reason = str(error)

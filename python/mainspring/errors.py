@@ -36,6 +36,7 @@ __all__ = [
     "WorkflowFailedError",
     "WorkflowNotFoundError",
     "WorkflowNotRunningError",
+    "WorkflowTaskFailedError",
     "WorkflowTerminatedError",
 ]
 
@@ -130,6 +131,14 @@ class WorkflowEscapeError(MainspringError):
     Examples are ``asyncio.sleep``, a socket, or another event loop's future. The workflow task
     fails and is retried; nothing is recorded in history. Use ``ctx.sleep`` and activities.
     """
+
+
+class WorkflowTaskFailedError(MainspringError):
+    """Workflow code raised an exception that fails the workflow task, not the run (it is not
+    a :class:`FailureError` nor a listed type): the worker records nothing, and the task is
+    retried with backoff until the code is fixed and redeployed. ``__cause__`` is that
+    exception; ``describe()`` shows it as ``last_task_failure``. A ``Replayer`` raises it
+    when a replayed task does so."""
 
 
 class UnknownWorkflowTypeError(MainspringError):

@@ -37,6 +37,10 @@ class Replayer:
             NonDeterminismError: the code issued a command the history did not record; the
                 error names the event id and both commands.
             UnknownWorkflowTypeError: the history's workflow type is not registered here.
+            WorkflowTaskFailedError: a replayed task's code raised an exception that fails
+                the task (a bug the history's run did not have, or a history from a run whose
+                task was failing when it was exported).
+            UnsupportedHistoryError: the history was written by a newer engine.
         """
         run = _core.WorkflowRun()
         run.add_events(history.encoded)

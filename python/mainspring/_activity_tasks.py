@@ -17,9 +17,9 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _payload
+from ._attempts import Attempt, DeadlineWatch
 from ._definitions import ActivityDefinition
 from ._failure import failure_from_exception
-from ._heartbeats import HeartbeatThrottle, throttle_interval
 from .activity_context import ActivityContext, ActivityInfo
 from .errors import (
     ApplicationError,
@@ -73,6 +73,7 @@ class ActivityTaskRunner:
         self.workflows: WorkflowTaskRunner | None = None
         self._lease_ms = int(config.workflow_task_timeout.total_seconds() * 1000)
         self.running: set[asyncio.Task[None]] = set()
+        self._deadlines: DeadlineWatch | None = None
 
     async def poll_once(self) -> bool:
         """Starts every ready attempt there is a free slot for; returns whether it started any.
@@ -107,95 +108,35 @@ class ActivityTaskRunner:
             await self._report_failure(task, error)
             return
         loop = asyncio.get_running_loop()
-        current = asyncio.current_task()
         context = ActivityContext(
             functools.partial(self._info, task), task.heartbeat_details, _no_heartbeat
         )
-        throttle = HeartbeatThrottle(
-            loop,
-            throttle_interval(task.heartbeat_timeout_ms),
-            functools.partial(
-                self._heartbeat,
-                task,
-                context=context,
-                runner=current,
-                is_async=definition.is_async,
-            ),
+        attempt = Attempt(
+            loop, task, context, asyncio.current_task(), definition.is_async, self._heartbeat
         )
-
-        def send_heartbeat(details: bytes) -> None:
-            try:
-                running = asyncio.get_running_loop()
-            except RuntimeError:
-                running = None
-            if running is loop:
-                throttle.record(details)
-            else:  # from an activity thread: recorded before its outcome (FIFO on the loop)
-                loop.call_soon_threadsafe(throttle.record, details)
-
-        context._send_heartbeat = send_heartbeat
-        deadline = self._enforce_deadline(task, context, current, definition.is_async)
+        context._send_heartbeat = attempt.heartbeat
+        if task.deadline_ms is not None:
+            self._watch(attempt, (task.deadline_ms - self._storage.now_ms()) / 1000)
         try:
-            try:
-                result = await self._call(definition, task, context)
-            finally:
-                if deadline is not None:
-                    deadline.cancel()
+            result = await self._call(definition, task, context)
             context._returned = True
             encoded = self._encode_result(result)
         except asyncio.CancelledError:
-            throttle.close()
+            attempt.close()
             if context.is_cancelled:
                 return  # the attempt is over on the store's side; nothing to report
             raise
         except Exception as error:
             # The latest heartbeat's details go in first: the next attempt resumes from them.
-            await throttle.flush()
-            await self._report_failure(task, error)
+            await attempt.flush()
+            if not attempt.deadline_passed:
+                await self._report_failure(task, error)
             return
-        throttle.close()
-        await self._report_completion(task, encoded)
-
-    def _encode_result(self, result: Any) -> bytes:
-        limit = self._config.maximum_payload_bytes
-        try:
-            return _payload.encode(result, limit)
-        except PayloadTooLargeError as error:
-            # Every attempt would produce it again: not worth a retry.
-            raise ApplicationError(
-                f"the activity's result is too large: {error}",
-                type=type(error).__name__,
-                non_retryable=True,
-            ) from error
-
-    def _enforce_deadline(
-        self,
-        task: ActivityTask,
-        context: ActivityContext,
-        runner: asyncio.Task[Any] | None,
-        is_async: bool,
-    ) -> asyncio.TimerHandle | None:
-        """Ends the attempt on this side at its deadline too: an async attempt is cancelled,
-        a thread's context marked cancelled (the store times the attempt out either way)."""
-        if task.deadline_ms is None:
-            return None
-        remaining = (task.deadline_ms - self._storage.now_ms()) / 1000
-
-        def overran() -> None:
-            if context._returned:
-                return
-            logger.info(
-                "activity %s (attempt %d) ran past its deadline; cancelled",
-                task.activity_type,
-                task.attempt,
-            )
-            context._mark_cancelled()
-            if is_async and runner is not None and not runner.done():
-                runner.cancel()
-
-        return asyncio.get_running_loop().call_later(max(0.0, remaining), overran)
-
-    async def _report_completion(self, task: ActivityTask, encoded: bytes) -> None:
+        attempt.close()
+        if attempt.deadline_passed:
+            # A thread that ran past its deadline: the store has timed the attempt out.
+            logger.info("activity %s finished past its deadline; dropped", task.activity_type)
+            return
         workflows = self.workflows
         if workflows is not None:
             try:
@@ -209,29 +150,73 @@ class ActivityTaskRunner:
                     task.activity_type,
                     error,
                 )
-        reported = await self._reporting(
-            task,
-            "result",
-            lambda: self._storage.complete_activity_task(
-                task,
-                encoded,
-                eager_workflow_lease_ms=self._lease_ms if workflows is not None else None,
-            ),
-        )
-        if reported is None:
+        lease_ms = self._lease_ms if workflows is not None else None
+        try:
+            woken = await self._storage.complete_activity_task(
+                task, encoded, eager_workflow_lease_ms=lease_ms
+            )
+        except StaleTaskError:
+            logger.info(
+                "activity %s finished after its attempt ended; result dropped", task.activity_type
+            )
             return
-        (woken,) = reported
+        except StorageError as error:
+            reported = await self._reporting(
+                task,
+                "result",
+                error,
+                lambda: self._storage.complete_activity_task(
+                    task, encoded, eager_workflow_lease_ms=lease_ms
+                ),
+            )
+            if reported is None:
+                return
+            (woken,) = reported
         if woken is not None and workflows is not None:
             await workflows.process_leased(woken)
 
+    def close(self) -> None:
+        """The worker stopped: no deadline timer is left behind on its loop."""
+        if self._deadlines is not None:
+            self._deadlines.close()
+            self._deadlines = None
+
+    def _watch(self, attempt: Attempt, remaining_seconds: float) -> None:
+        watch = self._deadlines
+        if watch is None:
+            watch = self._deadlines = DeadlineWatch(asyncio.get_running_loop())
+        watch.watch(attempt, remaining_seconds)
+
+    def _encode_result(self, result: Any) -> bytes:
+        limit = self._config.maximum_payload_bytes
+        try:
+            return _payload.encode(result, limit)
+        except PayloadTooLargeError as error:
+            # Every attempt would produce it again: not worth a retry.
+            raise ApplicationError(
+                f"the activity's result is too large: {error}",
+                type=type(error).__name__,
+                non_retryable=True,
+            ) from error
+
     async def _reporting(
-        self, task: ActivityTask, what: str, report: Callable[[], Awaitable[ResultT]]
+        self,
+        task: ActivityTask,
+        what: str,
+        first_error: StorageError,
+        report: Callable[[], Awaitable[ResultT]],
     ) -> tuple[ResultT] | None:
-        """Runs a report, retrying storage errors with backoff (every write is fenced, so a
-        retry never records twice); after the last try it logs the loss of the report: the
-        attempt then times out and is retried under its policy. None if not reported."""
+        """Retries a report the storage failed (``first_error``) with backoff (every write is
+        fenced, so a retry never records twice); after the last try it logs the loss of the
+        report: the attempt then times out and is retried under its policy. None if not
+        reported."""
         delay = _REPORT_RETRY_INITIAL_SECONDS
-        for attempt in range(1, _REPORT_TRIES + 1):
+        logger.warning(
+            "recording activity %s's %s failed; retrying: %s", task.activity_type, what, first_error
+        )
+        for attempt in range(2, _REPORT_TRIES + 1):
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _REPORT_RETRY_MAXIMUM_SECONDS)
             try:
                 return (await report(),)
             except StaleTaskError:
@@ -261,8 +246,6 @@ class ActivityTaskRunner:
                     _REPORT_TRIES,
                     error,
                 )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _REPORT_RETRY_MAXIMUM_SECONDS)
         return None
 
     async def _call(
@@ -286,19 +269,20 @@ class ActivityTaskRunner:
 
     async def _report_failure(self, task: ActivityTask, error: BaseException) -> None:
         failure = failure_from_exception(error)
-        await self._reporting(
-            task, "failure", lambda: self._storage.fail_activity_task(task, failure)
-        )
+        try:
+            await self._storage.fail_activity_task(task, failure)
+        except StaleTaskError:
+            logger.info("activity %s failed after its attempt ended", task.activity_type)
+        except StorageError as storage_error:
+            await self._reporting(
+                task,
+                "failure",
+                storage_error,
+                lambda: self._storage.fail_activity_task(task, failure),
+            )
 
-    async def _heartbeat(
-        self,
-        task: ActivityTask,
-        details: bytes,
-        *,
-        context: ActivityContext,
-        runner: asyncio.Task[Any] | None,
-        is_async: bool,
-    ) -> None:
+    async def _heartbeat(self, attempt: Attempt, details: bytes) -> None:
+        task, context, runner = attempt.task, attempt.context, attempt.runner
         try:
             await self._storage.heartbeat_activity_task(task, details)
         except StorageError as error:
@@ -308,7 +292,12 @@ class ActivityTaskRunner:
             context._mark_cancelled()
             # Cancel the attempt only while the activity function runs: once it has returned,
             # this task is reporting (or advancing an eagerly handed workflow task).
-            if is_async and runner is not None and not runner.done() and not context._returned:
+            if (
+                attempt.is_async
+                and runner is not None
+                and not runner.done()
+                and not context._returned
+            ):
                 runner.cancel()
 
     def _info(self, task: ActivityTask) -> ActivityInfo:

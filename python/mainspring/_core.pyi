@@ -19,10 +19,14 @@ from mainspring._protocol import (
 
 HISTORY_FORMAT_VERSION: int
 ENGINE_FLAGS: int
+FLAG_TASK_FAILURES: int
+FLAG_STAGED_JOBS: int
 SQLITE_SCHEMA_VERSION: int
 
 __all__ = [
     "ENGINE_FLAGS",
+    "FLAG_STAGED_JOBS",
+    "FLAG_TASK_FAILURES",
     "HISTORY_FORMAT_VERSION",
     "SQLITE_SCHEMA_VERSION",
     "ActivityRecord",

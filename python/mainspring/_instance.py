@@ -49,8 +49,8 @@ from .errors import (
 logger = logging.getLogger("mainspring.workflow")
 
 # Engine flags (rust/core/src/history/flags.rs): which behaviours an activation runs with.
-FLAG_TASK_FAILURES = 1 << 0
-FLAG_STAGED_JOBS = 1 << 1
+FLAG_TASK_FAILURES = _core.FLAG_TASK_FAILURES
+FLAG_STAGED_JOBS = _core.FLAG_STAGED_JOBS
 
 
 @dataclass(frozen=True)
@@ -72,19 +72,6 @@ _PendingActivity = tuple["asyncio.Future[Any]", str, Any, tuple[Any, ...], Calla
 class _PendingTimer:
     future: asyncio.Future[None]
     command: tuple[Any, ...]
-
-
-class _CommandFuture(asyncio.Future):  # type: ignore[type-arg]
-    """The future of a command (an activity, a timer): cancelling it, however it is reached
-    (directly, through a task awaiting it, from ``asyncio.wait``'s pending set), flags the loop
-    so the cancel command is issued when the loop next drains."""
-
-    def cancel(self, msg: Any = None) -> bool:
-        loop = self.get_loop()
-        cancelled = super().cancel(msg)
-        if cancelled:
-            loop.cancellation_requested = True  # type: ignore[attr-defined]
-        return cancelled
 
 
 # What asyncio raises into code that awaits a future of another loop: the first time, that it
@@ -165,31 +152,9 @@ class WorkflowInstance:
         self.replaying = replaying
         self.now_ms = now_ms
         self.flags = flags
-        if flags & FLAG_STAGED_JOBS:
-            # As temporalio: signals first and the loop run to idle with conditions checked,
-            # so a signal recorded before a timer fired is seen before it; then the rest.
-            signals = [job for job in jobs if job[0] == JOB_SIGNAL]
-            if signals:
-                for job in signals:
-                    self._deliver_signal(job[1], job[2])
-                self._run()
-                jobs = [job for job in jobs if job[0] != JOB_SIGNAL]
-            if not self.closed:
-                self._apply(jobs)
-                self._run()
-        else:
-            self._apply(jobs)
-            self._run()
-        if self.loop.escape is not None:
-            raise WorkflowEscapeError(self.loop.escape)
-        if self.task_error is not None:
-            error, self.task_error = self.task_error, None
-            raise WorkflowTaskFailedError(f"{type(error).__name__}: {error}") from error
-        commands = self.commands
-        self.commands = []
-        return commands
-
-    def _apply(self, jobs: list[tuple[Any, ...]]) -> None:
+        if jobs and jobs[0][0] == JOB_SIGNAL and flags & FLAG_STAGED_JOBS:
+            jobs = self._apply_signals_first(jobs)
+        # The hot path of replay: one loop over the jobs, inline.
         for job in jobs:
             tag = job[0]
             if tag == JOB_RESOLVE_ACTIVITY:
@@ -206,6 +171,28 @@ class WorkflowInstance:
                 self.cancel_requested = True
                 if self.main_task is not None:
                     self.main_task.cancel()
+        self._run()
+        if self.loop.escape is not None:
+            raise WorkflowEscapeError(self.loop.escape)
+        if self.task_error is not None:
+            error, self.task_error = self.task_error, None
+            raise WorkflowTaskFailedError(f"{type(error).__name__}: {error}") from error
+        commands = self.commands
+        self.commands = []
+        return commands
+
+    def _apply_signals_first(self, jobs: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Stage one of a staged activation, as temporalio's: the signals (the core puts them
+        first) are delivered and the loop runs to idle with conditions checked, so a signal
+        recorded before a timer fired is seen before it. Returns the jobs left for stage two
+        (none once the run closed)."""
+        first_other = 1
+        while first_other < len(jobs) and jobs[first_other][0] == JOB_SIGNAL:
+            first_other += 1
+        for job in jobs[:first_other]:
+            self._deliver_signal(job[1], job[2])
+        self._run()
+        return [] if self.closed else jobs[first_other:]
 
     def fails_run_on(self, error: BaseException) -> bool:
         """Whether the workflow or worker lists ``error``'s type among run failures."""
@@ -224,7 +211,16 @@ class WorkflowInstance:
             loop.run_until_idle(now_seconds)
             if loop.cancellation_requested:
                 self._sweep_cancelled()
-            if not self._check_conditions() and not loop.has_ready():
+            # (Inline checks: this runs once or more per activation, the hot path of replay.)
+            if (not self.conditions or not self._check_conditions()) and not loop._ready:
+                break
+        # The future execute_activity returns may be cancelled directly (from the pending set
+        # of asyncio.wait, say), which flags nothing: look once the loop is idle, before the
+        # run can close. (A subclass of Future whose cancel flagged the loop would cost every
+        # await its fast path in asyncio's C task.)
+        for pending in self.activities.values():
+            if pending[0].cancelled():
+                self._sweep_cancelled()
                 break
         task = self.main_task
         if task is not None and task.done() and not self.closed and self.task_error is None:
@@ -321,20 +317,21 @@ class WorkflowInstance:
         task_queue: str,
         options: tuple[Any, ...],
         output_type: Any,
-    ) -> tuple[int, asyncio.Future[Any]]:
+        decode: Callable[[bytes], Any],
+    ) -> asyncio.Future[Any]:
         seq = self.next_activity_seq
         self.next_activity_seq = seq + 1
         command = (COMMAND_SCHEDULE_ACTIVITY, seq, activity_type, input_bytes, task_queue, *options)
         self.commands.append(command)
-        future: asyncio.Future[Any] = _CommandFuture(loop=self.loop)
+        future: asyncio.Future[Any] = asyncio.Future(loop=self.loop)
         self.activities[seq] = (
             future,
             activity_type,
             output_type,
             command,
-            _payload.decoder(output_type),
+            decode,
         )
-        return seq, future
+        return future
 
     def _sweep_cancelled(self) -> None:
         """Turns futures that workflow code cancelled into cancel commands.
@@ -405,7 +402,7 @@ class WorkflowInstance:
         self.next_timer_seq += 1
         command = (COMMAND_START_TIMER, seq, duration_ms)
         self.commands.append(command)
-        future: asyncio.Future[None] = _CommandFuture(loop=self.loop)
+        future: asyncio.Future[None] = asyncio.Future(loop=self.loop)
         self.timers[seq] = _PendingTimer(future, command)
         return future
 

@@ -31,7 +31,7 @@ _DEFAULT_RETRY = RetryPolicy()
 
 # Activity options resolved to the command's tuple form, per distinct call-site arguments: a
 # workflow resuming thousands of times per second should not redo unit conversions each time.
-_resolved_options: dict[Any, tuple[str, Any, tuple[Any, ...]]] = {}
+_resolved_options: dict[Any, tuple[str, Any, tuple[Any, ...], Callable[[bytes], Any]]] = {}
 _RESOLVED_OPTIONS_LIMIT = 4096
 
 
@@ -51,8 +51,9 @@ def _resolve_options(
     schedule_to_start_timeout: timedelta | float | None,
     heartbeat_timeout: timedelta | float | None,
     retry_policy: RetryPolicy | None,
-) -> tuple[str, Any, tuple[Any, ...]]:
-    """(activity type, output type, the option fields of a ScheduleActivity command)."""
+) -> tuple[str, Any, tuple[Any, ...], Callable[[bytes], Any]]:
+    """(activity type, output type, the option fields of a ScheduleActivity command, the
+    result's decoder)."""
     if isinstance(activity, str):
         activity_type, output_type = activity, Any
     else:
@@ -76,7 +77,7 @@ def _resolve_options(
         policy.maximum_attempts,
         list(policy.non_retryable_error_types),
     )
-    return activity_type, output_type, options
+    return activity_type, output_type, options, _payload.decoder(output_type)
 
 
 class ActivityHandle(Generic[ResultT]):
@@ -157,7 +158,7 @@ class WorkflowContext:
         heartbeat_timeout: timedelta | float | None,
         retry_policy: RetryPolicy | None,
         task_queue: str | None,
-    ) -> tuple[int, asyncio.Future[Any]]:
+    ) -> asyncio.Future[Any]:
         key = (
             activity,
             start_to_close_timeout,
@@ -177,7 +178,7 @@ class WorkflowContext:
                 if len(_resolved_options) > _RESOLVED_OPTIONS_LIMIT:
                     _resolved_options.clear()
                 _resolved_options[key] = resolved
-        activity_type, output_type, options = resolved
+        activity_type, output_type, options, decode = resolved
         instance = self._instance
         input_bytes = (
             _payload.NULL if input is _NO_INPUT else _payload.encode(input, instance.payload_limit)
@@ -188,6 +189,7 @@ class WorkflowContext:
             task_queue or instance.task_queue,
             options,
             output_type,
+            decode,
         )
 
     def start_activity(
@@ -207,7 +209,7 @@ class WorkflowContext:
         At least one of ``start_to_close_timeout`` and ``schedule_to_close_timeout`` is
         required, as in Temporal: an activity with neither could hang its workflow forever.
         """
-        seq, future = self._schedule_activity(
+        future = self._schedule_activity(
             activity,
             input,
             start_to_close_timeout,
@@ -217,6 +219,7 @@ class WorkflowContext:
             retry_policy,
             task_queue,
         )
+        seq = self._instance.next_activity_seq - 1  # the one just scheduled
         return ActivityHandle(future, seq, self._instance.loop)
 
     def execute_activity(
@@ -245,7 +248,7 @@ class WorkflowContext:
             heartbeat_timeout,
             retry_policy,
             task_queue,
-        )[1]
+        )
 
     # Timers and conditions.
 
@@ -347,6 +350,7 @@ class WorkflowContext:
                 return decoded
         finally:
             if timer is not None and not timer.done():
+                instance.loop.cancellation_requested = True  # the CancelTimer command
                 timer.cancel()
 
     def set_signal_handler(

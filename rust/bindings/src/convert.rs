@@ -140,10 +140,19 @@ fn activity_options(tuple: &Bound<'_, PyTuple>) -> PyResult<ActivityOptions> {
     })
 }
 
-pub fn command_from_py(object: &Bound<'_, PyAny>) -> PyResult<Command> {
+/// A command from its tuple. `replaying`: the command is only matched against a recorded
+/// event (by kind, sequence number and type; inputs and options are not compared), so a
+/// ScheduleActivity's input and options are not read — replay's hot path.
+pub fn command_from_py(object: &Bound<'_, PyAny>, replaying: bool) -> PyResult<Command> {
     let tuple = object.cast::<PyTuple>()?;
     let tag: u8 = tuple.get_item(0)?.extract()?;
     Ok(match tag {
+        0 if replaying => Command::ScheduleActivity {
+            seq: tuple.get_item(1)?.extract()?,
+            activity_type: tuple.get_item(2)?.extract()?,
+            input: Payload::default(),
+            options: Box::default(),
+        },
         0 => Command::ScheduleActivity {
             seq: tuple.get_item(1)?.extract()?,
             activity_type: tuple.get_item(2)?.extract()?,

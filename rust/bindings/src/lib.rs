@@ -28,5 +28,13 @@ fn _core(module: &Bound<'_, PyModule>) -> PyResult<()> {
         mainspring_core::history::FORMAT_VERSION,
     )?;
     module.add("ENGINE_FLAGS", mainspring_core::replay::ENGINE_FLAGS)?;
+    module.add(
+        "FLAG_TASK_FAILURES",
+        mainspring_core::history::flags::TASK_FAILURES,
+    )?;
+    module.add(
+        "FLAG_STAGED_JOBS",
+        mainspring_core::history::flags::STAGED_JOBS,
+    )?;
     Ok(())
 }

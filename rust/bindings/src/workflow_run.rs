@@ -99,9 +99,14 @@ impl PyWorkflowRun {
         py: Python<'py>,
         commands: &Bound<'py, PyList>,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let replaying = self
+            .inner
+            .lock()
+            .map(|run| run.is_replaying())
+            .unwrap_or(false);
         let commands = commands
             .iter()
-            .map(|command| command_from_py(&command))
+            .map(|command| command_from_py(&command, replaying))
             .collect::<PyResult<Vec<_>>>()?;
         let (task_time_ms, outcome) = guarded(py, || {
             let mut run = self.inner.lock().map_err(|_| poisoned())?;

@@ -9,7 +9,9 @@ use prost::Message;
 use super::event::Event;
 use super::legacy_v1;
 use super::validate::validate_history;
-use super::wire::{event_from_wire, event_to_wire, WireEvent, WireHistory};
+use super::wire::{
+    event_from_wire, event_from_wire_in_place, event_to_wire, WireEvent, WireHistory,
+};
 use crate::error::{CoreError, CoreResult};
 
 const MAGIC: &[u8; 3] = b"MSH";
@@ -43,12 +45,7 @@ pub fn decode_events(bytes: &[u8]) -> CoreResult<Vec<Event>> {
         ));
     }
     match bytes[3] {
-        FORMAT_VERSION => {
-            let history = WireHistory::decode(&bytes[4..]).map_err(|error| {
-                CoreError::CorruptHistory(format!("undecodable events: {error}"))
-            })?;
-            history.events.into_iter().map(event_from_wire).collect()
-        }
+        FORMAT_VERSION => decode_body(&bytes[4..]),
         1 => legacy_v1::decode_body(&bytes[4..]),
         version if version > FORMAT_VERSION => Err(CoreError::UnsupportedHistory(format!(
             "history format version {version} was written by a newer engine (this build reads \
@@ -58,6 +55,37 @@ pub fn decode_events(bytes: &[u8]) -> CoreResult<Vec<Event>> {
             "history format version {version} does not exist"
         ))),
     }
+}
+
+/// Decodes a `History` message event by event: each `events` entry is decoded and converted
+/// as it is reached, so no vector of wire messages is built first (a replay's whole history
+/// goes through here). Fields of `History` this build does not know are skipped.
+fn decode_body(mut body: &[u8]) -> CoreResult<Vec<Event>> {
+    use prost::encoding::{decode_key, decode_varint, skip_field, DecodeContext, WireType};
+    let corrupt = |error: prost::DecodeError| {
+        CoreError::CorruptHistory(format!("undecodable events: {error}"))
+    };
+    // Rows are a few dozen bytes each: a guess that saves regrowing the vector.
+    let mut events = Vec::with_capacity(body.len() / 24);
+    let mut wire = WireEvent::default();
+    while !body.is_empty() {
+        let (tag, wire_type) = decode_key(&mut body).map_err(corrupt)?;
+        if tag != 1 || wire_type != WireType::LengthDelimited {
+            skip_field(wire_type, tag, &mut body, DecodeContext::default()).map_err(corrupt)?;
+            continue;
+        }
+        let length = decode_varint(&mut body).map_err(corrupt)?;
+        let length = usize::try_from(length)
+            .ok()
+            .filter(|length| *length <= body.len())
+            .ok_or_else(|| CoreError::CorruptHistory("an event runs past the end".into()))?;
+        let (row, rest) = body.split_at(length);
+        body = rest;
+        wire.clear();
+        wire.merge(row).map_err(corrupt)?;
+        events.push(event_from_wire_in_place(&mut wire)?);
+    }
+    Ok(events)
 }
 
 /// Encodes one event on its own, without the header: the unit a database stores per row (an

@@ -18,7 +18,7 @@ use super::commands::{describe_recorded, Command};
 use super::seq_table::SeqTable;
 use super::timer_machine::{TimerInput, TimerState};
 use crate::error::{CoreError, CoreResult};
-use crate::history::{Event, EventAttributes, EventRole, HistoryValidator};
+use crate::history::{flags, Event, EventAttributes, EventRole, HistoryValidator};
 
 pub use crate::history::flags::ENGINE_FLAGS;
 
@@ -60,6 +60,21 @@ impl Default for WorkflowRun {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Under [`flags::STAGED_JOBS`] an activation's signals come first (in history order), then
+/// its other jobs (in history order): the workflow side applies the leading signals and runs
+/// its loop to idle before the rest. Without the flag, jobs stay in history order.
+fn staged(mut jobs: Vec<Job>, flags: u64) -> Vec<Job> {
+    let is_signal = |job: &Job| matches!(job, Job::Signal { .. });
+    if flags & flags::STAGED_JOBS != 0
+        && jobs.iter().skip_while(|job| is_signal(job)).any(is_signal)
+    {
+        let (mut signals, others): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(is_signal);
+        signals.extend(others);
+        jobs = signals;
+    }
+    jobs
 }
 
 fn non_determinism(event_id: u64, recorded: String, issued: String) -> CoreError {
@@ -128,6 +143,11 @@ impl WorkflowRun {
             .count()
     }
 
+    /// Whether the outstanding activation is a replayed one (its commands are only matched).
+    pub fn is_replaying(&self) -> bool {
+        matches!(self.phase, Phase::Replaying { .. })
+    }
+
     /// The time the outstanding live activation was delivered at (what the workflow code saw
     /// as now), if one is out. Its outcome must be recorded with this time: replay hands the
     /// recorded time to the code again.
@@ -172,7 +192,7 @@ impl WorkflowRun {
                 unreachable!("find_boundary returns task boundaries only")
             };
             let now_ms = boundary.timestamp_ms;
-            let jobs = self.collect_jobs(seen_event_id)?;
+            let jobs = staged(self.collect_jobs(seen_event_id)?, flags);
             self.phase = Phase::Replaying { boundary_index };
             return Ok(Some(Activation {
                 replaying: true,
@@ -191,7 +211,7 @@ impl WorkflowRun {
         if !has_inbound {
             return Ok(None);
         }
-        let jobs = self.collect_jobs(end)?;
+        let jobs = staged(self.collect_jobs(end)?, ENGINE_FLAGS);
         if self.closed {
             // Terminated from outside while the task was pending: nothing to run.
             return Ok(None);

@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,8 @@ from mainspring.testing import time_skipping
 
 from .conftest import TASK_QUEUE, Environment
 from .workflows import SHORT, AddItem, Items, double
+
+GOLDEN = Path(__file__).parent / "histories" / "format-1"
 
 
 async def _until_tasks_complete(env: Environment, workflow_id: str, count: int) -> None:
@@ -191,3 +194,61 @@ async def test_each_line_is_logged_once_whatever_ran_ahead(
     ]
     assert lines.count("starting the step") == 3
     assert lines.count("step done with 4") == 3
+
+
+@activity(name="echo")
+async def echo(value: str) -> str:
+    return value
+
+
+@activity(name="shout")
+async def shout(value: str) -> str:
+    return value.upper()
+
+
+@workflow(name="signal_and_step")
+async def signal_and_step(ctx: WorkflowContext) -> list[str]:
+    """As `histories/format-1/record_signal_and_step.py` recorded it."""
+    order: list[str] = []
+
+    async def on_signal() -> None:
+        signal = await ctx.wait_signal(AddItem)
+        order.append(signal.item)
+        order.append(await ctx.execute_activity(shout, "a", start_to_close_timeout=SHORT))
+
+    waiter = asyncio.ensure_future(on_signal())
+    order.append(await ctx.execute_activity(echo, "step1", start_to_close_timeout=SHORT))
+    order.append(await ctx.execute_activity(echo, "step2", start_to_close_timeout=SHORT))
+    await waiter
+    return order
+
+
+def test_a_history_from_before_staged_jobs_replays_its_wake_order() -> None:
+    """Recorded by the release before engine flags: a signal and an activity result reached the
+    workflow in one activation while a coroutine waited in wait_signal. That release woke the
+    main coroutine first (the waiter woke when conditions were checked), so step2 was
+    scheduled before "a"; replay must do the same."""
+    history = History.from_json((GOLDEN / "signal-and-step.json").read_text())
+    Replayer(workflows=[signal_and_step]).replay(history)
+
+
+@workflow(name="gives_up_waiting")
+async def gives_up_waiting(ctx: WorkflowContext) -> list[str]:
+    impatient = asyncio.ensure_future(ctx.wait_signal(AddItem, timeout=timedelta(hours=1)))
+    await ctx.sleep(1)
+    impatient.cancel()  # a waiter that gives up must not take the next signal with it
+    first = await ctx.wait_signal(AddItem)
+    second = await ctx.wait_signal(AddItem)
+    return [first.item, second.item]
+
+
+async def test_a_cancelled_waiter_takes_no_signal_with_it(env: Environment) -> None:
+    async with env.worker([gives_up_waiting]):
+        handle = await env.client.start_workflow(gives_up_waiting, id="g", task_queue=TASK_QUEUE)
+        await _until_tasks_complete(env, "g", 1)
+        env.clock.advance(1)
+        await _until_tasks_complete(env, "g", 2)
+        await handle.signal(AddItem(item="one"))
+        await handle.signal(AddItem(item="two"))
+        assert await handle.result(timeout=30) == ["one", "two"]
+    Replayer(workflows=[gives_up_waiting]).replay(await handle.history())

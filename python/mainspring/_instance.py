@@ -413,12 +413,15 @@ class WorkflowInstance:
         if handler is not None:
             self.loop.call_soon(self._invoke_signal_handler, handler, payload)
             return
-        waiters = self.signal_waiters.get(name)
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(payload)
-                return
+        if self.flags & FLAG_STAGED_JOBS:
+            # Straight to the first waiter in wait_signal (before STAGED_JOBS, waiters found
+            # signals in the buffer when conditions were checked: replays do the same).
+            waiters = self.signal_waiters.get(name)
+            while waiters:
+                waiter = waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(payload)
+                    return
         self.signal_buffers.setdefault(name, collections.deque()).append(payload)
 
     def take_signal(self, name: str) -> bytes | asyncio.Future[bytes]:
@@ -426,7 +429,7 @@ class WorkflowInstance:
         and nobody waits before us, else a future in the queue of waiters."""
         buffered = self.signal_buffers.get(name)
         waiters = self.signal_waiters.setdefault(name, collections.deque())
-        if buffered and not any(not waiter.done() for waiter in waiters):
+        if buffered and not waiters:
             return buffered.popleft()
         waiter: asyncio.Future[bytes] = self.loop.create_future()
         waiters.append(waiter)
@@ -457,18 +460,21 @@ class WorkflowInstance:
                 target.log(level, message, *args, **kwargs)
 
     def give_back_signal(self, name: str, taken: asyncio.Future[bytes]) -> None:
-        """A waiter gave up (timed out): a signal it was handed goes to the next waiter or
-        back to the front of the buffer, never lost."""
-        if not taken.done():
+        """A waiter gave up (timed out, or was cancelled): it leaves the queue, and a signal it
+        was handed goes to the next waiter or back to the front of the buffer, never lost."""
+        waiters = self.signal_waiters.get(name)
+        if waiters is not None and taken in waiters:
+            waiters.remove(taken)
+        if not taken.done() or taken.cancelled():
             taken.cancel()
             return
-        waiters = self.signal_waiters.get(name)
+        payload = taken.result()
         while waiters:
             waiter = waiters.popleft()
             if not waiter.done():
-                waiter.set_result(taken.result())
+                waiter.set_result(payload)
                 return
-        self.signal_buffers.setdefault(name, collections.deque()).appendleft(taken.result())
+        self.signal_buffers.setdefault(name, collections.deque()).appendleft(payload)
 
     def drop_signal(self, name: str, error: BaseException) -> bool:
         """A signal whose payload does not decode: logged (once live) and dropped, never fatal

@@ -321,6 +321,8 @@ class WorkflowContext:
         """
         name = message_name(signal_type)
         instance = self._instance
+        if not instance.flags & FLAG_STAGED_JOBS:
+            return await self._wait_signal_as_recorded_before_stages(name, signal_type, timeout)
         timeout_ms = _milliseconds(timeout)
         timer: asyncio.Future[None] | None = None
         try:
@@ -328,16 +330,20 @@ class WorkflowContext:
                 taken = instance.take_signal(name)
                 if isinstance(taken, bytes):
                     payload = taken
-                elif timeout_ms is None:
-                    payload = await taken
                 else:
-                    if timer is None:
-                        timer = instance.start_timer(timeout_ms)
-                    await asyncio.wait((taken, timer), return_when=asyncio.FIRST_COMPLETED)
-                    # Histories recorded before staged jobs ran the timer first when both
-                    # came in one activation: they replay that way.
-                    timer_first = not instance.flags & FLAG_STAGED_JOBS and timer.done()
-                    if not taken.done() or timer_first:
+                    try:
+                        if timeout_ms is None:
+                            await taken
+                        else:
+                            if timer is None:
+                                timer = instance.start_timer(timeout_ms)
+                            await asyncio.wait((taken, timer), return_when=asyncio.FIRST_COMPLETED)
+                    except BaseException:
+                        # Cancelled while waiting: a signal already handed over goes on to
+                        # the next waiter (or back to the buffer), never lost.
+                        instance.give_back_signal(name, taken)
+                        raise
+                    if not taken.done():
                         instance.give_back_signal(name, taken)
                         raise WaitTimeoutError(f"no {name} signal within {timeout_ms} ms")
                     payload = taken.result()
@@ -352,6 +358,17 @@ class WorkflowContext:
             if timer is not None and not timer.done():
                 instance.loop.cancellation_requested = True  # the CancelTimer command
                 timer.cancel()
+
+    async def _wait_signal_as_recorded_before_stages(
+        self, name: str, signal_type: type[SignalT], timeout: timedelta | float | None
+    ) -> SignalT:
+        """wait_signal as histories recorded before STAGED_JOBS ran it (and so replay it):
+        signals wait in the buffer and a waiter wakes when conditions are checked."""
+        buffers = self._instance.signal_buffers
+        await self.wait_condition(lambda: bool(buffers.get(name)), timeout)
+        payload = buffers[name].popleft()
+        decoded: SignalT = _payload.decode(payload, signal_type)
+        return decoded
 
     def set_signal_handler(
         self, signal_type: type[SignalT], handler: Callable[[SignalT], Any]

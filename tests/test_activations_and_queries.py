@@ -252,3 +252,38 @@ async def test_a_cancelled_waiter_takes_no_signal_with_it(env: Environment) -> N
         await handle.signal(AddItem(item="two"))
         assert await handle.result(timeout=30) == ["one", "two"]
     Replayer(workflows=[gives_up_waiting]).replay(await handle.history())
+
+
+@workflow(name="query_that_cancels")
+async def query_that_cancels(ctx: WorkflowContext) -> str:
+    handle = ctx.start_activity("never_runs", start_to_close_timeout=SHORT, task_queue="nobody")
+
+    def meddles(query: Items) -> list[str]:
+        handle.cancel()
+        return []
+
+    ctx.set_query_handler(Items, meddles)
+    await ctx.wait_signal(AddItem)
+    handle.cancel()
+    try:
+        await handle
+    except asyncio.CancelledError:
+        return "cancelled by the workflow"
+    return "finished"
+
+
+async def test_a_query_that_cancels_fails_and_the_workflow_goes_on_as_recorded(
+    env: Environment,
+) -> None:
+    async with env.worker([query_that_cancels]):
+        handle = await env.client.start_workflow(query_that_cancels, id="m", task_queue=TASK_QUEUE)
+        await _until_tasks_complete(env, "m", 1)
+        with pytest.raises(QueryFailedError, match="changed the workflow's state"):
+            await handle.query(Items())
+        await handle.signal(AddItem(item="go"))
+        assert await handle.result(timeout=30) == "cancelled by the workflow"
+    history = await handle.history()
+    kinds = [kind for _, _, kind in history.outline()]
+    # The cancel is the workflow's own, recorded after the signal, not the query's.
+    assert kinds.index("WorkflowSignaled") < kinds.index("ActivityCancelRequested")
+    Replayer(workflows=[query_that_cancels]).replay(history)

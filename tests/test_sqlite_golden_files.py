@@ -9,8 +9,10 @@ version 4: activities keyed by a number, retry policies and failures in MessageP
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -132,3 +134,10 @@ def test_histories_exported_in_format_1_load_and_replay() -> None:
         assert encoded.to_json() == exported.to_json() == text.rstrip("\n")
         replayer.replay(encoded)
         replayer.replay(exported)
+
+
+def test_a_format_1_row_upgrades_for_stores_written_in_python() -> None:
+    with contextlib.closing(sqlite3.connect(GOLDEN / "schema-4-in-flight.db")) as connection:
+        ((row,),) = connection.execute("SELECT row FROM events WHERE event_id = 1 LIMIT 1")
+    ((event_id, _, kind),) = _core.history_outline(_core.join_rows([_core.upgrade_event_row(row)]))
+    assert (event_id, kind) == (1, "WorkflowStarted")

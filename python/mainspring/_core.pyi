@@ -47,6 +47,7 @@ __all__ = [
     "run_outcome",
     "sqlite_migrations",
     "sqlite_version",
+    "upgrade_event_row",
     "validate_history",
 ]
 
@@ -61,6 +62,7 @@ def encode_inbound_row(
     event_id: int, timestamp_ms: int, kind: str, args: tuple[Any, ...]
 ) -> bytes: ...
 def join_rows(rows: list[bytes]) -> bytes: ...
+def upgrade_event_row(row: bytes) -> bytes: ...
 
 @final
 class WorkflowRun:

@@ -9,8 +9,11 @@ the next attempt resumes from them.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
+
+logger = logging.getLogger("mainspring.worker")
 
 _DEFAULT_INTERVAL_SECONDS = 30.0
 _INTERVAL_SHARE = 0.8
@@ -74,8 +77,9 @@ class HeartbeatThrottle:
 
     def _written(self, task: asyncio.Task[None]) -> None:
         self._in_flight = None
-        if not task.cancelled():
-            task.exception()  # the writer handles its errors; never "never retrieved"
+        error = None if task.cancelled() else task.exception()
+        if error is not None:  # the writer handles storage errors; anything else is a bug
+            logger.error("a heartbeat write failed", exc_info=error)
         if not self._closed:
             self._schedule()
 
@@ -89,7 +93,10 @@ class HeartbeatThrottle:
             await asyncio.wait({self._in_flight})
         details, self._pending = self._pending, None
         if details is not None:
-            await self._write(details)
+            try:
+                await self._write(details)
+            except Exception:  # the failure report goes on regardless
+                logger.exception("writing the last heartbeat before a failure failed")
 
     def close(self) -> None:
         """Stops: nothing more is written (the attempt completed or is over)."""

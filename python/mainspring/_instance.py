@@ -110,6 +110,8 @@ class WorkflowInstance:
         self.flags = 0
         self.task_error: BaseException | None = None
         self.dropped_signals = 0
+        # Set when a query changed state it cannot put back: the worker drops this instance.
+        self.tainted = False
         # While the worker runs this instance ahead of its stored history (a fused commit),
         # log records wait here: they are emitted if that commit lands, dropped if it does
         # not (the task then runs again and logs them itself).
@@ -553,6 +555,8 @@ class WorkflowInstance:
         random_state = None if self._random is None else self._random.getstate()
         activities, timers = set(self.activities), set(self.timers)
         conditions = list(self.conditions)
+        handlers = (dict(self.signal_handlers), dict(self.query_handlers))
+        ready = len(self.loop._ready)
         try:
             try:
                 result = function(_payload.decode(payload, query_type))
@@ -569,6 +573,17 @@ class WorkflowInstance:
             ):
                 raise QueryFailedError(
                     f"query handler {name!r} issued commands; queries are read-only"
+                )
+            if (
+                self.loop.cancellation_requested
+                or len(self.loop._ready) != ready
+                or handlers != (self.signal_handlers, self.query_handlers)
+            ):
+                # It cancelled something, scheduled a callback or changed a handler: none of
+                # it can be undone, so the instance is dropped and rebuilt from history.
+                self.tainted = True
+                raise QueryFailedError(
+                    f"query handler {name!r} changed the workflow's state; queries are read-only"
                 )
             return _payload.encode(result, self.payload_limit)
         finally:

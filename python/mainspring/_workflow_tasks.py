@@ -341,7 +341,11 @@ class WorkflowTaskRunner:
                 if instance.info is None:
                     self._deferred_queries.setdefault(query.run_id, []).append(query)
                     return
-            result = instance.handle_query(query.query_name, query.input)
+            try:
+                result = instance.handle_query(query.query_name, query.input)
+            finally:
+                if instance.tainted:
+                    self._cache.pop(query.run_id, None)
         except Exception as error:
             message = str(error) if isinstance(error, QueryFailedError) else repr(error)
             await self._storage.answer_query(query, None, message)

@@ -56,7 +56,14 @@ class Due:
 
 class StoreTables(Protocol):
     """A store's tables, as :class:`AdaptedStorage` uses them. Reads may see a moment that has
-    passed: what they return is fenced when written back."""
+    passed: what they return is fenced when written back.
+
+    The row layouts are the core's (`_core.RunRecord.row()`, `ActivityRecord.row()`,
+    `_core.encode_inbound_row` and the outcome rows: history format 2), versioned with the
+    store's own schema. A store that kept rows of an earlier layout migrates them as the
+    SQLite store does (`rust/sqlite/src/schema.rs`): event rows of format 1 through
+    `_core.upgrade_event_row`, run rows gaining the columns added since (`dropped_signals`,
+    0), in its migration's transaction."""
 
     async def run(self, run_key: int) -> _core.RunRecord | None: ...
     async def current_run(self, workflow_id: str) -> _core.RunRecord | None:

@@ -8,6 +8,8 @@ use mainspring_core::history::{
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+
+use crate::errors::guarded;
 use pyo3::types::{PyBytes, PyTuple};
 
 use crate::convert::{failure_from_py, payload};
@@ -109,7 +111,16 @@ fn join_rows<'py>(py: Python<'py>, rows: Vec<Bound<'py, PyBytes>>) -> Bound<'py,
     PyBytes::new(py, &join_event_rows(&slices))
 }
 
+/// A stored row of history format 1 (postcard, schema versions up to 5 of the stores of
+/// earlier releases) rewritten as format 2: what a store's migration applies to every row.
+#[pyfunction]
+fn upgrade_event_row<'py>(py: Python<'py>, row: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    let upgraded = guarded(py, || mainspring_core::history::upgrade_event_row(row))?;
+    Ok(PyBytes::new(py, &upgraded))
+}
+
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_function(wrap_pyfunction!(upgrade_event_row, module)?)?;
     module.add_function(wrap_pyfunction!(encode_inbound_row, module)?)?;
     module.add_function(wrap_pyfunction!(join_rows, module)?)?;
     Ok(())

@@ -217,21 +217,39 @@ CREATE INDEX activities_next_deadline ON activities (next_deadline_ms)
 fn rewrite_event_rows_in_format_2(connection: &Connection) -> StoreResult<()> {
     connection
         .execute_batch("ALTER TABLE runs ADD COLUMN dropped_signals INTEGER NOT NULL DEFAULT 0")?;
-    let mut read = connection.prepare("SELECT run_key, event_id, row FROM events")?;
+    // In pages, in key order: a page is read whole before any of it is written, so no
+    // statement reads the table while another changes it.
+    const PAGE: i64 = 10_000;
+    let mut read = connection.prepare(
+        "SELECT run_key, event_id, row FROM events WHERE (run_key, event_id) > (?1, ?2) \
+         ORDER BY run_key, event_id LIMIT ?3",
+    )?;
     let mut write =
         connection.prepare("UPDATE events SET row = ?3 WHERE run_key = ?1 AND event_id = ?2")?;
-    let mut rows = read.query([])?;
-    while let Some(row) = rows.next()? {
-        let (run_key, event_id): (i64, i64) = (row.get(0)?, row.get(1)?);
-        let old: Vec<u8> = row.get(2)?;
-        let new = upgrade_event_row(&old).map_err(|error| {
-            StoreError::Sqlite(format!(
-                "event {event_id} of run {run_key} does not decode as format 1: {error}"
-            ))
-        })?;
-        write.execute(rusqlite::params![run_key, event_id, new])?;
+    let mut after = (i64::MIN, i64::MIN);
+    loop {
+        let page = read
+            .query_map(rusqlite::params![after.0, after.1, PAGE], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, Vec<u8>>(2)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let Some(&(last_run, last_event, _)) = page.last() else {
+            return Ok(());
+        };
+        for (run_key, event_id, old) in &page {
+            let new = upgrade_event_row(old).map_err(|error| {
+                StoreError::Sqlite(format!(
+                    "event {event_id} of run {run_key} does not decode as format 1: {error}"
+                ))
+            })?;
+            write.execute(rusqlite::params![run_key, event_id, new])?;
+        }
+        after = (last_run, last_event);
     }
-    Ok(())
 }
 
 /// The schema version this build writes and reads.

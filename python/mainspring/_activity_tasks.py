@@ -45,10 +45,6 @@ _REPORT_RETRY_INITIAL_SECONDS = 0.05
 _REPORT_RETRY_MAXIMUM_SECONDS = 2.0
 
 
-def _no_heartbeat(details: bytes) -> None:
-    """Placeholder until the real sender (which needs the context) is attached."""
-
-
 def _datetime(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
 
@@ -107,20 +103,32 @@ class ActivityTaskRunner:
             )
             await self._report_failure(task, error)
             return
-        loop = asyncio.get_running_loop()
+        # Per attempt, the least there can be (this is the hot path of every activity): the
+        # heartbeat machinery is made by the first heartbeat, the deadline is a heap entry.
+        attempt = Attempt(task, asyncio.current_task(), definition.is_async)
         context = ActivityContext(
-            functools.partial(self._info, task), task.heartbeat_details, _no_heartbeat
+            functools.partial(self._info, task), task.heartbeat_details, attempt.first_heartbeat
         )
-        attempt = Attempt(
-            loop, task, context, asyncio.current_task(), definition.is_async, self._heartbeat
-        )
-        context._send_heartbeat = attempt.heartbeat
+        attempt.context = context
+        attempt.write = self._heartbeat
         if task.deadline_ms is not None:
-            self._watch(attempt, (task.deadline_ms - self._storage.now_ms()) / 1000)
+            # From when the store started the attempt: no clock read, and never early.
+            watch = self._deadlines
+            if watch is None:
+                watch = self._deadlines = DeadlineWatch(asyncio.get_running_loop())
+            watch.watch(attempt, (task.deadline_ms - task.started_ms) / 1000)
         try:
             result = await self._call(definition, task, context)
             context._returned = True
-            encoded = self._encode_result(result)
+            try:
+                encoded = _payload.encode(result, self._config.maximum_payload_bytes)
+            except PayloadTooLargeError as error:
+                # Every attempt would produce it again: not worth a retry.
+                raise ApplicationError(
+                    f"the activity's result is too large: {error}",
+                    type=type(error).__name__,
+                    non_retryable=True,
+                ) from error
         except asyncio.CancelledError:
             attempt.close()
             if context.is_cancelled:
@@ -180,24 +188,6 @@ class ActivityTaskRunner:
         if self._deadlines is not None:
             self._deadlines.close()
             self._deadlines = None
-
-    def _watch(self, attempt: Attempt, remaining_seconds: float) -> None:
-        watch = self._deadlines
-        if watch is None:
-            watch = self._deadlines = DeadlineWatch(asyncio.get_running_loop())
-        watch.watch(attempt, remaining_seconds)
-
-    def _encode_result(self, result: Any) -> bytes:
-        limit = self._config.maximum_payload_bytes
-        try:
-            return _payload.encode(result, limit)
-        except PayloadTooLargeError as error:
-            # Every attempt would produce it again: not worth a retry.
-            raise ApplicationError(
-                f"the activity's result is too large: {error}",
-                type=type(error).__name__,
-                non_retryable=True,
-            ) from error
 
     async def _reporting(
         self,

@@ -19,26 +19,27 @@ logger = logging.getLogger("mainspring.worker")
 
 
 class Attempt:
-    __slots__ = ("_loop", "_throttle", "_write", "context", "deadline_passed", "is_async",
-                 "runner", "task")  # fmt: skip
+    __slots__ = ("_loop", "_throttle", "context", "deadline_passed", "is_async", "runner", "task",
+                 "write")  # fmt: skip
 
     def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        task: ActivityTask,
-        context: ActivityContext,
-        runner: asyncio.Task[Any] | None,
-        is_async: bool,
-        write: Callable[[Attempt, bytes], Coroutine[Any, Any, None]],
+        self, task: ActivityTask, runner: asyncio.Task[Any] | None, is_async: bool
     ) -> None:
-        self._loop = loop
         self.task = task
-        self.context = context
         self.runner = runner
         self.is_async = is_async
         self.deadline_passed = False
-        self._write = write
         self._throttle: HeartbeatThrottle | None = None
+        # Set by the runner right after: the context is made with this attempt's heartbeat.
+        self.context: ActivityContext
+        self.write: Callable[[Attempt, bytes], Coroutine[Any, Any, None]]
+
+    def first_heartbeat(self, details: bytes) -> None:
+        """``ctx.heartbeat`` the first time: binds the attempt to the worker's loop."""
+        runner = self.runner
+        self._loop = runner.get_loop() if runner is not None else asyncio.get_event_loop()
+        self.context._send_heartbeat = self.heartbeat
+        self.heartbeat(details)
 
     def heartbeat(self, details: bytes) -> None:
         """``ctx.heartbeat``: from the worker's loop or from an activity thread."""
@@ -60,7 +61,7 @@ class Attempt:
             throttle = self._throttle = HeartbeatThrottle(
                 self._loop,
                 throttle_interval(self.task.heartbeat_timeout_ms),
-                lambda details: self._write(self, details),
+                lambda details: self.write(self, details),
             )
         throttle.record(details)
 

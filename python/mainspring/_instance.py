@@ -81,6 +81,17 @@ _FOREIGN_FUTURE = ("attached to a different loop", "await wasn't used with futur
 
 
 class WorkflowInstance:
+    # Rarely changed state, as class defaults (an instance is made per run on every cache miss).
+    flags = 0
+    task_error: BaseException | None = None
+    dropped_signals = 0
+    # Set when a query changed state it cannot put back: the worker drops this instance.
+    tainted = False
+    # While the worker runs this instance ahead of its stored history (a fused commit), log
+    # records wait here: they are emitted if that commit lands, dropped if it does not (the
+    # task then runs again and logs them itself).
+    deferred_logs: list[tuple[logging.Logger, int, object, Any, Any]] | None = None
+
     def __init__(
         self,
         definition: WorkflowDefinition,
@@ -106,16 +117,8 @@ class WorkflowInstance:
         # goes to exactly one of them.
         self.signal_waiters: dict[str, collections.deque[asyncio.Future[bytes]]] = {}
         # Exceptions that fail the run (besides FailureError): the workflow's and the worker's.
-        self.failure_types = (*definition.failure_exception_types, *failure_exception_types)
-        self.flags = 0
-        self.task_error: BaseException | None = None
-        self.dropped_signals = 0
-        # Set when a query changed state it cannot put back: the worker drops this instance.
-        self.tainted = False
-        # While the worker runs this instance ahead of its stored history (a fused commit),
-        # log records wait here: they are emitted if that commit lands, dropped if it does
-        # not (the task then runs again and logs them itself).
-        self.deferred_logs: list[tuple[logging.Logger, int, object, Any, Any]] | None = None
+        own = definition.failure_exception_types
+        self.failure_types = (*own, *failure_exception_types) if own else failure_exception_types
         self.signal_handlers: dict[str, tuple[Any, Callable[[Any], Any]]] = {}
         self.query_handlers: dict[str, tuple[Any, Callable[[Any], Any]]] = {}
         self.conditions: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []

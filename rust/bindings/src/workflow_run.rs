@@ -2,7 +2,7 @@
 
 use std::sync::Mutex;
 
-use mainspring_core::history::{decode_events, encode_events, Event};
+use mainspring_core::history::{decode_events, encode_events_owned, Event};
 use mainspring_core::replay::WorkflowRun;
 use mainspring_core::CoreError;
 use pyo3::prelude::*;
@@ -127,7 +127,7 @@ impl PyWorkflowRun {
                 attributes,
             })
             .collect();
-        Ok(Some(PyBytes::new(py, &encode_events(&events))))
+        Ok(Some(PyBytes::new(py, &encode_events_owned(events))))
     }
 
     /// Counts a signal the live activation dropped (its payload did not decode): its task's
@@ -162,6 +162,6 @@ impl PyWorkflowRun {
                 attributes,
             })
             .collect();
-        Ok(PyBytes::new(py, &encode_events(&events)))
+        Ok(PyBytes::new(py, &encode_events_owned(events)))
     }
 }

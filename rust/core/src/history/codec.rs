@@ -10,7 +10,8 @@ use super::event::Event;
 use super::legacy_v1;
 use super::validate::validate_history;
 use super::wire::{
-    event_from_wire, event_from_wire_in_place, event_to_wire, WireEvent, WireHistory,
+    event_from_wire, event_from_wire_in_place, event_into_wire, event_to_wire, WireEvent,
+    WireHistory,
 };
 use crate::error::{CoreError, CoreResult};
 
@@ -27,6 +28,20 @@ const EVENTS_KEY: u8 = (1 << 3) | 2;
 pub fn encode_events(events: &[Event]) -> Vec<u8> {
     let history = WireHistory {
         events: events.iter().map(event_to_wire).collect(),
+    };
+    let mut out = Vec::with_capacity(4 + history.encoded_len());
+    out.extend_from_slice(MAGIC);
+    out.push(FORMAT_VERSION);
+    history
+        .encode(&mut out)
+        .expect("a Vec grows to fit: encoding cannot fail");
+    out
+}
+
+/// Encodes events it may consume (a task's outcome, encoded once): nothing is copied.
+pub fn encode_events_owned(events: Vec<Event>) -> Vec<u8> {
+    let history = WireHistory {
+        events: events.into_iter().map(event_into_wire).collect(),
     };
     let mut out = Vec::with_capacity(4 + history.encoded_len());
     out.extend_from_slice(MAGIC);

@@ -11,7 +11,8 @@ mod wire;
 
 pub use codec::{
     decode_event_row, decode_events, decode_history, encode_event_row, encode_events,
-    encode_history, join_event_rows, upgrade_event_row, FORMAT_VERSION, OLDEST_FORMAT_VERSION,
+    encode_events_owned, encode_history, join_event_rows, upgrade_event_row, FORMAT_VERSION,
+    OLDEST_FORMAT_VERSION,
 };
 pub use event::{
     ActivityOptions, Event, EventAttributes, EventRole, RetryPolicy, TimeoutType,

@@ -21,17 +21,14 @@ use super::event::{
 use super::payload::{Failure, Payload};
 use crate::error::{CoreError, CoreResult};
 
-fn failure_to_wire(failure: &Failure) -> generated::Failure {
+fn failure_to_wire(failure: Failure) -> generated::Failure {
     generated::Failure {
-        message: failure.message.clone(),
-        error_type: failure.error_type.clone(),
+        message: failure.message,
+        error_type: failure.error_type,
         non_retryable: failure.non_retryable,
-        details: failure.details.0.clone(),
-        stack_trace: failure.stack_trace.clone(),
-        cause: failure
-            .cause
-            .as_ref()
-            .map(|cause| Box::new(failure_to_wire(cause))),
+        details: failure.details.0,
+        stack_trace: failure.stack_trace,
+        cause: failure.cause.map(|cause| Box::new(failure_to_wire(*cause))),
         next_retry_delay_ms: failure.next_retry_delay_ms,
     }
 }
@@ -78,10 +75,10 @@ fn timeout_from_wire(event_id: u64, value: i32) -> CoreResult<TimeoutType> {
     }
 }
 
-fn options_to_wire(options: &ActivityOptions) -> generated::ActivityOptions {
-    let policy = &options.retry_policy;
+fn options_to_wire(options: ActivityOptions) -> generated::ActivityOptions {
+    let policy = options.retry_policy;
     generated::ActivityOptions {
-        task_queue: options.task_queue.clone(),
+        task_queue: options.task_queue,
         schedule_to_close_ms: options.schedule_to_close_ms,
         schedule_to_start_ms: options.schedule_to_start_ms,
         start_to_close_ms: options.start_to_close_ms,
@@ -91,7 +88,7 @@ fn options_to_wire(options: &ActivityOptions) -> generated::ActivityOptions {
             backoff_coefficient: policy.backoff_coefficient,
             maximum_interval_ms: policy.maximum_interval_ms,
             maximum_attempts: policy.maximum_attempts,
-            non_retryable_error_types: policy.non_retryable_error_types.clone(),
+            non_retryable_error_types: policy.non_retryable_error_types,
         }),
     }
 }
@@ -114,25 +111,32 @@ fn options_from_wire(options: generated::ActivityOptions) -> Option<ActivityOpti
     })
 }
 
+/// An event as its wire message, cloning what it holds (for events a store keeps).
 pub fn event_to_wire(event: &Event) -> WireEvent {
+    event_into_wire(event.clone())
+}
+
+/// An event as its wire message, moving what it holds (for events encoded once and dropped:
+/// a task's outcome).
+pub fn event_into_wire(event: Event) -> WireEvent {
     use generated as g;
     use EventAttributes as A;
-    let attributes = match &event.attributes {
+    let attributes = match event.attributes {
         A::WorkflowStarted(started) => Wire::WorkflowStarted(g::WorkflowStarted {
-            workflow_type: started.workflow_type.clone(),
-            workflow_id: started.workflow_id.clone(),
-            run_id: started.run_id.clone(),
-            task_queue: started.task_queue.clone(),
-            input: started.input.0.clone(),
+            workflow_type: started.workflow_type,
+            workflow_id: started.workflow_id,
+            run_id: started.run_id,
+            task_queue: started.task_queue,
+            input: started.input.0,
         }),
         A::WorkflowTaskCompleted {
             seen_event_id,
             flags,
             dropped_signals,
         } => Wire::WorkflowTaskCompleted(g::WorkflowTaskCompleted {
-            seen_event_id: *seen_event_id,
-            flags: *flags,
-            dropped_signals: *dropped_signals,
+            seen_event_id: seen_event_id,
+            flags: flags,
+            dropped_signals: dropped_signals,
         }),
         A::ActivityScheduled {
             seq,
@@ -140,28 +144,28 @@ pub fn event_to_wire(event: &Event) -> WireEvent {
             input,
             options,
         } => Wire::ActivityScheduled(g::ActivityScheduled {
-            seq: *seq,
-            activity_type: activity_type.clone(),
-            input: input.0.clone(),
-            options: Some(options_to_wire(options)),
+            seq: seq,
+            activity_type: activity_type,
+            input: input.0,
+            options: Some(options_to_wire(*options)),
         }),
         A::ActivityCompleted {
             scheduled_event_id,
             result,
             attempt,
         } => Wire::ActivityCompleted(g::ActivityCompleted {
-            scheduled_event_id: *scheduled_event_id,
-            result: result.0.clone(),
-            attempt: *attempt,
+            scheduled_event_id: scheduled_event_id,
+            result: result.0,
+            attempt: attempt,
         }),
         A::ActivityFailed {
             scheduled_event_id,
             failure,
             attempt,
         } => Wire::ActivityFailed(g::ActivityFailed {
-            scheduled_event_id: *scheduled_event_id,
-            failure: Some(failure_to_wire(failure)),
-            attempt: *attempt,
+            scheduled_event_id: scheduled_event_id,
+            failure: Some(failure_to_wire(*failure)),
+            attempt: attempt,
         }),
         A::ActivityTimedOut {
             scheduled_event_id,
@@ -169,54 +173,52 @@ pub fn event_to_wire(event: &Event) -> WireEvent {
             last_failure,
             attempt,
         } => Wire::ActivityTimedOut(g::ActivityTimedOut {
-            scheduled_event_id: *scheduled_event_id,
-            timeout_type: timeout_to_wire(*timeout_type),
-            last_failure: last_failure.as_deref().map(failure_to_wire),
-            attempt: *attempt,
+            scheduled_event_id: scheduled_event_id,
+            timeout_type: timeout_to_wire(timeout_type),
+            last_failure: last_failure.map(|failure| failure_to_wire(*failure)),
+            attempt: attempt,
         }),
         A::ActivityCancelRequested { scheduled_event_id } => {
             Wire::ActivityCancelRequested(g::ActivityCancelRequested {
-                scheduled_event_id: *scheduled_event_id,
+                scheduled_event_id: scheduled_event_id,
             })
         }
         A::ActivityCanceled {
             scheduled_event_id,
             attempt,
         } => Wire::ActivityCanceled(g::ActivityCanceled {
-            scheduled_event_id: *scheduled_event_id,
-            attempt: *attempt,
+            scheduled_event_id: scheduled_event_id,
+            attempt: attempt,
         }),
         A::TimerStarted { seq, duration_ms } => Wire::TimerStarted(g::TimerStarted {
-            seq: *seq,
-            duration_ms: *duration_ms,
+            seq: seq,
+            duration_ms: duration_ms,
         }),
         A::TimerFired { started_event_id } => Wire::TimerFired(g::TimerFired {
-            started_event_id: *started_event_id,
+            started_event_id: started_event_id,
         }),
         A::TimerCanceled { started_event_id } => Wire::TimerCanceled(g::TimerCanceled {
-            started_event_id: *started_event_id,
+            started_event_id: started_event_id,
         }),
         A::WorkflowSignaled { signal_name, input } => Wire::WorkflowSignaled(g::WorkflowSignaled {
-            signal_name: signal_name.clone(),
-            input: input.0.clone(),
+            signal_name: signal_name,
+            input: input.0,
         }),
         A::WorkflowCancelRequested { reason } => {
-            Wire::WorkflowCancelRequested(g::WorkflowCancelRequested {
-                reason: reason.clone(),
-            })
+            Wire::WorkflowCancelRequested(g::WorkflowCancelRequested { reason: reason })
         }
-        A::WorkflowCompleted { result } => Wire::WorkflowCompleted(g::WorkflowCompleted {
-            result: result.0.clone(),
-        }),
+        A::WorkflowCompleted { result } => {
+            Wire::WorkflowCompleted(g::WorkflowCompleted { result: result.0 })
+        }
         A::WorkflowFailed { failure } => Wire::WorkflowFailed(g::WorkflowFailed {
-            failure: Some(failure_to_wire(failure)),
+            failure: Some(failure_to_wire(*failure)),
         }),
-        A::WorkflowCanceled { details } => Wire::WorkflowCanceled(g::WorkflowCanceled {
-            details: details.0.clone(),
-        }),
-        A::WorkflowTerminated { reason } => Wire::WorkflowTerminated(g::WorkflowTerminated {
-            reason: reason.clone(),
-        }),
+        A::WorkflowCanceled { details } => {
+            Wire::WorkflowCanceled(g::WorkflowCanceled { details: details.0 })
+        }
+        A::WorkflowTerminated { reason } => {
+            Wire::WorkflowTerminated(g::WorkflowTerminated { reason: reason })
+        }
     };
     WireEvent {
         event_id: event.event_id,

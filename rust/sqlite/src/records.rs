@@ -176,6 +176,16 @@ fn conflict(what: String) -> StoreError {
 /// by the unique index over open runs' workflow ids. The caller's transaction (savepoint)
 /// undoes everything if this fails part way.
 pub fn persist(connection: &Connection, run_key: Option<i64>, plan: &Plan) -> StoreResult<i64> {
+    persist_rows(connection, run_key, plan).map(|(key, _)| key)
+}
+
+/// [`persist`], returning the plan's events as the rows it stored (each encoded once, for
+/// the caller to hand out too).
+pub fn persist_rows(
+    connection: &Connection,
+    run_key: Option<i64>,
+    plan: &Plan,
+) -> StoreResult<(i64, Vec<Vec<u8>>)> {
     let key = match (&plan.run, run_key) {
         (Some(change), None) if change.expected_version.is_none() => {
             insert_run(connection, &change.record)?
@@ -190,16 +200,17 @@ pub fn persist(connection: &Connection, run_key: Option<i64>, plan: &Plan) -> St
         (None, Some(key)) => key,
         _ => return Err(conflict("a new run's plan records it".into())),
     };
-    if !plan.events.is_empty() {
+    let rows: Vec<Vec<u8>> = plan.events.iter().map(encode_event_row).collect();
+    if !rows.is_empty() {
         let mut statement = connection.prepare_cached(
             "INSERT INTO events (run_key, event_id, kind, row) VALUES (?, ?, ?, ?)",
         )?;
-        for event in &plan.events {
+        for (event, row) in plan.events.iter().zip(&rows) {
             statement.execute(params![
                 key,
                 event.event_id as i64,
                 event.attributes.kind(),
-                encode_event_row(event),
+                row,
             ])?;
         }
     }
@@ -241,7 +252,7 @@ pub fn persist(connection: &Connection, run_key: Option<i64>, plan: &Plan) -> St
             .prepare_cached("DELETE FROM timers WHERE run_key = ?")?
             .execute([key])?;
     }
-    Ok(key)
+    Ok((key, rows))
 }
 
 /// Inserts a new run. It goes in open, whatever its record says, so that the unique index over

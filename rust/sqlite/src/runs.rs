@@ -9,7 +9,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::error::StoreResult;
 use crate::open::Store;
 use crate::operation::{NewRun, RunSummary, WorkflowLease};
-use crate::records::{load_current_run, load_run_by_id, persist, run_from_row, RUN_COLUMNS};
+use crate::records::{
+    load_current_run, load_run_by_id, persist, persist_rows, run_from_row, RUN_COLUMNS,
+};
 
 pub fn identity_of(run: &NewRun) -> RunIdentity {
     RunIdentity {
@@ -46,10 +48,9 @@ pub fn start_workflow(
         Payload(input.to_vec()),
         eager,
     );
-    let key = persist(connection, None, &plan)?;
+    let (key, rows) = persist_rows(connection, None, &plan)?;
     let mut record = plan.record().clone();
     record.key = key;
-    let rows: Vec<Vec<u8>> = plan.events.iter().map(encode_event_row).collect();
     Ok(workflow_lease(&record, join_event_rows(&rows)))
 }
 

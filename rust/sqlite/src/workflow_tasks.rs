@@ -1,7 +1,7 @@
 //! Workflow-task commits: a leased task's outcome, a new run's first task, an activity's
 //! result fused with the task it woke, and a task that failed.
 
-use mainspring_core::history::{decode_events, encode_event_row, join_event_rows, Event};
+use mainspring_core::history::{decode_events, join_event_rows, Event};
 use mainspring_core::rules::operations::{self, Committed as Decided, EagerActivities};
 use mainspring_core::rules::{ActivityTaskLease, DecodedOutcome, Plan};
 use mainspring_core::CoreError;
@@ -9,7 +9,7 @@ use mainspring_core::CoreError;
 use crate::error::StoreResult;
 use crate::open::Store;
 use crate::operation::{Committed, Eager, HeldAttempt, NewRun};
-use crate::records::{load_activity, load_held, load_run, persist};
+use crate::records::{load_activity, load_held, load_run, persist, persist_rows};
 use crate::runs::identity_of;
 
 fn eager_activities(eager: &Eager) -> Option<EagerActivities<'_>> {
@@ -45,17 +45,24 @@ fn finish(
             }
         }
     }
-    let key = persist(connection, run_key, &plan)?;
-    Ok(committed(key, &plan, &decided))
+    let (key, rows) = persist_rows(connection, run_key, &plan)?;
+    Ok(committed(key, &plan, &decided, rows))
 }
 
-fn committed(run_key: i64, plan: &Plan, decided: &Decided) -> Committed {
+fn committed(run_key: i64, plan: &Plan, decided: &Decided, stored: Vec<Vec<u8>>) -> Committed {
     let task_events = decided.first_event_id..=decided.last_event_id;
+    let closing = if decided.closed {
+        stored.last().map(|row| join_event_rows(&[row]))
+    } else {
+        None
+    };
+    // The rows just stored, not encoded again.
     let rows: Vec<Vec<u8>> = plan
         .events
         .iter()
-        .filter(|event| task_events.contains(&event.event_id))
-        .map(encode_event_row)
+        .zip(stored)
+        .filter(|(event, _)| task_events.contains(&event.event_id))
+        .map(|(_, row)| row)
         .collect();
     let record = plan.record();
     let leases = decided
@@ -63,12 +70,6 @@ fn committed(run_key: i64, plan: &Plan, decided: &Decided) -> Committed {
         .iter()
         .filter_map(|activity| ActivityTaskLease::of(run_key, &record.identity, activity))
         .collect();
-    let closing = if decided.closed {
-        plan.last_event()
-            .map(|event| join_event_rows(&[encode_event_row(event)]))
-    } else {
-        None
-    };
     Committed {
         closing,
         leases,

@@ -134,9 +134,9 @@ pub fn event_into_wire(event: Event) -> WireEvent {
             flags,
             dropped_signals,
         } => Wire::WorkflowTaskCompleted(g::WorkflowTaskCompleted {
-            seen_event_id: seen_event_id,
-            flags: flags,
-            dropped_signals: dropped_signals,
+            seen_event_id,
+            flags,
+            dropped_signals,
         }),
         A::ActivityScheduled {
             seq,
@@ -144,8 +144,8 @@ pub fn event_into_wire(event: Event) -> WireEvent {
             input,
             options,
         } => Wire::ActivityScheduled(g::ActivityScheduled {
-            seq: seq,
-            activity_type: activity_type,
+            seq,
+            activity_type,
             input: input.0,
             options: Some(options_to_wire(*options)),
         }),
@@ -154,18 +154,18 @@ pub fn event_into_wire(event: Event) -> WireEvent {
             result,
             attempt,
         } => Wire::ActivityCompleted(g::ActivityCompleted {
-            scheduled_event_id: scheduled_event_id,
+            scheduled_event_id,
             result: result.0,
-            attempt: attempt,
+            attempt,
         }),
         A::ActivityFailed {
             scheduled_event_id,
             failure,
             attempt,
         } => Wire::ActivityFailed(g::ActivityFailed {
-            scheduled_event_id: scheduled_event_id,
+            scheduled_event_id,
             failure: Some(failure_to_wire(*failure)),
-            attempt: attempt,
+            attempt,
         }),
         A::ActivityTimedOut {
             scheduled_event_id,
@@ -173,35 +173,30 @@ pub fn event_into_wire(event: Event) -> WireEvent {
             last_failure,
             attempt,
         } => Wire::ActivityTimedOut(g::ActivityTimedOut {
-            scheduled_event_id: scheduled_event_id,
+            scheduled_event_id,
             timeout_type: timeout_to_wire(timeout_type),
             last_failure: last_failure.map(|failure| failure_to_wire(*failure)),
-            attempt: attempt,
+            attempt,
         }),
         A::ActivityCancelRequested { scheduled_event_id } => {
-            Wire::ActivityCancelRequested(g::ActivityCancelRequested {
-                scheduled_event_id: scheduled_event_id,
-            })
+            Wire::ActivityCancelRequested(g::ActivityCancelRequested { scheduled_event_id })
         }
         A::ActivityCanceled {
             scheduled_event_id,
             attempt,
         } => Wire::ActivityCanceled(g::ActivityCanceled {
-            scheduled_event_id: scheduled_event_id,
-            attempt: attempt,
+            scheduled_event_id,
+            attempt,
         }),
-        A::TimerStarted { seq, duration_ms } => Wire::TimerStarted(g::TimerStarted {
-            seq: seq,
-            duration_ms: duration_ms,
-        }),
-        A::TimerFired { started_event_id } => Wire::TimerFired(g::TimerFired {
-            started_event_id: started_event_id,
-        }),
-        A::TimerCanceled { started_event_id } => Wire::TimerCanceled(g::TimerCanceled {
-            started_event_id: started_event_id,
-        }),
+        A::TimerStarted { seq, duration_ms } => {
+            Wire::TimerStarted(g::TimerStarted { seq, duration_ms })
+        }
+        A::TimerFired { started_event_id } => Wire::TimerFired(g::TimerFired { started_event_id }),
+        A::TimerCanceled { started_event_id } => {
+            Wire::TimerCanceled(g::TimerCanceled { started_event_id })
+        }
         A::WorkflowSignaled { signal_name, input } => Wire::WorkflowSignaled(g::WorkflowSignaled {
-            signal_name: signal_name,
+            signal_name,
             input: input.0,
         }),
         A::WorkflowCancelRequested { reason } => {

@@ -200,7 +200,7 @@ pub fn event_into_wire(event: Event) -> WireEvent {
             input: input.0,
         }),
         A::WorkflowCancelRequested { reason } => {
-            Wire::WorkflowCancelRequested(g::WorkflowCancelRequested { reason: reason })
+            Wire::WorkflowCancelRequested(g::WorkflowCancelRequested { reason })
         }
         A::WorkflowCompleted { result } => {
             Wire::WorkflowCompleted(g::WorkflowCompleted { result: result.0 })
@@ -212,7 +212,7 @@ pub fn event_into_wire(event: Event) -> WireEvent {
             Wire::WorkflowCanceled(g::WorkflowCanceled { details: details.0 })
         }
         A::WorkflowTerminated { reason } => {
-            Wire::WorkflowTerminated(g::WorkflowTerminated { reason: reason })
+            Wire::WorkflowTerminated(g::WorkflowTerminated { reason })
         }
     };
     WireEvent {

@@ -459,8 +459,8 @@ class WorkflowInstance:
 
     def release_logs(self, emit: bool) -> None:
         """Ends a run-ahead: its records are emitted (its commit landed) or dropped."""
-        records, self.deferred_logs = self.deferred_logs or [], None
-        if emit:
+        records, self.deferred_logs = self.deferred_logs, None
+        if emit and records:
             for target, level, message, args, kwargs in records:
                 target.log(level, message, *args, **kwargs)
 

@@ -46,13 +46,12 @@ impl PyWorkflowRun {
                 .map_err(|_| poisoned())?
                 .add_events(events)
         };
+        // The usual case, a small tail, decides without looking at the run.
+        if encoded.len() <= DETACHED_HISTORY_BYTES {
+            return guarded(py, add);
+        }
         let whole_history = self.inner.lock().map(|run| run.history_length() == 0);
-        let threshold = if whole_history.unwrap_or(false) {
-            DETACHED_HISTORY_BYTES
-        } else {
-            DETACHED_TAIL_BYTES
-        };
-        if encoded.len() > threshold {
+        if whole_history.unwrap_or(false) || encoded.len() > DETACHED_TAIL_BYTES {
             guarded_detached(py, add)
         } else {
             guarded(py, add)

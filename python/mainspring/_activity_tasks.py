@@ -12,6 +12,7 @@ import concurrent.futures
 import contextvars
 import functools
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -68,7 +69,8 @@ class ActivityTaskRunner:
         # of this queue can hand it straight to it (see Storage.complete_activity_task).
         self.workflows: WorkflowTaskRunner | None = None
         self._lease_ms = int(config.workflow_task_timeout.total_seconds() * 1000)
-        self.running: set[asyncio.Task[None]] = set()
+        # The running attempts, by the task that runs each.
+        self.running: dict[asyncio.Task[None], Attempt] = {}
         self._deadlines: DeadlineWatch | None = None
 
     async def poll_once(self) -> bool:
@@ -88,12 +90,28 @@ class ActivityTaskRunner:
         """Runs leased attempts (polled, or handed over by a commit)."""
         loop = asyncio.get_running_loop()
         running = self.running
+        now = loop.time()
         for task in tasks:
-            runner = loop.create_task(self._run(task))
-            running.add(runner)
-            runner.add_done_callback(running.discard)
+            # The deadline from when the store started the attempt: no clock read, never early.
+            deadline_ms = task.deadline_ms
+            attempt = Attempt(
+                task,
+                math.inf if deadline_ms is None else now + (deadline_ms - task.started_ms) / 1000,
+            )
+            runner = loop.create_task(self._run(task, attempt))
+            attempt.runner = runner
+            running[runner] = attempt
+            runner.add_done_callback(self._finished)
+            if deadline_ms is not None:
+                watch = self._deadlines
+                if watch is None:
+                    watch = self._deadlines = DeadlineWatch(loop, running)
+                watch.started(attempt)
 
-    async def _run(self, task: ActivityTask) -> None:
+    def _finished(self, runner: asyncio.Task[None]) -> None:
+        self.running.pop(runner, None)
+
+    async def _run(self, task: ActivityTask, attempt: Attempt) -> None:
         definition = self._definitions.get(task.activity_type)
         if definition is None:
             known = ", ".join(sorted(self._definitions)) or "none"
@@ -104,19 +122,13 @@ class ActivityTaskRunner:
             await self._report_failure(task, error)
             return
         # Per attempt, the least there can be (this is the hot path of every activity): the
-        # heartbeat machinery is made by the first heartbeat, the deadline is a heap entry.
-        attempt = Attempt(task, asyncio.current_task(), definition.is_async)
+        # heartbeat machinery is made by the first heartbeat.
+        attempt.is_async = definition.is_async
         context = ActivityContext(
             functools.partial(self._info, task), task.heartbeat_details, attempt.first_heartbeat
         )
         attempt.context = context
         attempt.write = self._heartbeat
-        if task.deadline_ms is not None:
-            # From when the store started the attempt: no clock read, and never early.
-            watch = self._deadlines
-            if watch is None:
-                watch = self._deadlines = DeadlineWatch(asyncio.get_running_loop())
-            watch.watch(attempt, (task.deadline_ms - task.started_ms) / 1000)
         try:
             result = await self._call(definition, task, context)
             context._returned = True

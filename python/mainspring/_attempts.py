@@ -1,13 +1,13 @@
 """One running activity attempt's worker-side state: its heartbeats (throttled, made on first
-use: most attempts never heartbeat) and its deadline (watched by one timer per worker, not one
-per attempt)."""
+use: most attempts never heartbeat) and its deadline (watched by one timer per worker, armed
+for the earliest, not one per attempt)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import logging
+import math
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -19,18 +19,18 @@ logger = logging.getLogger("mainspring.worker")
 
 
 class Attempt:
-    __slots__ = ("_loop", "_throttle", "context", "deadline_passed", "is_async", "runner", "task",
-                 "write")  # fmt: skip
+    __slots__ = ("_loop", "_throttle", "context", "deadline_at", "deadline_passed", "is_async",
+                 "runner", "task", "write")  # fmt: skip
 
-    def __init__(
-        self, task: ActivityTask, runner: asyncio.Task[Any] | None, is_async: bool
-    ) -> None:
+    def __init__(self, task: ActivityTask, deadline_at: float) -> None:
         self.task = task
-        self.runner = runner
-        self.is_async = is_async
+        self.deadline_at = deadline_at  # on the worker's loop clock; inf: none
         self.deadline_passed = False
         self._throttle: HeartbeatThrottle | None = None
-        # Set by the runner right after: the context is made with this attempt's heartbeat.
+        # Set by the runner right after: its task, and the context made with this attempt's
+        # heartbeat.
+        self.runner: asyncio.Task[Any] | None = None
+        self.is_async = True
         self.context: ActivityContext
         self.write: Callable[[Attempt, bytes], Coroutine[Any, Any, None]]
 
@@ -91,21 +91,18 @@ class Attempt:
 
 
 class DeadlineWatch:
-    """The deadlines of a worker's running attempts, on one timer: the earliest's."""
+    """The deadlines of a worker's running attempts, on one timer armed for the earliest: an
+    attempt that starts adds a comparison, not a timer."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, running: dict[Any, Attempt]) -> None:
         self._loop = loop
-        self._heap: list[tuple[float, int, Attempt]] = []
-        self._count = 0
+        self._running = running
         self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
+        self._timer_at = math.inf
 
-    def watch(self, attempt: Attempt, remaining_seconds: float) -> None:
-        at = self._loop.time() + max(0.0, remaining_seconds)
-        self._count += 1
-        heapq.heappush(self._heap, (at, self._count, attempt))
-        if self._timer is None or at < self._timer_at:
-            self._arm(at)
+    def started(self, attempt: Attempt) -> None:
+        if attempt.deadline_at < self._timer_at:
+            self._arm(attempt.deadline_at)
 
     def _arm(self, at: float) -> None:
         if self._timer is not None:
@@ -114,20 +111,20 @@ class DeadlineWatch:
         self._timer = self._loop.call_at(at, self._fire)
 
     def _fire(self) -> None:
-        self._timer = None
-        heap = self._heap
+        self._timer, self._timer_at = None, math.inf
         now = self._loop.time()
-        while heap and heap[0][0] <= now:
-            _, _, attempt = heapq.heappop(heap)
-            if attempt.runner is not None and not attempt.runner.done():
+        earliest = math.inf
+        for attempt in list(self._running.values()):
+            if attempt.deadline_at <= now:
+                attempt.deadline_at = math.inf
                 attempt.overran()
-        while heap and (heap[0][2].runner is None or heap[0][2].runner.done()):
-            heapq.heappop(heap)  # attempts that ended: their entries go with no timer
-        if heap:
-            self._arm(heap[0][0])
+            elif attempt.deadline_at < earliest:
+                earliest = attempt.deadline_at
+        if earliest < math.inf:
+            self._arm(earliest)
 
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._heap.clear()
+        self._timer_at = math.inf

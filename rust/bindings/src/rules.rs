@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use mainspring_core::history::{decode_events, encode_event_row, join_event_rows, Event, Payload};
+use mainspring_core::history::{
+    decode_event_row, encode_event_row, join_event_rows, Event, Payload,
+};
 use mainspring_core::rules::operations::{
     self, Committed, Context, EagerActivities, EagerWorkflowTask,
 };
@@ -350,13 +352,7 @@ impl Chain {
 }
 
 fn one_event(row: &[u8]) -> CoreResult<Event> {
-    let mut events = decode_events(&join_event_rows(&[row]))?;
-    match (events.pop(), events.is_empty()) {
-        (Some(event), true) => Ok(event),
-        _ => Err(CoreError::InvalidCommand(
-            "expected one encoded event".into(),
-        )),
-    }
+    decode_event_row(row)
 }
 
 fn eager_activities(eager: &Option<(String, usize)>) -> Option<EagerActivities<'_>> {

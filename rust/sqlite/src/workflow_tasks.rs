@@ -1,10 +1,9 @@
 //! Workflow-task commits: a leased task's outcome, a new run's first task, an activity's
 //! result fused with the task it woke, and a task that failed.
 
-use mainspring_core::history::{decode_events, join_event_rows, Event};
+use mainspring_core::history::{decode_event_row, join_event_rows, Event};
 use mainspring_core::rules::operations::{self, Committed as Decided, EagerActivities};
 use mainspring_core::rules::{ActivityTaskLease, DecodedOutcome, Plan};
-use mainspring_core::CoreError;
 
 use crate::error::StoreResult;
 use crate::open::Store;
@@ -21,11 +20,7 @@ fn eager_activities(eager: &Eager) -> Option<EagerActivities<'_>> {
 
 /// One event the caller encoded as a row.
 fn decode_row(row: &[u8]) -> StoreResult<Event> {
-    let mut events = decode_events(&join_event_rows(&[row]))?;
-    match (events.pop(), events.is_empty()) {
-        (Some(event), true) => Ok(event),
-        _ => Err(CoreError::InvalidCommand("expected one encoded event".into()).into()),
-    }
+    Ok(decode_event_row(row)?)
 }
 
 /// Applies the cancellations the commit names (activities still open), persists the plan

@@ -91,12 +91,14 @@ class ActivityTaskRunner:
         loop = asyncio.get_running_loop()
         running = self.running
         now = loop.time()
+        write = self._heartbeat
         for task in tasks:
             # The deadline from when the store started the attempt: no clock read, never early.
             deadline_ms = task.deadline_ms
             attempt = Attempt(
                 task,
                 math.inf if deadline_ms is None else now + (deadline_ms - task.started_ms) / 1000,
+                write,
             )
             runner = loop.create_task(self._run(task, attempt))
             attempt.runner = runner
@@ -125,10 +127,9 @@ class ActivityTaskRunner:
         # heartbeat machinery is made by the first heartbeat.
         attempt.is_async = definition.is_async
         context = ActivityContext(
-            functools.partial(self._info, task), task.heartbeat_details, attempt.first_heartbeat
+            functools.partial(self._info, task), task.heartbeat_details, attempt
         )
         attempt.context = context
-        attempt.write = self._heartbeat
         try:
             result = await self._call(definition, task, context)
             context._returned = True

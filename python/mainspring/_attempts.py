@@ -22,8 +22,14 @@ class Attempt:
     __slots__ = ("_loop", "_throttle", "context", "deadline_at", "deadline_passed", "is_async",
                  "runner", "task", "write")  # fmt: skip
 
-    def __init__(self, task: ActivityTask, deadline_at: float) -> None:
+    def __init__(
+        self,
+        task: ActivityTask,
+        deadline_at: float,
+        write: Callable[[Attempt, bytes], Coroutine[Any, Any, None]],
+    ) -> None:
         self.task = task
+        self.write = write
         self.deadline_at = deadline_at  # on the worker's loop clock; inf: none
         self.deadline_passed = False
         self._throttle: HeartbeatThrottle | None = None
@@ -32,10 +38,10 @@ class Attempt:
         self.runner: asyncio.Task[Any] | None = None
         self.is_async = True
         self.context: ActivityContext
-        self.write: Callable[[Attempt, bytes], Coroutine[Any, Any, None]]
 
-    def first_heartbeat(self, details: bytes) -> None:
-        """``ctx.heartbeat`` the first time: binds the attempt to the worker's loop."""
+    def __call__(self, details: bytes) -> None:
+        """``ctx.heartbeat`` the first time (the attempt is the context's sender, so that no
+        bound method is made per attempt): binds it to the worker's loop."""
         runner = self.runner
         self._loop = runner.get_loop() if runner is not None else asyncio.get_event_loop()
         self.context._send_heartbeat = self.heartbeat

@@ -26,23 +26,16 @@ const EVENTS_KEY: u8 = (1 << 3) | 2;
 
 /// Encodes a run of events (a whole history, or a tail of one).
 pub fn encode_events(events: &[Event]) -> Vec<u8> {
-    let history = WireHistory {
-        events: events.iter().map(event_to_wire).collect(),
-    };
-    let mut out = Vec::with_capacity(4 + history.encoded_len());
-    out.extend_from_slice(MAGIC);
-    out.push(FORMAT_VERSION);
-    history
-        .encode(&mut out)
-        .expect("a Vec grows to fit: encoding cannot fail");
-    out
+    encode_wire(events.iter().map(event_to_wire).collect())
 }
 
 /// Encodes events it may consume (a task's outcome, encoded once): nothing is copied.
 pub fn encode_events_owned(events: Vec<Event>) -> Vec<u8> {
-    let history = WireHistory {
-        events: events.into_iter().map(event_into_wire).collect(),
-    };
+    encode_wire(events.into_iter().map(event_into_wire).collect())
+}
+
+fn encode_wire(events: Vec<WireEvent>) -> Vec<u8> {
+    let history = WireHistory { events };
     let mut out = Vec::with_capacity(4 + history.encoded_len());
     out.extend_from_slice(MAGIC);
     out.push(FORMAT_VERSION);

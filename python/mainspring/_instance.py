@@ -90,7 +90,8 @@ class WorkflowInstance:
     # While the worker runs this instance ahead of its stored history (a fused commit), log
     # records wait here: they are emitted if that commit lands, dropped if it does not (the
     # task then runs again and logs them itself).
-    deferred_logs: list[tuple[logging.Logger, int, object, Any, Any]] | None = None
+    # (`()`: deferring, nothing logged yet; a list once something is.)
+    deferred_logs: list[tuple[logging.Logger, int, object, Any, Any]] | tuple[()] | None = None
 
     def __init__(
         self,
@@ -449,13 +450,16 @@ class WorkflowInstance:
         info = self.info
         if info is not None:
             kwargs.setdefault("extra", {}).update(workflow_id=info.workflow_id, run_id=info.run_id)
-        if self.deferred_logs is not None:
-            self.deferred_logs.append((target, level, message, args, kwargs))
+        deferred = self.deferred_logs
+        if deferred is not None:
+            if not isinstance(deferred, list):
+                deferred = self.deferred_logs = []
+            deferred.append((target, level, message, args, kwargs))
             return
         target.log(level, message, *args, **kwargs)
 
     def defer_logs(self) -> None:
-        self.deferred_logs = []
+        self.deferred_logs = ()  # nothing allocated until something is logged
 
     def release_logs(self, emit: bool) -> None:
         """Ends a run-ahead: its records are emitted (its commit landed) or dropped."""

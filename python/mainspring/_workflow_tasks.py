@@ -49,14 +49,16 @@ def advance(instance: WorkflowInstance, now_ms: int, allow_live: bool = True) ->
     return None
 
 
-def _run_ahead(instance: WorkflowInstance, events: list[bytes], now_ms: int) -> bytes | None:
-    """Feeds an instance events nothing has recorded yet and runs its live activation, for a
-    commit that records both (fused start or result). None if that cannot be done: the ordinary
-    path then runs the task and reports whatever went wrong, replaying from the history."""
-    instance.defer_logs()  # what it logs counts only if the commit lands
+def _run_ahead(
+    instance: WorkflowInstance, committed: bytes | None, row: bytes, now_ms: int
+) -> bytes | None:
+    """Feeds an instance the events its last commit appended (if it has not seen them) and
+    an event row nothing has recorded yet, and runs its live activation, for a commit that
+    records both (fused start or result). None if that cannot be done: the ordinary path then
+    runs the task and reports whatever went wrong, replaying from the history."""
+    instance.deferred_logs = ()  # what it logs counts only if the commit lands
     try:
-        for encoded in events:
-            instance.run.add_events(encoded)
+        instance.run.add_events_then_row(committed, row)
         return advance(instance, now_ms)
     except Exception:
         instance.release_logs(emit=False)
@@ -124,7 +126,7 @@ class WorkflowTaskRunner:
         started_event = _core.encode_inbound_row(
             1, now, "WorkflowStarted", (workflow_type, workflow_id, run_id, task_queue, input)
         )
-        outcome = _run_ahead(instance, [_core.join_rows([started_event])], now)
+        outcome = _run_ahead(instance, None, started_event, now)
         if outcome is None:
             return False
         self._fused_starts += 1
@@ -305,7 +307,7 @@ class WorkflowTaskRunner:
         result_event = _core.encode_inbound_row(
             length + 1, now, "ActivityCompleted", (task.scheduled_event_id, result, task.attempt)
         )
-        outcome = _run_ahead(instance, [instance.appended, _core.join_rows([result_event])], now)
+        outcome = _run_ahead(instance, instance.appended, result_event, now)
         if outcome is None:
             return False
         try:

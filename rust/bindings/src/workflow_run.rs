@@ -2,7 +2,7 @@
 
 use std::sync::Mutex;
 
-use mainspring_core::history::{decode_events, encode_events_owned, Event};
+use mainspring_core::history::{decode_event_row, decode_events, encode_events_owned, Event};
 use mainspring_core::replay::WorkflowRun;
 use mainspring_core::CoreError;
 use pyo3::prelude::*;
@@ -56,6 +56,28 @@ impl PyWorkflowRun {
         } else {
             guarded(py, add)
         }
+    }
+
+    /// Appends encoded events (if any: what the last commit appended) and then one event row,
+    /// in one call: what the worker feeds an instance it runs ahead of the store.
+    #[pyo3(signature = (encoded, row))]
+    fn add_events_then_row(
+        &self,
+        py: Python<'_>,
+        encoded: Option<&[u8]>,
+        row: &[u8],
+    ) -> PyResult<()> {
+        guarded(py, || {
+            let mut events = match encoded {
+                Some(encoded) => decode_events(encoded)?,
+                None => Vec::with_capacity(1),
+            };
+            events.push(decode_event_row(row)?);
+            self.inner
+                .lock()
+                .map_err(|_| poisoned())?
+                .add_events(events)
+        })
     }
 
     #[getter]

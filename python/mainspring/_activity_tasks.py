@@ -121,6 +121,7 @@ class ActivityTaskRunner:
                 f"activity type {task.activity_type!r} is not registered on this worker "
                 f"(registered: {known})"
             )
+            attempt.deadline_at = math.inf  # nothing runs: nothing to end at the deadline
             await self._report_failure(task, error)
             return
         # Per attempt, the least there can be (this is the hot path of every activity): the
@@ -131,7 +132,11 @@ class ActivityTaskRunner:
         )
         attempt.context = context
         try:
-            result = await self._call(definition, task, context)
+            try:
+                result = await self._call(definition, task, context)
+            finally:
+                # The function is done (returned or raised): its report is not cut short.
+                attempt.deadline_at = math.inf
             context._returned = True
             try:
                 encoded = _payload.encode(result, self._config.maximum_payload_bytes)
@@ -292,6 +297,8 @@ class ActivityTaskRunner:
             # A lost heartbeat is not fatal: the next one (or the outcome) follows.
             logger.warning("heartbeat of activity %s failed: %s", task.activity_type, error)
         except StaleTaskError:
+            if context is None:
+                return
             context._mark_cancelled()
             # Cancel the attempt only while the activity function runs: once it has returned,
             # this task is reporting (or advancing an eagerly handed workflow task).

@@ -19,8 +19,8 @@ logger = logging.getLogger("mainspring.worker")
 
 
 class Attempt:
-    __slots__ = ("_loop", "_throttle", "context", "deadline_at", "deadline_passed", "is_async",
-                 "runner", "task", "write")  # fmt: skip
+    __slots__ = ("_closed", "_loop", "_throttle", "context", "deadline_at", "deadline_passed",
+                 "is_async", "runner", "task", "write")  # fmt: skip
 
     def __init__(
         self,
@@ -32,19 +32,21 @@ class Attempt:
         self.write = write
         self.deadline_at = deadline_at  # on the worker's loop clock; inf: none
         self.deadline_passed = False
+        self._closed = False
         self._throttle: HeartbeatThrottle | None = None
         # Set by the runner right after: its task, and the context made with this attempt's
         # heartbeat.
         self.runner: asyncio.Task[Any] | None = None
         self.is_async = True
-        self.context: ActivityContext
+        self.context: ActivityContext | None = None
 
     def __call__(self, details: bytes) -> None:
         """``ctx.heartbeat`` the first time (the attempt is the context's sender, so that no
         bound method is made per attempt): binds it to the worker's loop."""
         runner = self.runner
         self._loop = runner.get_loop() if runner is not None else asyncio.get_event_loop()
-        self.context._send_heartbeat = self.heartbeat
+        if self.context is not None:
+            self.context._send_heartbeat = self.heartbeat
         self.heartbeat(details)
 
     def heartbeat(self, details: bytes) -> None:
@@ -62,6 +64,8 @@ class Attempt:
             self._loop.call_soon_threadsafe(self._record, details)
 
     def _record(self, details: bytes) -> None:
+        if self._closed:
+            return  # the attempt reported its outcome: a late heartbeat is not written
         throttle = self._throttle
         if throttle is None:
             throttle = self._throttle = HeartbeatThrottle(
@@ -73,16 +77,19 @@ class Attempt:
 
     async def flush(self) -> None:
         """Writes the latest unsent details (before a failure is reported)."""
+        self._closed = True
         if self._throttle is not None:
             await self._throttle.flush()
 
     def close(self) -> None:
+        self._closed = True
         if self._throttle is not None:
             self._throttle.close()
 
     def overran(self) -> None:
         """The attempt's deadline passed on the worker's clock."""
-        if self.context._returned:
+        context = self.context
+        if context is None or context._returned:
             return
         self.deadline_passed = True
         logger.info(
@@ -90,7 +97,7 @@ class Attempt:
             self.task.activity_type,
             self.task.attempt,
         )
-        self.context._mark_cancelled()
+        context._mark_cancelled()
         runner = self.runner
         if self.is_async and runner is not None and not runner.done():
             runner.cancel()
@@ -123,7 +130,10 @@ class DeadlineWatch:
         for attempt in list(self._running.values()):
             if attempt.deadline_at <= now:
                 attempt.deadline_at = math.inf
-                attempt.overran()
+                try:
+                    attempt.overran()
+                except Exception:  # one attempt's trouble must not stop the watch
+                    logger.exception("ending an overrunning activity attempt failed")
             elif attempt.deadline_at < earliest:
                 earliest = attempt.deadline_at
         if earliest < math.inf:

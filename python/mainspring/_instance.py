@@ -564,6 +564,7 @@ class WorkflowInstance:
         conditions = list(self.conditions)
         handlers = (dict(self.signal_handlers), dict(self.query_handlers))
         ready = len(self.loop._ready)
+        cancelled = sum(1 for pending in self.activities.values() if pending[0].cancelled())
         try:
             try:
                 result = function(_payload.decode(payload, query_type))
@@ -584,6 +585,8 @@ class WorkflowInstance:
             if (
                 self.loop.cancellation_requested
                 or len(self.loop._ready) != ready
+                or cancelled
+                != sum(1 for pending in self.activities.values() if pending[0].cancelled())
                 or handlers != (self.signal_handlers, self.query_handlers)
             ):
                 # It cancelled something, scheduled a callback or changed a handler: none of

@@ -73,8 +73,9 @@ fn decode_body(mut body: &[u8]) -> CoreResult<Vec<Event>> {
     let corrupt = |error: prost::DecodeError| {
         CoreError::CorruptHistory(format!("undecodable events: {error}"))
     };
-    // Rows are a few dozen bytes each: a guess that saves regrowing the vector.
-    let mut events = Vec::with_capacity(body.len() / 24);
+    // Rows are a few dozen bytes each: a guess that saves regrowing the vector, capped so a
+    // history of large payloads does not reserve (and a cached run keep) far too much.
+    let mut events = Vec::with_capacity((body.len() / 32).min(4096));
     let mut wire = WireEvent::default();
     while !body.is_empty() {
         let (tag, wire_type) = decode_key(&mut body).map_err(corrupt)?;

@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-from mainspring import ActivityContext, RetryPolicy, WorkflowContext, activity, workflow
+from mainspring import (
+    ActivityContext,
+    RetryPolicy,
+    WorkerConfig,
+    WorkflowContext,
+    activity,
+    workflow,
+)
 from mainspring.errors import ActivityError, StorageError, WorkflowFailedError
 from mainspring.testing import time_skipping
 
@@ -167,3 +174,90 @@ async def test_an_oversized_result_is_not_retried(env: Environment) -> None:
     assert "3000002 bytes" in str(cause) and "2097152-byte limit" in str(cause)
     history = await handle.history()
     assert '"attempt": 1' in history.to_json()
+
+
+def _gated(method: Callable[..., Any], gate: asyncio.Event) -> Callable[..., Any]:
+    """``method``, held until ``gate`` opens (a store slow to commit)."""
+
+    async def held(*args: Any, **kwargs: Any) -> Any:
+        await gate.wait()
+        return await method(*args, **kwargs)
+
+    return held
+
+
+async def test_a_finished_activity_frees_its_slot_before_its_result_is_recorded(
+    env: Environment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: dict[str, asyncio.Event] = {name: asyncio.Event() for name in ("a", "b")}
+    recorded = asyncio.Event()
+
+    @activity(name="marks")
+    async def marks(name: str) -> str:
+        started[name].set()
+        return name
+
+    @workflow(name="two_at_once")
+    async def two_at_once(ctx: WorkflowContext) -> list[str]:
+        return list(
+            await asyncio.gather(
+                ctx.execute_activity(marks, "a", start_to_close_timeout=SHORT),
+                ctx.execute_activity(marks, "b", start_to_close_timeout=SHORT),
+            )
+        )
+
+    storage = env.storage
+    for name in ("complete_activity_task", "complete_activity_with_workflow_task"):
+        if hasattr(storage, name):
+            monkeypatch.setattr(storage, name, _gated(getattr(storage, name), recorded))
+    config = WorkerConfig(max_concurrent_activities=1)
+    async with env.worker([two_at_once], [marks], config=config):
+        handle = await env.client.start_workflow(two_at_once, id="t", task_queue=TASK_QUEUE)
+        # One slot: "a" ran; its result is not recorded (the store holds it), yet "b" runs.
+        await asyncio.wait_for(started["a"].wait(), timeout=10)
+        await asyncio.wait_for(started["b"].wait(), timeout=10)
+        assert not recorded.is_set()
+        recorded.set()
+        assert await handle.result(timeout=20) == ["a", "b"]
+
+
+async def test_a_freed_slot_wakes_the_poller_when_work_is_queued(
+    env: Environment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release_a = asyncio.Event()
+    b_started = asyncio.Event()
+    recorded = asyncio.Event()
+
+    @activity(name="waits_or_marks")
+    async def waits_or_marks(name: str) -> str:
+        if name == "a":
+            await release_a.wait()
+        else:
+            b_started.set()
+        return name
+
+    @workflow(name="two_queued")
+    async def two_queued(ctx: WorkflowContext) -> list[str]:
+        return list(
+            await asyncio.gather(
+                ctx.execute_activity(waits_or_marks, "a", start_to_close_timeout=SHORT),
+                ctx.execute_activity(waits_or_marks, "b", start_to_close_timeout=SHORT),
+            )
+        )
+
+    # An hour between idle polls, and "a"'s result held by the store (so no change of the
+    # store's wakes the poller either): only the slot "a" frees can start "b" in time.
+    storage = env.storage
+    for name in ("complete_activity_task", "complete_activity_with_workflow_task"):
+        if hasattr(storage, name):
+            monkeypatch.setattr(storage, name, _gated(getattr(storage, name), recorded))
+    config = WorkerConfig(max_concurrent_activities=1, poll_interval=timedelta(hours=1))
+    async with env.worker([two_queued], [waits_or_marks], config=config):
+        handle = await env.client.start_workflow(two_queued, id="q", task_queue=TASK_QUEUE)
+        while (await handle.describe()).history_length < 4:  # both scheduled, "a" running
+            await asyncio.sleep(0.005)
+        release_a.set()
+        await asyncio.wait_for(b_started.wait(), timeout=10)
+        assert not recorded.is_set()
+        recorded.set()
+        assert await handle.result(timeout=20) == ["a", "b"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import functools
 import logging
@@ -69,8 +70,13 @@ class ActivityTaskRunner:
         # of this queue can hand it straight to it (see Storage.complete_activity_task).
         self.workflows: WorkflowTaskRunner | None = None
         self._lease_ms = int(config.workflow_task_timeout.total_seconds() * 1000)
-        # The running attempts, by the task that runs each.
+        # The running attempts, by the task that runs each (until its outcome is recorded).
         self.running: dict[asyncio.Task[None], Attempt] = {}
+        # Attempts whose function is still running: what holds a slot. A finished attempt's
+        # report (its commit, and the workflow task it wakes) holds none.
+        self._executing = 0
+        # Completed when a slot frees while the poller waits for one.
+        self._slot_freed: asyncio.Future[None] | None = None
         self._deadlines: DeadlineWatch | None = None
 
     async def poll_once(self) -> bool:
@@ -84,7 +90,25 @@ class ActivityTaskRunner:
         return bool(tasks)
 
     def free_slots(self) -> int:
-        return max(0, self._capacity - len(self.running))
+        return max(0, self._capacity - self._executing)
+
+    async def wait_for_work(self, storage: Storage, task_queue: str, timeout: float) -> None:
+        """The activity poller's idle wait: for the storage's news while a slot is free, for
+        a slot to free while none is (freeing one wakes the poller: work may be queued)."""
+        if self.free_slots() > 0:
+            await storage.wait_for_work(task_queue, timeout)
+            return
+        freed = self._slot_freed
+        if freed is None or freed.done():
+            freed = self._slot_freed = asyncio.get_running_loop().create_future()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(freed), timeout)
+
+    def _release_slot(self) -> None:
+        self._executing -= 1
+        freed = self._slot_freed
+        if freed is not None and not freed.done():
+            freed.set_result(None)
 
     def start(self, tasks: list[ActivityTask]) -> None:
         """Runs leased attempts (polled, or handed over by a commit)."""
@@ -100,6 +124,7 @@ class ActivityTaskRunner:
                 math.inf if deadline_ms is None else now + (deadline_ms - task.started_ms) / 1000,
                 write,
             )
+            self._executing += 1
             runner = loop.create_task(self._run(task, attempt))
             attempt.runner = runner
             running[runner] = attempt
@@ -122,6 +147,7 @@ class ActivityTaskRunner:
                 f"(registered: {known})"
             )
             attempt.deadline_at = math.inf  # nothing runs: nothing to end at the deadline
+            self._release_slot()
             await self._report_failure(task, error)
             return
         # Per attempt, the least there can be (this is the hot path of every activity): the
@@ -135,8 +161,10 @@ class ActivityTaskRunner:
             try:
                 result = await self._call(definition, task, context)
             finally:
-                # The function is done (returned or raised): its report is not cut short.
+                # The function is done (returned or raised): its report is not cut short, and
+                # its slot is free for the next attempt while the report is recorded.
                 attempt.deadline_at = math.inf
+                self._release_slot()
             context._returned = True
             try:
                 encoded = _payload.encode(result, self._config.maximum_payload_bytes)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
@@ -133,9 +134,23 @@ class Worker:
             self._workflow_runner.accepts_eager_starts = True
             self.client._attach_worker(self.task_queue, self._workflow_runner)
             for _ in range(max(1, self.config.max_concurrent_workflow_tasks)):
-                pollers.append(loop.create_task(self._poll(self._workflow_runner.poll_once)))
+                pollers.append(
+                    loop.create_task(
+                        self._poll(
+                            self._workflow_runner.poll_once, self.client.storage.wait_for_work
+                        )
+                    )
+                )
         if self._has_activities:
-            pollers.append(loop.create_task(self._poll(self._activity_runner.poll_once)))
+            activities = self._activity_runner
+            pollers.append(
+                loop.create_task(
+                    self._poll(
+                        activities.poll_once,
+                        functools.partial(activities.wait_for_work, self.client.storage),
+                    )
+                )
+            )
         try:
             await asyncio.gather(*pollers)
         finally:
@@ -149,10 +164,13 @@ class Worker:
             if gc_threshold is not None:
                 _collector.release()
 
-    async def _poll(self, poll_once: Callable[[], Any]) -> None:
+    async def _poll(
+        self,
+        poll_once: Callable[[], Any],
+        wait_for_work: Callable[[str, float], Coroutine[Any, Any, None]],
+    ) -> None:
         stop = self._stop
         assert stop is not None
-        storage = self.client.storage
         idle_seconds = self.config.poll_interval.total_seconds()
         me = asyncio.current_task()
         assert me is not None
@@ -173,7 +191,7 @@ class Worker:
             # finishes it (and its commit) first.
             self._idle_pollers.add(me)
             try:
-                await storage.wait_for_work(self.task_queue, idle_seconds)
+                await wait_for_work(self.task_queue, idle_seconds)
             except asyncio.CancelledError:
                 if stop.done():
                     return

@@ -30,7 +30,9 @@ class WorkerConfig:
     """Tuning knobs of a worker (the seed's WorkerConfig).
 
     Attributes:
-        max_concurrent_activities: Activity attempts running at once.
+        max_concurrent_activities: Activity functions running at once (a slot is held while
+            the function runs; recording its outcome holds none, and a freed slot wakes the
+            poller at once).
         max_cached_workflows: Live workflow instances kept between tasks (sticky execution);
             0 rebuilds every instance by replay on every task.
         max_concurrent_workflow_tasks: Workflow-task pollers, each handling up to

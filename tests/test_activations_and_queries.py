@@ -17,6 +17,7 @@ from mainspring.errors import NonDeterminismError, QueryFailedError
 from mainspring.testing import time_skipping
 
 from .conftest import TASK_QUEUE, Environment
+from .histories.record_signal_and_step import signal_and_step
 from .workflows import SHORT, AddItem, Items, double
 
 GOLDEN = Path(__file__).parent / "histories" / "format-1"
@@ -194,33 +195,6 @@ async def test_each_line_is_logged_once_whatever_ran_ahead(
     ]
     assert lines.count("starting the step") == 3
     assert lines.count("step done with 4") == 3
-
-
-@activity(name="echo")
-async def echo(value: str) -> str:
-    return value
-
-
-@activity(name="shout")
-async def shout(value: str) -> str:
-    return value.upper()
-
-
-@workflow(name="signal_and_step")
-async def signal_and_step(ctx: WorkflowContext) -> list[str]:
-    """As `histories/format-1/record_signal_and_step.py` recorded it."""
-    order: list[str] = []
-
-    async def on_signal() -> None:
-        signal = await ctx.wait_signal(AddItem)
-        order.append(signal.item)
-        order.append(await ctx.execute_activity(shout, "a", start_to_close_timeout=SHORT))
-
-    waiter = asyncio.ensure_future(on_signal())
-    order.append(await ctx.execute_activity(echo, "step1", start_to_close_timeout=SHORT))
-    order.append(await ctx.execute_activity(echo, "step2", start_to_close_timeout=SHORT))
-    await waiter
-    return order
 
 
 def test_a_history_from_before_staged_jobs_replays_its_wake_order() -> None:

@@ -186,6 +186,14 @@ def _gated(method: Callable[..., Any], gate: asyncio.Event) -> Callable[..., Any
     return held
 
 
+def _hold_results(env: Environment, monkeypatch: pytest.MonkeyPatch, gate: asyncio.Event) -> None:
+    """The store records no activity result (alone or fused) until ``gate`` opens."""
+    storage = env.storage
+    for name in ("complete_activity_task", "complete_activity_with_workflow_task"):
+        if hasattr(storage, name):
+            monkeypatch.setattr(storage, name, _gated(getattr(storage, name), gate))
+
+
 async def test_a_finished_activity_frees_its_slot_before_its_result_is_recorded(
     env: Environment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -206,10 +214,7 @@ async def test_a_finished_activity_frees_its_slot_before_its_result_is_recorded(
             )
         )
 
-    storage = env.storage
-    for name in ("complete_activity_task", "complete_activity_with_workflow_task"):
-        if hasattr(storage, name):
-            monkeypatch.setattr(storage, name, _gated(getattr(storage, name), recorded))
+    _hold_results(env, monkeypatch, recorded)
     config = WorkerConfig(max_concurrent_activities=1)
     async with env.worker([two_at_once], [marks], config=config):
         handle = await env.client.start_workflow(two_at_once, id="t", task_queue=TASK_QUEUE)
@@ -247,10 +252,7 @@ async def test_a_freed_slot_wakes_the_poller_when_work_is_queued(
 
     # An hour between idle polls, and "a"'s result held by the store (so no change of the
     # store's wakes the poller either): only the slot "a" frees can start "b" in time.
-    storage = env.storage
-    for name in ("complete_activity_task", "complete_activity_with_workflow_task"):
-        if hasattr(storage, name):
-            monkeypatch.setattr(storage, name, _gated(getattr(storage, name), recorded))
+    _hold_results(env, monkeypatch, recorded)
     config = WorkerConfig(max_concurrent_activities=1, poll_interval=timedelta(hours=1))
     async with env.worker([two_queued], [waits_or_marks], config=config):
         handle = await env.client.start_workflow(two_queued, id="q", task_queue=TASK_QUEUE)

@@ -90,7 +90,8 @@ class WorkflowInstance:
     # While the worker runs this instance ahead of its stored history (a fused commit), log
     # records wait here: they are emitted if that commit lands, dropped if it does not (the
     # task then runs again and logs them itself).
-    # (`()`: deferring, nothing logged yet; a list once something is.)
+    # (`()`: deferring, nothing logged yet, which the worker sets as it runs ahead; a list once
+    # something is.)
     deferred_logs: list[tuple[logging.Logger, int, object, Any, Any]] | tuple[()] | None = None
 
     def __init__(
@@ -457,9 +458,6 @@ class WorkflowInstance:
             deferred.append((target, level, message, args, kwargs))
             return
         target.log(level, message, *args, **kwargs)
-
-    def defer_logs(self) -> None:
-        self.deferred_logs = ()  # nothing allocated until something is logged
 
     def release_logs(self, emit: bool) -> None:
         """Ends a run-ahead: its records are emitted (its commit landed) or dropped."""

@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
 use crate::convert::{activation_to_py, command_from_py, failure_from_py};
-use crate::errors::{guarded, guarded_detached};
+use crate::errors::{guarded, guarded_detached, to_py_error};
 
 /// Whole histories larger than this decode with the GIL released (a few events' worth).
 const DETACHED_HISTORY_BYTES: usize = 2 * 1024;
@@ -120,20 +120,19 @@ impl PyWorkflowRun {
         py: Python<'py>,
         commands: &Bound<'py, PyList>,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let replaying = self
-            .inner
-            .lock()
-            .map(|run| run.is_replaying())
-            .unwrap_or(false);
+        // One lock for the whole completion: the commands are read knowing what kind of
+        // activation they answer (a replayed one needs less of them).
+        let mut run = self.inner.lock().map_err(|_| to_py_error(py, poisoned()))?;
+        let replaying = run.is_replaying();
         let commands = commands
             .iter()
             .map(|command| command_from_py(&command, replaying))
             .collect::<PyResult<Vec<_>>>()?;
         let (task_time_ms, outcome) = guarded(py, || {
-            let mut run = self.inner.lock().map_err(|_| poisoned())?;
             let task_time_ms = run.live_now_ms();
             Ok((task_time_ms, run.complete(commands)?))
         })?;
+        drop(run);
         if outcome.is_empty() {
             return Ok(None);
         }

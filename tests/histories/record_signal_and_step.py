@@ -1,5 +1,8 @@
 """Records, with the release before engine flags (e2faad3), a history whose second task got a
-signal and an activity result in one activation, while a coroutine waited for that signal."""
+signal and an activity result in one activation, while a coroutine waited for that signal:
+``python tests/histories/record_signal_and_step.py tests/histories/format-1/signal-and-step.json``
+run with that release. Self-contained (public API only, its own signal class), so that it runs
+there; `test_activations_and_queries.py` replays the history through this same workflow."""
 
 from __future__ import annotations
 
@@ -64,4 +67,5 @@ async def main(out: str) -> None:
         file.write(history.to_json() + "\n")
 
 
-asyncio.run(main(sys.argv[1]))
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1]))

@@ -89,6 +89,15 @@ impl PyWorkflowRun {
             .unwrap_or(0))
     }
 
+    /// Roughly the bytes the events it still keeps hold (replay drops the ones it is past).
+    #[getter]
+    fn retained_bytes(&self) -> usize {
+        self.inner
+            .lock()
+            .map(|run| run.retained_bytes())
+            .unwrap_or(0)
+    }
+
     #[getter]
     fn is_closed(&self) -> bool {
         self.inner.lock().map(|run| run.is_closed()).unwrap_or(true)

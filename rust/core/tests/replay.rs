@@ -376,3 +376,96 @@ fn a_tail_that_breaks_the_history_is_refused_on_load() {
         "{error:?}"
     );
 }
+
+#[test]
+fn replay_keeps_only_the_events_it_still_needs() {
+    let run = replay_recorded(sequential_activities(10_000)).unwrap();
+    assert_eq!(run.history_length(), 30_003);
+    assert!(
+        run.retained_events().len() < 10,
+        "kept {} events",
+        run.retained_events().len()
+    );
+}
+
+/// A live run fed one step at a time (as a cached instance is) keeps a bounded number of
+/// events however long its history grows, and a timer started at the beginning still fires
+/// at the end: what later events refer to outlives the events dropped.
+#[test]
+fn a_long_live_run_keeps_bounded_events_and_still_resolves_early_commands() {
+    let mut run = WorkflowRun::new();
+    run.add_events(history(vec![started()])).unwrap();
+    run.next_activation(0, true).unwrap().unwrap();
+    run.complete(vec![
+        Command::StartTimer {
+            seq: 1,
+            duration_ms: 60_000,
+        },
+        schedule(1, "step"),
+    ])
+    .unwrap();
+    let mut all = history(vec![
+        started(),
+        boundary(1),
+        EventAttributes::TimerStarted {
+            seq: 1,
+            duration_ms: 60_000,
+        },
+        scheduled(1, "step"),
+        completed(4, "\"ok\""),
+    ]);
+    run.add_events(all.split_off(1)).unwrap();
+    let mut next_id = 6;
+    let mut most_kept = 0;
+    let tail =
+        |id: &mut u64, attributes: Vec<EventAttributes>| -> Vec<mainspring_core::history::Event> {
+            attributes
+                .into_iter()
+                .map(|attributes| {
+                    let event = mainspring_core::history::Event {
+                        event_id: *id,
+                        timestamp_ms: 2_000,
+                        attributes,
+                    };
+                    *id += 1;
+                    event
+                })
+                .collect()
+        };
+    for seq in 2..=500u32 {
+        let activation = run.next_activation(0, true).unwrap().unwrap();
+        assert!(
+            matches!(activation.jobs[..], [Job::ResolveActivity { seq: resolved, .. }] if resolved == seq - 1)
+        );
+        run.complete(vec![schedule(seq, "step")]).unwrap();
+        let seen = next_id - 1;
+        let scheduled_id = next_id + 1;
+        let events = tail(
+            &mut next_id,
+            vec![
+                boundary(seen),
+                scheduled(seq, "step"),
+                completed(scheduled_id, "\"ok\""),
+            ],
+        );
+        run.add_events(events).unwrap();
+        most_kept = most_kept.max(run.retained_events().len());
+    }
+    assert!(most_kept <= 8, "kept up to {most_kept} events");
+    run.next_activation(0, true).unwrap().unwrap();
+    run.complete(vec![]).unwrap();
+    let seen = next_id - 1;
+    let events = tail(
+        &mut next_id,
+        vec![
+            boundary(seen),
+            EventAttributes::TimerFired {
+                started_event_id: 3,
+            },
+        ],
+    );
+    run.add_events(events).unwrap();
+    let activation = run.next_activation(0, true).unwrap().unwrap();
+    assert!(matches!(activation.jobs[..], [Job::FireTimer { seq: 1 }]));
+    assert_eq!(run.history_length(), next_id - 1);
+}

@@ -220,6 +220,50 @@ impl EventAttributes {
         }
     }
 
+    /// Roughly the heap bytes the attributes own (payloads, names, failures): what a worker's
+    /// cache bound counts. Not exact; proportional to what a kept event costs.
+    pub fn heap_bytes(&self) -> usize {
+        use EventAttributes::*;
+        match self {
+            WorkflowStarted(started) => {
+                std::mem::size_of::<WorkflowStartedAttributes>()
+                    + started.workflow_type.len()
+                    + started.workflow_id.len()
+                    + started.run_id.len()
+                    + started.task_queue.len()
+                    + started.input.0.len()
+            }
+            ActivityScheduled {
+                activity_type,
+                input,
+                options,
+                ..
+            } => {
+                activity_type.len()
+                    + input.0.len()
+                    + std::mem::size_of::<ActivityOptions>()
+                    + options.task_queue.len()
+            }
+            ActivityCompleted {
+                result: payload, ..
+            }
+            | WorkflowCompleted { result: payload }
+            | WorkflowCanceled { details: payload } => payload.0.len(),
+            ActivityFailed { failure, .. } | WorkflowFailed { failure } => failure.heap_bytes(),
+            ActivityTimedOut { last_failure, .. } => last_failure
+                .as_ref()
+                .map_or(0, |failure| failure.heap_bytes()),
+            WorkflowSignaled { signal_name, input } => signal_name.len() + input.0.len(),
+            WorkflowCancelRequested { reason } | WorkflowTerminated { reason } => reason.len(),
+            WorkflowTaskCompleted { .. }
+            | ActivityCancelRequested { .. }
+            | ActivityCanceled { .. }
+            | TimerStarted { .. }
+            | TimerFired { .. }
+            | TimerCanceled { .. } => 0,
+        }
+    }
+
     /// Events after which nothing may be appended.
     pub fn is_terminal(&self) -> bool {
         matches!(

@@ -78,6 +78,16 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// Roughly the heap bytes this failure and its causes own.
+    pub fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<Failure>()
+            + self.message.len()
+            + self.error_type.len()
+            + self.details.0.len()
+            + self.stack_trace.len()
+            + self.cause.as_ref().map_or(0, |cause| cause.heap_bytes())
+    }
+
     pub fn new(message: impl Into<String>, error_type: impl Into<String>) -> Self {
         Failure {
             message: message.into(),

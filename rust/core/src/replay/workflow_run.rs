@@ -11,6 +11,14 @@
 //!    while the task runs).
 //!
 //! Every event is visited a bounded number of times, so a whole replay is linear in history size.
+//!
+//! A run keeps only the events replay still needs: those from the earlier of the last task's
+//! end and the first undelivered inbound event on. Events behind both are dropped (in bulk,
+//! once they are at least half of what is kept, so dropping is linear too); the seq of each
+//! open activity and timer is kept by the id of the event that scheduled it, which is all
+//! later events need of it. A cached run's memory follows what is open, not history length.
+
+use std::collections::BTreeMap;
 
 use super::activation::{Activation, ActivityResolution, Job};
 use super::activity_machine::{ActivityInput, ActivityState};
@@ -39,8 +47,16 @@ enum Phase {
 
 #[derive(Debug)]
 pub struct WorkflowRun {
+    /// The events kept: `events[0]` is event `dropped + 1`. Positions below (`scan_index`,
+    /// boundary and event positions) count from event 1, whatever has been dropped.
     events: Vec<Event>,
-    /// Index just past the last task's recorded command events: where the next boundary search
+    /// Events dropped from the front (replay is past them).
+    dropped: usize,
+    /// Open activities and timers: the id of the event that scheduled or started each → its
+    /// seq (what resolving events refer to).
+    open_activities: BTreeMap<u64, u32>,
+    open_timers: BTreeMap<u64, u32>,
+    /// Position just past the last task's recorded command events: where the next boundary search
     /// starts.
     scan_index: usize,
     /// `seen_event_id` of the last task processed: inbound events after it are undelivered.
@@ -89,6 +105,9 @@ impl WorkflowRun {
     pub fn new() -> Self {
         WorkflowRun {
             events: Vec::new(),
+            dropped: 0,
+            open_activities: BTreeMap::new(),
+            open_timers: BTreeMap::new(),
             scan_index: 0,
             last_seen: 0,
             activities: SeqTable::default(),
@@ -102,7 +121,7 @@ impl WorkflowRun {
 
     /// Number of events known (the id of the last one).
     pub fn history_length(&self) -> u64 {
-        self.events.len() as u64
+        (self.dropped + self.events.len()) as u64
     }
 
     /// True once a terminal event or command has been seen: no more activations.
@@ -110,8 +129,34 @@ impl WorkflowRun {
         self.closed
     }
 
-    pub fn events(&self) -> &[Event] {
+    /// The events still kept (replay has dropped the ones before them).
+    pub fn retained_events(&self) -> &[Event] {
         &self.events
+    }
+
+    /// Roughly the heap bytes the kept events hold: what a worker's cache bound counts.
+    pub fn retained_bytes(&self) -> usize {
+        self.events
+            .iter()
+            .map(|event| std::mem::size_of::<Event>() + event.attributes.heap_bytes())
+            .sum::<usize>()
+            + (self.open_activities.len() + self.open_timers.len()) * 16
+    }
+
+    /// The event at `position` (event id - 1), which must still be kept.
+    fn at(&self, position: usize) -> &Event {
+        &self.events[position - self.dropped]
+    }
+
+    /// Drops the events replay is past: before both the next boundary search and the first
+    /// undelivered inbound event.
+    fn drop_replayed(&mut self) {
+        let keep_from = self.scan_index.min(self.last_seen as usize);
+        let behind = keep_from.saturating_sub(self.dropped);
+        if behind > 0 && behind * 2 >= self.events.len() {
+            self.events.drain(..behind);
+            self.dropped += behind;
+        }
     }
 
     /// Appends fetched events. They must continue the ids densely and keep the history valid
@@ -122,6 +167,7 @@ impl WorkflowRun {
         if self.events.is_empty() {
             // A whole history: keep the decoded vector instead of moving every event again.
             self.events = events;
+            self.events.shrink_to_fit();
         } else {
             self.events.extend(events);
         }
@@ -129,7 +175,8 @@ impl WorkflowRun {
     }
 
     fn find_boundary(&self, from: usize) -> Option<usize> {
-        self.events[from.min(self.events.len())..]
+        let from = from.max(self.dropped);
+        self.events[(from - self.dropped).min(self.events.len())..]
             .iter()
             .position(|event| event.attributes.role() == EventRole::TaskBoundary)
             .map(|offset| from + offset)
@@ -137,7 +184,7 @@ impl WorkflowRun {
 
     /// Number of command events recorded right after the boundary at `boundary_index`.
     fn recorded_command_count(&self, boundary_index: usize) -> usize {
-        self.events[boundary_index + 1..]
+        self.events[boundary_index + 1 - self.dropped..]
             .iter()
             .take_while(|event| event.attributes.role() == EventRole::Command)
             .count()
@@ -182,7 +229,7 @@ impl WorkflowRun {
             return Ok(None);
         }
         if let Some(boundary_index) = self.find_boundary(self.scan_index) {
-            let boundary = &self.events[boundary_index];
+            let boundary = self.at(boundary_index);
             let EventAttributes::WorkflowTaskCompleted {
                 seen_event_id,
                 flags,
@@ -205,7 +252,7 @@ impl WorkflowRun {
             return Ok(None);
         }
         let end = self.history_length();
-        let has_inbound = self.events[self.last_seen as usize..]
+        let has_inbound = self.events[self.last_seen as usize - self.dropped..]
             .iter()
             .any(|event| event.attributes.role() == EventRole::Inbound);
         if !has_inbound {
@@ -233,7 +280,7 @@ impl WorkflowRun {
         let mut jobs = Vec::new();
         let from = self.last_seen as usize;
         for index in from..seen_event_id as usize {
-            let event = &self.events[index];
+            let event = self.at(index);
             match event.attributes.role() {
                 EventRole::Inbound => {}
                 EventRole::External => {
@@ -248,38 +295,28 @@ impl WorkflowRun {
         Ok(jobs)
     }
 
-    /// The seq of the activity scheduled by event `scheduled_event_id`, which `event_id`
-    /// refers to. Read off the referenced event itself: no index to keep.
+    /// The seq of the open activity scheduled by event `scheduled_event_id`, which `event_id`
+    /// refers to.
     fn activity_seq(&self, event_id: u64, scheduled_event_id: u64) -> CoreResult<u32> {
-        let referenced = (scheduled_event_id as usize)
-            .checked_sub(1)
-            .and_then(|index| self.events.get(index));
-        match referenced.map(|event| &event.attributes) {
-            Some(EventAttributes::ActivityScheduled { seq, .. })
-                if scheduled_event_id < event_id =>
-            {
-                Ok(*seq)
-            }
+        match self.open_activities.get(&scheduled_event_id) {
+            Some(seq) if scheduled_event_id < event_id => Ok(*seq),
             _ => Err(CoreError::InvalidHistory {
                 event_id,
                 reason: format!(
-                    "refers to event {scheduled_event_id}, which is not an ActivityScheduled"
+                    "refers to event {scheduled_event_id}, which is not an open ActivityScheduled"
                 ),
             }),
         }
     }
 
     fn timer_seq(&self, event_id: u64, started_event_id: u64) -> CoreResult<u32> {
-        let referenced = (started_event_id as usize)
-            .checked_sub(1)
-            .and_then(|index| self.events.get(index));
-        match referenced.map(|event| &event.attributes) {
-            Some(EventAttributes::TimerStarted { seq, .. }) if started_event_id < event_id => {
-                Ok(*seq)
-            }
+        match self.open_timers.get(&started_event_id) {
+            Some(seq) if started_event_id < event_id => Ok(*seq),
             _ => Err(CoreError::InvalidHistory {
                 event_id,
-                reason: format!("refers to event {started_event_id}, which is not a TimerStarted"),
+                reason: format!(
+                    "refers to event {started_event_id}, which is not an open TimerStarted"
+                ),
             }),
         }
     }
@@ -320,7 +357,7 @@ impl WorkflowRun {
     }
 
     fn job_for(&mut self, index: usize) -> CoreResult<Job> {
-        let event = &self.events[index];
+        let event = &self.events[index - self.dropped];
         let event_id = event.event_id;
         // Clone only what the job carries (a payload, a name), never the whole event.
         let (scheduled_event_id, attempt, resolution) = match &event.attributes {
@@ -373,8 +410,10 @@ impl WorkflowRun {
                 attempt,
             } => (*scheduled_event_id, *attempt, ActivityResolution::Canceled),
             EventAttributes::TimerFired { started_event_id } => {
-                let seq = self.timer_seq(event_id, *started_event_id)?;
+                let started_event_id = *started_event_id;
+                let seq = self.timer_seq(event_id, started_event_id)?;
                 self.advance_timer(event_id, seq, TimerInput::Fired)?;
+                self.open_timers.remove(&started_event_id);
                 return Ok(Job::FireTimer { seq });
             }
             EventAttributes::WorkflowSignaled { signal_name, input } => {
@@ -397,6 +436,7 @@ impl WorkflowRun {
         };
         let seq = self.activity_seq(event_id, scheduled_event_id)?;
         self.advance_activity(event_id, seq, ActivityInput::Resolution)?;
+        self.open_activities.remove(&scheduled_event_id);
         Ok(Job::ResolveActivity {
             seq,
             attempt,
@@ -533,11 +573,13 @@ impl WorkflowRun {
 
     /// A recorded command event: moves its machine to the recorded state.
     fn record_command_event(&mut self, index: usize) -> CoreResult<()> {
-        let event_id = self.events[index].event_id;
-        match &self.events[index].attributes {
+        let event = self.at(index);
+        let event_id = event.event_id;
+        match &event.attributes {
             EventAttributes::ActivityScheduled { seq, .. } => {
                 let seq = *seq;
                 self.advance_activity(event_id, seq, ActivityInput::ScheduleRecorded { event_id })?;
+                self.open_activities.insert(event_id, seq);
             }
             EventAttributes::ActivityCancelRequested { scheduled_event_id } => {
                 let seq = self.activity_seq(event_id, *scheduled_event_id)?;
@@ -546,10 +588,13 @@ impl WorkflowRun {
             EventAttributes::TimerStarted { seq, .. } => {
                 let seq = *seq;
                 self.advance_timer(event_id, seq, TimerInput::StartRecorded { event_id })?;
+                self.open_timers.insert(event_id, seq);
             }
             EventAttributes::TimerCanceled { started_event_id } => {
-                let seq = self.timer_seq(event_id, *started_event_id)?;
+                let started_event_id = *started_event_id;
+                let seq = self.timer_seq(event_id, started_event_id)?;
                 self.advance_timer(event_id, seq, TimerInput::CancelRecorded)?;
+                self.open_timers.remove(&started_event_id);
             }
             attributes if attributes.is_terminal() => self.closed = true,
             other => {
@@ -591,6 +636,11 @@ impl WorkflowRun {
                 if recorded.last().is_some_and(Command::is_terminal) {
                     self.closed = true;
                 }
+                // The inbound events this activation delivered are behind it (its boundary
+                // comes after them): they need not wait for the commit to be dropped.
+                self.scan_index = self.scan_index.max(seen_event_id as usize);
+                self.last_seen = seen_event_id;
+                self.drop_replayed();
                 self.phase = Phase::AwaitingCommit {
                     seen_event_id,
                     recorded,
@@ -635,7 +685,7 @@ impl WorkflowRun {
 
     fn complete_replay(&mut self, boundary_index: usize, commands: &[Command]) -> CoreResult<()> {
         let EventAttributes::WorkflowTaskCompleted { seen_event_id, .. } =
-            self.events[boundary_index].attributes
+            self.at(boundary_index).attributes
         else {
             unreachable!("Replaying always points at a task boundary")
         };
@@ -646,14 +696,14 @@ impl WorkflowRun {
                 continue;
             }
             if next >= end {
-                let event_id = self.events[boundary_index].event_id;
+                let event_id = self.at(boundary_index).event_id;
                 return Err(non_determinism(
                     event_id,
                     "no further command for this workflow task".into(),
                     command.describe(),
                 ));
             }
-            let recorded = &self.events[next];
+            let recorded = self.at(next);
             if !self.matches(command, &recorded.attributes) {
                 return Err(non_determinism(
                     recorded.event_id,
@@ -665,7 +715,7 @@ impl WorkflowRun {
             next += 1;
         }
         if next < end {
-            let recorded = &self.events[next];
+            let recorded = self.at(next);
             return Err(non_determinism(
                 recorded.event_id,
                 describe_recorded(&recorded.attributes),
@@ -674,6 +724,7 @@ impl WorkflowRun {
         }
         self.scan_index = next;
         self.last_seen = seen_event_id;
+        self.drop_replayed();
         Ok(())
     }
 
@@ -684,7 +735,7 @@ impl WorkflowRun {
             reason: "the workflow task this worker completed is not in the fetched history".into(),
         };
         let boundary_index = self.find_boundary(self.scan_index).ok_or_else(missing)?;
-        match self.events[boundary_index].attributes {
+        match self.at(boundary_index).attributes {
             EventAttributes::WorkflowTaskCompleted {
                 seen_event_id: recorded_seen,
                 ..
@@ -695,7 +746,7 @@ impl WorkflowRun {
             let index = boundary_index + 1 + offset;
             let matches = self
                 .events
-                .get(index)
+                .get(index - self.dropped)
                 .is_some_and(|event| self.matches(command, &event.attributes));
             if !matches {
                 return Err(missing());
@@ -704,6 +755,7 @@ impl WorkflowRun {
         }
         self.scan_index = boundary_index + 1 + recorded.len();
         self.last_seen = seen_event_id;
+        self.drop_replayed();
         Ok(())
     }
 }

@@ -20,6 +20,7 @@ from mainspring.storage import (
     SqliteStorage,
     Storage,
     VirtualClock,
+    WorkflowDescription,
     WorkflowTask,
 )
 from mainspring.storage._adapter import AdaptedStorage
@@ -70,6 +71,20 @@ SECOND_CLIENTS: dict[str, Callable[[Storage, VirtualClock, Path], Storage]] = {
     "sqlite": _sqlite_again,
     "python-adapter": _python_adapter_again,
 }
+
+
+async def list_runs(
+    storage: Storage, page_size: int = 1000, **filters: Any
+) -> list[WorkflowDescription]:
+    """Every run the storage lists (with ``filters``), page after page."""
+    runs: list[WorkflowDescription] = []
+    after: int | None = None
+    while True:
+        page = await storage.list_workflows(after_run_key=after, page_size=page_size, **filters)
+        runs += page.runs
+        if page.next_after_run_key is None:
+            return runs
+        after = page.next_after_run_key
 
 
 def _schedule(seq: int, activity_type: str = "act", **options: Any) -> tuple[Any, ...]:

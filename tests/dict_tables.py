@@ -62,9 +62,23 @@ class DictTables:
         found = [row for row in self.runs.values() if row[3] == run_id]
         return self._record(found[0]) if found else None
 
-    async def all_runs(self) -> list[_core.RunRecord]:
+    async def list_runs(
+        self,
+        after_run_key: int | None,
+        limit: int,
+        status: str | None,
+        workflow_type: str | None,
+    ) -> list[_core.RunRecord]:
         await _round_trip()
-        return [_core.RunRecord.from_row(self.runs[key]) for key in sorted(self.runs)]
+        after = -1 if after_run_key is None else after_run_key
+        found = [
+            _core.RunRecord.from_row(self.runs[key])
+            for key in sorted(self.runs)
+            if key > after
+            and (status is None or self.runs[key][6] == status)
+            and (workflow_type is None or self.runs[key][4] == workflow_type)
+        ]
+        return found[:limit]
 
     async def activity(self, run_key: int, scheduled_event_id: int) -> _core.ActivityRecord | None:
         await _round_trip()
@@ -109,7 +123,7 @@ class DictTables:
             for _, key in ready[:limit]
         ]
 
-    async def due(self, now_ms: int) -> list[Due]:
+    async def due(self, now_ms: int, limit: int) -> list[Due]:
         await _round_trip()
         due = [
             Due(fire_at, "timer", run_key, started)
@@ -127,7 +141,8 @@ class DictTables:
             if row[20] is not None and row[20] <= now_ms
         ]
         order = {"timer": 0, "lease": 1, "activity": 2}
-        return sorted(due, key=lambda item: (item.at_ms, order[item.kind], item.run_key, item.item))
+        due.sort(key=lambda item: (item.at_ms, order[item.kind], item.run_key, item.item))
+        return due[:limit]
 
     async def next_wakeup_ms(self, now_ms: int) -> int | None:
         await _round_trip()

@@ -76,6 +76,9 @@ def test_start_result_list_describe_and_history(
     )
     assert [run["workflow_id"] for run in json.loads(listing.stdout)] == ["g1"]
     assert cli(database, "workflow", "list", "--status", "running", "--json").stdout.strip() == "[]"
+    assert cli(database, "workflow", "list", "--limit", "0", "--json").stdout.strip() == "[]"
+    unknown = cli(database, "workflow", "list", "--status", "asleep")
+    assert unknown.returncode == 2 and "RUNNING" in unknown.stderr
     table = cli(database, "workflow", "list").stdout.splitlines()
     assert table[0].split() == ["WORKFLOW_ID", "TYPE", "STATUS", "EVENTS", "STARTED"]
     assert table[1].split()[:3] == ["g1", "greet", "COMPLETED"]

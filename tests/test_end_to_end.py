@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,7 @@ from mainspring import (
 from mainspring.errors import (
     ApplicationError,
     QueryFailedError,
+    UnsupportedListFilterError,
     WorkflowAlreadyStartedError,
     WorkflowCanceledError,
     WorkflowFailedError,
@@ -26,6 +28,7 @@ from mainspring.errors import (
     WorkflowNotRunningError,
     WorkflowTerminatedError,
 )
+from mainspring.storage import WorkflowPage
 from mainspring.testing import time_skipping
 
 from .conftest import TASK_QUEUE, Environment
@@ -207,8 +210,54 @@ async def test_list_workflows_reports_every_run(env: Environment) -> None:
     async with env.worker(ALL_WORKFLOWS, ALL_ACTIVITIES):
         await env.client.execute_workflow(sequential, 1, id="a", task_queue=TASK_QUEUE)
         await env.client.start_workflow(cart, id="b", task_queue=TASK_QUEUE)
-        runs = {run.workflow_id: run.status for run in await env.client.list_workflows()}
+        runs = {run.workflow_id: run.status async for run in env.client.list_workflows()}
     assert runs == {"a": "COMPLETED", "b": "RUNNING"}
+    running = [run.workflow_id async for run in env.client.list_workflows(status="RUNNING")]
+    assert running == ["b"]
+    of_type = env.client.list_workflows(workflow_type="sequential", status="COMPLETED")
+    assert [run.workflow_id async for run in of_type] == ["a"]
+
+
+async def test_list_workflows_reads_a_page_when_iteration_reaches_it(
+    env: Environment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for number in range(5):
+        await env.client.start_workflow("anything", id=f"w{number}", task_queue=TASK_QUEUE)
+    storage = env.client.storage
+    read_page = storage.list_workflows
+    sizes: list[int] = []
+
+    async def counted(**arguments: Any) -> WorkflowPage:
+        sizes.append(arguments["page_size"])
+        return await read_page(**arguments)
+
+    monkeypatch.setattr(storage, "list_workflows", counted)
+    runs = env.client.list_workflows(page_size=2)
+    assert sizes == []  # nothing is read before iteration
+    assert (await anext(runs)).workflow_id == "w0"
+    assert sizes == [2]
+    assert [run.workflow_id async for run in runs] == ["w1", "w2", "w3", "w4"]
+    assert sizes == [2, 2, 2]  # the third page, not full, is the last
+    sizes.clear()
+    limited = env.client.list_workflows(page_size=2, limit=3)
+    assert [run.workflow_id async for run in limited] == ["w0", "w1", "w2"]
+    assert sizes == [2, 1]  # the last page asks for what the limit leaves
+    assert [run async for run in env.client.list_workflows(limit=0)] == []
+    assert sizes == [2, 1]
+
+
+async def test_list_workflows_refuses_a_query_string_and_an_unknown_status(
+    env: Environment,
+) -> None:
+    with pytest.raises(UnsupportedListFilterError, match="later release"):
+        env.client.list_workflows('WorkflowType = "sequential"')
+    assert issubclass(UnsupportedListFilterError, ValueError)
+    with pytest.raises(ValueError, match="RUNNING, COMPLETED, FAILED, CANCELED, TERMINATED"):
+        env.client.list_workflows(status="running")
+    with pytest.raises(ValueError, match="page_size"):
+        env.client.list_workflows(page_size=0)
+    with pytest.raises(ValueError, match="limit"):
+        env.client.list_workflows(limit=-1)
 
 
 @pytest.mark.parametrize("cache_size", [0, 1, 10_000])

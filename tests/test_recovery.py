@@ -44,7 +44,7 @@ async def _events_recorded(storage: SqliteStorage) -> int:
 
 
 async def _completed(client: Client) -> int:
-    return sum(run.status == "COMPLETED" for run in await client.list_workflows())
+    return len([run async for run in client.list_workflows(status="COMPLETED")])
 
 
 async def test_sigkilled_workers_lose_nothing_and_finish_everything_once(tmp_path: Path) -> None:
@@ -106,7 +106,7 @@ async def test_sigkilled_workers_lose_nothing_and_finish_everything_once(tmp_pat
         assert kinds.count("WorkflowCompleted") == 1
         assert kinds[-1] == "WorkflowCompleted"
         replayer.replay(History.from_json(history.to_json()))
-    runs = await client.list_workflows()
+    runs = [run async for run in client.list_workflows()]
     assert len(runs) == WORKFLOWS, "no workflow was started twice"
     # Activities ran at least once each: three per workflow (an activity id is its workflow's
     # command sequence number, as in Temporal: unique within its run).

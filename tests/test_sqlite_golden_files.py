@@ -91,6 +91,11 @@ async def test_a_schema_5_file_of_format_1_rows_replays_and_carries_on(tmp_path:
         ((decoded_id, _, _),) = _core.history_outline(_core.join_rows([row]))
         assert decoded_id == event_id
     client = Client(storage)
+    # Listed by status and by type through the indexes the migration added (schema 7).
+    closed = client.list_workflows(status="COMPLETED")
+    assert [run.workflow_id async for run in closed] == ["checkout-done"]
+    of_type = client.list_workflows(workflow_type="failing", page_size=1)
+    assert [(run.workflow_id, run.status) async for run in of_type] == [("failing-done", "FAILED")]
     # The closed runs' histories read back whole and replay through today's code.
     replayer = Replayer(workflows=ALL_WORKFLOWS)  # type: ignore[arg-type]
     for workflow_id, length in (("checkout-done", 13), ("failing-done", 6)):

@@ -23,6 +23,8 @@ from mainspring.storage import SqliteStorage
 from mainspring.storage import _sqlite_requests as requests
 from mainspring.storage._sqlite_batch import GROUP_LIMIT
 
+from .conformance import list_runs
+
 
 async def _start(storage: SqliteStorage, workflow_id: str) -> None:
     await storage.start_workflow(workflow_id, f"{workflow_id}-run", "anything", "q", b"null")
@@ -39,7 +41,7 @@ async def test_a_failing_operation_in_a_group_is_undone_alone(tmp_path: Path) ->
     )
     assert outcomes[0] is None and outcomes[2] is None
     assert isinstance(outcomes[1], WorkflowAlreadyStartedError)
-    runs = await storage.list_workflows()
+    runs = await list_runs(storage)
     assert [(run.workflow_id, run.run_id, run.history_length) for run in runs] == [
         ("a", "a-run", 1),
         ("b", "b-run", 1),
@@ -55,7 +57,7 @@ async def test_a_wave_larger_than_a_group_is_split_and_all_of_it_commits(
     await asyncio.gather(*(_start(storage, f"w-{number}") for number in range(count)))
     # Sent as the wave came in (the store's thread commits while the rest is produced).
     assert storage._database._tickets >= 4
-    runs = await storage.list_workflows()
+    runs = await list_runs(storage)
     assert sorted(run.workflow_id for run in runs) == sorted(f"w-{n}" for n in range(count))
     await storage.close()
 
@@ -95,7 +97,7 @@ async def test_a_file_locked_past_the_busy_timeout_is_a_clear_error_and_loses_no
         assert holder.stdout is not None
         holder.stdout.close()
     await _start(storage, "during")  # the same call succeeds once the lock is gone
-    runs = await storage.list_workflows()
+    runs = await list_runs(storage)
     assert [run.workflow_id for run in runs] == ["before", "during"]
     await storage.close()
 
@@ -114,7 +116,7 @@ def test_a_storage_outlives_the_event_loop_it_was_first_used_on(tmp_path: Path) 
 
     async def use_again() -> list[str]:
         await _start(storage, "second")
-        return [run.workflow_id for run in await storage.list_workflows()]
+        return [run.workflow_id for run in await list_runs(storage)]
 
     assert asyncio.run(use_again()) == ["first", "second"]
     asyncio.run(storage.close())
@@ -129,7 +131,7 @@ async def test_closing_waits_for_the_group_in_flight(tmp_path: Path) -> None:
     await storage.close()
     await asyncio.gather(*starts)  # every one was committed, none failed
     reopened = SqliteStorage(path)
-    assert len(await reopened.list_workflows()) == 50
+    assert len(await list_runs(reopened)) == 50
     await reopened.close()
 
 
@@ -146,7 +148,7 @@ def test_a_loop_without_readers_receives_results_through_a_task(tmp_path: Path) 
     async def start_and_list() -> list[str]:
         await asyncio.gather(*(_start(storage, f"p-{number}") for number in range(10)))
         assert storage._database._receiver is not None
-        listed = [run.workflow_id for run in await storage.list_workflows()]
+        listed = [run.workflow_id for run in await list_runs(storage)]
         await storage.close()
         return listed
 
@@ -178,7 +180,7 @@ def test_a_forked_child_is_told_to_open_its_own_storage(tmp_path: Path) -> None:
     os.close(read)
     assert "does not survive fork()" in reported
     asyncio.run(_start(storage, "after"))  # the parent's storage is untouched
-    runs = asyncio.run(storage.list_workflows())
+    runs = asyncio.run(list_runs(storage))
     assert [run.workflow_id for run in runs] == ["parent", "after"]
     asyncio.run(storage.close())
 
@@ -201,7 +203,7 @@ def test_a_forked_child_gets_an_error_for_signals_too_and_exits_cleanly(
         os._exit(status)
     _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    runs = asyncio.run(storage.list_workflows())  # the parent's file and storage still work
+    runs = asyncio.run(list_runs(storage))  # the parent's file and storage still work
     assert [(run.workflow_id, run.history_length) for run in runs] == [("parent", 1)]
     asyncio.run(storage.close())
 

@@ -20,6 +20,7 @@ from mainspring import Client, Replayer, Worker, WorkflowContext, _core, activit
 from mainspring.errors import StorageError, WorkflowAlreadyStartedError
 from mainspring.storage import SqliteStorage
 
+from .conformance import list_runs
 from .recovery_app import TASK_QUEUE, Bump, expected, mixed
 from .workflows import AddItem, double, sequential
 
@@ -93,7 +94,7 @@ async def test_client_without_storage_uses_mainspring_db(
     await client.close()
     assert path.exists()
     reopened = Client(SqliteStorage(path))
-    assert [run.workflow_id for run in await reopened.list_workflows()] == ["w"]
+    assert [run.workflow_id async for run in reopened.list_workflows()] == ["w"]
     await reopened.close()
 
 
@@ -172,7 +173,7 @@ def test_processes_starting_one_workflow_id_at_once_record_one_run(tmp_path: Pat
 
     async def runs() -> list[tuple[str, int]]:
         storage = SqliteStorage(path)
-        listed = [(run.workflow_id, run.history_length) for run in await storage.list_workflows()]
+        listed = [(run.workflow_id, run.history_length) for run in await list_runs(storage)]
         await storage.close()
         return listed
 

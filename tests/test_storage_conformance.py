@@ -27,7 +27,13 @@ from mainspring.errors import (
     WorkflowNotFoundError,
     WorkflowNotRunningError,
 )
-from mainspring.storage import ActivityTask, FusedCommits, Storage, VirtualClock
+from mainspring.storage import (
+    ActivityTask,
+    FusedCommits,
+    Storage,
+    VirtualClock,
+    WorkflowDescription,
+)
 from mainspring.storage.base import fused_commits
 
 from .conformance import (
@@ -38,6 +44,7 @@ from .conformance import (
     _poll_activity_task,
     _poll_workflow_task,
     _schedule,
+    list_runs,
 )
 
 
@@ -51,9 +58,79 @@ async def test_start_describe_list_and_unique_ids(storage: Storage) -> None:
         "RUNNING",
         1,
     )
-    assert [run.workflow_id for run in await storage.list_workflows()] == ["w"]
+    assert [run.workflow_id for run in await list_runs(storage)] == ["w"]
     with pytest.raises(WorkflowNotFoundError):
         await storage.describe_workflow("missing")
+
+
+def _ids(runs: list[WorkflowDescription]) -> list[str]:
+    return [run.workflow_id for run in runs]
+
+
+async def test_list_pages_through_the_runs_in_start_order(storage: Storage) -> None:
+    empty = await storage.list_workflows(page_size=3)
+    assert (empty.runs, empty.next_after_run_key) == ([], None)
+    await storage.start_workflow("done", "done-r", "b", QUEUE, b"1")
+    await Driver(storage).step([(COMMAND_COMPLETE_WORKFLOW, b"1")])
+    for number in range(7):
+        workflow_type = "a" if number % 2 else "b"
+        await storage.start_workflow(f"w{number}", f"w{number}-r", workflow_type, QUEUE, b"1")
+    await storage.terminate_workflow("w1", "listed as terminated")
+    await storage.terminate_workflow("w4", "listed as terminated")
+    # The id is free again: its second run is listed too, where it started.
+    await storage.start_workflow("w1", "w1-again", "a", QUEUE, b"1")
+
+    # A full page says where the next one starts; the last one, that none follows.
+    first = await storage.list_workflows(page_size=3)
+    assert _ids(first.runs) == ["done", "w0", "w1"]
+    assert first.next_after_run_key is not None
+    second = await storage.list_workflows(after_run_key=first.next_after_run_key, page_size=3)
+    assert _ids(second.runs) == ["w2", "w3", "w4"]
+    assert second.next_after_run_key is not None
+    third = await storage.list_workflows(after_run_key=second.next_after_run_key, page_size=3)
+    assert [(run.workflow_id, run.run_id) for run in third.runs] == [
+        ("w5", "w5-r"),
+        ("w6", "w6-r"),
+        ("w1", "w1-again"),
+    ]
+    last = await storage.list_workflows(after_run_key=third.next_after_run_key, page_size=3)
+    assert (last.runs, last.next_after_run_key) == ([], None)
+    assert _ids(await list_runs(storage, page_size=100)) == _ids(
+        first.runs + second.runs + third.runs
+    )
+
+    # Filters apply before the page is cut, so a page of them holds only matching runs.
+    assert _ids(await list_runs(storage, page_size=1, status="TERMINATED")) == ["w1", "w4"]
+    assert _ids(await list_runs(storage, page_size=2, status="RUNNING")) == [
+        "w0", "w2", "w3", "w5", "w6", "w1",
+    ]  # fmt: skip
+    assert _ids(await list_runs(storage, status="COMPLETED")) == ["done"]
+    assert await list_runs(storage, status="FAILED") == []
+    assert _ids(await list_runs(storage, page_size=2, workflow_type="a")) == [
+        "w1", "w3", "w5", "w1",
+    ]  # fmt: skip
+    assert _ids(await list_runs(storage, page_size=1, status="RUNNING", workflow_type="a")) == [
+        "w3",
+        "w5",
+        "w1",
+    ]
+    assert await list_runs(storage, workflow_type="missing") == []
+    running = await storage.list_workflows(page_size=2, status="RUNNING")
+    assert {run.status for run in running.runs} == {"RUNNING"}
+
+
+async def test_a_run_started_between_pages_is_listed_after_the_runs_before_it(
+    storage: Storage,
+) -> None:
+    for number in range(3):
+        await storage.start_workflow(f"w{number}", f"r{number}", "wf", QUEUE, b"1")
+    page = await storage.list_workflows(page_size=3)
+    assert _ids(page.runs) == ["w0", "w1", "w2"]
+    await storage.start_workflow("late", "late-r", "wf", QUEUE, b"1")
+    await storage.terminate_workflow("w0", "closed after it was listed")
+    rest = await storage.list_workflows(after_run_key=page.next_after_run_key, page_size=3)
+    assert _ids(rest.runs) == ["late"]  # w0 is not listed again
+    assert rest.next_after_run_key is None
 
 
 async def test_a_workflow_task_commits_atomically_and_creates_its_work(storage: Storage) -> None:

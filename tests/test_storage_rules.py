@@ -34,6 +34,7 @@ from .conformance import (
     _poll_activity_task,
     _poll_workflow_task,
     _schedule,
+    list_runs,
 )
 
 FAILURE = ("boom", "ValueError", False, b"null", "", None, None)
@@ -291,9 +292,9 @@ async def test_duplicate_starts_from_two_clients_at_once_record_one_run(
         )
         refused = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
         assert len(refused) == 1 and isinstance(refused[0], WorkflowAlreadyStartedError)
-    runs = await storage.list_workflows()
+    runs = await list_runs(storage)
     assert sorted(run.workflow_id for run in runs) == ["w-0", "w-1", "w-2"]
-    assert [run.workflow_id for run in await second_client.list_workflows()] == [
+    assert [run.workflow_id for run in await list_runs(second_client)] == [
         run.workflow_id for run in runs
     ]
 
@@ -318,7 +319,7 @@ async def test_a_fused_start_and_a_plain_start_of_one_id_at_once_record_one_run(
         return_exceptions=True,
     )
     refused = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
-    runs = await storage.list_workflows()
+    runs = await list_runs(storage)
     if refused:
         # The plain start came first: the fused one, whose first task would close its run at
         # once, is refused all the same (the run it would record is open while inserted).

@@ -11,15 +11,16 @@ from . import _core, _payload
 from ._definitions import workflow_definition
 from ._failure import exception_from_failure
 from .errors import (
+    UnsupportedListFilterError,
     WorkflowCanceledError,
     WorkflowFailedError,
     WorkflowTerminatedError,
 )
 from .history import History
 from .messages import Query, Signal, message_name, query_result_type
-from .storage.base import Storage, WorkflowDescription, WorkflowTask
+from .storage.base import WORKFLOW_STATUSES, Storage, WorkflowDescription, WorkflowTask
 
-__all__ = ["Client", "WorkflowHandle"]
+__all__ = ["Client", "WorkflowHandle", "WorkflowRunIterator"]
 
 ResultT = TypeVar("ResultT")
 QueryResultT = TypeVar("QueryResultT")
@@ -31,6 +32,62 @@ def _seconds(timeout: timedelta | float | None) -> float | None:
     if timeout is None:
         return None
     return timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+
+
+class WorkflowRunIterator:
+    """The runs :meth:`Client.list_workflows` finds: an async iterator that reads them from the
+    storage a page at a time, each page when iteration reaches it (as temporalio's
+    ``WorkflowExecutionAsyncIterator``)."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        status: str | None,
+        workflow_type: str | None,
+        page_size: int,
+        limit: int | None,
+    ) -> None:
+        self._storage = storage
+        self._status = status
+        self._workflow_type = workflow_type
+        self._page_size = page_size
+        self._remaining = limit
+        self._page: list[WorkflowDescription] = []
+        self._index = 0
+        self._after_run_key: int | None = None
+        self._done = False
+
+    def __aiter__(self) -> WorkflowRunIterator:
+        return self
+
+    async def __anext__(self) -> WorkflowDescription:
+        while self._index >= len(self._page):
+            if self._done:
+                raise StopAsyncIteration
+            await self._fetch_next_page()
+        run = self._page[self._index]
+        self._index += 1
+        return run
+
+    async def _fetch_next_page(self) -> None:
+        size = self._page_size
+        if self._remaining is not None:
+            size = min(size, self._remaining)
+        if size <= 0:
+            self._page, self._index, self._done = [], 0, True
+            return
+        page = await self._storage.list_workflows(
+            after_run_key=self._after_run_key,
+            page_size=size,
+            status=self._status,
+            workflow_type=self._workflow_type,
+        )
+        self._page, self._index = page.runs[:size], 0
+        if self._remaining is not None:
+            self._remaining -= len(self._page)
+        self._after_run_key = page.next_after_run_key
+        self._done = page.next_after_run_key is None
 
 
 class WorkflowHandle(Generic[ResultT]):
@@ -236,5 +293,55 @@ class Client:
         decoded: QueryResultT = _payload.decode(answer, query_result_type(query_type))
         return decoded
 
-    async def list_workflows(self) -> list[WorkflowDescription]:
-        return await self.storage.list_workflows()
+    def list_workflows(
+        self,
+        query: str | None = None,
+        *,
+        status: str | None = None,
+        workflow_type: str | None = None,
+        limit: int | None = None,
+        page_size: int = 1000,
+    ) -> WorkflowRunIterator:
+        """The runs of this storage, closed and open, oldest first (the order they started
+        in), as temporalio's ``Client.list_workflows``: ``async for run in
+        client.list_workflows(status="RUNNING"): ...``.
+
+        The runs are read a page at a time, each page one storage read made when iteration
+        reaches it, and a page costs its own runs however many come before it. Each run is
+        listed once at most, as it stood when its page was read; runs that start while the
+        iteration goes on are listed at its end.
+
+        Args:
+            query: A list-filter query string: not supported yet (the list-filter language
+                comes in a later release), so anything but None raises.
+            status: Only runs of this status: ``"RUNNING"``, ``"COMPLETED"``, ``"FAILED"``,
+                ``"CANCELED"`` or ``"TERMINATED"``.
+            workflow_type: Only runs of this workflow type (its registered name).
+            limit: At most this many runs; None for all of them.
+            page_size: How many runs one storage read fetches.
+
+        Raises:
+            UnsupportedListFilterError: ``query`` is given.
+            ValueError: ``status`` is not one of those names, ``page_size`` is below 1 or
+                ``limit`` below 0.
+        """
+        if query is not None:
+            raise UnsupportedListFilterError(
+                f"list_workflows takes no query string yet ({query!r}): the list-filter "
+                "language comes in a later release; filter with status= and workflow_type="
+            )
+        if status is not None and status not in WORKFLOW_STATUSES:
+            raise ValueError(
+                f"unknown workflow status {status!r}: one of {', '.join(WORKFLOW_STATUSES)}"
+            )
+        if page_size < 1:
+            raise ValueError(f"page_size must be at least 1, not {page_size}")
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must not be negative, not {limit}")
+        return WorkflowRunIterator(
+            self.storage,
+            status=status,
+            workflow_type=workflow_type,
+            page_size=page_size,
+            limit=limit,
+        )

@@ -29,6 +29,7 @@ __all__ = [
     "UnknownActivityTypeError",
     "UnknownWorkflowTypeError",
     "UnsupportedHistoryError",
+    "UnsupportedListFilterError",
     "WaitTimeoutError",
     "WorkflowAlreadyStartedError",
     "WorkflowCanceledError",
@@ -139,6 +140,12 @@ class WorkflowTaskFailedError(MainspringError):
     retried with backoff until the code is fixed and redeployed. ``__cause__`` is that
     exception; ``describe()`` shows it as ``last_task_failure``. A ``Replayer`` raises it
     when a replayed task does so."""
+
+
+class UnsupportedListFilterError(MainspringError, ValueError):
+    """A list filter this build cannot apply: ``Client.list_workflows(query=...)`` takes no
+    query string yet (the list-filter language comes in a later release). Filter with its
+    ``status`` and ``workflow_type`` arguments meanwhile. Also a :class:`ValueError`."""
 
 
 class UnknownWorkflowTypeError(MainspringError):

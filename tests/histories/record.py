@@ -68,7 +68,7 @@ async def record() -> None:
         await handle.cancel("golden")
         with contextlib.suppress(Exception):
             await handle.result()
-    for description in await client.list_workflows():
+    async for description in client.list_workflows():
         history = await client.get_workflow_handle(description.workflow_id).history()
         (FOLDER / f"{description.workflow_id}.json").write_text(history.to_json() + "\n")
 

@@ -13,7 +13,7 @@ from typing import Any
 from .. import Client, History, _payload
 from .._payload import decode
 from ..errors import PayloadDecodeError
-from ..storage.base import WorkflowDescription
+from ..storage.base import WORKFLOW_STATUSES, WorkflowDescription
 from .loading import signal_classes
 from .output import UserError, print_fields, print_json, print_table
 
@@ -25,6 +25,13 @@ def _input(text: str | None) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as error:
         raise UserError(f"--input is not JSON: {error}") from None
+
+
+def _count(text: str) -> int:
+    count = int(text)
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"not a count: {text}")
+    return count
 
 
 def _description_fields(description: WorkflowDescription) -> list[tuple[str, Any]]:
@@ -84,9 +91,9 @@ async def run(client: Client, arguments: argparse.Namespace) -> int:
     if command == "list":
         runs = [
             run
-            for run in await client.list_workflows()
-            if (arguments.status is None or run.status == arguments.status.upper())
-            and (arguments.type is None or run.workflow_type == arguments.type)
+            async for run in client.list_workflows(
+                status=arguments.status, workflow_type=arguments.type, limit=arguments.limit
+            )
         ]
         if arguments.json:
             print_json([dict(_description_fields(run)) for run in runs])
@@ -179,8 +186,15 @@ def add_parser(commands: Any) -> None:
     start.add_argument("--task-queue", required=True)
     start.add_argument("--input", help="the input as JSON")
     listing = sub.add_parser("list", help="list workflow runs")
-    listing.add_argument("--status", help="RUNNING, COMPLETED, FAILED, CANCELED or TERMINATED")
+    listing.add_argument(
+        "--status",
+        type=str.upper,
+        choices=WORKFLOW_STATUSES,
+        help=f"only runs of this status (any case): {', '.join(WORKFLOW_STATUSES)}",
+        metavar="STATUS",
+    )
     listing.add_argument("--type", help="only this workflow type")
+    listing.add_argument("--limit", type=_count, help="at most this many runs, oldest first")
     for name, help_text in (
         ("describe", "status and facts of a workflow"),
         ("history", "the event history: a timeline, or the lossless export with --json"),

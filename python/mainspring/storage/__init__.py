@@ -1,6 +1,7 @@
 """Storage backends. Each implements :class:`Storage`; one conformance suite tests them all."""
 
 from .base import (
+    WORKFLOW_STATUSES,
     ActivityTask,
     CommittedTask,
     FusedCommits,
@@ -9,12 +10,14 @@ from .base import (
     StorageCapabilities,
     TimeSkipping,
     WorkflowDescription,
+    WorkflowPage,
     WorkflowTask,
 )
 from .memory import MemoryStorage, VirtualClock
 from .sqlite import SqliteStorage
 
 __all__ = [
+    "WORKFLOW_STATUSES",
     "ActivityTask",
     "CommittedTask",
     "FusedCommits",
@@ -26,5 +29,6 @@ __all__ = [
     "TimeSkipping",
     "VirtualClock",
     "WorkflowDescription",
+    "WorkflowPage",
     "WorkflowTask",
 ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -32,8 +33,10 @@ from .base import (
     QueryTask,
     StorageCapabilities,
     WorkflowDescription,
+    WorkflowPage,
     WorkflowTask,
     description_from_row,
+    page_from_rows,
 )
 from .memory import SystemClock, VirtualClock, activity_task
 
@@ -71,7 +74,18 @@ class StoreTables(Protocol):
         ...
 
     async def run_by_id(self, run_id: str) -> _core.RunRecord | None: ...
-    async def all_runs(self) -> list[_core.RunRecord]: ...
+    async def list_runs(
+        self,
+        after_run_key: int | None,
+        limit: int,
+        status: str | None,
+        workflow_type: str | None,
+    ) -> list[_core.RunRecord]:
+        """Up to ``limit`` runs whose key is greater than ``after_run_key`` (None: from the
+        first), in key order, of ``status`` and ``workflow_type`` when given: keyset
+        pagination, by an index over each filter that orders its runs by key."""
+        ...
+
     async def activity(
         self, run_key: int, scheduled_event_id: int
     ) -> _core.ActivityRecord | None: ...
@@ -95,10 +109,11 @@ class StoreTables(Protocol):
         """Queued, ready attempts with their runs, oldest first (candidates)."""
         ...
 
-    async def due(self, now_ms: int) -> list[Due]:
-        """The deadlines at or before ``now_ms`` (every deadline is due at its time): timers'
-        fire times, leased tasks' deadlines, activities' next deadlines. Candidates, in time
-        order: the rules decide what each does."""
+    async def due(self, now_ms: int, limit: int) -> list[Due]:
+        """The earliest ``limit`` deadlines at or before ``now_ms`` (every deadline is due at
+        its time): timers' fire times, leased tasks' deadlines, activities' next deadlines.
+        Candidates, in time order (then timer, lease, activity; then key): the rules decide
+        what each does, and the rest are due at the next tick."""
         ...
 
     async def next_wakeup_ms(self, now_ms: int) -> int | None:
@@ -227,9 +242,12 @@ class AdaptedStorage:
                     key = keys[0]
             except StorageConflictError:
                 # Another writer changed a record after it was read (or the rules decided on
-                # what another request of the group left, which may not be stored): again.
+                # what another request of the group left, which may not be stored): again,
+                # after a random pause that grows, so two writers that keep meeting (a commit
+                # and a stream of signals to its run) stop meeting in lockstep.
                 if attempt == CONFLICT_RETRIES - 1:
                     raise
+                await asyncio.sleep(random.uniform(0, 0.0005 * 2**attempt))
                 continue
             self._change_notices.changed()
             return key, decisions
@@ -368,8 +386,16 @@ class AdaptedStorage:
     async def describe_workflow(self, workflow_id: str) -> WorkflowDescription:
         return description_from_row((await self._current_run(workflow_id)).summary())
 
-    async def list_workflows(self) -> list[WorkflowDescription]:
-        return [description_from_row(run.summary()) for run in await self.tables.all_runs()]
+    async def list_workflows(
+        self,
+        *,
+        after_run_key: int | None = None,
+        page_size: int,
+        status: str | None = None,
+        workflow_type: str | None = None,
+    ) -> WorkflowPage:
+        runs = await self.tables.list_runs(after_run_key, page_size, status, workflow_type)
+        return page_from_rows([run.summary() for run in runs], page_size)
 
     async def read_history(self, workflow_id: str, run_id: str, from_event_id: int = 1) -> bytes:
         from ..errors import WorkflowNotFoundError
@@ -431,10 +457,11 @@ class AdaptedStorage:
     # Worker side.
 
     async def _tick(self) -> int:
-        """Applies the deadlines due now; returns how many took effect."""
+        """Applies the deadlines due now, at most the rules' ``tick_batch`` of them (so one
+        tick stays short); returns how many took effect."""
         now = self.now_ms()
         applied = 0
-        for due in await self.tables.due(now):
+        for due in await self.tables.due(now, self._rules.tick_batch):
             request: Callable[[], Awaitable[_core.RuleRequest]]
             if due.kind == "timer":
                 fire_at = await self.tables.timer(due.run_key, due.item)

@@ -101,8 +101,15 @@ def describe_workflow(now: int, workflow_id: str) -> Request[SummaryTuple]:
     return Request(Operation.describe_workflow(now, workflow_id))
 
 
-def list_workflows(now: int) -> Request[list[SummaryTuple]]:
-    return Request(Operation.list_workflows(now))
+def list_workflows(
+    now: int,
+    after_run_key: int | None,
+    page_size: int,
+    status: str | None,
+    workflow_type: str | None,
+) -> Request[list[SummaryTuple]]:
+    """A page of runs in key order: up to ``page_size`` after ``after_run_key``."""
+    return Request(Operation.list_workflows(now, after_run_key, page_size, status, workflow_type))
 
 
 def read_history(now: int, run_id: str, from_event_id: int) -> Request[bytes]:

@@ -130,6 +130,33 @@ class WorkflowDescription:
     dropped_signals: int = 0
 
 
+#: The statuses a run's description carries (``WorkflowDescription.status``): open, then the
+#: four ways a run closes.
+WORKFLOW_STATUSES = ("RUNNING", "COMPLETED", "FAILED", "CANCELED", "TERMINATED")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowPage:
+    """One page of :meth:`Storage.list_workflows`.
+
+    Attributes:
+        runs: The runs of the page, in key order (the order they started in).
+        next_after_run_key: When the page is full (more runs may follow), the key of its last
+            run: pass it as ``after_run_key`` for the next page. None when it is the last.
+    """
+
+    runs: list[WorkflowDescription]
+    next_after_run_key: int | None
+
+
+def page_from_rows(rows: list[SummaryTuple], page_size: int) -> WorkflowPage:
+    """A page from the rows a storage read (in key order, at most ``page_size``)."""
+    return WorkflowPage(
+        [description_from_row(row) for row in rows],
+        rows[-1][0] if rows and len(rows) >= page_size else None,
+    )
+
+
 def description_from_row(row: SummaryTuple) -> WorkflowDescription:
     """A description from the row layout every storage reports runs in: `(key, workflow_id,
     run_id, workflow_type, task_queue, status, history_length, started_ms, closed_ms,
@@ -217,7 +244,24 @@ class Storage(Protocol):
     async def request_cancel_workflow(self, workflow_id: str, reason: str) -> None: ...
     async def terminate_workflow(self, workflow_id: str, reason: str) -> None: ...
     async def describe_workflow(self, workflow_id: str) -> WorkflowDescription: ...
-    async def list_workflows(self) -> list[WorkflowDescription]: ...
+    async def list_workflows(
+        self,
+        *,
+        after_run_key: int | None = None,
+        page_size: int,
+        status: str | None = None,
+        workflow_type: str | None = None,
+    ) -> WorkflowPage:
+        """One page of runs, in key order (the order they started in): up to ``page_size``
+        runs whose key is greater than ``after_run_key`` (None: from the first), only those of
+        ``status`` (one of :data:`WORKFLOW_STATUSES`) and of ``workflow_type`` when given.
+
+        One read, keyset-paginated (``run_key > ? ORDER BY run_key LIMIT ?``, never an
+        offset): a page costs its own rows however many runs come before it, and a run is
+        listed at most once however runs start and close between pages (as it stood when its
+        page was read)."""
+        ...
+
     async def read_history(self, workflow_id: str, run_id: str, from_event_id: int = 1) -> bytes:
         """Encoded events of a run from ``from_event_id`` (inclusive) to the end."""
         ...

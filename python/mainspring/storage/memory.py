@@ -23,8 +23,10 @@ from .base import (
     QueryTask,
     StorageCapabilities,
     WorkflowDescription,
+    WorkflowPage,
     WorkflowTask,
     description_from_row,
+    page_from_rows,
 )
 
 
@@ -162,8 +164,16 @@ class MemoryStorage:
     async def describe_workflow(self, workflow_id: str) -> WorkflowDescription:
         return description_from_row(self._store.describe(workflow_id))
 
-    async def list_workflows(self) -> list[WorkflowDescription]:
-        return [description_from_row(summary) for summary in self._store.list()]
+    async def list_workflows(
+        self,
+        *,
+        after_run_key: int | None = None,
+        page_size: int,
+        status: str | None = None,
+        workflow_type: str | None = None,
+    ) -> WorkflowPage:
+        rows = self._store.list(after_run_key, max(page_size, 0), status, workflow_type)
+        return page_from_rows(rows, page_size)
 
     async def read_history(self, workflow_id: str, run_id: str, from_event_id: int = 1) -> bytes:
         return self._store.history(self._run_key(workflow_id, run_id), from_event_id)

@@ -32,8 +32,10 @@ from .base import (
     QueryTask,
     StorageCapabilities,
     WorkflowDescription,
+    WorkflowPage,
     WorkflowTask,
     description_from_row,
+    page_from_rows,
 )
 from .memory import SystemClock, VirtualClock, activity_task
 
@@ -179,9 +181,18 @@ class SqliteStorage:
         row = await self._run(requests.describe_workflow(self.now_ms(), workflow_id))
         return description_from_row(row)
 
-    async def list_workflows(self) -> list[WorkflowDescription]:
-        rows = await self._run(requests.list_workflows(self.now_ms()))
-        return [description_from_row(row) for row in rows]
+    async def list_workflows(
+        self,
+        *,
+        after_run_key: int | None = None,
+        page_size: int,
+        status: str | None = None,
+        workflow_type: str | None = None,
+    ) -> WorkflowPage:
+        rows = await self._run(
+            requests.list_workflows(self.now_ms(), after_run_key, page_size, status, workflow_type)
+        )
+        return page_from_rows(rows, page_size)
 
     async def read_history(self, workflow_id: str, run_id: str, from_event_id: int = 1) -> bytes:
         return await self._run(requests.read_history(self.now_ms(), run_id, from_event_id))

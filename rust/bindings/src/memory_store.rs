@@ -67,11 +67,16 @@ impl PyMemoryStore {
 #[pymethods]
 impl PyMemoryStore {
     #[new]
-    #[pyo3(signature = (workflow_task_retry_initial_ms = 1_000, workflow_task_retry_maximum_ms = 60_000))]
-    fn new(workflow_task_retry_initial_ms: u64, workflow_task_retry_maximum_ms: u64) -> Self {
+    #[pyo3(signature = (workflow_task_retry_initial_ms = 1_000, workflow_task_retry_maximum_ms = 60_000, tick_batch = 1_000))]
+    fn new(
+        workflow_task_retry_initial_ms: u64,
+        workflow_task_retry_maximum_ms: u64,
+        tick_batch: usize,
+    ) -> Self {
         let config = mainspring_core::rules::RulesConfig {
             workflow_task_retry_initial_ms,
             workflow_task_retry_maximum_ms,
+            tick_batch,
         };
         PyMemoryStore {
             inner: Mutex::new(MemoryStore::new(config)),
@@ -275,9 +280,23 @@ impl PyMemoryStore {
         self.with(py, |store| store.describe(workflow_id).map(summary_tuple))
     }
 
-    fn list(&self, py: Python<'_>) -> PyResult<Vec<SummaryTuple>> {
+    /// Up to `limit` runs after `after_run_key`, in key order, of `status` and
+    /// `workflow_type` when given (one page of `list_workflows`).
+    #[pyo3(signature = (after_run_key, limit, status=None, workflow_type=None))]
+    fn list(
+        &self,
+        py: Python<'_>,
+        after_run_key: Option<i64>,
+        limit: usize,
+        status: Option<&str>,
+        workflow_type: Option<&str>,
+    ) -> PyResult<Vec<SummaryTuple>> {
         self.with(py, |store| {
-            Ok(store.list().into_iter().map(summary_tuple).collect())
+            Ok(store
+                .list(after_run_key, limit, status, workflow_type)
+                .into_iter()
+                .map(summary_tuple)
+                .collect())
         })
     }
 

@@ -585,19 +585,28 @@ impl PyRules {
     /// `token_seed`: where this store's fencing tokens start (draw it from the OS, e.g.
     /// `secrets.randbits(64)`, so processes sharing a database draw different tokens).
     #[new]
-    #[pyo3(signature = (token_seed, workflow_task_retry_initial_ms = 1_000, workflow_task_retry_maximum_ms = 60_000))]
+    #[pyo3(signature = (token_seed, workflow_task_retry_initial_ms = 1_000, workflow_task_retry_maximum_ms = 60_000, tick_batch = 1_000))]
     fn new(
         token_seed: u64,
         workflow_task_retry_initial_ms: u64,
         workflow_task_retry_maximum_ms: u64,
+        tick_batch: usize,
     ) -> Self {
         PyRules {
             config: RulesConfig {
                 workflow_task_retry_initial_ms,
                 workflow_task_retry_maximum_ms,
+                tick_batch,
             },
             tokens: Mutex::new(SplitMixTokens::from_seed(token_seed)),
         }
+    }
+
+    /// Most due deadlines one tick applies: a store's tick asks its tables for the earliest
+    /// this many (the rule is `rules::tick_batch`).
+    #[getter]
+    fn tick_batch(&self) -> usize {
+        self.config.tick_batch
     }
 
     /// Decides a group of requests at `now_ms`, in order, in one call: `[Decision |

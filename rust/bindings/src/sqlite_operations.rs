@@ -284,8 +284,23 @@ impl PySqliteOperation {
     }
 
     #[staticmethod]
-    fn list_workflows(now: i64) -> Self {
-        made(now, Operation::ListWorkflows)
+    #[pyo3(signature = (now, after_run_key, page_size, status=None, workflow_type=None))]
+    fn list_workflows(
+        now: i64,
+        after_run_key: Option<i64>,
+        page_size: i64,
+        status: Option<String>,
+        workflow_type: Option<String>,
+    ) -> Self {
+        made(
+            now,
+            Operation::ListWorkflows {
+                after_run_key,
+                page_size,
+                status,
+                workflow_type,
+            },
+        )
     }
 
     #[staticmethod]

@@ -159,9 +159,10 @@ impl PySqliteStore {
 #[pymethods]
 impl PySqliteStore {
     /// Opens (creating) the file in WAL mode; `synchronous` is "FULL" or "NORMAL". The
-    /// retry settings are the rules' (a failed workflow task's backoff).
+    /// retry settings are the rules' (a failed workflow task's backoff), and so is
+    /// `tick_batch` (most deadlines one poll applies).
     #[new]
-    #[pyo3(signature = (path, busy_timeout_ms, synchronous, workflow_task_retry_initial_ms = 1_000, workflow_task_retry_maximum_ms = 60_000))]
+    #[pyo3(signature = (path, busy_timeout_ms, synchronous, workflow_task_retry_initial_ms = 1_000, workflow_task_retry_maximum_ms = 60_000, tick_batch = 1_000))]
     fn new(
         py: Python<'_>,
         path: String,
@@ -169,10 +170,12 @@ impl PySqliteStore {
         synchronous: String,
         workflow_task_retry_initial_ms: u64,
         workflow_task_retry_maximum_ms: u64,
+        tick_batch: usize,
     ) -> PyResult<Self> {
         let config = RulesConfig {
             workflow_task_retry_initial_ms,
             workflow_task_retry_maximum_ms,
+            tick_batch,
         };
         let store = py
             .detach(|| open(&path, busy_timeout_ms, &synchronous, config))

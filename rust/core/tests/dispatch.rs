@@ -467,7 +467,7 @@ fn workflow_ids_are_unique_while_running_and_reusable_after() {
         .start_workflow("w", "r3", "wf", "q", payload("null"), 3)
         .unwrap();
     assert_eq!(store.describe("w").unwrap().run_id, "r3");
-    assert_eq!(store.list().len(), 2);
+    assert_eq!(store.list(None, usize::MAX, None, None).len(), 2);
 }
 
 #[test]
@@ -601,4 +601,42 @@ fn a_task_is_recorded_at_the_time_its_code_saw_and_replay_sees_it_again() {
     let again = replayed.next_activation(5_000, true).unwrap().unwrap();
     assert!(again.replaying);
     assert_eq!(again.now_ms, 1_250);
+}
+
+#[test]
+fn a_tick_applies_the_earliest_batch_of_due_deadlines() {
+    let mut store = MemoryStore::new(mainspring_core::rules::RulesConfig {
+        tick_batch: 10,
+        ..Default::default()
+    });
+    let mut runs = Vec::new();
+    for index in 0..25u64 {
+        let key = start(&mut store, &format!("w{index}"), 0);
+        let mut run = WorkflowRun::new();
+        // Timers due at 1_000 + 25 * index: the tick must take them in that order.
+        workflow_task(
+            &mut store,
+            &mut run,
+            0,
+            vec![Command::StartTimer {
+                seq: 1,
+                duration_ms: 1_000 + 25 * index,
+            }],
+        );
+        runs.push(key);
+    }
+    let fired = |store: &MemoryStore| {
+        runs.iter()
+            .map(|&key| matches!(last_event(store, key), EventAttributes::TimerFired { .. }))
+            .collect::<Vec<bool>>()
+    };
+    assert_eq!(store.tick(10_000), 10);
+    let after_one = fired(&store);
+    assert!(
+        after_one[..10].iter().all(|&fired| fired) && after_one[10..].iter().all(|&fired| !fired)
+    );
+    assert_eq!(store.tick(10_000), 10);
+    assert_eq!(store.tick(10_000), 5);
+    assert_eq!(store.tick(10_000), 0);
+    assert!(fired(&store).into_iter().all(|fired| fired));
 }

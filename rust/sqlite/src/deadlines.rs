@@ -3,7 +3,7 @@
 //! worker or a time-skipping test needs to know.
 
 use mainspring_core::rules::operations::{self, Context};
-use mainspring_core::rules::Plan;
+use mainspring_core::rules::{tick_batch, Plan};
 use rusqlite::{params, Connection};
 
 use mainspring_core::CoreError;
@@ -28,24 +28,45 @@ enum Due {
     },
 }
 
+/// Whether a timer, a workflow task's lease or an activity deadline is due at `?1`.
+pub(crate) const ANY_DUE_SQL: &str = "SELECT EXISTS (SELECT 1 FROM timers WHERE fire_ms <= ?1) \
+     OR EXISTS (SELECT 1 FROM runs WHERE task_state = 2 AND task_deadline_ms <= ?1) \
+     OR EXISTS (SELECT 1 FROM activities WHERE next_deadline_ms <= ?1)";
+/// Each kind's earliest due deadlines (at most the tick's batch), in index order.
+pub(crate) const DUE_TIMERS_SQL: &str =
+    "SELECT fire_ms, run_key, started_event_id FROM timers WHERE fire_ms <= ? \
+     ORDER BY fire_ms LIMIT ?";
+pub(crate) const DUE_LEASES_SQL: &str = "SELECT task_deadline_ms, run_key FROM runs \
+     WHERE task_state = 2 AND task_deadline_ms <= ? ORDER BY task_deadline_ms LIMIT ?";
+pub(crate) const DUE_ACTIVITIES_SQL: &str =
+    "SELECT next_deadline_ms, run_key, scheduled_event_id FROM activities \
+     WHERE next_deadline_ms <= ? ORDER BY next_deadline_ms LIMIT ?";
+/// The earliest deadline, or ready time after `?1`.
+pub(crate) const NEXT_WAKEUP_SQL: &str =
+    "SELECT min(coalesce((SELECT MIN(fire_ms) FROM timers), 9223372036854775807), \
+             coalesce((SELECT MIN(task_deadline_ms) FROM runs WHERE task_state = 2), \
+             9223372036854775807), \
+             coalesce((SELECT MIN(task_ready_ms) FROM runs WHERE task_state = 1 \
+             AND task_ready_ms > ?1), 9223372036854775807), \
+             coalesce((SELECT MIN(ready_ms) FROM activities WHERE state = 0 \
+             AND ready_ms > ?1), 9223372036854775807), \
+             coalesce((SELECT MIN(next_deadline_ms) FROM activities \
+             WHERE next_deadline_ms IS NOT NULL), 9223372036854775807))";
+
 /// Whether a timer, a workflow task's lease or an activity deadline is due at `now`: one
 /// statement, the common answer being no.
 fn any_due(connection: &Connection, now: i64) -> StoreResult<bool> {
     Ok(connection
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM timers WHERE fire_ms <= ?1) \
-             OR EXISTS (SELECT 1 FROM runs WHERE task_state = 2 AND task_deadline_ms <= ?1) \
-             OR EXISTS (SELECT 1 FROM activities WHERE next_deadline_ms <= ?1)",
-        )?
+        .prepare_cached(ANY_DUE_SQL)?
         .query_row([now], |row| row.get(0))?)
 }
 
-fn due_at(connection: &Connection, now: i64) -> StoreResult<Vec<(i64, Due)>> {
+/// Each kind's earliest `limit` due deadlines, in the tick's order, cut to `limit`.
+fn due_at(connection: &Connection, now: i64, limit: usize) -> StoreResult<Vec<(i64, Due)>> {
     let mut due = Vec::new();
-    let mut timers = connection.prepare_cached(
-        "SELECT fire_ms, run_key, started_event_id FROM timers WHERE fire_ms <= ?",
-    )?;
-    for found in timers.query_map([now], |row| {
+    let limit = limit as i64;
+    let mut timers = connection.prepare_cached(DUE_TIMERS_SQL)?;
+    for found in timers.query_map(params![now, limit], |row| {
         Ok((
             row.get::<_, i64>(0)?,
             Due::Timer {
@@ -56,10 +77,8 @@ fn due_at(connection: &Connection, now: i64) -> StoreResult<Vec<(i64, Due)>> {
     })? {
         due.push(found?);
     }
-    let mut leases = connection.prepare_cached(
-        "SELECT task_deadline_ms, run_key FROM runs WHERE task_state = 2 AND task_deadline_ms <= ?",
-    )?;
-    for found in leases.query_map([now], |row| {
+    let mut leases = connection.prepare_cached(DUE_LEASES_SQL)?;
+    for found in leases.query_map(params![now, limit], |row| {
         Ok((
             row.get::<_, i64>(0)?,
             Due::Lease {
@@ -69,11 +88,8 @@ fn due_at(connection: &Connection, now: i64) -> StoreResult<Vec<(i64, Due)>> {
     })? {
         due.push(found?);
     }
-    let mut activities = connection.prepare_cached(
-        "SELECT next_deadline_ms, run_key, scheduled_event_id FROM activities \
-         WHERE next_deadline_ms <= ?",
-    )?;
-    for found in activities.query_map([now], |row| {
+    let mut activities = connection.prepare_cached(DUE_ACTIVITIES_SQL)?;
+    for found in activities.query_map(params![now, limit], |row| {
         Ok((
             row.get::<_, i64>(0)?,
             Due::Activity {
@@ -84,16 +100,16 @@ fn due_at(connection: &Connection, now: i64) -> StoreResult<Vec<(i64, Due)>> {
     })? {
         due.push(found?);
     }
-    due.sort_unstable();
-    Ok(due)
+    Ok(tick_batch(due, limit as usize))
 }
 
-/// Applies every deadline at or before `now`; returns how many took effect.
+/// Applies the earliest `tick_batch` deadlines at or before `now` (the rest are due at the
+/// next tick); returns how many took effect.
 pub fn tick(store: &mut Store, now: i64) -> StoreResult<usize> {
     if !any_due(&store.connection, now)? {
         return Ok(0);
     }
-    let due = due_at(&store.connection, now)?;
+    let due = due_at(&store.connection, now, store.config.tick_batch)?;
     let mut applied = 0;
     for (_, item) in due {
         let (connection, mut context) = store.split(now);
@@ -156,17 +172,7 @@ fn decide_due(
 /// The earliest deadline, or ready time still ahead, that a poll would act on.
 pub fn next_wakeup_ms(connection: &Connection, now: i64) -> StoreResult<Option<i64>> {
     Ok(connection
-        .prepare_cached(
-            "SELECT min(coalesce((SELECT MIN(fire_ms) FROM timers), 9223372036854775807), \
-             coalesce((SELECT MIN(task_deadline_ms) FROM runs WHERE task_state = 2), \
-             9223372036854775807), \
-             coalesce((SELECT MIN(task_ready_ms) FROM runs WHERE task_state = 1 \
-             AND task_ready_ms > ?1), 9223372036854775807), \
-             coalesce((SELECT MIN(ready_ms) FROM activities WHERE state = 0 \
-             AND ready_ms > ?1), 9223372036854775807), \
-             coalesce((SELECT MIN(next_deadline_ms) FROM activities \
-             WHERE next_deadline_ms IS NOT NULL), 9223372036854775807))",
-        )?
+        .prepare_cached(NEXT_WAKEUP_SQL)?
         .query_row([now], |row| row.get::<_, i64>(0))
         .map(|earliest| (earliest != i64::MAX).then_some(earliest))?)
 }

@@ -15,6 +15,8 @@ mod group;
 mod open;
 mod operation;
 mod polls;
+#[cfg(test)]
+mod query_plans;
 mod records;
 mod runs;
 mod schema;

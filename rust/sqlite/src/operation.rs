@@ -122,7 +122,14 @@ pub enum Operation {
     DescribeWorkflow {
         workflow_id: String,
     },
-    ListWorkflows,
+    /// A page of runs in key order: up to `page_size` after `after_run_key` (None: from the
+    /// first), of `status` and `workflow_type` when given.
+    ListWorkflows {
+        after_run_key: Option<i64>,
+        page_size: i64,
+        status: Option<String>,
+        workflow_type: Option<String>,
+    },
     /// A run's encoded events from `from_event_id` on.
     ReadHistory {
         run_id: String,
@@ -171,7 +178,7 @@ impl Operation {
         matches!(
             self,
             Operation::DescribeWorkflow { .. }
-                | Operation::ListWorkflows
+                | Operation::ListWorkflows { .. }
                 | Operation::ReadHistory { .. }
                 | Operation::ClosingEvent { .. }
                 | Operation::ClosingEvents { .. }
@@ -374,7 +381,19 @@ pub fn execute(store: &mut Store, request: &Request) -> StoreResult<Output> {
         Operation::DescribeWorkflow { workflow_id } => {
             runs::describe_workflow(&store.connection, workflow_id).map(Output::Run)
         }
-        Operation::ListWorkflows => runs::list_workflows(&store.connection).map(Output::Runs),
+        Operation::ListWorkflows {
+            after_run_key,
+            page_size,
+            status,
+            workflow_type,
+        } => runs::list_workflows(
+            &store.connection,
+            *after_run_key,
+            *page_size,
+            status.as_deref(),
+            workflow_type.as_deref(),
+        )
+        .map(Output::Runs),
         Operation::ReadHistory {
             run_id,
             from_event_id,

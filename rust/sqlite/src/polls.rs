@@ -14,10 +14,36 @@ use crate::error::StoreResult;
 use crate::open::Store;
 use crate::operation::{Answer, QueryRow, WorkflowLease};
 use crate::records::{
-    activity_from_row, load_current_run, persist, run_from_row, ACTIVITY_COLUMNS,
-    ACTIVITY_COLUMN_COUNT, RUN_COLUMNS,
+    activity_columns, activity_from_row, load_current_run, persist, run_columns, run_from_row,
+    ACTIVITY_COLUMN_COUNT,
 };
 use crate::runs::{event_rows, workflow_lease};
+
+/// A queue's ready workflow tasks, oldest first. The state is spelled out, not bound: only
+/// then may SQLite use the partial index (`runs_ready`).
+pub const READY_WORKFLOW_TASKS_SQL: &str = concat!(
+    "SELECT ",
+    run_columns!(),
+    " FROM runs WHERE task_queue = ? AND task_state = 1 AND task_ready_ms <= ? \
+     ORDER BY task_ready_ms, run_key LIMIT ?"
+);
+/// A queue's ready attempts with their runs' identities, oldest first (`activities_ready`).
+pub const READY_ACTIVITY_TASKS_SQL: &str = concat!(
+    "SELECT ",
+    activity_columns!(),
+    ", a.run_key, r.workflow_id, r.run_id, r.workflow_type, r.task_queue \
+     FROM activities a JOIN runs r USING (run_key) \
+     WHERE a.task_queue = ? AND a.state = 0 AND a.ready_ms <= ? ORDER BY a.ready_ms LIMIT ?"
+);
+pub const INSERT_QUERY_SQL: &str = "INSERT INTO queries (task_queue, workflow_id, run_id, name, \
+     input, created_ms) VALUES (?, ?, ?, ?, ?, ?) RETURNING query_id";
+pub const TAKE_QUERY_SQL: &str = "UPDATE queries SET state = 1 WHERE query_id = (SELECT query_id \
+     FROM queries WHERE task_queue = ? AND state = 0 ORDER BY query_id LIMIT 1) AND state = 0 \
+     RETURNING query_id, workflow_id, run_id, name, input";
+pub const ANSWER_QUERY_SQL: &str =
+    "UPDATE queries SET state = 2, result = ?, error = ? WHERE query_id = ? AND state = 1";
+pub const READ_ANSWER_SQL: &str = "SELECT state, result, error FROM queries WHERE query_id = ?";
+pub const DELETE_QUERY_SQL: &str = "DELETE FROM queries WHERE query_id = ?";
 
 /// Applies due deadlines, then leases up to `max_tasks` ready workflow tasks of `task_queue`,
 /// oldest first, each with the events its run's cached instance has not seen: `(deadlines
@@ -31,12 +57,8 @@ pub fn poll_workflow_tasks(
 ) -> StoreResult<(usize, Vec<WorkflowLease>)> {
     let applied = tick(store, now)?;
     let (connection, mut context) = store.split(now);
-    // The state is spelled out, not bound: only then may SQLite use the partial index.
     let candidates = connection
-        .prepare_cached(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE task_queue = ? AND task_state = 1 \
-             AND task_ready_ms <= ? ORDER BY task_ready_ms, run_key LIMIT ?"
-        ))?
+        .prepare_cached(READY_WORKFLOW_TASKS_SQL)?
         .query_map(params![task_queue, now, max_tasks], run_from_row)?
         .collect::<Result<Vec<_>, _>>()?;
     let mut leases = Vec::with_capacity(candidates.len());
@@ -71,13 +93,7 @@ pub fn poll_activity_tasks(
     let applied = tick(store, now)?;
     let (connection, mut context) = store.split(now);
     let candidates = connection
-        .prepare_cached(&format!(
-            "SELECT {ACTIVITY_COLUMNS}, a.run_key, r.workflow_id, r.run_id, r.workflow_type, \
-             r.task_queue \
-             FROM activities a JOIN runs r USING (run_key) \
-             WHERE a.task_queue = ? AND a.state = 0 AND a.ready_ms <= ? \
-             ORDER BY a.ready_ms LIMIT ?"
-        ))?
+        .prepare_cached(READY_ACTIVITY_TASKS_SQL)?
         .query_map(params![task_queue, now, max_tasks], |row| {
             let extra = ACTIVITY_COLUMN_COUNT;
             let identity = RunIdentity {
@@ -113,31 +129,22 @@ pub fn submit_query(
     input: &[u8],
 ) -> StoreResult<i64> {
     let run = load_current_run(connection, workflow_id)?;
-    Ok(connection
-        .prepare_cached(
-            "INSERT INTO queries (task_queue, workflow_id, run_id, name, input, created_ms) \
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING query_id",
-        )?
-        .query_row(
-            params![
-                run.identity.task_queue,
-                workflow_id,
-                run.identity.run_id,
-                name,
-                input,
-                now
-            ],
-            |row| row.get(0),
-        )?)
+    Ok(connection.prepare_cached(INSERT_QUERY_SQL)?.query_row(
+        params![
+            run.identity.task_queue,
+            workflow_id,
+            run.identity.run_id,
+            name,
+            input,
+            now
+        ],
+        |row| row.get(0),
+    )?)
 }
 
 pub fn take_query(connection: &Connection, task_queue: &str) -> StoreResult<Option<QueryRow>> {
     let row: Option<QueryRow> = connection
-        .prepare_cached(
-            "UPDATE queries SET state = 1 WHERE query_id = (SELECT query_id FROM queries \
-             WHERE task_queue = ? AND state = 0 ORDER BY query_id LIMIT 1) AND state = 0 \
-             RETURNING query_id, workflow_id, run_id, name, input",
-        )?
+        .prepare_cached(TAKE_QUERY_SQL)?
         .query_row([task_queue], |row| {
             Ok((
                 row.get(0)?,
@@ -158,9 +165,7 @@ pub fn answer_query(
     error: Option<&str>,
 ) -> StoreResult<()> {
     connection
-        .prepare_cached(
-            "UPDATE queries SET state = 2, result = ?, error = ? WHERE query_id = ? AND state = 1",
-        )?
+        .prepare_cached(ANSWER_QUERY_SQL)?
         .execute(params![result, error, query_id])?;
     Ok(())
 }
@@ -173,7 +178,7 @@ pub fn read_answer(
     give_up: bool,
 ) -> StoreResult<Option<Answer>> {
     let row: Option<(i64, Option<Vec<u8>>, Option<String>)> = connection
-        .prepare_cached("SELECT state, result, error FROM queries WHERE query_id = ?")?
+        .prepare_cached(READ_ANSWER_SQL)?
         .query_row([query_id], |row| {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?))
         })
@@ -184,7 +189,7 @@ pub fn read_answer(
     let answered = state == 2;
     if answered || give_up {
         connection
-            .prepare_cached("DELETE FROM queries WHERE query_id = ?")?
+            .prepare_cached(DELETE_QUERY_SQL)?
             .execute([query_id])?;
     }
     Ok(answered.then_some((result, error)))

@@ -12,11 +12,26 @@ use rusqlite::{named_params, params, Connection, ErrorCode, OptionalExtension, R
 use crate::error::{StoreError, StoreResult};
 use crate::operation::HeldAttempt;
 
-/// The columns [`run_from_row`] reads, in its order: those of [`RunRow`].
-pub const RUN_COLUMNS: &str = "run_key, version, workflow_id, run_id, workflow_type, \
-     task_queue, status, history_length, task_state, task_ready_ms, task_token, \
-     task_deadline_ms, task_failures, last_task_failure, cancel_requested, tail_start, \
-     started_ms, closed_ms, dropped_signals";
+/// The columns [`run_from_row`] reads, in its order: those of [`RunRow`]. A macro, so that
+/// statements can be `const`s built with `concat!` (the query-plan test reads those).
+macro_rules! run_columns {
+    () => {
+        "run_key, version, workflow_id, run_id, workflow_type, task_queue, status, \
+         history_length, task_state, task_ready_ms, task_token, task_deadline_ms, \
+         task_failures, last_task_failure, cancel_requested, tail_start, started_ms, \
+         closed_ms, dropped_signals"
+    };
+}
+pub(crate) use run_columns;
+
+pub const LOAD_RUN_SQL: &str = concat!("SELECT ", run_columns!(), " FROM runs WHERE run_key = ?");
+pub const LOAD_CURRENT_RUN_SQL: &str = concat!(
+    "SELECT ",
+    run_columns!(),
+    " FROM runs WHERE workflow_id = ? ORDER BY run_key DESC LIMIT 1"
+);
+pub const LOAD_RUN_BY_ID_SQL: &str =
+    concat!("SELECT ", run_columns!(), " FROM runs WHERE run_id = ?");
 
 pub fn run_from_row(row: &Row<'_>) -> rusqlite::Result<StoreResult<RunRecord>> {
     let run_row = RunRow {
@@ -50,7 +65,7 @@ fn flatten<T>(found: Option<StoreResult<T>>) -> StoreResult<Option<T>> {
 /// The run with key `run_key`.
 pub fn load_run(connection: &Connection, run_key: i64) -> StoreResult<RunRecord> {
     let found = connection
-        .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_key = ?"))?
+        .prepare_cached(LOAD_RUN_SQL)?
         .query_row([run_key], run_from_row)
         .optional()?;
     flatten(found)?.ok_or_else(|| CoreError::WorkflowNotFound(format!("run key {run_key}")).into())
@@ -59,9 +74,7 @@ pub fn load_run(connection: &Connection, run_key: i64) -> StoreResult<RunRecord>
 /// The latest run of `workflow_id` (open or closed).
 pub fn load_current_run(connection: &Connection, workflow_id: &str) -> StoreResult<RunRecord> {
     let found = connection
-        .prepare_cached(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = ? ORDER BY run_key DESC LIMIT 1"
-        ))?
+        .prepare_cached(LOAD_CURRENT_RUN_SQL)?
         .query_row([workflow_id], run_from_row)
         .optional()?;
     flatten(found)?.ok_or_else(|| CoreError::WorkflowNotFound(workflow_id.to_string()).into())
@@ -70,19 +83,23 @@ pub fn load_current_run(connection: &Connection, workflow_id: &str) -> StoreResu
 /// The run with id `run_id`.
 pub fn load_run_by_id(connection: &Connection, run_id: &str) -> StoreResult<RunRecord> {
     let found = connection
-        .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?"))?
+        .prepare_cached(LOAD_RUN_BY_ID_SQL)?
         .query_row([run_id], run_from_row)
         .optional()?;
     flatten(found)?.ok_or_else(|| CoreError::WorkflowNotFound(format!("run {run_id}")).into())
 }
 
 /// The columns [`activity_from_row`] reads, in its order (those of [`ActivityRow`] but the
-/// index's `next_deadline_ms`), of the table aliased `a`.
-pub const ACTIVITY_COLUMNS: &str = "a.scheduled_event_id, a.version, a.activity_id, \
-     a.task_queue, a.activity_type, a.input, a.policy, a.schedule_to_close_ms, \
-     a.schedule_to_start_ms, a.start_to_close_ms, a.heartbeat_ms, a.attempt, a.scheduled_ms, \
-     a.state, a.ready_ms, a.token, a.started_ms, a.last_heartbeat_ms, a.heartbeat_details, \
-     a.last_failure";
+/// index's `next_deadline_ms`), of the table aliased `a`. A macro, as [`run_columns`].
+macro_rules! activity_columns {
+    () => {
+        "a.scheduled_event_id, a.version, a.activity_id, a.task_queue, a.activity_type, \
+         a.input, a.policy, a.schedule_to_close_ms, a.schedule_to_start_ms, \
+         a.start_to_close_ms, a.heartbeat_ms, a.attempt, a.scheduled_ms, a.state, a.ready_ms, \
+         a.token, a.started_ms, a.last_heartbeat_ms, a.heartbeat_details, a.last_failure"
+    };
+}
+pub(crate) use activity_columns;
 /// How many columns [`activity_from_row`] reads (a query may select more after them).
 pub const ACTIVITY_COLUMN_COUNT: usize = 20;
 
@@ -113,6 +130,12 @@ pub fn activity_from_row(row: &Row<'_>) -> rusqlite::Result<StoreResult<Activity
     Ok(ActivityRecord::from_row(activity_row).map_err(StoreError::from))
 }
 
+pub const LOAD_ACTIVITY_SQL: &str = concat!(
+    "SELECT ",
+    activity_columns!(),
+    " FROM activities a WHERE a.run_key = ? AND a.scheduled_event_id = ?"
+);
+
 /// The open activity of run `run_key` scheduled by event `scheduled_event_id`, if open.
 pub fn load_activity(
     connection: &Connection,
@@ -120,10 +143,7 @@ pub fn load_activity(
     scheduled_event_id: u64,
 ) -> StoreResult<Option<ActivityRecord>> {
     let found = connection
-        .prepare_cached(&format!(
-            "SELECT {ACTIVITY_COLUMNS} FROM activities a \
-             WHERE a.run_key = ? AND a.scheduled_event_id = ?"
-        ))?
+        .prepare_cached(LOAD_ACTIVITY_SQL)?
         .query_row(
             params![run_key, scheduled_event_id as i64],
             activity_from_row,
@@ -151,13 +171,16 @@ pub fn load_held(
     Ok((load_run(connection, attempt.run_key)?, activity))
 }
 
+pub const LOAD_TIMER_SQL: &str =
+    "SELECT fire_ms FROM timers WHERE run_key = ? AND started_event_id = ?";
+
 pub fn load_timer(
     connection: &Connection,
     run_key: i64,
     started_event_id: u64,
 ) -> StoreResult<Option<TimerRecord>> {
     Ok(connection
-        .prepare_cached("SELECT fire_ms FROM timers WHERE run_key = ? AND started_event_id = ?")?
+        .prepare_cached(LOAD_TIMER_SQL)?
         .query_row(params![run_key, started_event_id as i64], |row| {
             Ok(TimerRecord {
                 started_event_id,
@@ -166,6 +189,15 @@ pub fn load_timer(
         })
         .optional()?)
 }
+
+pub const INSERT_EVENT_SQL: &str =
+    "INSERT INTO events (run_key, event_id, kind, row) VALUES (?, ?, ?, ?)";
+pub const INSERT_TIMER_SQL: &str =
+    "INSERT INTO timers (run_key, started_event_id, fire_ms) VALUES (?, ?, ?)";
+pub const DELETE_TIMER_SQL: &str = "DELETE FROM timers WHERE run_key = ? AND started_event_id = ?";
+/// A closed run's pending work.
+pub const DELETE_RUN_ACTIVITIES_SQL: &str = "DELETE FROM activities WHERE run_key = ?";
+pub const DELETE_RUN_TIMERS_SQL: &str = "DELETE FROM timers WHERE run_key = ?";
 
 fn conflict(what: String) -> StoreError {
     CoreError::Conflict(what).into()
@@ -202,9 +234,7 @@ pub fn persist_rows(
     };
     let rows: Vec<Vec<u8>> = plan.events.iter().map(encode_event_row).collect();
     if !rows.is_empty() {
-        let mut statement = connection.prepare_cached(
-            "INSERT INTO events (run_key, event_id, kind, row) VALUES (?, ?, ?, ?)",
-        )?;
+        let mut statement = connection.prepare_cached(INSERT_EVENT_SQL)?;
         for (event, row) in plan.events.iter().zip(&rows) {
             statement.execute(params![
                 key,
@@ -221,9 +251,7 @@ pub fn persist_rows(
         match write {
             TimerWrite::Insert(timer) => {
                 connection
-                    .prepare_cached(
-                        "INSERT INTO timers (run_key, started_event_id, fire_ms) VALUES (?, ?, ?)",
-                    )?
+                    .prepare_cached(INSERT_TIMER_SQL)?
                     .execute(params![
                         key,
                         timer.started_event_id as i64,
@@ -232,9 +260,7 @@ pub fn persist_rows(
             }
             TimerWrite::Cancel { started_event_id } | TimerWrite::Fire { started_event_id } => {
                 let deleted = connection
-                    .prepare_cached(
-                        "DELETE FROM timers WHERE run_key = ? AND started_event_id = ?",
-                    )?
+                    .prepare_cached(DELETE_TIMER_SQL)?
                     .execute(params![key, *started_event_id as i64])?;
                 if deleted != 1 && matches!(write, TimerWrite::Fire { .. }) {
                     return Err(conflict(format!(
@@ -246,58 +272,57 @@ pub fn persist_rows(
     }
     if plan.drop_pending_work {
         connection
-            .prepare_cached("DELETE FROM activities WHERE run_key = ?")?
+            .prepare_cached(DELETE_RUN_ACTIVITIES_SQL)?
             .execute([key])?;
         connection
-            .prepare_cached("DELETE FROM timers WHERE run_key = ?")?
+            .prepare_cached(DELETE_RUN_TIMERS_SQL)?
             .execute([key])?;
     }
     Ok((key, rows))
 }
+
+pub const INSERT_RUN_SQL: &str = "INSERT INTO runs (workflow_id, run_id, workflow_type, \
+     task_queue, status, history_length, started_ms, closed_ms, task_state, task_ready_ms, \
+     task_token, task_deadline_ms, task_failures, last_task_failure, cancel_requested, \
+     tail_start, version, dropped_signals) VALUES (:workflow_id, :run_id, :workflow_type, \
+     :task_queue, :status, :history_length, :started_ms, NULL, :task_state, :task_ready_ms, \
+     :task_token, :task_deadline_ms, :task_failures, :last_task_failure, :cancel_requested, \
+     :tail_start, :version, :dropped_signals) RETURNING run_key";
+/// Closes a run just inserted open (its first task closed it).
+pub const CLOSE_NEW_RUN_SQL: &str = "UPDATE runs SET status = ?, closed_ms = ? WHERE run_key = ?";
 
 /// Inserts a new run. It goes in open, whatever its record says, so that the unique index over
 /// open runs' workflow ids fences it; a run its first task already closed (a fused start) is
 /// closed by a second statement.
 fn insert_run(connection: &Connection, record: &RunRecord) -> StoreResult<i64> {
     let row = record.to_row();
-    let inserted = connection
-        .prepare_cached(
-            "INSERT INTO runs (workflow_id, run_id, workflow_type, task_queue, status, \
-             history_length, started_ms, closed_ms, task_state, task_ready_ms, task_token, \
-             task_deadline_ms, task_failures, last_task_failure, cancel_requested, tail_start, \
-             version, dropped_signals) VALUES (:workflow_id, :run_id, :workflow_type, \
-             :task_queue, :status, :history_length, :started_ms, NULL, :task_state, \
-             :task_ready_ms, :task_token, :task_deadline_ms, :task_failures, \
-             :last_task_failure, :cancel_requested, :tail_start, :version, :dropped_signals) \
-             RETURNING run_key",
-        )?
-        .query_row(
-            named_params! {
-                ":workflow_id": row.workflow_id,
-                ":run_id": row.run_id,
-                ":workflow_type": row.workflow_type,
-                ":task_queue": row.task_queue,
-                ":status": RunStatus::Running.name(),
-                ":history_length": row.history_length,
-                ":started_ms": row.started_ms,
-                ":task_state": row.task_state,
-                ":task_ready_ms": row.task_ready_ms,
-                ":task_token": row.task_token,
-                ":task_deadline_ms": row.task_deadline_ms,
-                ":task_failures": row.task_failures,
-                ":last_task_failure": row.last_task_failure,
-                ":cancel_requested": row.cancel_requested,
-                ":tail_start": row.tail_start,
-                ":version": row.version,
-                ":dropped_signals": row.dropped_signals,
-            },
-            |result| result.get(0),
-        );
+    let inserted = connection.prepare_cached(INSERT_RUN_SQL)?.query_row(
+        named_params! {
+            ":workflow_id": row.workflow_id,
+            ":run_id": row.run_id,
+            ":workflow_type": row.workflow_type,
+            ":task_queue": row.task_queue,
+            ":status": RunStatus::Running.name(),
+            ":history_length": row.history_length,
+            ":started_ms": row.started_ms,
+            ":task_state": row.task_state,
+            ":task_ready_ms": row.task_ready_ms,
+            ":task_token": row.task_token,
+            ":task_deadline_ms": row.task_deadline_ms,
+            ":task_failures": row.task_failures,
+            ":last_task_failure": row.last_task_failure,
+            ":cancel_requested": row.cancel_requested,
+            ":tail_start": row.tail_start,
+            ":version": row.version,
+            ":dropped_signals": row.dropped_signals,
+        },
+        |result| result.get(0),
+    );
     match inserted {
         Ok(key) if record.is_running() => Ok(key),
         Ok(key) => {
             connection
-                .prepare_cached("UPDATE runs SET status = ?, closed_ms = ? WHERE run_key = ?")?
+                .prepare_cached(CLOSE_NEW_RUN_SQL)?
                 .execute(params![row.status, row.closed_ms, key])?;
             Ok(key)
         }
@@ -313,6 +338,23 @@ fn insert_run(connection: &Connection, record: &RunRecord) -> StoreResult<i64> {
     }
 }
 
+/// Updates a run that stays open. Its status (and close time) are left out of the SET on
+/// purpose: SQLite rewrites the entries of every index over a column the SET names, changed
+/// or not, and `status` is in two (`runs_by_status`, and the condition of
+/// `runs_open_workflow`). A run never reopens, so an open record was loaded from an open row,
+/// and the version fences it as ever. Parameters are numbered as in [`UPDATE_RUN_SQL`], so
+/// both statements take the same values.
+pub const UPDATE_OPEN_RUN_SQL: &str = "UPDATE runs SET version = ?1, history_length = ?3, \
+     task_state = ?5, task_ready_ms = ?6, task_token = ?7, task_deadline_ms = ?8, \
+     task_failures = ?9, last_task_failure = ?10, cancel_requested = ?11, tail_start = ?12, \
+     dropped_signals = ?13 WHERE run_key = ?14 AND version = ?15";
+/// Updates a run that closes (or was closed).
+pub const UPDATE_RUN_SQL: &str = "UPDATE runs SET version = ?1, status = ?2, \
+     history_length = ?3, closed_ms = ?4, task_state = ?5, task_ready_ms = ?6, task_token = ?7, \
+     task_deadline_ms = ?8, task_failures = ?9, last_task_failure = ?10, \
+     cancel_requested = ?11, tail_start = ?12, dropped_signals = ?13 \
+     WHERE run_key = ?14 AND version = ?15";
+
 fn update_run(
     connection: &Connection,
     key: i64,
@@ -320,33 +362,28 @@ fn update_run(
     record: &RunRecord,
 ) -> StoreResult<()> {
     let row = record.to_row();
-    let changed = connection
-        .prepare_cached(
-            "UPDATE runs SET version = :version, status = :status, \
-             history_length = :history_length, closed_ms = :closed_ms, task_state = :task_state, \
-             task_ready_ms = :task_ready_ms, task_token = :task_token, \
-             task_deadline_ms = :task_deadline_ms, task_failures = :task_failures, \
-             last_task_failure = :last_task_failure, cancel_requested = :cancel_requested, \
-             tail_start = :tail_start, dropped_signals = :dropped_signals \
-             WHERE run_key = :run_key AND version = :expected",
-        )?
-        .execute(named_params! {
-            ":version": row.version,
-            ":status": row.status,
-            ":history_length": row.history_length,
-            ":closed_ms": row.closed_ms,
-            ":task_state": row.task_state,
-            ":task_ready_ms": row.task_ready_ms,
-            ":task_token": row.task_token,
-            ":task_deadline_ms": row.task_deadline_ms,
-            ":task_failures": row.task_failures,
-            ":last_task_failure": row.last_task_failure,
-            ":cancel_requested": row.cancel_requested,
-            ":tail_start": row.tail_start,
-            ":dropped_signals": row.dropped_signals,
-            ":run_key": key,
-            ":expected": expected_version,
-        })?;
+    let sql = if record.is_running() {
+        UPDATE_OPEN_RUN_SQL
+    } else {
+        UPDATE_RUN_SQL
+    };
+    let changed = connection.prepare_cached(sql)?.execute(params![
+        row.version,
+        row.status,
+        row.history_length,
+        row.closed_ms,
+        row.task_state,
+        row.task_ready_ms,
+        row.task_token,
+        row.task_deadline_ms,
+        row.task_failures,
+        row.last_task_failure,
+        row.cancel_requested,
+        row.tail_start,
+        row.dropped_signals,
+        key,
+        expected_version,
+    ])?;
     if changed != 1 {
         return Err(conflict(format!(
             "run {key} changed after it was loaded at version {expected_version}"
@@ -354,6 +391,20 @@ fn update_run(
     }
     Ok(())
 }
+
+pub const DELETE_ACTIVITY_SQL: &str =
+    "DELETE FROM activities WHERE run_key = ? AND scheduled_event_id = ? AND version = ?";
+pub const INSERT_ACTIVITY_SQL: &str = "INSERT INTO activities (run_key, scheduled_event_id, \
+     version, activity_id, task_queue, activity_type, input, policy, schedule_to_close_ms, \
+     schedule_to_start_ms, start_to_close_ms, heartbeat_ms, attempt, scheduled_ms, state, \
+     ready_ms, token, started_ms, last_heartbeat_ms, heartbeat_details, last_failure, \
+     next_deadline_ms) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+/// What an attempt's life changes; what it was scheduled with stays.
+pub const UPDATE_ACTIVITY_SQL: &str = "UPDATE activities SET version = ?, attempt = ?, \
+     state = ?, ready_ms = ?, token = ?, started_ms = ?, last_heartbeat_ms = ?, \
+     heartbeat_details = ?, last_failure = ?, next_deadline_ms = ? \
+     WHERE run_key = ? AND scheduled_event_id = ? AND version = ?";
 
 fn persist_activity(
     connection: &Connection,
@@ -366,10 +417,7 @@ fn persist_activity(
             expected_version,
         } => {
             let deleted = connection
-                .prepare_cached(
-                    "DELETE FROM activities WHERE run_key = ? AND scheduled_event_id = ? \
-                     AND version = ?",
-                )?
+                .prepare_cached(DELETE_ACTIVITY_SQL)?
                 .execute(params![
                     run_key,
                     *scheduled_event_id as i64,
@@ -391,14 +439,7 @@ fn persist_activity(
     let row = record.to_row();
     let Some(expected) = expected else {
         connection
-            .prepare_cached(
-                "INSERT INTO activities (run_key, scheduled_event_id, version, activity_id, \
-                 task_queue, activity_type, input, policy, schedule_to_close_ms, \
-                 schedule_to_start_ms, start_to_close_ms, heartbeat_ms, attempt, scheduled_ms, \
-                 state, ready_ms, token, started_ms, last_heartbeat_ms, heartbeat_details, \
-                 last_failure, next_deadline_ms) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )?
+            .prepare_cached(INSERT_ACTIVITY_SQL)?
             .execute(params![
                 run_key,
                 row.scheduled_event_id,
@@ -425,13 +466,8 @@ fn persist_activity(
             ])?;
         return Ok(());
     };
-    // What an attempt's life changes; what it was scheduled with stays.
     let changed = connection
-        .prepare_cached(
-            "UPDATE activities SET version = ?, attempt = ?, state = ?, ready_ms = ?, token = ?, \
-             started_ms = ?, last_heartbeat_ms = ?, heartbeat_details = ?, last_failure = ?, \
-             next_deadline_ms = ? WHERE run_key = ? AND scheduled_event_id = ? AND version = ?",
-        )?
+        .prepare_cached(UPDATE_ACTIVITY_SQL)?
         .execute(params![
             row.version,
             row.attempt,

@@ -4,14 +4,47 @@ use mainspring_core::history::{encode_event_row, join_event_rows, Payload};
 use mainspring_core::rules::operations::{self, EagerWorkflowTask};
 use mainspring_core::rules::{Plan, RunIdentity, RunRecord, WorkflowTaskLease};
 use mainspring_core::CoreError;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, ToSql};
 
 use crate::error::StoreResult;
 use crate::open::Store;
 use crate::operation::{NewRun, RunSummary, WorkflowLease};
 use crate::records::{
-    load_current_run, load_run_by_id, persist, persist_rows, run_from_row, RUN_COLUMNS,
+    load_current_run, load_run_by_id, persist, persist_rows, run_columns, run_from_row,
 };
+
+// A page of runs in key order, after a key (keyset pagination: a page costs its own rows,
+// however many came before). `?1` the key, `?2` the page size, then the filters given, in
+// this order: `status`, `workflow_type`. Each filter has an index whose entries end with the
+// key (`runs_by_status`, `runs_by_type`), so a filtered page is one range of it.
+pub const LIST_RUNS_SQL: &str = concat!(
+    "SELECT ",
+    run_columns!(),
+    " FROM runs WHERE run_key > ?1 ORDER BY run_key LIMIT ?2"
+);
+pub const LIST_RUNS_OF_STATUS_SQL: &str = concat!(
+    "SELECT ",
+    run_columns!(),
+    " FROM runs WHERE status = ?3 AND run_key > ?1 ORDER BY run_key LIMIT ?2"
+);
+pub const LIST_RUNS_OF_TYPE_SQL: &str = concat!(
+    "SELECT ",
+    run_columns!(),
+    " FROM runs WHERE workflow_type = ?3 AND run_key > ?1 ORDER BY run_key LIMIT ?2"
+);
+pub const LIST_RUNS_OF_STATUS_AND_TYPE_SQL: &str = concat!(
+    "SELECT ",
+    run_columns!(),
+    " FROM runs WHERE status = ?3 AND workflow_type = ?4 AND run_key > ?1 \
+     ORDER BY run_key LIMIT ?2"
+);
+pub const EVENT_ROWS_SQL: &str =
+    "SELECT row FROM events WHERE run_key = ? AND event_id BETWEEN ? AND ? ORDER BY event_id";
+pub const CLOSING_EVENT_SQL: &str = "SELECT r.status, e.row FROM runs r LEFT JOIN events e \
+     ON e.run_key = r.run_key AND e.event_id = r.history_length WHERE r.run_id = ?";
+pub const CLOSING_EVENTS_SQL: &str = "SELECT e.row FROM runs r JOIN events e \
+     ON e.run_key = r.run_key AND e.event_id = r.history_length \
+     WHERE r.run_id = ? AND r.status != 'RUNNING'";
 
 pub fn identity_of(run: &NewRun) -> RunIdentity {
     RunIdentity {
@@ -139,11 +172,30 @@ pub fn describe_workflow(connection: &Connection, workflow_id: &str) -> StoreRes
     load_current_run(connection, workflow_id).map(run_row)
 }
 
-pub fn list_workflows(connection: &Connection) -> StoreResult<Vec<RunSummary>> {
-    let mut statement =
-        connection.prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY run_key"))?;
+/// Up to `page_size` runs whose key is greater than `after_run_key` (None: from the first),
+/// in key order, of `status` and `workflow_type` when they are given.
+pub fn list_workflows(
+    connection: &Connection,
+    after_run_key: Option<i64>,
+    page_size: i64,
+    status: Option<&str>,
+    workflow_type: Option<&str>,
+) -> StoreResult<Vec<RunSummary>> {
+    let after = after_run_key.unwrap_or(i64::MIN);
+    // A negative LIMIT is no limit to SQLite.
+    let page_size = page_size.max(0);
+    let mut values: Vec<&dyn ToSql> = vec![&after, &page_size];
+    values.extend(status.as_ref().map(|status| status as &dyn ToSql));
+    values.extend(workflow_type.as_ref().map(|name| name as &dyn ToSql));
+    let sql = match (status, workflow_type) {
+        (None, None) => LIST_RUNS_SQL,
+        (Some(_), None) => LIST_RUNS_OF_STATUS_SQL,
+        (None, Some(_)) => LIST_RUNS_OF_TYPE_SQL,
+        (Some(_), Some(_)) => LIST_RUNS_OF_STATUS_AND_TYPE_SQL,
+    };
+    let mut statement = connection.prepare_cached(sql)?;
     let records = statement
-        .query_map([], run_from_row)?
+        .query_map(&values[..], run_from_row)?
         .collect::<Result<Vec<_>, _>>()?;
     records
         .into_iter()
@@ -173,9 +225,7 @@ pub fn event_rows(
     from_event_id: i64,
     to_event_id: i64,
 ) -> StoreResult<Vec<Vec<u8>>> {
-    let mut statement = connection.prepare_cached(
-        "SELECT row FROM events WHERE run_key = ? AND event_id BETWEEN ? AND ? ORDER BY event_id",
-    )?;
+    let mut statement = connection.prepare_cached(EVENT_ROWS_SQL)?;
     let rows = statement
         .query_map(params![run_key, from_event_id, to_event_id], |row| {
             row.get::<_, Vec<u8>>(0)
@@ -188,10 +238,7 @@ pub fn event_rows(
 /// run runs.
 pub fn closing_event(connection: &Connection, run_id: &str) -> StoreResult<Option<Vec<u8>>> {
     let found: Option<(String, Option<Vec<u8>>)> = connection
-        .prepare_cached(
-            "SELECT r.status, e.row FROM runs r LEFT JOIN events e \
-             ON e.run_key = r.run_key AND e.event_id = r.history_length WHERE r.run_id = ?",
-        )?
+        .prepare_cached(CLOSING_EVENT_SQL)?
         .query_row([run_id], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
     match found {
@@ -206,11 +253,7 @@ pub fn closing_events(
     connection: &Connection,
     run_ids: &[String],
 ) -> StoreResult<Vec<(String, Vec<u8>)>> {
-    let mut statement = connection.prepare_cached(
-        "SELECT e.row FROM runs r JOIN events e \
-         ON e.run_key = r.run_key AND e.event_id = r.history_length \
-         WHERE r.run_id = ? AND r.status != 'RUNNING'",
-    )?;
+    let mut statement = connection.prepare_cached(CLOSING_EVENTS_SQL)?;
     let mut closed = Vec::new();
     for run_id in run_ids {
         let row: Option<Vec<u8>> = statement.query_row([run_id], |row| row.get(0)).optional()?;

@@ -212,6 +212,18 @@ CREATE INDEX activities_next_deadline ON activities (next_deadline_ms)
     // row's format is the file's schema version and needs no tag of its own. Runs count the
     // signals their tasks dropped (undecodable payloads).
     Migration::Code(rewrite_event_rows_in_format_2),
+    // Version 7: `list_workflows` by status or by type, a page at a time in key order. Every
+    // index of a rowid table ends with the key, so each filter's page is one range of its
+    // index (`status = ? AND run_key > ?`), not a scan of the runs before it. A run's type
+    // never changes, and its status only when it closes (`UPDATE_OPEN_RUN_SQL` leaves status
+    // out of an open run's update), so the indexes cost a write at start and one at close.
+    Migration::Sql(
+        r#"
+CREATE INDEX runs_by_status ON runs (status);
+CREATE INDEX runs_by_type ON runs (workflow_type)
+
+"#,
+    ),
 ];
 
 fn rewrite_event_rows_in_format_2(connection: &Connection) -> StoreResult<()> {

@@ -231,3 +231,47 @@ fn the_executor_runs_groups_on_its_thread_and_closing_waits_for_them() {
         Err(StoreError::Closed)
     ));
 }
+
+/// A tick applies at most `tick_batch` due deadlines (here: lapsed leases), the earliest
+/// first; the rest wait for the next poll, so one poll's transaction stays short however many
+/// deadlines fall due at once.
+#[test]
+fn a_tick_applies_a_bounded_batch_of_due_deadlines() {
+    let mut store = open(
+        fresh_path("tick.db").to_str().unwrap(),
+        1_000,
+        "NORMAL",
+        RulesConfig {
+            tick_batch: 10,
+            ..RulesConfig::default()
+        },
+    )
+    .unwrap();
+    let starts: Vec<Request> = (0..25)
+        .map(|index| start(&format!("w{index:02}"), Some(10)))
+        .collect();
+    for result in run_group(&mut store, &starts) {
+        assert!(matches!(result, Ok(Output::Lease(Some(_)))));
+    }
+    let poll = |store: &mut mainspring_sqlite::Store| {
+        let results = run_group(
+            store,
+            &[Request {
+                now: 60_000,
+                operation: Operation::PollWorkflowTasks {
+                    task_queue: "other".into(),
+                    lease_ms: 10_000,
+                    max_tasks: 100,
+                },
+            }],
+        );
+        match &results[..] {
+            [Ok(Output::WorkflowPoll(applied, _))] => *applied,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(poll(&mut store), 10);
+    assert_eq!(poll(&mut store), 10);
+    assert_eq!(poll(&mut store), 5);
+    assert_eq!(poll(&mut store), 0);
+}

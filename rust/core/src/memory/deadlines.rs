@@ -13,9 +13,9 @@ enum Due {
 }
 
 impl MemoryStore {
-    /// Applies every deadline at or before `now_ms` (a deadline is due at its time): timers
-    /// fire, lapsed leases are re-queued, activity timeouts retry or resolve. Returns how many
-    /// took effect.
+    /// Applies the deadlines at or before `now_ms` (a deadline is due at its time), the
+    /// earliest `tick_batch` of them: timers fire, lapsed leases are re-queued, activity
+    /// timeouts retry or resolve. Returns how many took effect.
     pub fn tick(&mut self, now_ms: i64) -> usize {
         let mut due: Vec<(i64, Due)> = Vec::new();
         due.extend(
@@ -33,7 +33,7 @@ impl MemoryStore {
                 .range(..=(now_ms, (i64::MAX, u64::MAX)))
                 .map(|&(at, key)| (at, Due::Activity(key))),
         );
-        due.sort_unstable();
+        let due = crate::rules::tick_batch(due, self.config.tick_batch);
         let mut applied = 0;
         for (_, item) in due {
             if self.apply_due(item, now_ms) {

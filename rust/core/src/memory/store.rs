@@ -346,10 +346,28 @@ impl MemoryStore {
         Ok(RunSummary::of(&self.run(run_key)?.record))
     }
 
-    pub fn list(&self) -> Vec<RunSummary> {
+    /// One page of the runs, in key order (start order): up to `limit` runs whose key is
+    /// greater than `after_run_key` (None: from the first), of `status` and `workflow_type`
+    /// when they are given. Keys index the runs, so the page starts where the last one ended;
+    /// a filter is checked run by run from there (a memory store holds what a process made).
+    pub fn list(
+        &self,
+        after_run_key: Option<i64>,
+        limit: usize,
+        status: Option<&str>,
+        workflow_type: Option<&str>,
+    ) -> Vec<RunSummary> {
+        let first =
+            after_run_key.map_or(0, |key| usize::try_from(key.saturating_add(1)).unwrap_or(0));
         self.runs
+            .get(first..)
+            .unwrap_or_default()
             .iter()
-            .map(|run| RunSummary::of(&run.record))
+            .map(|run| &run.record)
+            .filter(|record| status.is_none_or(|name| record.status.name() == name))
+            .filter(|record| workflow_type.is_none_or(|name| record.identity.workflow_type == name))
+            .take(limit)
+            .map(RunSummary::of)
             .collect()
     }
 

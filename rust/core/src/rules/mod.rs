@@ -29,6 +29,7 @@
 //! | heartbeat | [`ActivityRecord::heartbeat`] | Running(token): details and heartbeat deadline move |
 //! | cancel | [`operations::cancel_activity`] | open activity → resolved ActivityCanceled (try-cancel) |
 //! | deadlines (tick) | [`operations::fire_timer`], [`operations::expire_workflow_task_lease`], [`operations::apply_activity_deadline`] | what a due deadline does |
+//! | tick batch | [`tick_batch`] | a tick applies the earliest `RulesConfig::tick_batch` due deadlines; the rest wait for the next |
 //!
 //! Nothing here reads a clock or does I/O: time is an argument, tokens come from the store's
 //! [`TokenSource`].
@@ -43,6 +44,7 @@ mod retry;
 mod row_codec;
 pub mod rows;
 mod run;
+mod tick;
 mod tokens;
 
 pub use activity::{ActivityRecord, AttemptEnd, AttemptState, ScheduledActivity, TimerRecord};
@@ -53,6 +55,7 @@ pub use plan::{ActivityWrite, Plan, RunChange, TimerWrite};
 pub use retry::{backoff_ms, decide, RetryDecision};
 pub use rows::{ActivityRow, RunRow};
 pub use run::{RunIdentity, RunRecord, RunStatus, WorkflowTaskState};
+pub use tick::tick_batch;
 pub use tokens::{CountingTokens, SplitMixTokens, TokenSource};
 
 /// Operational settings of the rules (no hard-coded constants in the logic).
@@ -61,6 +64,9 @@ pub struct RulesConfig {
     /// Delay before a failed workflow task is retried; doubles per consecutive failure.
     pub workflow_task_retry_initial_ms: u64,
     pub workflow_task_retry_maximum_ms: u64,
+    /// Most due deadlines (timers, lapsed leases, activity timeouts) one tick applies: a
+    /// tick runs in one store transaction, which this keeps short.
+    pub tick_batch: usize,
 }
 
 impl Default for RulesConfig {
@@ -68,6 +74,7 @@ impl Default for RulesConfig {
         RulesConfig {
             workflow_task_retry_initial_ms: 1_000,
             workflow_task_retry_maximum_ms: 60_000,
+            tick_batch: 1_000,
         }
     }
 }

@@ -427,6 +427,7 @@ mod tests {
         let config = RulesConfig {
             workflow_task_retry_initial_ms: 1_000,
             workflow_task_retry_maximum_ms: 5_000,
+            ..RulesConfig::default()
         };
         let mut run = run();
         let mut readies = Vec::new();

@@ -18,6 +18,7 @@ def test_top_level_exports() -> None:
         "Signal",
         "Worker",
         "WorkerConfig",
+        "WorkerStats",
         "WorkflowContext",
         "WorkflowHandle",
         "WorkflowInfo",

@@ -19,7 +19,7 @@ from .history import History
 from .messages import Query, Signal
 from .replayer import Replayer
 from .retry import RetryPolicy
-from .worker import Worker, WorkerConfig
+from .worker import Worker, WorkerConfig, WorkerStats
 from .workflow_context import ActivityHandle, WorkflowContext
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "Signal",
     "Worker",
     "WorkerConfig",
+    "WorkerStats",
     "WorkflowContext",
     "WorkflowHandle",
     "WorkflowInfo",

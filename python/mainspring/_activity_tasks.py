@@ -75,6 +75,10 @@ class ActivityTaskRunner:
         # Attempts whose function is still running: what holds a slot. A finished attempt's
         # report (its commit, and the workflow task it wakes) holds none.
         self._executing = 0
+        # Slot-seconds used so far (∫ executing dt), up to _executing_since (loop time).
+        self._slot_seconds = 0.0
+        self._executing_since = 0.0
+        self.attempts_started = 0
         # Completed when a slot frees while the poller waits for one.
         self._slot_freed: asyncio.Future[None] | None = None
         self._deadlines: DeadlineWatch | None = None
@@ -92,6 +96,30 @@ class ActivityTaskRunner:
     def free_slots(self) -> int:
         return max(0, self._capacity - self._executing)
 
+    @property
+    def slots_used(self) -> int:
+        return self._executing
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    def slot_seconds(self) -> float:
+        """Slot-seconds held so far: over a period, divided by its length times the capacity, the
+        slots' utilisation."""
+        return self._slot_seconds + self._executing * (self._now() - self._executing_since)
+
+    def _now(self) -> float:
+        try:
+            return asyncio.get_running_loop().time()
+        except RuntimeError:  # asked from outside the loop: nothing runs there
+            return self._executing_since
+
+    def _slots_change(self, change: int, now: float) -> None:
+        self._slot_seconds += self._executing * (now - self._executing_since)
+        self._executing_since = now
+        self._executing += change
+
     async def wait_for_work(self, storage: Storage, task_queue: str, timeout: float) -> None:
         """The activity poller's idle wait: for the storage's news while a slot is free, for
         a slot to free while none is (freeing one wakes the poller: work may be queued)."""
@@ -105,7 +133,7 @@ class ActivityTaskRunner:
             await asyncio.wait_for(asyncio.shield(freed), timeout)
 
     def _release_slot(self) -> None:
-        self._executing -= 1
+        self._slots_change(-1, self._now())
         freed = self._slot_freed
         if freed is not None and not freed.done():
             freed.set_result(None)
@@ -124,7 +152,8 @@ class ActivityTaskRunner:
                 math.inf if deadline_ms is None else now + (deadline_ms - task.started_ms) / 1000,
                 write,
             )
-            self._executing += 1
+            self._slots_change(1, now)
+            self.attempts_started += 1
             runner = loop.create_task(self._run(task, attempt))
             attempt.runner = runner
             running[runner] = attempt

@@ -4,15 +4,16 @@ commits their outcomes, and answers queries."""
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from . import _core
 from ._definitions import WorkflowDefinition
 from ._failure import failure_from_exception
 from ._instance import WorkflowInstance
+from ._workflow_cache import WorkflowCache
 from .errors import (
     MainspringError,
     NonDeterminismError,
@@ -35,6 +36,11 @@ if TYPE_CHECKING:
     from .worker import WorkerConfig
 
 logger = logging.getLogger("mainspring.worker")
+
+# A query that came before its run's first workflow task completed waits for that task; when
+# another worker runs it, this worker looks again every poll interval, and answers with an
+# error after this long (longer than any client waits by default).
+DEFERRED_QUERY_LIMIT_SECONDS = 60.0
 
 
 def advance(instance: WorkflowInstance, now_ms: int, allow_live: bool = True) -> bytes | None:
@@ -81,11 +87,12 @@ class WorkflowTaskRunner:
         self._config = config
         self._lease_ms = int(config.workflow_task_timeout.total_seconds() * 1000)
         self._failure_types = tuple(config.workflow_failure_exception_types)
-        # Sticky cache: run id → live instance, least recently used first.
-        self._cache: collections.OrderedDict[str, WorkflowInstance] = collections.OrderedDict()
+        self._cache = WorkflowCache(config.max_cached_workflows, config.max_cached_history_bytes)
         # Queries that arrived before the run's first workflow task completed: its handlers
-        # are not registered yet, so they wait for that task (as Temporal's do).
-        self._deferred_queries: dict[str, list[QueryTask]] = {}
+        # are not registered yet, so they wait for that task (as Temporal's do), with the
+        # time.monotonic() they were first deferred at.
+        self._deferred_queries: dict[str, list[tuple[QueryTask, float]]] = {}
+        self._deferred_checked = time.monotonic()
         # Set by the worker when it also runs activities: attempts a commit leased eagerly
         # start at once on this worker (see Storage.complete_workflow_task).
         self.activities: ActivityTaskRunner | None = None
@@ -169,8 +176,12 @@ class WorkflowTaskRunner:
             await asyncio.wait(set(self._eager_starts))
 
     @property
-    def cached_runs(self) -> int:
-        return len(self._cache)
+    def cache(self) -> WorkflowCache:
+        return self._cache
+
+    @property
+    def eager_starts_running(self) -> int:
+        return len(self._eager_starts) + self._fused_starts
 
     async def poll_once(self) -> bool:
         """Handles ready queries and up to ``workflow_task_batch`` workflow tasks back to back
@@ -193,15 +204,15 @@ class WorkflowTaskRunner:
                 await self._process(task)
         if self._deferred_queries:
             for task in tasks:
-                for query in self._deferred_queries.pop(task.run_id, ()):
-                    await self._answer_query(query)
+                await self._answer_deferred(task.run_id)
+            await self._look_again_at_deferred()
         return True
 
     async def process_leased(self, task: WorkflowTask) -> None:
         """Advances a workflow task this worker was handed without polling (eager dispatch)."""
         await self._process(task)
-        for query in self._deferred_queries.pop(task.run_id, ()):
-            await self._answer_query(query)
+        if self._deferred_queries:
+            await self._answer_deferred(task.run_id)
 
     def _new_instance(self, workflow_type: str) -> WorkflowInstance:
         definition = self._definitions.get(workflow_type)
@@ -219,7 +230,7 @@ class WorkflowTaskRunner:
 
     async def _process(self, task: WorkflowTask) -> None:
         storage = self._storage
-        instance = self._cache.pop(task.run_id, None)
+        instance = self._cache.take(task.run_id)
         try:
             if instance is None:
                 instance = self._new_instance(task.workflow_type)
@@ -278,12 +289,10 @@ class WorkflowTaskRunner:
         activities = self.activities
         if committed.activities and activities is not None:
             activities.start(committed.activities)
-        if not instance.run.is_closed and self._config.max_cached_workflows > 0:
+        if not instance.run.is_closed:
             instance.committed_length = committed.history_length
             instance.appended = committed.appended
-            self._cache[run_id] = instance
-            while len(self._cache) > self._config.max_cached_workflows:
-                self._cache.popitem(last=False)
+            self._cache.put(run_id, instance)
 
     async def complete_activity_and_advance(self, task: ActivityTask, result: bytes) -> bool:
         """Records an activity's result and advances the workflow task it wakes in one commit
@@ -292,7 +301,7 @@ class WorkflowTaskRunner:
         nothing, when this cannot be done (no cached instance, the storage cannot fuse); the
         caller then records the result the ordinary way."""
         storage = self._fused
-        instance = self._cache.get(task.run_id)
+        instance = self._cache.peek(task.run_id)
         if (
             storage is None
             or instance is None
@@ -301,7 +310,7 @@ class WorkflowTaskRunner:
         ):
             return False
         # Ours from here: it runs ahead of the stored history until the commit says otherwise.
-        del self._cache[task.run_id]
+        self._cache.take(task.run_id)
         length = instance.committed_length
         now = self._storage.now_ms()
         result_event = _core.encode_inbound_row(
@@ -330,26 +339,78 @@ class WorkflowTaskRunner:
         # the run's task, which a poll hands out (this instance is dropped; it ran ahead).
         return True
 
-    async def _answer_query(self, query: QueryTask) -> None:
+    async def _answer_query(self, query: QueryTask, deferred_at: float | None = None) -> None:
+        storage = self._storage
         try:
-            instance = self._cache.get(query.run_id)
+            instance = await self._instance_for_query(query)
             if instance is None:
-                description = await self._storage.describe_workflow(query.workflow_id)
-                instance = self._new_instance(description.workflow_type)
-                history = await self._storage.read_history(query.workflow_id, query.run_id, 1)
-                instance.run.add_events(history)
-                # Rebuild the state the last completed task left, not beyond it.
-                advance(instance, self._storage.now_ms(), allow_live=False)
-                if instance.info is None:
-                    self._deferred_queries.setdefault(query.run_id, []).append(query)
-                    return
+                await self._defer_query(query, deferred_at)
+                return
             try:
                 result = instance.handle_query(query.query_name, query.input)
             finally:
-                if instance.tainted:
-                    self._cache.pop(query.run_id, None)
+                # Kept for the next task or query unless the query changed it (then dropped)
+                # or a task cached a newer one meanwhile.
+                if (
+                    not instance.tainted
+                    and not instance.run.is_closed
+                    and query.run_id not in self._cache
+                ):
+                    self._cache.put(query.run_id, instance)
         except Exception as error:
             message = str(error) if isinstance(error, QueryFailedError) else repr(error)
-            await self._storage.answer_query(query, None, message)
+            await storage.answer_query(query, None, message)
             return
-        await self._storage.answer_query(query, result, None)
+        await storage.answer_query(query, result, None)
+
+    async def _instance_for_query(self, query: QueryTask) -> WorkflowInstance | None:
+        """The run's instance brought to the state its last completed workflow task left
+        (taken out of the cache meanwhile): the cached one fed only the events it has not
+        seen, else one rebuilt by replay. None before the first task has completed."""
+        storage = self._storage
+        instance = self._cache.take(query.run_id)
+        if instance is None:
+            description = await storage.describe_workflow(query.workflow_id)
+            instance = self._new_instance(description.workflow_type)
+        elif instance.appended is not None:
+            # Its own last commit, which it has not been fed yet.
+            instance.run.add_events(instance.appended)
+        # Whatever it was fed here, the fused path (which feeds `appended`) is off for it.
+        instance.committed_length = None
+        instance.appended = None
+        tail = await storage.read_history(
+            query.workflow_id, query.run_id, instance.run.history_length + 1
+        )
+        instance.run.add_events(tail)
+        advance(instance, storage.now_ms(), allow_live=False)
+        if instance.info is None:
+            return None
+        return instance
+
+    async def _defer_query(self, query: QueryTask, deferred_at: float | None) -> None:
+        now = time.monotonic()
+        if deferred_at is None:
+            deferred_at = now
+        elif now - deferred_at > DEFERRED_QUERY_LIMIT_SECONDS:
+            await self._storage.answer_query(
+                query,
+                None,
+                f"workflow {query.workflow_id} has not completed its first workflow task "
+                f"in {DEFERRED_QUERY_LIMIT_SECONDS:.0f} s",
+            )
+            return
+        self._deferred_queries.setdefault(query.run_id, []).append((query, deferred_at))
+
+    async def _answer_deferred(self, run_id: str) -> None:
+        for query, deferred_at in self._deferred_queries.pop(run_id, ()):
+            await self._answer_query(query, deferred_at)
+
+    async def _look_again_at_deferred(self) -> None:
+        """Deferred queries whose run's first task another worker may have completed: looked
+        at again once a poll interval (each is answered, deferred again, or given up)."""
+        now = time.monotonic()
+        if now - self._deferred_checked < self._config.poll_interval.total_seconds():
+            return
+        self._deferred_checked = now
+        for run_id in list(self._deferred_queries):
+            await self._answer_deferred(run_id)

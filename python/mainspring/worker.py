@@ -20,7 +20,7 @@ from ._workflow_tasks import WorkflowTaskRunner
 from .client import Client
 from .errors import MainspringError
 
-__all__ = ["Worker", "WorkerConfig"]
+__all__ = ["Worker", "WorkerConfig", "WorkerStats"]
 
 logger = logging.getLogger("mainspring.worker")
 
@@ -33,8 +33,13 @@ class WorkerConfig:
         max_concurrent_activities: Activity functions running at once (a slot is held while
             the function runs; recording its outcome holds none, and a freed slot wakes the
             poller at once).
-        max_cached_workflows: Live workflow instances kept between tasks (sticky execution);
-            0 rebuilds every instance by replay on every task.
+        max_cached_workflows: Live workflow instances kept between tasks (sticky execution),
+            least recently used evicted first; 0 rebuilds every instance by replay on every
+            task. An evicted workflow is rebuilt by replay when its next task comes.
+        max_cached_history_bytes: Bound on the history the cached instances keep, in bytes
+            (the events replay still needs and each one's last commit): past it the least
+            recently used are evicted, so a few huge histories cannot exhaust memory. What
+            workflow code itself holds is not counted.
         max_concurrent_workflow_tasks: Workflow-task pollers, each handling up to
             ``workflow_task_batch`` tasks at once. Two (the default) let one poll and run tasks
             while the other's commits are on their way to the storage.
@@ -59,6 +64,7 @@ class WorkerConfig:
 
     max_concurrent_activities: int = 100
     max_cached_workflows: int = 10_000
+    max_cached_history_bytes: int = 256 * 1024 * 1024
     max_concurrent_workflow_tasks: int = 2
     workflow_task_batch: int = 128
     activity_threads: int = 16
@@ -74,6 +80,46 @@ class WorkerConfig:
         # granted, and every commit under it refused.
         if self.workflow_task_timeout < timedelta(milliseconds=1):
             raise ValueError("workflow_task_timeout must be at least a millisecond")
+
+
+@dataclass(frozen=True)
+class WorkerStats:
+    """A snapshot of a worker's slots and cache (:meth:`Worker.stats`). The names follow
+    Temporal's worker metrics (``temporal_worker_task_slots_used``,
+    ``temporal_sticky_cache_size``, ...), which the observability layer will export under
+    ``mainspring_`` names.
+
+    Attributes:
+        activity_task_slots_used: Activity functions running now (each holds a slot).
+        activity_task_slots_available: Slots free now (``max_concurrent_activities`` minus
+            the used ones).
+        activity_slot_seconds: Slot-seconds held since the worker was made: the difference
+            between two snapshots over their interval times ``max_concurrent_activities`` is the
+            slots' utilisation.
+        activity_attempts_started: Activity attempts started since the worker was made.
+        activity_attempts_reporting: Attempts whose function has returned and whose outcome
+            is being recorded (they hold no slot).
+        workflow_eager_starts_running: First workflow tasks of starts in this process being
+            advanced right now.
+        sticky_cache_size: Workflow instances cached.
+        sticky_cache_bytes: History bytes the cached instances keep (see
+            ``max_cached_history_bytes``).
+        sticky_cache_hit: Workflow tasks and queries that found their instance cached.
+        sticky_cache_miss: Those that rebuilt it by replay.
+        sticky_cache_total_forced_eviction: Instances evicted to keep within the bounds.
+    """
+
+    activity_task_slots_used: int
+    activity_task_slots_available: int
+    activity_slot_seconds: float
+    activity_attempts_started: int
+    activity_attempts_reporting: int
+    workflow_eager_starts_running: int
+    sticky_cache_size: int
+    sticky_cache_bytes: int
+    sticky_cache_hit: int
+    sticky_cache_miss: int
+    sticky_cache_total_forced_eviction: int
 
 
 class Worker:
@@ -220,6 +266,25 @@ class Worker:
         self._activity_runner.workflows = None
         self._workflow_runner.accepts_eager_starts = False
         self.client._detach_worker(self.task_queue, self._workflow_runner)
+
+    def stats(self) -> WorkerStats:
+        """What the worker's slots and cache hold now (cheap: counters it keeps anyway)."""
+        activities = self._activity_runner
+        cache = self._workflow_runner.cache
+        used = activities.slots_used
+        return WorkerStats(
+            activity_task_slots_used=used,
+            activity_task_slots_available=activities.free_slots(),
+            activity_slot_seconds=activities.slot_seconds(),
+            activity_attempts_started=activities.attempts_started,
+            activity_attempts_reporting=max(0, len(activities.running) - used),
+            workflow_eager_starts_running=self._workflow_runner.eager_starts_running,
+            sticky_cache_size=len(cache),
+            sticky_cache_bytes=cache.bytes,
+            sticky_cache_hit=cache.hits,
+            sticky_cache_miss=cache.misses,
+            sticky_cache_total_forced_eviction=cache.evictions,
+        )
 
     def shutdown(self) -> None:
         """Asks :meth:`run` to stop polling and return."""

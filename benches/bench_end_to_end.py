@@ -1,7 +1,10 @@
-"""End to end in one process: 1,000 workflows x 3 no-op activities (started as a backlog
-before the worker runs, or live while it runs, and awaited concurrently), and the latency of
-one such workflow from start to result, on MemoryStorage and on SqliteStorage
-(synchronous=FULL).
+"""End to end in one process: 1,000 workflows x 3 no-op activities, and the latency of one
+such workflow from start to result, on MemoryStorage and on SqliteStorage (synchronous=FULL),
+with the worker at ``WorkerConfig()`` defaults. The workflows are started as a backlog before
+the worker runs, or live while it runs: concurrently (``asyncio.gather``, as a service handling
+many requests does) or one ``await start_workflow`` after another in a ``for`` loop (as a
+script does). One row, labelled ``tuned-1000-slots``, runs the service shape with 1,000
+activity slots beside the defaults.
 
 Run: ``pytest benches/bench_end_to_end.py --benchmark-only``
 """
@@ -35,19 +38,28 @@ def _sqlite(folder: Path) -> Storage:
 
 
 async def _throughput(
-    count: int, make_storage: Callable[[Path], Storage], folder: Path, live: bool = False
+    count: int,
+    make_storage: Callable[[Path], Storage],
+    folder: Path,
+    shape: str = "service",
+    config: WorkerConfig | None = None,
 ) -> float:
     """Runs `count` workflows on one worker; returns workflows/s from the first start to the
-    last result. Backlog (`live` false): all are started before the worker runs, which then
-    drains them. Live: the worker runs first and the workflows are started and awaited
-    concurrently, as a service handling many requests would."""
+    last result. ``backlog``: all are started (concurrently) before the worker runs, which
+    then drains them. ``service``: the worker runs first and the workflows are started and
+    awaited concurrently. ``script``: the worker runs first and a for loop awaits each start
+    in turn, then the results."""
     client = Client(make_storage(folder))
-    config = WorkerConfig(max_concurrent_activities=1_000)
     worker = Worker(
         client, task_queue="bench", workflows=[three_no_ops], activities=[no_op], config=config
     )
 
     async def start_all() -> list[WorkflowHandle[Any]]:
+        if shape == "script":
+            return [
+                await client.start_workflow(three_no_ops, id=f"w-{index}", task_queue="bench")
+                for index in range(count)
+            ]
         handles: list[WorkflowHandle[Any]] = await asyncio.gather(
             *(
                 client.start_workflow(three_no_ops, id=f"w-{index}", task_queue="bench")
@@ -57,13 +69,13 @@ async def _throughput(
         return handles
 
     started = time.perf_counter()
-    if live:
-        async with worker:
-            await asyncio.gather(*(handle.result() for handle in await start_all()))
-    else:
+    if shape == "backlog":
         handles = await start_all()
         async with worker:
             await asyncio.gather(*(handle.result() for handle in handles))
+    else:
+        async with worker:
+            await asyncio.gather(*(handle.result() for handle in await start_all()))
     rate = count / (time.perf_counter() - started)
     await client.close()
     return rate
@@ -103,15 +115,28 @@ def test_single_workflow_latency(
     benchmark.extra_info["p99_ms"] = ordered[int(len(ordered) * 0.99)] * 1000
 
 
-@pytest.mark.parametrize("live", [False, True], ids=["backlog", "live"])
+@pytest.mark.parametrize(
+    ("shape", "config"),
+    [
+        ("backlog", None),
+        ("service", None),
+        ("script", None),
+        ("service", WorkerConfig(max_concurrent_activities=1_000)),
+    ],
+    ids=["backlog", "service", "script", "service-tuned-1000-slots"],
+)
 @pytest.mark.parametrize("backend", [_memory, _sqlite], ids=["memory", "sqlite"])
 def test_throughput_1000_workflows_of_3_activities(
-    benchmark: Any, backend: Callable[[Path], Storage], live: bool, tmp_path: Path
+    benchmark: Any,
+    backend: Callable[[Path], Storage],
+    shape: str,
+    config: WorkerConfig | None,
+    tmp_path: Path,
 ) -> None:
     rates: list[float] = []
 
     def run() -> None:
-        rates.append(mainspring.run(_throughput(WORKFLOWS, backend, tmp_path, live)))
+        rates.append(mainspring.run(_throughput(WORKFLOWS, backend, tmp_path, shape, config)))
 
     benchmark.pedantic(run, rounds=5 if backend is _memory else 3, iterations=1, warmup_rounds=1)
     benchmark.extra_info["workflows_per_second"] = statistics.median(rates)

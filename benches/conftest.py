@@ -6,6 +6,8 @@ import base64
 import json
 from datetime import timedelta
 
+import pytest
+
 from mainspring import History, WorkflowContext, activity, workflow
 
 _NULL = base64.b64encode(b"null").decode()
@@ -76,3 +78,14 @@ def sequential_history(count: int) -> History:
                 options=_OPTIONS,
             )  # fmt: skip
     return History.from_json(json.dumps({"format_version": 1, "events": events}))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The ``big`` benchmarks (minutes each, a cached 1 GB file) run only when ``-m`` names
+    them."""
+    if "big" in (config.option.markexpr or ""):
+        return
+    skip = pytest.mark.skip(reason="a big benchmark: select it with -m big")
+    for item in items:
+        if "big" in item.keywords:
+            item.add_marker(skip)

@@ -165,7 +165,11 @@ class ActivityTaskRunner:
                 watch.started(attempt)
 
     def _finished(self, runner: asyncio.Task[None]) -> None:
-        self.running.pop(runner, None)
+        attempt = self.running.pop(runner, None)
+        if attempt is not None:
+            # The attempt and its context refer to each other: parted, both are freed now
+            # rather than by the cyclic collector (a busy worker's garbage, and its RSS).
+            attempt.context = None
 
     async def _run(self, task: ActivityTask, attempt: Attempt) -> None:
         definition = self._definitions.get(task.activity_type)

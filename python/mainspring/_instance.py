@@ -459,6 +459,14 @@ class WorkflowInstance:
             return
         target.log(level, message, *args, **kwargs)
 
+    def dispose(self) -> None:
+        """Drops everything the instance holds, once its run has closed: the instance and its
+        context refer to each other (and the context's logger to the instance), so without
+        this a closed run's instance is freed only by the cyclic garbage collector, whose
+        backlog is what a busy worker's memory grows by. Not for an open run's instance: its
+        suspended coroutine still holds the context."""
+        self.__dict__.clear()
+
     def release_logs(self, emit: bool) -> None:
         """Ends a run-ahead: its records are emitted (its commit landed) or dropped."""
         records, self.deferred_logs = self.deferred_logs, None

@@ -289,7 +289,9 @@ class WorkflowTaskRunner:
         activities = self.activities
         if committed.activities and activities is not None:
             activities.start(committed.activities)
-        if not instance.run.is_closed:
+        if instance.run.is_closed:
+            instance.dispose()
+        else:
             instance.committed_length = committed.history_length
             instance.appended = committed.appended
             self._cache.put(run_id, instance)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -201,3 +202,12 @@ async def _run_three_no_ops(env: Environment, prefix: str, count: int) -> None:
     ]
     for handle in handles:
         await handle.result()
+
+
+async def test_run_ids_are_time_ordered_uuids(env: Environment) -> None:
+    # UUIDv7: a store's unique run-id index grows at its end, not at a random leaf per start.
+    first = await env.client.start_workflow(cart, id="first", task_queue=TASK_QUEUE)
+    second = await env.client.start_workflow(cart, id="second", task_queue=TASK_QUEUE)
+    ids = [(await handle.describe()).run_id for handle in (first, second)]
+    assert [uuid.UUID(run_id).version for run_id in ids] == [7, 7]
+    assert ids[0] < ids[1]

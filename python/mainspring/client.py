@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Generic, Protocol, TypeVar
@@ -226,7 +225,7 @@ class Client:
             if definition.takes_input:
                 # Refuse a wrong input here, before anything is recorded.
                 _payload.decode(encoded, definition.input_type)
-        run_id = str(uuid.uuid4())
+        run_id = _core.new_run_id()  # UUIDv7: time-ordered, see _core.new_run_id
         # Eager start (Temporal's request_eager_start, here automatic): when a worker of this
         # process polls the task queue and has room, the first workflow task is leased to it
         # in the start's own commit, so the workflow begins without a poll.

@@ -263,3 +263,43 @@ async def test_a_freed_slot_wakes_the_poller_when_work_is_queued(
         assert not recorded.is_set()
         recorded.set()
         assert await handle.result(timeout=20) == ["a", "b"]
+
+
+async def test_concurrent_commits_never_lease_more_attempts_than_there_are_slots(
+    env: Environment,
+) -> None:
+    # Many workflow tasks commit at once (a poll's batch, eager starts), each able to lease
+    # the activity it schedules to this worker: the slots each is offered are set aside, so
+    # together they never start more than max_concurrent_activities.
+    running = 0
+    most = 0
+    release = asyncio.Event()
+    all_started = asyncio.Event()
+
+    @activity(name="counts")
+    async def counts(index: int) -> int:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        if most >= 3:
+            all_started.set()
+        await release.wait()
+        running -= 1
+        return index
+
+    @workflow(name="one_count")
+    async def one_count(ctx: WorkflowContext, index: int) -> int:
+        value: int = await ctx.execute_activity(counts, index, start_to_close_timeout=SHORT)
+        return value
+
+    config = WorkerConfig(max_concurrent_activities=3)
+    handles = [
+        await env.client.start_workflow(one_count, index, id=f"c{index}", task_queue=TASK_QUEUE)
+        for index in range(30)
+    ]  # a backlog: the worker's first poll takes them all in one batch
+    async with env.worker([one_count], [counts], config=config) as worker:
+        await asyncio.wait_for(all_started.wait(), timeout=10)
+        assert worker.stats().activity_task_slots_used <= 3
+        release.set()
+        assert [await handle.result(timeout=20) for handle in handles] == list(range(30))
+    assert most == 3

@@ -75,6 +75,8 @@ class ActivityTaskRunner:
         # Attempts whose function is still running: what holds a slot. A finished attempt's
         # report (its commit, and the workflow task it wakes) holds none.
         self._executing = 0
+        # Slots set aside for commits on their way that may lease attempts to this worker.
+        self._reserved = 0
         # Slot-seconds used so far (∫ executing dt), up to _executing_since (loop time).
         self._slot_seconds = 0.0
         self._executing_since = 0.0
@@ -94,7 +96,19 @@ class ActivityTaskRunner:
         return bool(tasks)
 
     def free_slots(self) -> int:
-        return max(0, self._capacity - self._executing)
+        return max(0, self._capacity - self._executing - self._reserved)
+
+    def reserve(self, wanted: int) -> int:
+        """Sets aside up to ``wanted`` free slots for the attempts a commit on its way may
+        lease to this worker; returns how many (give them back with :meth:`unreserve`)."""
+        granted = min(wanted, self.free_slots())
+        self._reserved += granted
+        return granted
+
+    def unreserve(self, slots: int) -> None:
+        self._reserved -= slots
+        if self._reserved < self._capacity:
+            self._wake_poller()
 
     @property
     def slots_used(self) -> int:
@@ -134,6 +148,9 @@ class ActivityTaskRunner:
 
     def _release_slot(self) -> None:
         self._slots_change(-1, self._now())
+        self._wake_poller()
+
+    def _wake_poller(self) -> None:
         freed = self._slot_freed
         if freed is not None and not freed.done():
             freed.set_result(None)

@@ -44,6 +44,7 @@ __all__ = [
     "history_json_from_bytes",
     "history_outline",
     "join_rows",
+    "new_run_id",
     "run_outcome",
     "sqlite_migrations",
     "sqlite_version",
@@ -150,6 +151,7 @@ class SqliteOperation:
 
     @property
     def read_only(self) -> bool: ...
+    def with_eager_slots(self, slots: int) -> SqliteOperation: ...
     @staticmethod
     def start_workflow(
         now: int,

@@ -87,6 +87,8 @@ class WorkflowInstance:
     dropped_signals = 0
     # Set when a query changed state it cannot put back: the worker drops this instance.
     tainted = False
+    # Activities the last live activation scheduled.
+    activities_scheduled = 0
     # While the worker runs this instance ahead of its stored history (a fused commit), log
     # records wait here: they are emitted if that commit lands, dropped if it does not (the
     # task then runs again and logs them itself).
@@ -186,6 +188,11 @@ class WorkflowInstance:
             raise WorkflowTaskFailedError(f"{type(error).__name__}: {error}") from error
         commands = self.commands
         self.commands = []
+        if not replaying:
+            # What a commit of these may lease to this worker (see _eager_room).
+            self.activities_scheduled = sum(
+                1 for command in commands if command[0] == COMMAND_SCHEDULE_ACTIVITY
+            )
         return commands
 
     def _apply_signals_first(self, jobs: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

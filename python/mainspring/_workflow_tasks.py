@@ -146,7 +146,7 @@ class WorkflowTaskRunner:
                 input,
                 started_event,
                 outcome,
-                **self._eager_room(),
+                **self._eager_room(instance),
             )
         except BaseException:
             instance.release_logs(emit=False)
@@ -267,20 +267,29 @@ class WorkflowTaskRunner:
                 await storage.fail_workflow_task(task, reason)
             return
         try:
-            committed = await storage.complete_workflow_task(task, outcome, **self._eager_room())
+            committed = await storage.complete_workflow_task(
+                task, outcome, **self._eager_room(instance)
+            )
         except StaleTaskError:
             # Our lease expired and another worker owns the run now: drop our copy.
             logger.info("workflow task of %s lost its lease; dropped", task.workflow_id)
             return
         self._committed(task.run_id, instance, committed)
 
-    def _eager_room(self) -> dict[str, Any]:
-        """The commit options that let it lease the activities it schedules to this worker."""
+    def _eager_room(self, instance: WorkflowInstance) -> dict[str, Any]:
+        """The commit options that let it lease the activities it schedules to this worker:
+        as many as the instance's last task scheduled, in slots the storage takes from this
+        worker's as late as it can (commits run concurrently: each may only lease slots no
+        other has taken) and gives back as the commit returns, before the attempts it
+        leased start and take theirs."""
         activities = self.activities
-        slots = activities.free_slots() if activities is not None else 0
+        wanted = instance.activities_scheduled
+        if activities is None or wanted <= 0:
+            return {}
         return {
-            "eager_activity_queue": self._task_queue if slots else None,
-            "eager_activity_slots": slots,
+            "eager_activity_queue": self._task_queue,
+            "eager_activity_slots": wanted,
+            "eager_slots": activities,
         }
 
     def _committed(self, run_id: str, instance: WorkflowInstance, committed: CommittedTask) -> None:
@@ -323,7 +332,7 @@ class WorkflowTaskRunner:
             return False
         try:
             committed = await storage.complete_activity_with_workflow_task(
-                task, result, result_event, length, outcome, **self._eager_room()
+                task, result, result_event, length, outcome, **self._eager_room(instance)
             )
         except StaleTaskError:
             instance.release_logs(emit=False)

@@ -30,6 +30,7 @@ from .base import (
     ActivityTask,
     ChangeNotices,
     CommittedTask,
+    EagerSlots,
     QueryTask,
     StorageCapabilities,
     WorkflowDescription,
@@ -37,6 +38,7 @@ from .base import (
     WorkflowTask,
     description_from_row,
     page_from_rows,
+    reserved_slots,
 )
 from .memory import SystemClock, VirtualClock, activity_task
 
@@ -342,22 +344,26 @@ class AdaptedStorage:
         *,
         eager_activity_queue: str | None = None,
         eager_activity_slots: int = 0,
+        eager_slots: EagerSlots | None = None,
     ) -> CommittedTask:
-        async def load() -> tuple[int | None, _core.RuleRequest]:
-            request = _core.RuleRequest.start_workflow_with_first_task(
-                workflow_id,
-                run_id,
-                workflow_type,
-                task_queue,
-                started_event,
-                outcome,
-                eager_activity_queue,
-                eager_activity_slots,
-            )
-            return None, request
+        # The slots are held while the operation's reads, decision and write go on.
+        with reserved_slots(eager_slots, eager_activity_slots) as slots:
 
-        key, decisions = await self._apply(load)
-        return self._committed(await self._run(key), decisions, eager_activity_queue)
+            async def load() -> tuple[int | None, _core.RuleRequest]:
+                request = _core.RuleRequest.start_workflow_with_first_task(
+                    workflow_id,
+                    run_id,
+                    workflow_type,
+                    task_queue,
+                    started_event,
+                    outcome,
+                    eager_activity_queue,
+                    slots,
+                )
+                return None, request
+
+            key, decisions = await self._apply(load)
+            return self._committed(await self._run(key), decisions, eager_activity_queue)
 
     async def _on_current_run(
         self, workflow_id: str, make: Callable[[_core.RunRecord], _core.RuleRequest]
@@ -533,20 +539,24 @@ class AdaptedStorage:
         *,
         eager_activity_queue: str | None = None,
         eager_activity_slots: int = 0,
+        eager_slots: EagerSlots | None = None,
     ) -> CommittedTask:
-        async def load() -> tuple[int | None, _core.RuleRequest]:
-            request = _core.RuleRequest.complete_workflow_task(
-                await self._run(task.run_key),
-                task.token,
-                outcome,
-                task.history_length,
-                eager_activity_queue,
-                eager_activity_slots,
-            )
-            return task.run_key, request
+        # The slots are held while the operation's reads, decision and write go on.
+        with reserved_slots(eager_slots, eager_activity_slots) as slots:
 
-        _, decisions = await self._apply(load, follow_up=True)
-        return self._committed(_last_run(decisions), decisions, eager_activity_queue)
+            async def load() -> tuple[int | None, _core.RuleRequest]:
+                request = _core.RuleRequest.complete_workflow_task(
+                    await self._run(task.run_key),
+                    task.token,
+                    outcome,
+                    task.history_length,
+                    eager_activity_queue,
+                    slots,
+                )
+                return task.run_key, request
+
+            _, decisions = await self._apply(load, follow_up=True)
+            return self._committed(_last_run(decisions), decisions, eager_activity_queue)
 
     async def fail_workflow_task(self, task: WorkflowTask, message: str) -> None:
         async def load() -> tuple[int | None, _core.RuleRequest]:
@@ -604,25 +614,29 @@ class AdaptedStorage:
         *,
         eager_activity_queue: str | None = None,
         eager_activity_slots: int = 0,
+        eager_slots: EagerSlots | None = None,
     ) -> CommittedTask | None:
-        async def load() -> tuple[int | None, _core.RuleRequest]:
-            run, activity = await self._held(task)
-            request = _core.RuleRequest.complete_activity_with_workflow_task(
-                run,
-                activity,
-                task.token,
-                result_event,
-                history_length,
-                outcome,
-                eager_activity_queue,
-                eager_activity_slots,
-            )
-            return run.key, request
+        # The slots are held while the operation's reads, decision and write go on.
+        with reserved_slots(eager_slots, eager_activity_slots) as slots:
 
-        _, decisions = await self._apply(load, follow_up=True)
-        if not decisions[0].fused:
-            return None
-        return self._committed(_last_run(decisions), decisions, eager_activity_queue)
+            async def load() -> tuple[int | None, _core.RuleRequest]:
+                run, activity = await self._held(task)
+                request = _core.RuleRequest.complete_activity_with_workflow_task(
+                    run,
+                    activity,
+                    task.token,
+                    result_event,
+                    history_length,
+                    outcome,
+                    eager_activity_queue,
+                    slots,
+                )
+                return run.key, request
+
+            _, decisions = await self._apply(load, follow_up=True)
+            if not decisions[0].fused:
+                return None
+            return self._committed(_last_run(decisions), decisions, eager_activity_queue)
 
     async def fail_activity_task(self, task: ActivityTask, failure: FailureTuple) -> None:
         async def load() -> tuple[int | None, _core.RuleRequest]:

@@ -20,9 +20,25 @@ from typing import Any, TypeVar
 from .. import _core
 from ..errors import MainspringError, StorageError
 from ._sqlite_requests import Request
+from .base import EagerSlots
 
 ResultT = TypeVar("ResultT")
-Pending = tuple[_core.SqliteOperation, asyncio.Future[Any]]
+
+
+class SlotGrant:
+    """The activity slots an operation that may lease attempts to its caller asks for: taken
+    from ``source`` as the operation is sent (not while it waits for the group before it),
+    given back as its result is handed over."""
+
+    __slots__ = ("granted", "source", "wanted")
+
+    def __init__(self, source: EagerSlots, wanted: int) -> None:
+        self.source = source
+        self.wanted = wanted
+        self.granted = 0
+
+
+Pending = tuple[_core.SqliteOperation, asyncio.Future[Any], SlotGrant | None]
 
 # A wave of operations (a thousand workflows started at once) is sent in groups of this many
 # as it is submitted, so the store's thread commits the first groups while this thread still
@@ -41,12 +57,14 @@ class LoopDatabase:
         self._watching: asyncio.AbstractEventLoop | None = None
         self._receiver: asyncio.Task[None] | None = None
 
-    def submit(self, request: Request[ResultT]) -> asyncio.Future[ResultT]:
+    def submit(
+        self, request: Request[ResultT], grant: SlotGrant | None = None
+    ) -> asyncio.Future[ResultT]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[ResultT] = loop.create_future()
         if self._watching is not loop and self._in_flight:
             self._wait_in_flight()  # sent from a loop that has gone away
-        self._pending.append((request.operation, future))
+        self._pending.append((request.operation, future, grant))
         if len(self._pending) >= GROUP_LIMIT:
             self._flush(wave=True)
         elif not self._flush_scheduled:
@@ -86,7 +104,7 @@ class LoopDatabase:
             self._watch(loop, store)
         self._tickets += 1
         try:
-            store.submit(self._tickets, [operation for operation, _ in group])
+            store.submit(self._tickets, _operations(group))
         except Exception as error:
             _fail(group, _typed(error))
             return
@@ -145,7 +163,7 @@ class LoopDatabase:
         if self._pending:
             group, self._pending = self._pending, []
             try:
-                outcomes = self._store.run_group([operation for operation, _ in group])
+                outcomes = self._store.run_group(_operations(group))
             except Exception as error:
                 _fail(group, _typed(error))
             else:
@@ -155,8 +173,27 @@ class LoopDatabase:
         self._store = None
 
 
+def _operations(group: list[Pending]) -> list[_core.SqliteOperation]:
+    """The group's operations as sent: each that asks for slots gets what its source has."""
+    operations = []
+    for operation, _, grant in group:
+        if grant is not None:
+            grant.granted = grant.source.reserve(grant.wanted)
+            operation = operation.with_eager_slots(grant.granted)
+        operations.append(operation)
+    return operations
+
+
+def _give_back(grant: SlotGrant | None) -> None:
+    # Before the result is handed over: the caller then starts what it leased, in its slots.
+    if grant is not None and grant.granted:
+        grant.source.unreserve(grant.granted)
+        grant.granted = 0
+
+
 def _settle(group: list[Pending], outcomes: list[tuple[bool, Any]]) -> None:
-    for (_, future), (succeeded, value) in zip(group, outcomes, strict=True):
+    for (_, future, grant), (succeeded, value) in zip(group, outcomes, strict=True):
+        _give_back(grant)
         if future.done():
             continue
         with contextlib.suppress(RuntimeError):  # its loop is closed
@@ -167,7 +204,8 @@ def _settle(group: list[Pending], outcomes: list[tuple[bool, Any]]) -> None:
 
 
 def _fail(group: list[Pending], error: Exception) -> None:
-    for _, future in group:
+    for _, future, grant in group:
+        _give_back(grant)
         if not future.done():
             with contextlib.suppress(RuntimeError):
                 future.set_exception(error)

@@ -15,6 +15,8 @@ core's (``mainspring_core::rules``): a storage loads, persists and fences.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Protocol, runtime_checkable
@@ -84,6 +86,34 @@ class ChangeNotices:
         for future in futures:
             if not future.done():
                 future.set_result(None)
+
+
+class EagerSlots(Protocol):
+    """Where a commit that may lease attempts to its caller (eager execution) takes the
+    slots they will run in: the worker's activity slots. A storage takes them as late as it
+    can (the SQLite store as it sends the commit) and gives back what it took as the commit
+    returns, before the caller starts the attempts it leased, which take their own."""
+
+    def reserve(self, wanted: int) -> int:
+        """Takes up to ``wanted`` free slots; returns how many."""
+        ...
+
+    def unreserve(self, slots: int) -> None: ...
+
+
+@contextlib.contextmanager
+def reserved_slots(eager_slots: EagerSlots | None, wanted: int) -> Iterator[int]:
+    """The slots a commit may lease attempts for, taken from ``eager_slots`` for as long as
+    the block runs (without ``eager_slots``: ``wanted``, which the caller has set aside)."""
+    if eager_slots is None:
+        yield wanted
+        return
+    slots = eager_slots.reserve(wanted) if wanted > 0 else 0
+    try:
+        yield slots
+    finally:
+        if slots:
+            eager_slots.unreserve(slots)
 
 
 @dataclass(slots=True)
@@ -290,11 +320,13 @@ class Storage(Protocol):
         *,
         eager_activity_queue: str | None = None,
         eager_activity_slots: int = 0,
+        eager_slots: EagerSlots | None = None,
     ) -> CommittedTask:
         """Commits the outcome, fenced by the lease (``StaleTaskError`` when it lapsed: then
         nothing is recorded). With the ``eager`` capability, may return up to
         ``eager_activity_slots`` attempts the outcome scheduled on ``eager_activity_queue``,
-        already leased to the caller."""
+        already leased to the caller; with ``eager_slots``, only as many as it could take
+        from there (see :class:`EagerSlots`)."""
         ...
 
     async def fail_workflow_task(self, task: WorkflowTask, message: str) -> None:
@@ -356,6 +388,7 @@ class FusedCommits(Protocol):
         *,
         eager_activity_queue: str | None = None,
         eager_activity_slots: int = 0,
+        eager_slots: EagerSlots | None = None,
     ) -> CommittedTask:
         """Records the run (``started_event``: its WorkflowStarted event as
         ``_core.encode_inbound_row`` encodes it) together with the outcome of its first
@@ -374,6 +407,7 @@ class FusedCommits(Protocol):
         *,
         eager_activity_queue: str | None = None,
         eager_activity_slots: int = 0,
+        eager_slots: EagerSlots | None = None,
     ) -> CommittedTask | None:
         """Records the result together with the outcome of the workflow task it woke, which
         the caller computed on a cached instance that has seen ``history_length`` events,

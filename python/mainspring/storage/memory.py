@@ -20,6 +20,7 @@ from .base import (
     ActivityTask,
     ChangeNotices,
     CommittedTask,
+    EagerSlots,
     QueryTask,
     StorageCapabilities,
     WorkflowDescription,
@@ -246,6 +247,7 @@ class MemoryStorage:
         *,
         eager_activity_queue: str | None = None,
         eager_activity_slots: int = 0,
+        eager_slots: EagerSlots | None = None,
     ) -> CommittedTask:
         """Eager dispatch saves nothing in memory: always returns no activities."""
         closed = self._store.complete_workflow_task(

@@ -23,12 +23,13 @@ from .. import _core
 from .._protocol import CommittedTuple, FailureTuple, WorkflowLeaseTuple
 from ..errors import QueryFailedError, StorageError
 from . import _sqlite_requests as requests
-from ._sqlite_batch import LoopDatabase
+from ._sqlite_batch import LoopDatabase, SlotGrant
 from ._sqlite_requests import Request
 from .base import (
     ActivityTask,
     ChangeNotices,
     CommittedTask,
+    EagerSlots,
     QueryTask,
     StorageCapabilities,
     WorkflowDescription,
@@ -113,8 +114,8 @@ class SqliteStorage:
         except _core.SqliteError as error:
             raise StorageError(f"cannot open the SQLite database {self.path}: {error}") from error
 
-    async def _run(self, request: Request[ResultT]) -> ResultT:
-        return await self._database.submit(request)
+    async def _run(self, request: Request[ResultT], grant: SlotGrant | None = None) -> ResultT:
+        return await self._database.submit(request, grant)
 
     async def _write(self, request: Request[ResultT]) -> ResultT:
         result = await self._database.submit(request)
@@ -295,6 +296,7 @@ class SqliteStorage:
         *,
         eager_activity_queue: str | None = None,
         eager_activity_slots: int = 0,
+        eager_slots: EagerSlots | None = None,
     ) -> CommittedTask:
         committed = await self._run(
             requests.complete_workflow_task(
@@ -305,7 +307,8 @@ class SqliteStorage:
                 task.history_length,
                 eager_activity_queue,
                 eager_activity_slots,
-            )
+            ),
+            _grant(eager_slots, eager_activity_queue, eager_activity_slots),
         )
         return self._committed(task.run_id, committed, eager_activity_queue)
 
@@ -321,6 +324,7 @@ class SqliteStorage:
         *,
         eager_activity_queue: str | None = None,
         eager_activity_slots: int = 0,
+        eager_slots: EagerSlots | None = None,
     ) -> CommittedTask:
         committed = await self._run(
             requests.start_workflow_with_first_task(
@@ -333,7 +337,8 @@ class SqliteStorage:
                 outcome,
                 eager_activity_queue,
                 eager_activity_slots,
-            )
+            ),
+            _grant(eager_slots, eager_activity_queue, eager_activity_slots),
         )
         return self._committed(run_id, committed, eager_activity_queue)
 
@@ -347,6 +352,7 @@ class SqliteStorage:
         *,
         eager_activity_queue: str | None = None,
         eager_activity_slots: int = 0,
+        eager_slots: EagerSlots | None = None,
     ) -> CommittedTask | None:
         committed = await self._run(
             requests.complete_activity_with_workflow_task(
@@ -359,7 +365,8 @@ class SqliteStorage:
                 outcome,
                 eager_activity_queue,
                 eager_activity_slots,
-            )
+            ),
+            _grant(eager_slots, eager_activity_queue, eager_activity_slots),
         )
         if committed is None:
             self._notify()  # the result alone went in and queued the run's task
@@ -478,3 +485,11 @@ class SqliteStorage:
 def _workflow_task(lease: WorkflowLeaseTuple) -> WorkflowTask:
     run_key, workflow_id, run_id, workflow_type, length, token, tail_from, tail = lease
     return WorkflowTask(workflow_id, run_id, workflow_type, length, token, run_key, tail_from, tail)
+
+
+def _grant(eager_slots: EagerSlots | None, queue: str | None, wanted: int) -> SlotGrant | None:
+    """Slots taken from ``eager_slots`` as the commit is sent (none to take without a queue
+    to lease on)."""
+    if eager_slots is None or queue is None or wanted <= 0:
+        return None
+    return SlotGrant(eager_slots, wanted)

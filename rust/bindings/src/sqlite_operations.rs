@@ -54,6 +54,21 @@ fn held(run_key: i64, scheduled_event_id: u64, token: i64) -> HeldAttempt {
 #[allow(clippy::too_many_arguments)]
 #[pymethods]
 impl PySqliteOperation {
+    /// The same operation, offering `slots` activity slots to the attempts it may lease to
+    /// the caller (eager execution): set as the operation is sent, so the slots are taken
+    /// for as short a time as possible. Operations that lease no attempts come back as they
+    /// are.
+    fn with_eager_slots(&self, slots: usize) -> Self {
+        let mut request = self.request.clone();
+        match &mut request.operation {
+            Operation::StartWorkflowWithFirstTask { eager, .. }
+            | Operation::CompleteWorkflowTask { eager, .. }
+            | Operation::CompleteActivityWithWorkflowTask { eager, .. } => eager.slots = slots,
+            _ => {}
+        }
+        PySqliteOperation { request }
+    }
+
     /// Whether the operation only reads.
     #[getter]
     fn read_only(&self) -> bool {

@@ -32,7 +32,8 @@ class WorkerConfig:
     Attributes:
         max_concurrent_activities: Activity functions running at once (a slot is held while
             the function runs; recording its outcome holds none, and a freed slot wakes the
-            poller at once).
+            poller at once). A hard bound: an attempt a workflow task's commit leases to this
+            worker directly (eager execution) runs in a slot the commit reserved.
         max_cached_workflows: Live workflow instances kept between tasks (sticky execution),
             least recently used evicted first; 0 rebuilds every instance by replay on every
             task. An evicted workflow is rebuilt by replay when its next task comes.

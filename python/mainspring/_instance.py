@@ -8,6 +8,7 @@ rebuilds one by replaying history through the same path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import collections
 import logging
 import random
@@ -467,11 +468,18 @@ class WorkflowInstance:
         target.log(level, message, *args, **kwargs)
 
     def dispose(self) -> None:
-        """Drops everything the instance holds, once its run has closed: the instance and its
-        context refer to each other (and the context's logger to the instance), so without
-        this a closed run's instance is freed only by the cyclic garbage collector, whose
-        backlog is what a busy worker's memory grows by. Not for an open run's instance: its
-        suspended coroutine still holds the context."""
+        """Drops everything the instance holds, once the worker is done with it (its run
+        closed, or it was evicted from the cache): the instance and its context refer to each
+        other (and the context's logger to the instance), so without this a dropped instance
+        is freed only by the cyclic garbage collector, whose backlog is what a busy worker's
+        memory grows by. An evicted instance's suspended coroutine still holds what it
+        awaits: it is closed here (as the collector would close it, later), its ``finally``
+        blocks running with what they log dropped and what they command discarded."""
+        task = self.main_task
+        if task is not None and not task.done():
+            self.deferred_logs = ()
+            with contextlib.suppress(BaseException):
+                task.get_coro().close()
         self.__dict__.clear()
 
     def release_logs(self, emit: bool) -> None:

@@ -63,6 +63,7 @@ class WorkflowCache:
         while len(self._instances) > self.max_instances or (
             self.bytes > self.max_bytes and self._instances
         ):
-            _, (_, evicted_size) = self._instances.popitem(last=False)
+            _, (evicted, evicted_size) = self._instances.popitem(last=False)
             self.bytes -= evicted_size
             self.evictions += 1
+            evicted.dispose()

@@ -98,6 +98,7 @@ class WorkflowTaskRunner:
         self.activities: ActivityTaskRunner | None = None
         # First workflow tasks handed over by starts in this process, being advanced.
         self._eager_starts: set[asyncio.Task[None]] = set()
+        self.workflows_closed = 0  # runs this worker's commits closed
         self._fused_starts = 0  # starts advancing their first task inline (start_and_advance)
         self.accepts_eager_starts = False
 
@@ -299,6 +300,7 @@ class WorkflowTaskRunner:
         if committed.activities and activities is not None:
             activities.start(committed.activities)
         if instance.run.is_closed:
+            self.workflows_closed += 1
             instance.dispose()
         else:
             instance.committed_length = committed.history_length

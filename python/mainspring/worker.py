@@ -102,6 +102,8 @@ class WorkerStats:
             is being recorded (they hold no slot).
         workflow_eager_starts_running: First workflow tasks of starts in this process being
             advanced right now.
+        workflow_completed: Runs this worker closed (completed, failed or cancelled by their
+            code) since it was made.
         sticky_cache_size: Workflow instances cached.
         sticky_cache_bytes: History bytes the cached instances keep (see
             ``max_cached_history_bytes``).
@@ -116,6 +118,7 @@ class WorkerStats:
     activity_attempts_started: int
     activity_attempts_reporting: int
     workflow_eager_starts_running: int
+    workflow_completed: int
     sticky_cache_size: int
     sticky_cache_bytes: int
     sticky_cache_hit: int
@@ -280,6 +283,7 @@ class Worker:
             activity_attempts_started=activities.attempts_started,
             activity_attempts_reporting=max(0, len(activities.running) - used),
             workflow_eager_starts_running=self._workflow_runner.eager_starts_running,
+            workflow_completed=self._workflow_runner.workflows_closed,
             sticky_cache_size=len(cache),
             sticky_cache_bytes=cache.bytes,
             sticky_cache_hit=cache.hits,

@@ -91,7 +91,8 @@ class ActivityTaskRunner:
         free = self.free_slots()
         if free <= 0:
             return False
-        tasks = await self._storage.poll_activity_tasks(self._task_queue, free)
+        # The slots are taken as the poll is sent (commits on their way may take some first).
+        tasks = await self._storage.poll_activity_tasks(self._task_queue, free, slots=self)
         self.start(tasks)
         return bool(tasks)
 

@@ -8,8 +8,8 @@ rebuilds one by replaying history through the same path.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import collections
+import contextlib
 import logging
 import random
 from collections.abc import Callable

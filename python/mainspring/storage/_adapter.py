@@ -565,27 +565,33 @@ class AdaptedStorage:
 
         await self._apply(load)
 
-    async def poll_activity_tasks(self, task_queue: str, max_tasks: int) -> list[ActivityTask]:
-        await self._tick()
-        candidates = await self.tables.ready_activity_tasks(task_queue, self.now_ms(), max_tasks)
-        decisions = await asyncio.gather(
-            *(self._decide(_core.RuleRequest.lease_activity_task(run, activity))
-              for run, activity in candidates),
-            return_exceptions=True,
-        )  # fmt: skip
-        tasks: list[ActivityTask] = []
-        for (run, _), decision in zip(candidates, decisions, strict=True):
-            if isinstance(decision, BaseException):
-                continue
-            try:
-                await self.tables.persist(run.key, decision)
-            except StorageConflictError:
-                continue
-            for write, _, _, record in decision.activities:
-                lease = None if record is None or write != "update" else record.lease(run)
-                if lease is not None:
-                    tasks.append(activity_task(lease, task_queue))
-        return tasks
+    async def poll_activity_tasks(
+        self, task_queue: str, max_tasks: int, *, slots: EagerSlots | None = None
+    ) -> list[ActivityTask]:
+        # The slots are held while the poll's reads, decisions and writes go on.
+        with reserved_slots(slots, max_tasks) as max_tasks:
+            await self._tick()
+            candidates = await self.tables.ready_activity_tasks(
+                task_queue, self.now_ms(), max_tasks
+            )
+            decisions = await asyncio.gather(
+                *(self._decide(_core.RuleRequest.lease_activity_task(run, activity))
+                  for run, activity in candidates),
+                return_exceptions=True,
+            )  # fmt: skip
+            tasks: list[ActivityTask] = []
+            for (run, _), decision in zip(candidates, decisions, strict=True):
+                if isinstance(decision, BaseException):
+                    continue
+                try:
+                    await self.tables.persist(run.key, decision)
+                except StorageConflictError:
+                    continue
+                for write, _, _, record in decision.activities:
+                    lease = None if record is None or write != "update" else record.lease(run)
+                    if lease is not None:
+                        tasks.append(activity_task(lease, task_queue))
+            return tasks
 
     async def complete_activity_task(
         self, task: ActivityTask, result: bytes, *, eager_workflow_lease_ms: int | None = None

@@ -30,12 +30,15 @@ class SlotGrant:
     from ``source`` as the operation is sent (not while it waits for the group before it),
     given back as its result is handed over."""
 
-    __slots__ = ("granted", "source", "wanted")
+    __slots__ = ("granted", "last", "source", "wanted")
 
-    def __init__(self, source: EagerSlots, wanted: int) -> None:
+    def __init__(self, source: EagerSlots, wanted: int, last: bool = False) -> None:
         self.source = source
         self.wanted = wanted
         self.granted = 0
+        # A poll's grant is served after the commits' of its group: a commit leases the
+        # attempts its own task scheduled and runs them through the fused path.
+        self.last = last
 
 
 Pending = tuple[_core.SqliteOperation, asyncio.Future[Any], SlotGrant | None]
@@ -175,13 +178,14 @@ class LoopDatabase:
 
 def _operations(group: list[Pending]) -> list[_core.SqliteOperation]:
     """The group's operations as sent: each that asks for slots gets what its source has."""
-    operations = []
-    for operation, _, grant in group:
-        if grant is not None:
-            grant.granted = grant.source.reserve(grant.wanted)
-            operation = operation.with_eager_slots(grant.granted)
-        operations.append(operation)
-    return operations
+    for last in (False, True):
+        for _, _, grant in group:
+            if grant is not None and grant.last is last:
+                grant.granted = grant.source.reserve(grant.wanted)
+    return [
+        operation if grant is None else operation.with_eager_slots(grant.granted)
+        for operation, _, grant in group
+    ]
 
 
 def _give_back(grant: SlotGrant | None) -> None:

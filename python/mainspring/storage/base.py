@@ -334,8 +334,12 @@ class Storage(Protocol):
         backoff and ``describe`` shows ``message``."""
         ...
 
-    async def poll_activity_tasks(self, task_queue: str, max_tasks: int) -> list[ActivityTask]:
-        """Applies due deadlines, then leases up to ``max_tasks`` ready activity attempts."""
+    async def poll_activity_tasks(
+        self, task_queue: str, max_tasks: int, *, slots: EagerSlots | None = None
+    ) -> list[ActivityTask]:
+        """Applies due deadlines, then leases up to ``max_tasks`` ready activity attempts;
+        with ``slots``, only as many as it could take from there (see :class:`EagerSlots`:
+        the caller's free slots may be taken by its commits while the poll is on its way)."""
         ...
 
     async def complete_activity_task(

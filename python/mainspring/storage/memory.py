@@ -262,7 +262,10 @@ class MemoryStorage:
         self._store.fail_workflow_task(task.run_key, task.token, message, self.now_ms())
         self._notify()
 
-    async def poll_activity_tasks(self, task_queue: str, max_tasks: int) -> list[ActivityTask]:
+    async def poll_activity_tasks(
+        self, task_queue: str, max_tasks: int, *, slots: EagerSlots | None = None
+    ) -> list[ActivityTask]:
+        # Run at once, on the caller's thread: nothing can take the caller's slots meanwhile.
         now = self._tick()
         tasks: list[ActivityTask] = []
         poll = self._store.poll_activity_task

@@ -394,9 +394,12 @@ class SqliteStorage:
             requests.fail_workflow_task(self.now_ms(), task.run_key, task.token, message)
         )
 
-    async def poll_activity_tasks(self, task_queue: str, max_tasks: int) -> list[ActivityTask]:
+    async def poll_activity_tasks(
+        self, task_queue: str, max_tasks: int, *, slots: EagerSlots | None = None
+    ) -> list[ActivityTask]:
         applied, leases = await self._run(
-            requests.poll_activity_tasks(self.now_ms(), task_queue, max_tasks)
+            requests.poll_activity_tasks(self.now_ms(), task_queue, max_tasks),
+            _grant(slots, task_queue, max_tasks, last=True),
         )
         if applied:
             self._notify()
@@ -487,9 +490,11 @@ def _workflow_task(lease: WorkflowLeaseTuple) -> WorkflowTask:
     return WorkflowTask(workflow_id, run_id, workflow_type, length, token, run_key, tail_from, tail)
 
 
-def _grant(eager_slots: EagerSlots | None, queue: str | None, wanted: int) -> SlotGrant | None:
-    """Slots taken from ``eager_slots`` as the commit is sent (none to take without a queue
-    to lease on)."""
+def _grant(
+    eager_slots: EagerSlots | None, queue: str | None, wanted: int, last: bool = False
+) -> SlotGrant | None:
+    """Slots taken from ``eager_slots`` as the operation is sent (none to take without a
+    queue to lease on)."""
     if eager_slots is None or queue is None or wanted <= 0:
         return None
-    return SlotGrant(eager_slots, wanted)
+    return SlotGrant(eager_slots, wanted, last)

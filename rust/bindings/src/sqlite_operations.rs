@@ -55,15 +55,16 @@ fn held(run_key: i64, scheduled_event_id: u64, token: i64) -> HeldAttempt {
 #[pymethods]
 impl PySqliteOperation {
     /// The same operation, offering `slots` activity slots to the attempts it may lease to
-    /// the caller (eager execution): set as the operation is sent, so the slots are taken
-    /// for as short a time as possible. Operations that lease no attempts come back as they
-    /// are.
+    /// the caller (an eager commit's, or a poll's): set as the operation is sent, so the
+    /// slots are taken for as short a time as possible. Operations that lease no attempts
+    /// come back as they are.
     fn with_eager_slots(&self, slots: usize) -> Self {
         let mut request = self.request.clone();
         match &mut request.operation {
             Operation::StartWorkflowWithFirstTask { eager, .. }
             | Operation::CompleteWorkflowTask { eager, .. }
             | Operation::CompleteActivityWithWorkflowTask { eager, .. } => eager.slots = slots,
+            Operation::PollActivityTasks { max_tasks, .. } => *max_tasks = slots as i64,
             _ => {}
         }
         PySqliteOperation { request }

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import _payload
+from . import _core, _payload
 from ._attempts import Attempt, DeadlineWatch
 from ._definitions import ActivityDefinition
 from ._failure import failure_from_exception
@@ -75,8 +75,10 @@ class ActivityTaskRunner:
         # Attempts whose function is still running: what holds a slot. A finished attempt's
         # report (its commit, and the workflow task it wakes) holds none.
         self._executing = 0
-        # Slots set aside for commits on their way that may lease attempts to this worker.
-        self._reserved = 0
+        # The slots, shared with the storage: an operation that leases attempts to this
+        # worker (a poll, an eager commit) takes one for each as it leases it; the attempt
+        # gives it back when its function ends. Attempts running are counted apart (stats).
+        self.pool = _core.SlotPool(self._capacity)
         # Slot-seconds used so far (∫ executing dt), up to _executing_since (loop time).
         self._slot_seconds = 0.0
         self._executing_since = 0.0
@@ -87,29 +89,16 @@ class ActivityTaskRunner:
 
     async def poll_once(self) -> bool:
         """Starts every ready attempt there is a free slot for; returns whether it started any.
-        (Slots are counted on the loop's thread: a set's size is the semaphore.)"""
+        (The poll takes the slots as it leases, so commits on their way may take some first.)"""
         free = self.free_slots()
         if free <= 0:
             return False
-        # The slots are taken as the poll is sent (commits on their way may take some first).
-        tasks = await self._storage.poll_activity_tasks(self._task_queue, free, slots=self)
+        tasks = await self._storage.poll_activity_tasks(self._task_queue, free, slots=self.pool)
         self.start(tasks)
         return bool(tasks)
 
     def free_slots(self) -> int:
-        return max(0, self._capacity - self._executing - self._reserved)
-
-    def reserve(self, wanted: int) -> int:
-        """Sets aside up to ``wanted`` free slots for the attempts a commit on its way may
-        lease to this worker; returns how many (give them back with :meth:`unreserve`)."""
-        granted = min(wanted, self.free_slots())
-        self._reserved += granted
-        return granted
-
-    def unreserve(self, slots: int) -> None:
-        self._reserved -= slots
-        if self._reserved < self._capacity:
-            self._wake_poller()
+        return self.pool.free
 
     @property
     def slots_used(self) -> int:
@@ -137,8 +126,14 @@ class ActivityTaskRunner:
 
     async def wait_for_work(self, storage: Storage, task_queue: str, timeout: float) -> None:
         """The activity poller's idle wait: for the storage's news while a slot is free, for
-        a slot to free while none is (freeing one wakes the poller: work may be queued)."""
+        a slot to come back while none is (an attempt's function ends, an operation gives
+        back slots it took and did not lease into). Not at all when an operation wanted
+        slots it could not have since the last look and one is free now: what it could not
+        lease (a commit's attempt, a poll cut short) waits in the store."""
+        short = self.pool.was_short()
         if self.free_slots() > 0:
+            if short:
+                return
             await storage.wait_for_work(task_queue, timeout)
             return
         freed = self._slot_freed
@@ -149,15 +144,18 @@ class ActivityTaskRunner:
 
     def _release_slot(self) -> None:
         self._slots_change(-1, self._now())
-        self._wake_poller()
+        self.pool.give(1)
+        self.slots_returned()
 
-    def _wake_poller(self) -> None:
+    def slots_returned(self) -> None:
+        """Wakes the poller if it waits for a free slot."""
         freed = self._slot_freed
         if freed is not None and not freed.done():
             freed.set_result(None)
 
     def start(self, tasks: list[ActivityTask]) -> None:
-        """Runs leased attempts (polled, or handed over by a commit)."""
+        """Runs leased attempts (polled, or handed over by a commit), each in the slot the
+        operation that leased it took."""
         loop = asyncio.get_running_loop()
         running = self.running
         now = loop.time()

@@ -35,6 +35,7 @@ __all__ = [
     "RuleRequest",
     "Rules",
     "RunRecord",
+    "SlotPool",
     "SqliteError",
     "SqliteOperation",
     "SqliteStore",
@@ -151,7 +152,7 @@ class SqliteOperation:
 
     @property
     def read_only(self) -> bool: ...
-    def with_eager_slots(self, slots: int) -> SqliteOperation: ...
+    def with_slot_pool(self, pool: SlotPool) -> SqliteOperation: ...
     @staticmethod
     def start_workflow(
         now: int,
@@ -262,6 +263,17 @@ class SqliteOperation:
     def busy_and_wakeup(now: int) -> SqliteOperation: ...
     @staticmethod
     def data_version(now: int) -> SqliteOperation: ...
+
+@final
+class SlotPool:
+    """A worker's activity slots, shared with the SQLite store's thread."""
+
+    def __new__(cls, free: int) -> SlotPool: ...
+    @property
+    def free(self) -> int: ...
+    def take(self, wanted: int) -> int: ...
+    def give(self, slots: int) -> None: ...
+    def was_short(self) -> bool: ...
 
 @final
 class SqliteStore:

@@ -154,6 +154,7 @@ class WorkflowTaskRunner:
             raise
         finally:
             self._fused_starts -= 1
+            self._commit_returned()
         instance.release_logs(emit=True)
         self._committed(run_id, instance, committed)
         return True
@@ -275,6 +276,8 @@ class WorkflowTaskRunner:
             # Our lease expired and another worker owns the run now: drop our copy.
             logger.info("workflow task of %s lost its lease; dropped", task.workflow_id)
             return
+        finally:
+            self._commit_returned()
         self._committed(task.run_id, instance, committed)
 
     def _eager_room(self, instance: WorkflowInstance) -> dict[str, Any]:
@@ -290,8 +293,15 @@ class WorkflowTaskRunner:
         return {
             "eager_activity_queue": self._task_queue,
             "eager_activity_slots": wanted,
-            "eager_slots": activities,
+            "eager_slots": activities.pool,
         }
+
+    def _commit_returned(self) -> None:
+        # The slots the commit took and did not lease into are free again (the storage gave
+        # them back as it ran): the activity poller may be waiting for one.
+        activities = self.activities
+        if activities is not None:
+            activities.slots_returned()
 
     def _committed(self, run_id: str, instance: WorkflowInstance, committed: CommittedTask) -> None:
         """After a commit: starts the attempts it leased to us, and caches the instance with
@@ -345,6 +355,8 @@ class WorkflowTaskRunner:
         except BaseException:
             instance.release_logs(emit=False)
             raise
+        finally:
+            self._commit_returned()
         instance.release_logs(emit=committed is not None)
         if committed is not None:
             self._committed(task.run_id, instance, committed)

@@ -32,13 +32,13 @@ from .base import (
     CommittedTask,
     EagerSlots,
     QueryTask,
+    SlotHold,
     StorageCapabilities,
     WorkflowDescription,
     WorkflowPage,
     WorkflowTask,
     description_from_row,
     page_from_rows,
-    reserved_slots,
 )
 from .memory import SystemClock, VirtualClock, activity_task
 
@@ -346,8 +346,8 @@ class AdaptedStorage:
         eager_activity_slots: int = 0,
         eager_slots: EagerSlots | None = None,
     ) -> CommittedTask:
-        # The slots are held while the operation's reads, decision and write go on.
-        with reserved_slots(eager_slots, eager_activity_slots) as slots:
+        # Slots are taken while the operation's reads, decision and write go on.
+        with SlotHold(eager_slots, eager_activity_slots) as hold:
 
             async def load() -> tuple[int | None, _core.RuleRequest]:
                 request = _core.RuleRequest.start_workflow_with_first_task(
@@ -358,12 +358,14 @@ class AdaptedStorage:
                     started_event,
                     outcome,
                     eager_activity_queue,
-                    slots,
+                    hold.granted,
                 )
                 return None, request
 
             key, decisions = await self._apply(load)
-            return self._committed(await self._run(key), decisions, eager_activity_queue)
+            committed = self._committed(await self._run(key), decisions, eager_activity_queue)
+            hold.keep(len(committed.activities))
+            return committed
 
     async def _on_current_run(
         self, workflow_id: str, make: Callable[[_core.RunRecord], _core.RuleRequest]
@@ -541,8 +543,8 @@ class AdaptedStorage:
         eager_activity_slots: int = 0,
         eager_slots: EagerSlots | None = None,
     ) -> CommittedTask:
-        # The slots are held while the operation's reads, decision and write go on.
-        with reserved_slots(eager_slots, eager_activity_slots) as slots:
+        # Slots are taken while the operation's reads, decision and write go on.
+        with SlotHold(eager_slots, eager_activity_slots) as hold:
 
             async def load() -> tuple[int | None, _core.RuleRequest]:
                 request = _core.RuleRequest.complete_workflow_task(
@@ -551,12 +553,14 @@ class AdaptedStorage:
                     outcome,
                     task.history_length,
                     eager_activity_queue,
-                    slots,
+                    hold.granted,
                 )
                 return task.run_key, request
 
             _, decisions = await self._apply(load, follow_up=True)
-            return self._committed(_last_run(decisions), decisions, eager_activity_queue)
+            committed = self._committed(_last_run(decisions), decisions, eager_activity_queue)
+            hold.keep(len(committed.activities))
+            return committed
 
     async def fail_workflow_task(self, task: WorkflowTask, message: str) -> None:
         async def load() -> tuple[int | None, _core.RuleRequest]:
@@ -568,11 +572,11 @@ class AdaptedStorage:
     async def poll_activity_tasks(
         self, task_queue: str, max_tasks: int, *, slots: EagerSlots | None = None
     ) -> list[ActivityTask]:
-        # The slots are held while the poll's reads, decisions and writes go on.
-        with reserved_slots(slots, max_tasks) as max_tasks:
+        # Slots are taken while the poll's reads, decisions and writes go on.
+        with SlotHold(slots, max_tasks) as hold:
             await self._tick()
             candidates = await self.tables.ready_activity_tasks(
-                task_queue, self.now_ms(), max_tasks
+                task_queue, self.now_ms(), hold.granted
             )
             decisions = await asyncio.gather(
                 *(self._decide(_core.RuleRequest.lease_activity_task(run, activity))
@@ -591,6 +595,7 @@ class AdaptedStorage:
                     lease = None if record is None or write != "update" else record.lease(run)
                     if lease is not None:
                         tasks.append(activity_task(lease, task_queue))
+            hold.keep(len(tasks))
             return tasks
 
     async def complete_activity_task(
@@ -622,8 +627,8 @@ class AdaptedStorage:
         eager_activity_slots: int = 0,
         eager_slots: EagerSlots | None = None,
     ) -> CommittedTask | None:
-        # The slots are held while the operation's reads, decision and write go on.
-        with reserved_slots(eager_slots, eager_activity_slots) as slots:
+        # Slots are taken while the operation's reads, decision and write go on.
+        with SlotHold(eager_slots, eager_activity_slots) as hold:
 
             async def load() -> tuple[int | None, _core.RuleRequest]:
                 run, activity = await self._held(task)
@@ -635,14 +640,16 @@ class AdaptedStorage:
                     history_length,
                     outcome,
                     eager_activity_queue,
-                    slots,
+                    hold.granted,
                 )
                 return run.key, request
 
             _, decisions = await self._apply(load, follow_up=True)
             if not decisions[0].fused:
                 return None
-            return self._committed(_last_run(decisions), decisions, eager_activity_queue)
+            committed = self._committed(_last_run(decisions), decisions, eager_activity_queue)
+            hold.keep(len(committed.activities))
+            return committed
 
     async def fail_activity_task(self, task: ActivityTask, failure: FailureTuple) -> None:
         async def load() -> tuple[int | None, _core.RuleRequest]:

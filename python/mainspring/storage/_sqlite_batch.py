@@ -20,28 +20,9 @@ from typing import Any, TypeVar
 from .. import _core
 from ..errors import MainspringError, StorageError
 from ._sqlite_requests import Request
-from .base import EagerSlots
 
 ResultT = TypeVar("ResultT")
-
-
-class SlotGrant:
-    """The activity slots an operation that may lease attempts to its caller asks for: taken
-    from ``source`` as the operation is sent (not while it waits for the group before it),
-    given back as its result is handed over."""
-
-    __slots__ = ("granted", "last", "source", "wanted")
-
-    def __init__(self, source: EagerSlots, wanted: int, last: bool = False) -> None:
-        self.source = source
-        self.wanted = wanted
-        self.granted = 0
-        # A poll's grant is served after the commits' of its group: a commit leases the
-        # attempts its own task scheduled and runs them through the fused path.
-        self.last = last
-
-
-Pending = tuple[_core.SqliteOperation, asyncio.Future[Any], SlotGrant | None]
+Pending = tuple[_core.SqliteOperation, asyncio.Future[Any]]
 
 # A wave of operations (a thousand workflows started at once) is sent in groups of this many
 # as it is submitted, so the store's thread commits the first groups while this thread still
@@ -60,14 +41,12 @@ class LoopDatabase:
         self._watching: asyncio.AbstractEventLoop | None = None
         self._receiver: asyncio.Task[None] | None = None
 
-    def submit(
-        self, request: Request[ResultT], grant: SlotGrant | None = None
-    ) -> asyncio.Future[ResultT]:
+    def submit(self, request: Request[ResultT]) -> asyncio.Future[ResultT]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[ResultT] = loop.create_future()
         if self._watching is not loop and self._in_flight:
             self._wait_in_flight()  # sent from a loop that has gone away
-        self._pending.append((request.operation, future, grant))
+        self._pending.append((request.operation, future))
         if len(self._pending) >= GROUP_LIMIT:
             self._flush(wave=True)
         elif not self._flush_scheduled:
@@ -107,7 +86,7 @@ class LoopDatabase:
             self._watch(loop, store)
         self._tickets += 1
         try:
-            store.submit(self._tickets, _operations(group))
+            store.submit(self._tickets, [operation for operation, _ in group])
         except Exception as error:
             _fail(group, _typed(error))
             return
@@ -166,7 +145,7 @@ class LoopDatabase:
         if self._pending:
             group, self._pending = self._pending, []
             try:
-                outcomes = self._store.run_group(_operations(group))
+                outcomes = self._store.run_group([operation for operation, _ in group])
             except Exception as error:
                 _fail(group, _typed(error))
             else:
@@ -176,28 +155,8 @@ class LoopDatabase:
         self._store = None
 
 
-def _operations(group: list[Pending]) -> list[_core.SqliteOperation]:
-    """The group's operations as sent: each that asks for slots gets what its source has."""
-    for last in (False, True):
-        for _, _, grant in group:
-            if grant is not None and grant.last is last:
-                grant.granted = grant.source.reserve(grant.wanted)
-    return [
-        operation if grant is None else operation.with_eager_slots(grant.granted)
-        for operation, _, grant in group
-    ]
-
-
-def _give_back(grant: SlotGrant | None) -> None:
-    # Before the result is handed over: the caller then starts what it leased, in its slots.
-    if grant is not None and grant.granted:
-        grant.source.unreserve(grant.granted)
-        grant.granted = 0
-
-
 def _settle(group: list[Pending], outcomes: list[tuple[bool, Any]]) -> None:
-    for (_, future, grant), (succeeded, value) in zip(group, outcomes, strict=True):
-        _give_back(grant)
+    for (_, future), (succeeded, value) in zip(group, outcomes, strict=True):
         if future.done():
             continue
         with contextlib.suppress(RuntimeError):  # its loop is closed
@@ -208,8 +167,7 @@ def _settle(group: list[Pending], outcomes: list[tuple[bool, Any]]) -> None:
 
 
 def _fail(group: list[Pending], error: Exception) -> None:
-    for _, future, grant in group:
-        _give_back(grant)
+    for _, future in group:
         if not future.done():
             with contextlib.suppress(RuntimeError):
                 future.set_exception(error)

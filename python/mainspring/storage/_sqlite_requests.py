@@ -35,6 +35,13 @@ class Request(Generic[ResultT]):
     def __init__(self, operation: _core.SqliteOperation) -> None:
         self.operation = operation
 
+    def taking_slots(self, pool: _core.SlotPool | None) -> Request[ResultT]:
+        """The request, leasing attempts to the caller only into slots it takes from
+        ``pool`` as it runs (see ``storage.base.EagerSlots``); as it is without a pool."""
+        if pool is None:
+            return self
+        return Request(self.operation.with_slot_pool(pool))
+
 
 Operation = _core.SqliteOperation
 

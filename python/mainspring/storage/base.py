@@ -15,12 +15,11 @@ core's (``mainspring_core::rules``): a storage loads, persists and fences.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeAlias, runtime_checkable
 
+from .. import _core
 from .._protocol import FailureTuple, SummaryTuple
 
 
@@ -88,32 +87,36 @@ class ChangeNotices:
                 future.set_result(None)
 
 
-class EagerSlots(Protocol):
-    """Where a commit that may lease attempts to its caller (eager execution) takes the
-    slots they will run in: the worker's activity slots. A storage takes them as late as it
-    can (the SQLite store as it sends the commit) and gives back what it took as the commit
-    returns, before the caller starts the attempts it leased, which take their own."""
-
-    def reserve(self, wanted: int) -> int:
-        """Takes up to ``wanted`` free slots; returns how many."""
-        ...
-
-    def unreserve(self, slots: int) -> None: ...
+#: A worker's activity slots (``_core.SlotPool``): an operation that leases attempts to its
+#: caller (an eager commit, a poll) takes one for each attempt it leases, as late as the
+#: storage can (the SQLite store as the operation runs on its thread), and gives back the
+#: ones it took but did not lease. A leased attempt's slot stays taken: it runs in it, and
+#: the caller gives it back when the attempt's function ends.
+EagerSlots: TypeAlias = _core.SlotPool
 
 
-@contextlib.contextmanager
-def reserved_slots(eager_slots: EagerSlots | None, wanted: int) -> Iterator[int]:
-    """The slots a commit may lease attempts for, taken from ``eager_slots`` for as long as
-    the block runs (without ``eager_slots``: ``wanted``, which the caller has set aside)."""
-    if eager_slots is None:
-        yield wanted
-        return
-    slots = eager_slots.reserve(wanted) if wanted > 0 else 0
-    try:
-        yield slots
-    finally:
-        if slots:
-            eager_slots.unreserve(slots)
+class SlotHold:
+    """The slots an operation of a storage that decides in Python takes while it runs:
+    ``granted`` of them (all of ``wanted`` without a pool, which the caller vouches for);
+    those it did not ``keep`` for the attempts it leased go back at the end."""
+
+    __slots__ = ("granted", "kept", "pool")
+
+    def __init__(self, pool: EagerSlots | None, wanted: int) -> None:
+        self.pool = pool
+        self.granted = wanted if pool is None else (pool.take(wanted) if wanted > 0 else 0)
+        self.kept = 0
+
+    def keep(self, leased: int) -> None:
+        """``leased`` of the slots stay taken, by the attempts the operation leased."""
+        self.kept = leased
+
+    def __enter__(self) -> SlotHold:
+        return self
+
+    def __exit__(self, *exception: object) -> None:
+        if self.pool is not None:
+            self.pool.give(self.granted - self.kept)
 
 
 @dataclass(slots=True)
@@ -326,7 +329,7 @@ class Storage(Protocol):
         nothing is recorded). With the ``eager`` capability, may return up to
         ``eager_activity_slots`` attempts the outcome scheduled on ``eager_activity_queue``,
         already leased to the caller; with ``eager_slots``, only as many as it could take
-        from there (see :class:`EagerSlots`)."""
+        from there (see ``EagerSlots``)."""
         ...
 
     async def fail_workflow_task(self, task: WorkflowTask, message: str) -> None:
@@ -338,8 +341,7 @@ class Storage(Protocol):
         self, task_queue: str, max_tasks: int, *, slots: EagerSlots | None = None
     ) -> list[ActivityTask]:
         """Applies due deadlines, then leases up to ``max_tasks`` ready activity attempts;
-        with ``slots``, only as many as it could take from there (see :class:`EagerSlots`:
-        the caller's free slots may be taken by its commits while the poll is on its way)."""
+        with ``slots``, only as many as it could take from there (see ``EagerSlots``)."""
         ...
 
     async def complete_activity_task(

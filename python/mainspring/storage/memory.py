@@ -22,6 +22,7 @@ from .base import (
     CommittedTask,
     EagerSlots,
     QueryTask,
+    SlotHold,
     StorageCapabilities,
     WorkflowDescription,
     WorkflowPage,
@@ -265,12 +266,13 @@ class MemoryStorage:
     async def poll_activity_tasks(
         self, task_queue: str, max_tasks: int, *, slots: EagerSlots | None = None
     ) -> list[ActivityTask]:
-        # Run at once, on the caller's thread: nothing can take the caller's slots meanwhile.
         now = self._tick()
         tasks: list[ActivityTask] = []
         poll = self._store.poll_activity_task
-        while len(tasks) < max_tasks and (lease := poll(task_queue, now)) is not None:
-            tasks.append(activity_task(lease, task_queue))
+        with SlotHold(slots, max_tasks) as hold:
+            while len(tasks) < hold.granted and (lease := poll(task_queue, now)) is not None:
+                tasks.append(activity_task(lease, task_queue))
+            hold.keep(len(tasks))
         return tasks
 
     async def complete_activity_task(

@@ -23,7 +23,7 @@ from .. import _core
 from .._protocol import CommittedTuple, FailureTuple, WorkflowLeaseTuple
 from ..errors import QueryFailedError, StorageError
 from . import _sqlite_requests as requests
-from ._sqlite_batch import LoopDatabase, SlotGrant
+from ._sqlite_batch import LoopDatabase
 from ._sqlite_requests import Request
 from .base import (
     ActivityTask,
@@ -114,8 +114,8 @@ class SqliteStorage:
         except _core.SqliteError as error:
             raise StorageError(f"cannot open the SQLite database {self.path}: {error}") from error
 
-    async def _run(self, request: Request[ResultT], grant: SlotGrant | None = None) -> ResultT:
-        return await self._database.submit(request, grant)
+    async def _run(self, request: Request[ResultT]) -> ResultT:
+        return await self._database.submit(request)
 
     async def _write(self, request: Request[ResultT]) -> ResultT:
         result = await self._database.submit(request)
@@ -307,8 +307,7 @@ class SqliteStorage:
                 task.history_length,
                 eager_activity_queue,
                 eager_activity_slots,
-            ),
-            _grant(eager_slots, eager_activity_queue, eager_activity_slots),
+            ).taking_slots(eager_slots if eager_activity_queue is not None else None)
         )
         return self._committed(task.run_id, committed, eager_activity_queue)
 
@@ -337,8 +336,7 @@ class SqliteStorage:
                 outcome,
                 eager_activity_queue,
                 eager_activity_slots,
-            ),
-            _grant(eager_slots, eager_activity_queue, eager_activity_slots),
+            ).taking_slots(eager_slots if eager_activity_queue is not None else None)
         )
         return self._committed(run_id, committed, eager_activity_queue)
 
@@ -365,8 +363,7 @@ class SqliteStorage:
                 outcome,
                 eager_activity_queue,
                 eager_activity_slots,
-            ),
-            _grant(eager_slots, eager_activity_queue, eager_activity_slots),
+            ).taking_slots(eager_slots if eager_activity_queue is not None else None)
         )
         if committed is None:
             self._notify()  # the result alone went in and queued the run's task
@@ -398,8 +395,7 @@ class SqliteStorage:
         self, task_queue: str, max_tasks: int, *, slots: EagerSlots | None = None
     ) -> list[ActivityTask]:
         applied, leases = await self._run(
-            requests.poll_activity_tasks(self.now_ms(), task_queue, max_tasks),
-            _grant(slots, task_queue, max_tasks, last=True),
+            requests.poll_activity_tasks(self.now_ms(), task_queue, max_tasks).taking_slots(slots),
         )
         if applied:
             self._notify()
@@ -488,13 +484,3 @@ class SqliteStorage:
 def _workflow_task(lease: WorkflowLeaseTuple) -> WorkflowTask:
     run_key, workflow_id, run_id, workflow_type, length, token, tail_from, tail = lease
     return WorkflowTask(workflow_id, run_id, workflow_type, length, token, run_key, tail_from, tail)
-
-
-def _grant(
-    eager_slots: EagerSlots | None, queue: str | None, wanted: int, last: bool = False
-) -> SlotGrant | None:
-    """Slots taken from ``eager_slots`` as the operation is sent (none to take without a
-    queue to lease on)."""
-    if eager_slots is None or queue is None or wanted <= 0:
-        return None
-    return SlotGrant(eager_slots, wanted, last)

@@ -3,8 +3,10 @@
 //! back across the boundary. The results are the tuples the Python storage hands out; their
 //! layouts are in `_core.pyi` and the typed wrappers of `storage/_sqlite_requests.py`.
 
+use std::sync::Arc;
+
 use mainspring_sqlite::{
-    Committed, Eager, HeldAttempt, NewRun, Operation, Output, Request, RunSummary,
+    Committed, Eager, HeldAttempt, NewRun, Operation, Output, Request, RunSummary, SlotPool,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
@@ -24,7 +26,47 @@ fn made(now: i64, operation: Operation) -> PySqliteOperation {
 }
 
 fn eager(queue: Option<String>, slots: usize) -> Eager {
-    Eager { queue, slots }
+    Eager {
+        queue,
+        slots,
+        pool: None,
+    }
+}
+
+/// A worker's activity slots, shared with the store's thread (see `mainspring_sqlite::SlotPool`):
+/// an operation given it takes a slot for each attempt it leases to the caller, as it runs.
+#[pyclass(name = "SlotPool", module = "mainspring._core", frozen)]
+pub struct PySlotPool {
+    pub pool: Arc<SlotPool>,
+}
+
+#[pymethods]
+impl PySlotPool {
+    #[new]
+    fn new(free: usize) -> Self {
+        PySlotPool {
+            pool: Arc::new(SlotPool::new(free)),
+        }
+    }
+
+    #[getter]
+    fn free(&self) -> usize {
+        self.pool.free()
+    }
+
+    /// Takes up to `wanted` free slots; returns how many.
+    fn take(&self, wanted: usize) -> usize {
+        self.pool.take(wanted)
+    }
+
+    fn give(&self, slots: usize) {
+        self.pool.give(slots)
+    }
+
+    /// Whether a take got fewer slots than it wanted since the last call (and clears it).
+    fn was_short(&self) -> bool {
+        self.pool.was_short()
+    }
 }
 
 fn new_run(
@@ -54,17 +96,18 @@ fn held(run_key: i64, scheduled_event_id: u64, token: i64) -> HeldAttempt {
 #[allow(clippy::too_many_arguments)]
 #[pymethods]
 impl PySqliteOperation {
-    /// The same operation, offering `slots` activity slots to the attempts it may lease to
-    /// the caller (an eager commit's, or a poll's): set as the operation is sent, so the
-    /// slots are taken for as short a time as possible. Operations that lease no attempts
-    /// come back as they are.
-    fn with_eager_slots(&self, slots: usize) -> Self {
+    /// The same operation, leasing attempts to the caller only into slots it takes from
+    /// `pool` as it runs (an eager commit's attempts, a poll's): a slot is spoken for from the
+    /// moment an attempt is leased into it, and two operations of a group never lease into
+    /// the same one. Operations that lease no attempts come back as they are.
+    fn with_slot_pool(&self, pool: &PySlotPool) -> Self {
         let mut request = self.request.clone();
+        let shared = Some(Arc::clone(&pool.pool));
         match &mut request.operation {
             Operation::StartWorkflowWithFirstTask { eager, .. }
             | Operation::CompleteWorkflowTask { eager, .. }
-            | Operation::CompleteActivityWithWorkflowTask { eager, .. } => eager.slots = slots,
-            Operation::PollActivityTasks { max_tasks, .. } => *max_tasks = slots as i64,
+            | Operation::CompleteActivityWithWorkflowTask { eager, .. } => eager.pool = shared,
+            Operation::PollActivityTasks { pool, .. } => *pool = shared,
             _ => {}
         }
         PySqliteOperation { request }
@@ -290,6 +333,7 @@ impl PySqliteOperation {
             Operation::PollActivityTasks {
                 task_queue,
                 max_tasks,
+                pool: None,
             },
         )
     }

@@ -295,6 +295,7 @@ fn sqlite_migrations() -> Vec<&'static str> {
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<PySqliteStore>()?;
     module.add_class::<PySqliteOperation>()?;
+    module.add_class::<crate::sqlite_operations::PySlotPool>()?;
     module.add_function(wrap_pyfunction!(sqlite_migrations, module)?)?;
     module.add("SQLITE_SCHEMA_VERSION", mainspring_sqlite::SCHEMA_VERSION)?;
     module.add("SqliteError", module.py().get_type::<SqliteError>())?;

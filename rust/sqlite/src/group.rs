@@ -2,7 +2,7 @@
 
 use crate::error::{StoreError, StoreResult};
 use crate::open::Store;
-use crate::operation::{execute, Output, Request};
+use crate::operation::{execute, release_slots, Output, Request};
 
 /// Runs the group in one transaction and returns each operation's result. First without
 /// savepoints (the common case: nothing fails); if an operation fails, the transaction is
@@ -43,13 +43,35 @@ fn attempt(
     };
     store.connection.execute_batch(begin)?;
     let mut results = Vec::with_capacity(requests.len());
+    let outcome = run_all(store, requests, isolate, &mut results);
+    match outcome {
+        Ok(true) => Ok(Some(results)),
+        // Rolled back, or not committed: what the operations leased was never leased.
+        Ok(false) | Err(_) => {
+            for (request, result) in requests.iter().zip(&results) {
+                if let Ok(output) = result {
+                    release_slots(request, output);
+                }
+            }
+            outcome.map(|_| None)
+        }
+    }
+}
+
+/// The operations, then the commit; false if one failed unisolated (rolled back).
+fn run_all(
+    store: &mut Store,
+    requests: &[Request],
+    isolate: bool,
+    results: &mut Vec<StoreResult<Output>>,
+) -> rusqlite::Result<bool> {
     for request in requests {
         if !isolate {
             match execute(store, request) {
                 Ok(output) => results.push(Ok(output)),
                 Err(_) => {
                     store.connection.execute_batch("ROLLBACK")?;
-                    return Ok(None);
+                    return Ok(false);
                 }
             }
             continue;
@@ -63,5 +85,5 @@ fn attempt(
         results.push(result);
     }
     store.connection.execute_batch("COMMIT")?;
-    Ok(Some(results))
+    Ok(true)
 }

@@ -20,6 +20,7 @@ mod query_plans;
 mod records;
 mod runs;
 mod schema;
+mod slots;
 mod workflow_tasks;
 
 pub use error::{StoreError, StoreResult};
@@ -32,3 +33,4 @@ pub use operation::{
 };
 pub use rusqlite;
 pub use schema::{Migration, MIGRATIONS, SCHEMA_VERSION};
+pub use slots::SlotPool;

@@ -3,6 +3,8 @@
 //! fails (and its group rolls it back). Each loads the records it needs, has the rules of
 //! `mainspring-core` decide, and persists the plan, fenced (`records`).
 
+use std::sync::Arc;
+
 use mainspring_core::history::Failure;
 use mainspring_core::rules::{ActivityTaskLease, WorkflowTaskLease};
 
@@ -12,14 +14,17 @@ use crate::error::StoreResult;
 use crate::open::Store;
 use crate::polls;
 use crate::runs;
+use crate::slots::SlotPool;
 use crate::workflow_tasks;
 
 /// Where a commit may hand activity attempts straight to its caller: the caller's task queue
-/// and how many attempts it can start now (eager execution).
+/// and how many attempts it can start now (eager execution); with `pool`, `slots` is how
+/// many it would take, and it takes them from the pool as it runs (see [`SlotPool`]).
 #[derive(Clone, Debug, Default)]
 pub struct Eager {
     pub queue: Option<String>,
     pub slots: usize,
+    pub pool: Option<Arc<SlotPool>>,
 }
 
 /// The identity of a run being started.
@@ -117,6 +122,9 @@ pub enum Operation {
     PollActivityTasks {
         task_queue: String,
         max_tasks: i64,
+        /// The caller's slots: with them, `max_tasks` is how many it would take, and the
+        /// poll leases only as many as it takes from the pool as it runs.
+        pool: Option<Arc<SlotPool>>,
     },
     /// A workflow id's latest run.
     DescribeWorkflow {
@@ -267,8 +275,71 @@ pub enum Output {
     BusyAndWakeup(i64, Option<i64>),
 }
 
-/// Runs one operation on the store's connection (inside the caller's transaction).
+impl Operation {
+    /// The caller's slot pool and how many slots the operation would take from it.
+    fn slot_pool(&self) -> Option<(&SlotPool, usize)> {
+        match self {
+            Operation::StartWorkflowWithFirstTask { eager, .. }
+            | Operation::CompleteWorkflowTask { eager, .. }
+            | Operation::CompleteActivityWithWorkflowTask { eager, .. } => {
+                eager.pool.as_deref().map(|pool| (pool, eager.slots))
+            }
+            Operation::PollActivityTasks {
+                max_tasks, pool, ..
+            } => pool
+                .as_deref()
+                .map(|pool| (pool, (*max_tasks).max(0) as usize)),
+            _ => None,
+        }
+    }
+}
+
+impl Output {
+    /// Activity attempts this output leased to the caller (each holds one of its slots).
+    fn attempts_leased(&self) -> usize {
+        match self {
+            Output::Committed(committed) => committed.leases.len(),
+            Output::ActivityPoll(_, leases) => leases.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// Runs one operation on the store's connection (inside the caller's transaction). One that
+/// leases attempts into the caller's slot pool takes the slots as it runs and gives back what
+/// it did not lease.
 pub fn execute(store: &mut Store, request: &Request) -> StoreResult<Output> {
+    let Some((pool, wanted)) = request.operation.slot_pool() else {
+        return run(store, request, None);
+    };
+    let granted = pool.take(wanted);
+    let result = run(store, request, Some(granted));
+    let leased = result.as_ref().map_or(0, Output::attempts_leased);
+    pool.give(granted.saturating_sub(leased));
+    result
+}
+
+/// Gives back the slots an operation's output took, when its transaction did not commit
+/// (the attempts it leased were never leased).
+pub fn release_slots(request: &Request, output: &Output) {
+    if let Some((pool, _)) = request.operation.slot_pool() {
+        pool.give(output.attempts_leased());
+    }
+}
+
+/// `eager` with the slots taken for it, if they were.
+fn granted_eager(eager: &Eager, granted: Option<usize>) -> std::borrow::Cow<'_, Eager> {
+    match granted {
+        None => std::borrow::Cow::Borrowed(eager),
+        Some(slots) => std::borrow::Cow::Owned(Eager {
+            queue: eager.queue.clone(),
+            slots,
+            pool: None,
+        }),
+    }
+}
+
+fn run(store: &mut Store, request: &Request, granted: Option<usize>) -> StoreResult<Output> {
     let now = request.now;
     match &request.operation {
         Operation::StartWorkflow {
@@ -287,7 +358,7 @@ pub fn execute(store: &mut Store, request: &Request) -> StoreResult<Output> {
             run,
             started_row,
             outcome,
-            eager,
+            &granted_eager(eager, granted),
         )
         .map(Output::Committed),
         Operation::CompleteWorkflowTask {
@@ -303,7 +374,7 @@ pub fn execute(store: &mut Store, request: &Request) -> StoreResult<Output> {
             *token,
             outcome.as_deref(),
             *leased_length,
-            eager,
+            &granted_eager(eager, granted),
         )
         .map(Output::Committed),
         Operation::FailWorkflowTask {
@@ -325,7 +396,7 @@ pub fn execute(store: &mut Store, request: &Request) -> StoreResult<Output> {
             result_row,
             *expected_length,
             outcome,
-            eager,
+            &granted_eager(eager, granted),
         )
         .map(|committed| committed.map_or(Output::ResultOnly, Output::Committed)),
         Operation::CompleteActivityTask {
@@ -376,8 +447,14 @@ pub fn execute(store: &mut Store, request: &Request) -> StoreResult<Output> {
         Operation::PollActivityTasks {
             task_queue,
             max_tasks,
-        } => polls::poll_activity_tasks(store, now, task_queue, *max_tasks)
-            .map(|(applied, leases)| Output::ActivityPoll(applied, leases)),
+            ..
+        } => polls::poll_activity_tasks(
+            store,
+            now,
+            task_queue,
+            granted.map_or(*max_tasks, |slots| slots as i64),
+        )
+        .map(|(applied, leases)| Output::ActivityPoll(applied, leases)),
         Operation::DescribeWorkflow { workflow_id } => {
             runs::describe_workflow(&store.connection, workflow_id).map(Output::Run)
         }

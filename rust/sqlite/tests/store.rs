@@ -155,6 +155,7 @@ fn a_task_commit_is_fenced_by_its_lease_and_hands_eager_activities_back() {
             eager: Eager {
                 queue: Some("q".into()),
                 slots: 1,
+                pool: None,
             },
         },
     };

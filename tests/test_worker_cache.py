@@ -173,8 +173,9 @@ async def test_a_query_deferred_while_another_worker_runs_the_first_task_is_answ
     async with Worker(env.client, task_queue=TASK_QUEUE, workflows=[cart]):
         await _until_first_task_done(handle)
     waiting._deferred_checked = float("-inf")  # as if a poll interval had passed
-    await waiting._look_again_at_deferred()
-    assert await asking == []
+    # A poll that finds no task of its own still looks at the deferred queries again.
+    await waiting.poll_once()
+    assert await asyncio.wait_for(asking, timeout=5) == []
     assert waiting._deferred_queries == {}
 
 
@@ -211,3 +212,18 @@ async def test_run_ids_are_time_ordered_uuids(env: Environment) -> None:
     ids = [(await handle.describe()).run_id for handle in (first, second)]
     assert [uuid.UUID(run_id).version for run_id in ids] == [7, 7]
     assert ids[0] < ids[1]
+
+
+async def test_slots_an_operation_leased_for_a_caller_that_gave_up_go_back() -> None:
+    # The store ran the commit (its attempts took two slots) but the caller was cancelled
+    # meanwhile: nobody will start those attempts, so their slots must not stay taken.
+    from mainspring import _core
+    from mainspring.storage import _sqlite_batch
+
+    pool = _core.SlotPool(5)
+    assert pool.take(2) == 2
+    gave_up: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    gave_up.cancel()
+    committed = (None, ["lease", "lease"], False, None, 3)  # the shape of a CommittedTuple
+    _sqlite_batch._settle([(None, gave_up, pool)], [(True, committed)])  # type: ignore[list-item]
+    assert pool.free == 5

@@ -478,7 +478,9 @@ class WorkflowInstance:
         task = self.main_task
         if task is not None and not task.done():
             self.deferred_logs = ()
-            with contextlib.suppress(BaseException):
+            # On its own loop, as it ran: cleanup code sees the workflow's loop, not the
+            # worker's.
+            with self.loop.running(), contextlib.suppress(BaseException):
                 task.get_coro().close()
         self.__dict__.clear()
 

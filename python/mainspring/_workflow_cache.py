@@ -57,6 +57,8 @@ class WorkflowCache:
         previous = self._instances.pop(run_id, None)
         if previous is not None:
             self.bytes -= previous[1]
+            if previous[0] is not instance:
+                previous[0].dispose()
         size = retained_bytes(instance)
         self._instances[run_id] = (instance, size)
         self.bytes += size

@@ -96,6 +96,9 @@ class WorkflowTaskRunner:
         # Set by the worker when it also runs activities: attempts a commit leased eagerly
         # start at once on this worker (see Storage.complete_workflow_task).
         self.activities: ActivityTaskRunner | None = None
+        # The runner whose slots eager commits take (kept when shutdown stops eager dispatch:
+        # a commit already on its way still leases into them, and what it leased must run).
+        self.slots_owner: ActivityTaskRunner | None = None
         # First workflow tasks handed over by starts in this process, being advanced.
         self._eager_starts: set[asyncio.Task[None]] = set()
         self.workflows_closed = 0  # runs this worker's commits closed
@@ -196,6 +199,9 @@ class WorkflowTaskRunner:
         tasks = await storage.poll_workflow_tasks(
             self._task_queue, self._lease_ms, self._config.workflow_task_batch
         )
+        if self._deferred_queries:
+            # Also on an idle worker: another worker may have run the run's first task.
+            await self._look_again_at_deferred()
         if not tasks:
             return did_something
         if len(tasks) > 1 and storage.capabilities.groups_commits:
@@ -207,7 +213,6 @@ class WorkflowTaskRunner:
         if self._deferred_queries:
             for task in tasks:
                 await self._answer_deferred(task.run_id)
-            await self._look_again_at_deferred()
         return True
 
     async def process_leased(self, task: WorkflowTask) -> None:
@@ -306,7 +311,7 @@ class WorkflowTaskRunner:
     def _committed(self, run_id: str, instance: WorkflowInstance, committed: CommittedTask) -> None:
         """After a commit: starts the attempts it leased to us, and caches the instance with
         what the commit appended."""
-        activities = self.activities
+        activities = self.activities or self.slots_owner
         if committed.activities and activities is not None:
             activities.start(committed.activities)
         if instance.run.is_closed:
@@ -382,6 +387,8 @@ class WorkflowTaskRunner:
                     and query.run_id not in self._cache
                 ):
                     self._cache.put(query.run_id, instance)
+                else:
+                    instance.dispose()
         except Exception as error:
             message = str(error) if isinstance(error, QueryFailedError) else repr(error)
             await storage.answer_query(query, None, message)

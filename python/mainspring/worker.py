@@ -92,8 +92,9 @@ class WorkerStats:
 
     Attributes:
         activity_task_slots_used: Activity functions running now (each holds a slot).
-        activity_task_slots_available: Slots free now (``max_concurrent_activities`` minus
-            the used ones).
+        activity_task_slots_available: Slots free now: ``max_concurrent_activities`` minus
+            those attempts run in and those operations on their way (a poll, an eager commit)
+            have taken for the attempts they lease.
         activity_slot_seconds: Slot-seconds held since the worker was made: the difference
             between two snapshots over their interval times ``max_concurrent_activities`` is the
             slots' utilisation.
@@ -168,6 +169,7 @@ class Worker:
         if self._has_workflows and self._has_activities:
             # Eager dispatch between the two sides of this worker (storages that support it).
             self._workflow_runner.activities = self._activity_runner
+            self._workflow_runner.slots_owner = self._activity_runner
             self._activity_runner.workflows = self._workflow_runner
         self._stop: asyncio.Future[None] | None = None
         self._idle_pollers: set[asyncio.Task[Any]] = set()

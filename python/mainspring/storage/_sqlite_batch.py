@@ -22,7 +22,8 @@ from ..errors import MainspringError, StorageError
 from ._sqlite_requests import Request
 
 ResultT = TypeVar("ResultT")
-Pending = tuple[_core.SqliteOperation, asyncio.Future[Any]]
+# An operation, the future its result goes to, and the caller's slots it leases into.
+Pending = tuple[_core.SqliteOperation, asyncio.Future[Any], _core.SlotPool | None]
 
 # A wave of operations (a thousand workflows started at once) is sent in groups of this many
 # as it is submitted, so the store's thread commits the first groups while this thread still
@@ -46,7 +47,7 @@ class LoopDatabase:
         future: asyncio.Future[ResultT] = loop.create_future()
         if self._watching is not loop and self._in_flight:
             self._wait_in_flight()  # sent from a loop that has gone away
-        self._pending.append((request.operation, future))
+        self._pending.append((request.operation, future, request.pool))
         if len(self._pending) >= GROUP_LIMIT:
             self._flush(wave=True)
         elif not self._flush_scheduled:
@@ -86,7 +87,7 @@ class LoopDatabase:
             self._watch(loop, store)
         self._tickets += 1
         try:
-            store.submit(self._tickets, [operation for operation, _ in group])
+            store.submit(self._tickets, [operation for operation, _, _ in group])
         except Exception as error:
             _fail(group, _typed(error))
             return
@@ -145,7 +146,7 @@ class LoopDatabase:
         if self._pending:
             group, self._pending = self._pending, []
             try:
-                outcomes = self._store.run_group([operation for operation, _ in group])
+                outcomes = self._store.run_group([operation for operation, _, _ in group])
             except Exception as error:
                 _fail(group, _typed(error))
             else:
@@ -156,8 +157,12 @@ class LoopDatabase:
 
 
 def _settle(group: list[Pending], outcomes: list[tuple[bool, Any]]) -> None:
-    for (_, future), (succeeded, value) in zip(group, outcomes, strict=True):
+    for (_, future, pool), (succeeded, value) in zip(group, outcomes, strict=True):
         if future.done():
+            # Its caller gave up (cancelled) while the store ran it: the attempts it leased
+            # will never start here, so their slots go back (they lapse as attempts do).
+            if succeeded and pool is not None:
+                pool.give(_attempts_leased(value))
             continue
         with contextlib.suppress(RuntimeError):  # its loop is closed
             if succeeded:
@@ -166,8 +171,16 @@ def _settle(group: list[Pending], outcomes: list[tuple[bool, Any]]) -> None:
                 future.set_exception(value)
 
 
+def _attempts_leased(value: Any) -> int:
+    """The attempts a result leased into the caller's slots: an eager commit's and a poll's
+    results both carry their leases second (``CommittedTuple``; ``(applied, leases)``)."""
+    if isinstance(value, tuple) and len(value) > 1 and isinstance(value[1], list):
+        return len(value[1])
+    return 0
+
+
 def _fail(group: list[Pending], error: Exception) -> None:
-    for _, future in group:
+    for _, future, _ in group:
         if not future.done():
             with contextlib.suppress(RuntimeError):
                 future.set_exception(error)

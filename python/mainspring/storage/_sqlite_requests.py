@@ -30,17 +30,21 @@ AnswerTuple = tuple[bytes | None, str | None]
 class Request(Generic[ResultT]):
     """One native operation and, for the type checker, what it returns."""
 
-    __slots__ = ("operation",)
+    __slots__ = ("operation", "pool")
 
-    def __init__(self, operation: _core.SqliteOperation) -> None:
+    def __init__(
+        self, operation: _core.SqliteOperation, pool: _core.SlotPool | None = None
+    ) -> None:
         self.operation = operation
+        #: The caller's slots the operation leases attempts into (see ``taking_slots``).
+        self.pool = pool
 
     def taking_slots(self, pool: _core.SlotPool | None) -> Request[ResultT]:
         """The request, leasing attempts to the caller only into slots it takes from
         ``pool`` as it runs (see ``storage.base.EagerSlots``); as it is without a pool."""
         if pool is None:
             return self
-        return Request(self.operation.with_slot_pool(pool))
+        return Request(self.operation.with_slot_pool(pool), pool)
 
 
 Operation = _core.SqliteOperation

@@ -64,7 +64,7 @@ fn any_due(connection: &Connection, now: i64) -> StoreResult<bool> {
 /// Each kind's earliest `limit` due deadlines, in the tick's order, cut to `limit`.
 fn due_at(connection: &Connection, now: i64, limit: usize) -> StoreResult<Vec<(i64, Due)>> {
     let mut due = Vec::new();
-    let limit = limit as i64;
+    let limit = limit.max(1) as i64;
     let mut timers = connection.prepare_cached(DUE_TIMERS_SQL)?;
     for found in timers.query_map(params![now, limit], |row| {
         Ok((

@@ -17,23 +17,28 @@ impl MemoryStore {
     /// earliest `tick_batch` of them: timers fire, lapsed leases are re-queued, activity
     /// timeouts retry or resolve. Returns how many took effect.
     pub fn tick(&mut self, now_ms: i64) -> usize {
+        // Each index's earliest `limit` (they are ordered by time): the batch is among them.
+        let limit = self.config.tick_batch.max(1);
         let mut due: Vec<(i64, Due)> = Vec::new();
         due.extend(
             self.timer_deadlines
                 .range(..=(now_ms, (i64::MAX, u64::MAX)))
+                .take(limit)
                 .map(|&(at, key)| (at, Due::Timer(key))),
         );
         due.extend(
             self.workflow_leases
                 .range(..=(now_ms, i64::MAX))
+                .take(limit)
                 .map(|&(at, key)| (at, Due::Lease(key))),
         );
         due.extend(
             self.activity_deadlines
                 .range(..=(now_ms, (i64::MAX, u64::MAX)))
+                .take(limit)
                 .map(|&(at, key)| (at, Due::Activity(key))),
         );
-        let due = crate::rules::tick_batch(due, self.config.tick_batch);
+        let due = crate::rules::tick_batch(due, limit);
         let mut applied = 0;
         for (_, item) in due {
             if self.apply_due(item, now_ms) {

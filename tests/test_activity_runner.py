@@ -230,12 +230,14 @@ async def test_a_freed_slot_wakes_the_poller_when_work_is_queued(
     env: Environment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     release_a = asyncio.Event()
+    a_started = asyncio.Event()
     b_started = asyncio.Event()
     recorded = asyncio.Event()
 
     @activity(name="waits_or_marks")
     async def waits_or_marks(name: str) -> str:
         if name == "a":
+            a_started.set()
             await release_a.wait()
         else:
             b_started.set()
@@ -256,8 +258,7 @@ async def test_a_freed_slot_wakes_the_poller_when_work_is_queued(
     config = WorkerConfig(max_concurrent_activities=1, poll_interval=timedelta(hours=1))
     async with env.worker([two_queued], [waits_or_marks], config=config):
         handle = await env.client.start_workflow(two_queued, id="q", task_queue=TASK_QUEUE)
-        while (await handle.describe()).history_length < 4:  # both scheduled, "a" running
-            await asyncio.sleep(0.005)
+        await asyncio.wait_for(a_started.wait(), timeout=10)  # both scheduled, "a" running
         release_a.set()
         await asyncio.wait_for(b_started.wait(), timeout=10)
         assert not recorded.is_set()

@@ -191,8 +191,12 @@ class WorkflowInstance:
         self.commands = []
         if not replaying:
             # What a commit of these may lease to this worker (see _eager_room).
+            # (Only those on the run's own queue: the worker's, the only ones leased to it.)
+            own_queue = self.task_queue
             self.activities_scheduled = sum(
-                1 for command in commands if command[0] == COMMAND_SCHEDULE_ACTIVITY
+                1
+                for command in commands
+                if command[0] == COMMAND_SCHEDULE_ACTIVITY and command[4] == own_queue
             )
         return commands
 

@@ -10,20 +10,11 @@ mod memory_store;
 mod rule_records;
 mod rule_requests;
 mod rules;
+mod run_ids;
 mod sqlite_operations;
 mod sqlite_store;
 mod storage_rows;
 mod workflow_run;
-
-/// A new run id: a UUIDv7 (RFC 9562), whose leading 48 bits are the Unix time in
-/// milliseconds and the rest random. Time-ordered ids keep a store's unique run-id index
-/// growing at its end: with random (v4) ids every start wrote a random leaf of an index that,
-/// in a file of a million runs, no page cache holds (1,000 new workflows ran at 0.69-0.85 of
-/// an empty file's speed; with v7, the same).
-#[pyfunction]
-fn new_run_id() -> String {
-    uuid::Uuid::now_v7().to_string()
-}
 
 #[pymodule]
 fn _core(module: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -31,7 +22,7 @@ fn _core(module: &Bound<'_, PyModule>) -> PyResult<()> {
     storage_rows::register(module)?;
     sqlite_store::register(module)?;
     rules::register(module)?;
-    module.add_function(wrap_pyfunction!(new_run_id, module)?)?;
+    module.add_function(wrap_pyfunction!(run_ids::new_run_id, module)?)?;
     module.add_class::<workflow_run::PyWorkflowRun>()?;
     module.add_class::<memory_store::PyMemoryStore>()?;
     module.add(

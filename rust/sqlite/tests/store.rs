@@ -10,7 +10,7 @@ use mainspring_core::history::{
 use mainspring_core::rules::RulesConfig;
 use mainspring_core::CoreError;
 use mainspring_sqlite::{
-    open, run_group, Eager, Executor, NewRun, Operation, Output, Request, StoreError,
+    open, run_group, Eager, Executor, NewRun, Operation, Output, Request, SlotPool, StoreError,
     SCHEMA_VERSION,
 };
 
@@ -275,4 +275,67 @@ fn a_tick_applies_a_bounded_batch_of_due_deadlines() {
     assert_eq!(poll(&mut store), 10);
     assert_eq!(poll(&mut store), 5);
     assert_eq!(poll(&mut store), 0);
+}
+
+/// An eager commit takes its attempts' slots from the caller's pool as it runs; when its group
+/// rolls back (another operation of it failed) they go back, and the isolated re-run takes
+/// them again: the pool ends up short by exactly the attempts leased, whatever the path.
+#[test]
+fn slots_taken_by_a_group_that_rolls_back_go_back() {
+    use std::sync::Arc;
+    let mut store = open(
+        fresh_path("pool.db").to_str().unwrap(),
+        1_000,
+        "NORMAL",
+        RulesConfig::default(),
+    )
+    .unwrap();
+    let pool = Arc::new(SlotPool::new(2));
+    let leases: Vec<_> = ["a", "b"]
+        .iter()
+        .map(
+            |id| match &run_group(&mut store, &[start(id, Some(10_000))])[..] {
+                [Ok(Output::Lease(Some(lease)))] => lease.lease.clone(),
+                other => panic!("unexpected {other:?}"),
+            },
+        )
+        .collect();
+    let complete = |lease: &mainspring_core::rules::WorkflowTaskLease, token| Request {
+        now: 2_000,
+        operation: Operation::CompleteWorkflowTask {
+            run_key: lease.run_key,
+            token,
+            outcome: Some(schedules_an_activity()),
+            leased_length: 1,
+            eager: Eager {
+                queue: Some("q".into()),
+                slots: 1,
+                pool: Some(Arc::clone(&pool)),
+            },
+        },
+    };
+    // The second commit is stale: the group rolls back and runs again op by op.
+    let results = run_group(
+        &mut store,
+        &[
+            complete(&leases[0], leases[0].token),
+            complete(&leases[1], leases[1].token + 1),
+        ],
+    );
+    assert!(matches!(&results[0], Ok(Output::Committed(committed)) if committed.leases.len() == 1));
+    assert!(matches!(
+        results[1],
+        Err(StoreError::Core(CoreError::StaleTask(_)))
+    ));
+    assert_eq!(pool.free(), 1, "one slot taken, by the one attempt leased");
+    // With no slot free, a commit leases nothing and its attempt is queued for a poll.
+    assert_eq!(pool.take(1), 1);
+    let [Ok(Output::Committed(committed))] =
+        &run_group(&mut store, &[complete(&leases[1], leases[1].token)])[..]
+    else {
+        panic!("the lease holder commits")
+    };
+    assert!(committed.leases.is_empty() && committed.wakes_pollers);
+    assert!(pool.was_short());
+    assert_eq!(pool.free(), 0);
 }

@@ -42,18 +42,31 @@ fn attempt(
         "BEGIN IMMEDIATE"
     };
     store.connection.execute_batch(begin)?;
-    let mut results = Vec::with_capacity(requests.len());
-    let outcome = run_all(store, requests, isolate, &mut results);
-    match outcome {
-        Ok(true) => Ok(Some(results)),
-        // Rolled back, or not committed: what the operations leased was never leased.
-        Ok(false) | Err(_) => {
-            for (request, result) in requests.iter().zip(&results) {
-                if let Ok(output) = result {
-                    release_slots(request, output);
-                }
+    let mut results = Uncommitted {
+        requests,
+        results: Vec::with_capacity(requests.len()),
+    };
+    if run_all(store, requests, isolate, &mut results.results)? {
+        Ok(Some(std::mem::take(&mut results.results)))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Results of a transaction not (yet) committed. Dropped with any (rolled back, the commit
+/// failed, an operation panicked), they give back the slots their operations leased into:
+/// those attempts were never leased.
+struct Uncommitted<'a> {
+    requests: &'a [Request],
+    results: Vec<StoreResult<Output>>,
+}
+
+impl Drop for Uncommitted<'_> {
+    fn drop(&mut self) {
+        for (request, result) in self.requests.iter().zip(&self.results) {
+            if let Ok(output) = result {
+                release_slots(request, output);
             }
-            outcome.map(|_| None)
         }
     }
 }

@@ -312,11 +312,29 @@ pub fn execute(store: &mut Store, request: &Request) -> StoreResult<Output> {
     let Some((pool, wanted)) = request.operation.slot_pool() else {
         return run(store, request, None);
     };
-    let granted = pool.take(wanted);
-    let result = run(store, request, Some(granted));
-    let leased = result.as_ref().map_or(0, Output::attempts_leased);
-    pool.give(granted.saturating_sub(leased));
+    let mut taken = Taken {
+        pool,
+        slots: pool.take(wanted),
+    };
+    let result = run(store, request, Some(taken.slots));
+    // What it did not lease goes back (all of it if it failed, or panicked: on drop).
+    taken.slots -= result
+        .as_ref()
+        .map_or(0, Output::attempts_leased)
+        .min(taken.slots);
     result
+}
+
+/// Slots taken from a pool, given back when dropped.
+struct Taken<'a> {
+    pool: &'a SlotPool,
+    slots: usize,
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        self.pool.give(self.slots);
+    }
 }
 
 /// Gives back the slots an operation's output took, when its transaction did not commit

@@ -304,3 +304,39 @@ async def test_concurrent_commits_never_lease_more_attempts_than_there_are_slots
         release.set()
         assert [await handle.result(timeout=20) for handle in handles] == list(range(30))
     assert most == 3
+
+
+async def test_workflow_polls_take_few_tasks_while_this_workers_activities_are_backed_up(
+    env: Environment,
+) -> None:
+    # Five runs each schedule an activity; one slot: four attempts wait in the store. While
+    # more wait than the slots can run, the workflow pollers admit a few tasks at a time, so
+    # a backlog's runs finish instead of all being started at once.
+    from mainspring._workflow_tasks import SATURATED_POLL_BATCH
+
+    release = asyncio.Event()
+    first_started = asyncio.Event()
+
+    @activity(name="held")
+    async def held(index: int) -> int:
+        first_started.set()
+        await release.wait()
+        return index
+
+    @workflow(name="one_held")
+    async def one_held(ctx: WorkflowContext, index: int) -> int:
+        value: int = await ctx.execute_activity(held, index, start_to_close_timeout=SHORT)
+        return value
+
+    config = WorkerConfig(max_concurrent_activities=1)
+    async with env.worker([one_held], [held], config=config) as worker:
+        handles = [
+            await env.client.start_workflow(one_held, index, id=f"h{index}", task_queue=TASK_QUEUE)
+            for index in range(5)
+        ]
+        await asyncio.wait_for(first_started.wait(), timeout=10)
+        runner = worker._workflow_runner
+        assert worker._activity_runner.queued == 4
+        assert runner._poll_batch() == SATURATED_POLL_BATCH
+        release.set()
+        assert [await handle.result(timeout=20) for handle in handles] == list(range(5))

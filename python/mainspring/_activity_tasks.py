@@ -79,6 +79,10 @@ class ActivityTaskRunner:
         # worker (a poll, an eager commit) takes one for each as it leases it; the attempt
         # gives it back when its function ends. Attempts running are counted apart (stats).
         self.pool = _core.SlotPool(self._capacity)
+        # About how many attempts this worker's commits scheduled but could not lease (no
+        # slot was free), so queued in the store for its poller: while it is more than the
+        # slots can run, the workflow pollers admit few new tasks (see WorkflowTaskRunner).
+        self.queued = 0
         # Slot-seconds used so far (∫ executing dt), up to _executing_since (loop time).
         self._slot_seconds = 0.0
         self._executing_since = 0.0
@@ -94,6 +98,8 @@ class ActivityTaskRunner:
         if free <= 0:
             return False
         tasks = await self._storage.poll_activity_tasks(self._task_queue, free, slots=self.pool)
+        # An empty poll with slots to offer: the queue is (about) empty.
+        self.queued = max(0, self.queued - len(tasks)) if tasks else 0
         self.start(tasks)
         return bool(tasks)
 

@@ -42,6 +42,9 @@ logger = logging.getLogger("mainspring.worker")
 # error after this long (longer than any client waits by default).
 DEFERRED_QUERY_LIMIT_SECONDS = 60.0
 
+# Workflow tasks a poll takes while the worker's activities are backed up (_poll_batch).
+SATURATED_POLL_BATCH = 8
+
 
 def advance(instance: WorkflowInstance, now_ms: int, allow_live: bool = True) -> bytes | None:
     """Feeds every pending activation through the instance. Returns the encoded outcome of the
@@ -197,7 +200,7 @@ class WorkflowTaskRunner:
             await self._answer_query(query)
             did_something = True
         tasks = await storage.poll_workflow_tasks(
-            self._task_queue, self._lease_ms, self._config.workflow_task_batch
+            self._task_queue, self._lease_ms, self._poll_batch()
         )
         if self._deferred_queries:
             # Also on an idle worker: another worker may have run the run's first task.
@@ -214,6 +217,18 @@ class WorkflowTaskRunner:
             for task in tasks:
                 await self._answer_deferred(task.run_id)
         return True
+
+    def _poll_batch(self) -> int:
+        """How many workflow tasks one poll takes: a batch, or a few while more attempts
+        that this worker's tasks scheduled wait in the store than its slots can run. Taking
+        more then only queues more activities behind them: a backlog of new runs would have
+        every first task taken before most runs finish, and the cache churn through them all.
+        A few keep tasks of every kind (signals, timers) moving meanwhile."""
+        batch = self._config.workflow_task_batch
+        activities = self.activities
+        if activities is not None and activities.queued > activities.capacity:
+            return min(batch, SATURATED_POLL_BATCH)
+        return batch
 
     async def process_leased(self, task: WorkflowTask) -> None:
         """Advances a workflow task this worker was handed without polling (eager dispatch)."""
@@ -312,8 +327,10 @@ class WorkflowTaskRunner:
         """After a commit: starts the attempts it leased to us, and caches the instance with
         what the commit appended."""
         activities = self.activities or self.slots_owner
-        if committed.activities and activities is not None:
-            activities.start(committed.activities)
+        if activities is not None:
+            if committed.activities:
+                activities.start(committed.activities)
+            activities.queued += instance.activities_scheduled - len(committed.activities)
         if instance.run.is_closed:
             self.workflows_closed += 1
             instance.dispose()

@@ -46,7 +46,9 @@ class WorkerConfig:
             while the other's commits are on their way to the storage.
         workflow_task_batch: Workflow tasks a poller handles back to back before it yields the
             loop to activities (more is faster, less is fairer); also how many first workflow
-            tasks handed over by starts in this process (eager start) may wait to run.
+            tasks handed over by starts in this process (eager start) may wait to run. While
+            more attempts this worker's tasks scheduled wait in the store than its activity
+            slots can run, a poll takes at most 8.
         activity_threads: Threads for plain ``def`` activities.
         workflow_task_timeout: Lease on a workflow task; past it, another worker takes over.
         poll_interval: Longest idle wait between polls when the storage sends no wake-up.

@@ -307,15 +307,26 @@ async def test_concurrent_commits_never_lease_more_attempts_than_there_are_slots
 
 
 async def test_workflow_polls_take_few_tasks_while_this_workers_activities_are_backed_up(
-    env: Environment,
+    env: Environment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Five runs each schedule an activity; one slot: four attempts wait in the store. While
-    # more wait than the slots can run, the workflow pollers admit a few tasks at a time, so
-    # a backlog's runs finish instead of all being started at once.
+    # more wait than the slots can run, the workflow pollers ask the store for a few tasks at
+    # a time, so a backlog's runs finish instead of all being started at once.
     from mainspring._workflow_tasks import SATURATED_POLL_BATCH
 
     release = asyncio.Event()
     first_started = asyncio.Event()
+    asked: list[int] = []
+    asked_while_backed_up = asyncio.Event()
+    poll = env.storage.poll_workflow_tasks
+
+    async def recording_poll(task_queue: str, lease_ms: int, max_tasks: int) -> Any:
+        asked.append(max_tasks)
+        if max_tasks == SATURATED_POLL_BATCH:
+            asked_while_backed_up.set()
+        return await poll(task_queue, lease_ms, max_tasks)
+
+    monkeypatch.setattr(env.storage, "poll_workflow_tasks", recording_poll)
 
     @activity(name="held")
     async def held(index: int) -> int:
@@ -335,8 +346,8 @@ async def test_workflow_polls_take_few_tasks_while_this_workers_activities_are_b
             for index in range(5)
         ]
         await asyncio.wait_for(first_started.wait(), timeout=10)
-        runner = worker._workflow_runner
-        assert worker._activity_runner.queued == 4
-        assert runner._poll_batch() == SATURATED_POLL_BATCH
+        await asyncio.wait_for(asked_while_backed_up.wait(), timeout=10)
+        assert worker._activity_runner.queued > 1  # more waiting than the one slot runs
+        assert asked[0] == WorkerConfig().workflow_task_batch  # not before it backed up
         release.set()
         assert [await handle.result(timeout=20) for handle in handles] == list(range(5))

@@ -97,9 +97,13 @@ class ActivityTaskRunner:
         free = self.free_slots()
         if free <= 0:
             return False
+        shorts = self.pool.short_takes
         tasks = await self._storage.poll_activity_tasks(self._task_queue, free, slots=self.pool)
-        # An empty poll with slots to offer: the queue is (about) empty.
-        self.queued = max(0, self.queued - len(tasks)) if tasks else 0
+        if len(tasks) < free and self.pool.short_takes == shorts:
+            # Fewer than asked with no take short meanwhile: nothing more is queued.
+            self.queued = 0
+        else:
+            self.queued = max(0, self.queued - len(tasks))
         self.start(tasks)
         return bool(tasks)
 

@@ -50,6 +50,7 @@ def advance(instance: WorkflowInstance, now_ms: int, allow_live: bool = True) ->
     """Feeds every pending activation through the instance. Returns the encoded outcome of the
     live activation, if there was one (it is always the last)."""
     run = instance.run
+    instance.activities_scheduled = 0  # set by a live activation, if there is one
     with instance.loop.running():
         while (activation := run.next_activation(now_ms, allow_live)) is not None:
             outcome = run.complete(instance.activate(activation))
@@ -285,6 +286,8 @@ class WorkflowTaskRunner:
                 reason,
                 exc_info=not isinstance(error, UnknownWorkflowTypeError),
             )
+            if instance is not None:
+                instance.dispose()
             with contextlib.suppress(StaleTaskError):
                 await storage.fail_workflow_task(task, reason)
             return
@@ -295,6 +298,7 @@ class WorkflowTaskRunner:
         except StaleTaskError:
             # Our lease expired and another worker owns the run now: drop our copy.
             logger.info("workflow task of %s lost its lease; dropped", task.workflow_id)
+            instance.dispose()
             return
         finally:
             self._commit_returned()
@@ -363,6 +367,7 @@ class WorkflowTaskRunner:
         )
         outcome = _run_ahead(instance, instance.appended, result_event, now)
         if outcome is None:
+            instance.dispose()  # the ordinary path replays the run afresh
             return False
         try:
             committed = await storage.complete_activity_with_workflow_task(
@@ -373,6 +378,7 @@ class WorkflowTaskRunner:
             logger.info(
                 "activity %s finished after its attempt ended; result dropped", task.activity_type
             )
+            instance.dispose()
             return True
         except BaseException:
             instance.release_logs(emit=False)
@@ -382,8 +388,10 @@ class WorkflowTaskRunner:
         instance.release_logs(emit=committed is not None)
         if committed is not None:
             self._committed(task.run_id, instance, committed)
-        # Else the run moved on while the activity ran: the result went in alone and queued
-        # the run's task, which a poll hands out (this instance is dropped; it ran ahead).
+        else:
+            # The run moved on while the activity ran: the result went in alone and queued
+            # the run's task, which a poll hands out (this instance ran ahead: dropped).
+            instance.dispose()
         return True
 
     async def _answer_query(self, query: QueryTask, deferred_at: float | None = None) -> None:

@@ -258,15 +258,15 @@ class Worker:
             await asyncio.sleep(0)
 
     async def _drain_activities(self) -> None:
-        running = set(self._activity_runner.running)
-        if not running:
-            return
-        timeout = self.config.graceful_shutdown_timeout.total_seconds()
-        _, pending = await asyncio.wait(running, timeout=timeout)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending)
+        # Until none runs: a commit on its way at shutdown may still start what it leased.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.graceful_shutdown_timeout.total_seconds()
+        while running := set(self._activity_runner.running):
+            _, pending = await asyncio.wait(running, timeout=max(0.0, deadline - loop.time()))
+            if pending:
+                for task in pending:
+                    task.cancel()
+                await asyncio.wait(pending)
 
     def _stop_eager_dispatch(self) -> None:
         # Work in flight finishes, but chains no new work and takes no new starts.

@@ -63,6 +63,12 @@ impl PySlotPool {
         self.pool.give(slots)
     }
 
+    /// How many takes have got fewer slots than they wanted, ever.
+    #[getter]
+    fn short_takes(&self) -> u64 {
+        self.pool.short_takes()
+    }
+
     /// Whether a take got fewer slots than it wanted since the last call (and clears it).
     fn was_short(&self) -> bool {
         self.pool.was_short()

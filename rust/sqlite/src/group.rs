@@ -91,11 +91,13 @@ fn run_all(
         }
         store.connection.execute_batch("SAVEPOINT operation")?;
         let result = execute(store, request);
-        if result.is_err() {
+        let failed = result.is_err();
+        results.push(result);
+        // (Pushed first: if the savepoint's end fails, what it leased is given back too.)
+        if failed {
             store.connection.execute_batch("ROLLBACK TO operation")?;
         }
         store.connection.execute_batch("RELEASE operation")?;
-        results.push(result);
     }
     store.connection.execute_batch("COMMIT")?;
     Ok(true)

@@ -3,7 +3,7 @@
 //! the caller's pool, so a slot is spoken for only from the moment an attempt is leased into
 //! it, and two operations of one group can never lease into the same free slot.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 #[derive(Debug)]
 pub struct SlotPool {
@@ -11,6 +11,8 @@ pub struct SlotPool {
     /// Set when a take got fewer slots than it wanted: work the caller could have run may
     /// be waiting in the store (an attempt queued, a poll cut short).
     short: AtomicBool,
+    /// How many takes came up short, ever (a caller compares two readings).
+    short_takes: AtomicU64,
 }
 
 impl SlotPool {
@@ -18,7 +20,12 @@ impl SlotPool {
         SlotPool {
             free: AtomicUsize::new(free),
             short: AtomicBool::new(false),
+            short_takes: AtomicU64::new(0),
         }
+    }
+
+    pub fn short_takes(&self) -> u64 {
+        self.short_takes.load(Ordering::Acquire)
     }
 
     /// Whether a take came up short since the last call (and clears it).
@@ -37,6 +44,7 @@ impl SlotPool {
             let taken = free.min(wanted);
             if taken < wanted {
                 self.short.store(true, Ordering::Release);
+                self.short_takes.fetch_add(1, Ordering::AcqRel);
             }
             if taken == 0 {
                 return 0;

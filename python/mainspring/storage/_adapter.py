@@ -27,10 +27,10 @@ from .. import _core
 from .._protocol import FailureTuple, WorkflowLeaseTuple
 from ..errors import QueryFailedError, StaleTaskError, StorageConflictError
 from .base import (
+    ActivitySlots,
     ActivityTask,
     ChangeNotices,
     CommittedTask,
-    EagerSlots,
     QueryTask,
     SlotHold,
     StorageCapabilities,
@@ -344,7 +344,7 @@ class AdaptedStorage:
         *,
         eager_activity_queue: str | None = None,
         eager_activity_slots: int = 0,
-        eager_slots: EagerSlots | None = None,
+        eager_slots: ActivitySlots | None = None,
     ) -> CommittedTask:
         # Slots are taken while the operation's reads, decision and write go on.
         with SlotHold(eager_slots, eager_activity_slots) as hold:
@@ -541,7 +541,7 @@ class AdaptedStorage:
         *,
         eager_activity_queue: str | None = None,
         eager_activity_slots: int = 0,
-        eager_slots: EagerSlots | None = None,
+        eager_slots: ActivitySlots | None = None,
     ) -> CommittedTask:
         # Slots are taken while the operation's reads, decision and write go on.
         with SlotHold(eager_slots, eager_activity_slots) as hold:
@@ -570,7 +570,7 @@ class AdaptedStorage:
         await self._apply(load)
 
     async def poll_activity_tasks(
-        self, task_queue: str, max_tasks: int, *, slots: EagerSlots | None = None
+        self, task_queue: str, max_tasks: int, *, slots: ActivitySlots | None = None
     ) -> list[ActivityTask]:
         # Slots are taken while the poll's reads, decisions and writes go on.
         with SlotHold(slots, max_tasks) as hold:
@@ -625,7 +625,7 @@ class AdaptedStorage:
         *,
         eager_activity_queue: str | None = None,
         eager_activity_slots: int = 0,
-        eager_slots: EagerSlots | None = None,
+        eager_slots: ActivitySlots | None = None,
     ) -> CommittedTask | None:
         # Slots are taken while the operation's reads, decision and write go on.
         with SlotHold(eager_slots, eager_activity_slots) as hold:

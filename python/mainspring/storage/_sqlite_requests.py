@@ -41,7 +41,7 @@ class Request(Generic[ResultT]):
 
     def taking_slots(self, pool: _core.SlotPool | None) -> Request[ResultT]:
         """The request, leasing attempts to the caller only into slots it takes from
-        ``pool`` as it runs (see ``storage.base.EagerSlots``); as it is without a pool."""
+        ``pool`` as it runs (see ``storage.base.ActivitySlots``); as it is without a pool."""
         if pool is None:
             return self
         return Request(self.operation.with_slot_pool(pool), pool)

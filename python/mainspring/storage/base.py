@@ -92,7 +92,7 @@ class ChangeNotices:
 #: storage can (the SQLite store as the operation runs on its thread), and gives back the
 #: ones it took but did not lease. A leased attempt's slot stays taken: it runs in it, and
 #: the caller gives it back when the attempt's function ends.
-EagerSlots: TypeAlias = _core.SlotPool
+ActivitySlots: TypeAlias = _core.SlotPool
 
 
 class SlotHold:
@@ -102,7 +102,7 @@ class SlotHold:
 
     __slots__ = ("granted", "kept", "pool")
 
-    def __init__(self, pool: EagerSlots | None, wanted: int) -> None:
+    def __init__(self, pool: ActivitySlots | None, wanted: int) -> None:
         self.pool = pool
         self.granted = wanted if pool is None else (pool.take(wanted) if wanted > 0 else 0)
         self.kept = 0
@@ -323,13 +323,13 @@ class Storage(Protocol):
         *,
         eager_activity_queue: str | None = None,
         eager_activity_slots: int = 0,
-        eager_slots: EagerSlots | None = None,
+        eager_slots: ActivitySlots | None = None,
     ) -> CommittedTask:
         """Commits the outcome, fenced by the lease (``StaleTaskError`` when it lapsed: then
         nothing is recorded). With the ``eager`` capability, may return up to
         ``eager_activity_slots`` attempts the outcome scheduled on ``eager_activity_queue``,
         already leased to the caller; with ``eager_slots``, only as many as it could take
-        from there (see ``EagerSlots``)."""
+        from there (see ``ActivitySlots``)."""
         ...
 
     async def fail_workflow_task(self, task: WorkflowTask, message: str) -> None:
@@ -338,10 +338,10 @@ class Storage(Protocol):
         ...
 
     async def poll_activity_tasks(
-        self, task_queue: str, max_tasks: int, *, slots: EagerSlots | None = None
+        self, task_queue: str, max_tasks: int, *, slots: ActivitySlots | None = None
     ) -> list[ActivityTask]:
         """Applies due deadlines, then leases up to ``max_tasks`` ready activity attempts;
-        with ``slots``, only as many as it could take from there (see ``EagerSlots``)."""
+        with ``slots``, only as many as it could take from there (see ``ActivitySlots``)."""
         ...
 
     async def complete_activity_task(
@@ -394,7 +394,7 @@ class FusedCommits(Protocol):
         *,
         eager_activity_queue: str | None = None,
         eager_activity_slots: int = 0,
-        eager_slots: EagerSlots | None = None,
+        eager_slots: ActivitySlots | None = None,
     ) -> CommittedTask:
         """Records the run (``started_event``: its WorkflowStarted event as
         ``_core.encode_inbound_row`` encodes it) together with the outcome of its first
@@ -413,7 +413,7 @@ class FusedCommits(Protocol):
         *,
         eager_activity_queue: str | None = None,
         eager_activity_slots: int = 0,
-        eager_slots: EagerSlots | None = None,
+        eager_slots: ActivitySlots | None = None,
     ) -> CommittedTask | None:
         """Records the result together with the outcome of the workflow task it woke, which
         the caller computed on a cached instance that has seen ``history_length`` events,

@@ -17,10 +17,10 @@ from .. import _core
 from .._protocol import ActivityLeaseTuple, FailureTuple
 from ..errors import QueryFailedError
 from .base import (
+    ActivitySlots,
     ActivityTask,
     ChangeNotices,
     CommittedTask,
-    EagerSlots,
     QueryTask,
     SlotHold,
     StorageCapabilities,
@@ -248,7 +248,7 @@ class MemoryStorage:
         *,
         eager_activity_queue: str | None = None,
         eager_activity_slots: int = 0,
-        eager_slots: EagerSlots | None = None,
+        eager_slots: ActivitySlots | None = None,
     ) -> CommittedTask:
         """Eager dispatch saves nothing in memory: always returns no activities."""
         closed = self._store.complete_workflow_task(
@@ -264,7 +264,7 @@ class MemoryStorage:
         self._notify()
 
     async def poll_activity_tasks(
-        self, task_queue: str, max_tasks: int, *, slots: EagerSlots | None = None
+        self, task_queue: str, max_tasks: int, *, slots: ActivitySlots | None = None
     ) -> list[ActivityTask]:
         now = self._tick()
         tasks: list[ActivityTask] = []

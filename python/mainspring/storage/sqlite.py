@@ -26,10 +26,10 @@ from . import _sqlite_requests as requests
 from ._sqlite_batch import LoopDatabase
 from ._sqlite_requests import Request
 from .base import (
+    ActivitySlots,
     ActivityTask,
     ChangeNotices,
     CommittedTask,
-    EagerSlots,
     QueryTask,
     StorageCapabilities,
     WorkflowDescription,
@@ -296,7 +296,7 @@ class SqliteStorage:
         *,
         eager_activity_queue: str | None = None,
         eager_activity_slots: int = 0,
-        eager_slots: EagerSlots | None = None,
+        eager_slots: ActivitySlots | None = None,
     ) -> CommittedTask:
         committed = await self._run(
             requests.complete_workflow_task(
@@ -323,7 +323,7 @@ class SqliteStorage:
         *,
         eager_activity_queue: str | None = None,
         eager_activity_slots: int = 0,
-        eager_slots: EagerSlots | None = None,
+        eager_slots: ActivitySlots | None = None,
     ) -> CommittedTask:
         committed = await self._run(
             requests.start_workflow_with_first_task(
@@ -350,7 +350,7 @@ class SqliteStorage:
         *,
         eager_activity_queue: str | None = None,
         eager_activity_slots: int = 0,
-        eager_slots: EagerSlots | None = None,
+        eager_slots: ActivitySlots | None = None,
     ) -> CommittedTask | None:
         committed = await self._run(
             requests.complete_activity_with_workflow_task(
@@ -392,7 +392,7 @@ class SqliteStorage:
         )
 
     async def poll_activity_tasks(
-        self, task_queue: str, max_tasks: int, *, slots: EagerSlots | None = None
+        self, task_queue: str, max_tasks: int, *, slots: ActivitySlots | None = None
     ) -> list[ActivityTask]:
         applied, leases = await self._run(
             requests.poll_activity_tasks(self.now_ms(), task_queue, max_tasks).taking_slots(slots),

@@ -19,6 +19,7 @@ from mainspring._protocol import (
 
 HISTORY_FORMAT_VERSION: int
 ENGINE_FLAGS: int
+WORKFLOW_STATUSES: tuple[str, ...]
 FLAG_TASK_FAILURES: int
 FLAG_STAGED_JOBS: int
 SQLITE_SCHEMA_VERSION: int
@@ -29,6 +30,7 @@ __all__ = [
     "FLAG_TASK_FAILURES",
     "HISTORY_FORMAT_VERSION",
     "SQLITE_SCHEMA_VERSION",
+    "WORKFLOW_STATUSES",
     "ActivityRecord",
     "Decision",
     "MemoryStore",

@@ -165,7 +165,8 @@ class WorkflowDescription:
 
 #: The statuses a run's description carries (``WorkflowDescription.status``): open, then the
 #: four ways a run closes.
-WORKFLOW_STATUSES = ("RUNNING", "COMPLETED", "FAILED", "CANCELED", "TERMINATED")
+#: The statuses a run can have (the core's names).
+WORKFLOW_STATUSES: tuple[str, ...] = _core.WORKFLOW_STATUSES
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,13 @@ fn _core(module: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     module.add("ENGINE_FLAGS", mainspring_core::replay::ENGINE_FLAGS)?;
     module.add(
+        "WORKFLOW_STATUSES",
+        pyo3::types::PyTuple::new(
+            module.py(),
+            mainspring_core::rules::RunStatus::ALL.map(mainspring_core::rules::RunStatus::name),
+        )?,
+    )?;
+    module.add(
         "FLAG_TASK_FAILURES",
         mainspring_core::history::flags::TASK_FAILURES,
     )?;

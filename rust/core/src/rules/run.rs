@@ -32,6 +32,15 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// Every status, in the order they are listed to users.
+    pub const ALL: [RunStatus; 5] = [
+        RunStatus::Running,
+        RunStatus::Completed,
+        RunStatus::Failed,
+        RunStatus::Canceled,
+        RunStatus::Terminated,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             RunStatus::Running => "RUNNING",

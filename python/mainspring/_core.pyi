@@ -154,7 +154,6 @@ class SqliteOperation:
 
     @property
     def read_only(self) -> bool: ...
-    def with_slot_pool(self, pool: SlotPool) -> SqliteOperation: ...
     @staticmethod
     def start_workflow(
         now: int,
@@ -176,6 +175,7 @@ class SqliteOperation:
         outcome: bytes,
         eager_queue: str | None,
         eager_slots: int,
+        pool: SlotPool | None = None,
     ) -> SqliteOperation: ...
     @staticmethod
     def complete_workflow_task(
@@ -186,6 +186,7 @@ class SqliteOperation:
         leased_length: int,
         eager_queue: str | None,
         eager_slots: int,
+        pool: SlotPool | None = None,
     ) -> SqliteOperation: ...
     @staticmethod
     def fail_workflow_task(now: int, run_key: int, token: int, message: str) -> SqliteOperation: ...
@@ -200,6 +201,7 @@ class SqliteOperation:
         outcome: bytes,
         eager_queue: str | None,
         eager_slots: int,
+        pool: SlotPool | None = None,
     ) -> SqliteOperation: ...
     @staticmethod
     def complete_activity_task(
@@ -232,7 +234,9 @@ class SqliteOperation:
         now: int, task_queue: str, lease_ms: int, max_tasks: int
     ) -> SqliteOperation: ...
     @staticmethod
-    def poll_activity_tasks(now: int, task_queue: str, max_tasks: int) -> SqliteOperation: ...
+    def poll_activity_tasks(
+        now: int, task_queue: str, max_tasks: int, pool: SlotPool | None = None
+    ) -> SqliteOperation: ...
     @staticmethod
     def describe_workflow(now: int, workflow_id: str) -> SqliteOperation: ...
     @staticmethod

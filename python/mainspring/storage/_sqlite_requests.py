@@ -36,15 +36,9 @@ class Request(Generic[ResultT]):
         self, operation: _core.SqliteOperation, pool: _core.SlotPool | None = None
     ) -> None:
         self.operation = operation
-        #: The caller's slots the operation leases attempts into (see ``taking_slots``).
+        #: The caller's slots the operation leases attempts into, as it runs (see
+        #: ``storage.base.ActivitySlots``): given with the operation's own arguments.
         self.pool = pool
-
-    def taking_slots(self, pool: _core.SlotPool | None) -> Request[ResultT]:
-        """The request, leasing attempts to the caller only into slots it takes from
-        ``pool`` as it runs (see ``storage.base.ActivitySlots``); as it is without a pool."""
-        if pool is None:
-            return self
-        return Request(self.operation.with_slot_pool(pool), pool)
 
 
 Operation = _core.SqliteOperation
@@ -79,6 +73,7 @@ def start_workflow_with_first_task(
     outcome: bytes,
     eager_queue: str | None,
     eager_slots: int,
+    pool: _core.SlotPool | None = None,
 ) -> Request[CommittedTuple]:
     return Request(
         Operation.start_workflow_with_first_task(
@@ -91,7 +86,9 @@ def start_workflow_with_first_task(
             outcome,
             eager_queue,
             eager_slots,
-        )
+            pool,
+        ),
+        pool,
     )
 
 
@@ -161,13 +158,16 @@ def complete_workflow_task(
     leased_length: int,
     eager_queue: str | None,
     eager_slots: int,
+    pool: _core.SlotPool | None = None,
 ) -> Request[CommittedTuple]:
     """Commits the outcome, fenced by the lease; activities it schedules on ``eager_queue``
-    (up to ``eager_slots``) are recorded already leased to the caller."""
+    (up to ``eager_slots``, and with ``pool`` only into slots it takes from there) are
+    recorded already leased to the caller."""
     return Request(
         Operation.complete_workflow_task(
-            now, run_key, token, outcome, leased_length, eager_queue, eager_slots
-        )
+            now, run_key, token, outcome, leased_length, eager_queue, eager_slots, pool
+        ),
+        pool,
     )
 
 
@@ -179,9 +179,9 @@ def fail_workflow_task(now: int, run_key: int, token: int, message: str) -> Requ
 
 
 def poll_activity_tasks(
-    now: int, task_queue: str, max_tasks: int
+    now: int, task_queue: str, max_tasks: int, pool: _core.SlotPool | None = None
 ) -> Request[tuple[int, list[ActivityLeaseTuple]]]:
-    return Request(Operation.poll_activity_tasks(now, task_queue, max_tasks))
+    return Request(Operation.poll_activity_tasks(now, task_queue, max_tasks, pool), pool)
 
 
 def complete_activity_task(
@@ -212,6 +212,7 @@ def complete_activity_with_workflow_task(
     outcome: bytes,
     eager_queue: str | None,
     eager_slots: int,
+    pool: _core.SlotPool | None = None,
 ) -> Request[CommittedTuple | None]:
     """The result together with the task it woke; None when the run moved on and only the
     result went in."""
@@ -226,7 +227,9 @@ def complete_activity_with_workflow_task(
             outcome,
             eager_queue,
             eager_slots,
-        )
+            pool,
+        ),
+        pool,
     )
 
 

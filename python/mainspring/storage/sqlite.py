@@ -307,7 +307,8 @@ class SqliteStorage:
                 task.history_length,
                 eager_activity_queue,
                 eager_activity_slots,
-            ).taking_slots(eager_slots if eager_activity_queue is not None else None)
+                eager_slots if eager_activity_queue is not None else None,
+            )
         )
         return self._committed(task.run_id, committed, eager_activity_queue)
 
@@ -336,7 +337,8 @@ class SqliteStorage:
                 outcome,
                 eager_activity_queue,
                 eager_activity_slots,
-            ).taking_slots(eager_slots if eager_activity_queue is not None else None)
+                eager_slots if eager_activity_queue is not None else None,
+            )
         )
         return self._committed(run_id, committed, eager_activity_queue)
 
@@ -363,7 +365,8 @@ class SqliteStorage:
                 outcome,
                 eager_activity_queue,
                 eager_activity_slots,
-            ).taking_slots(eager_slots if eager_activity_queue is not None else None)
+                eager_slots if eager_activity_queue is not None else None,
+            )
         )
         if committed is None:
             self._notify()  # the result alone went in and queued the run's task
@@ -395,7 +398,7 @@ class SqliteStorage:
         self, task_queue: str, max_tasks: int, *, slots: ActivitySlots | None = None
     ) -> list[ActivityTask]:
         applied, leases = await self._run(
-            requests.poll_activity_tasks(self.now_ms(), task_queue, max_tasks).taking_slots(slots),
+            requests.poll_activity_tasks(self.now_ms(), task_queue, max_tasks, slots),
         )
         if applied:
             self._notify()

@@ -25,11 +25,13 @@ fn made(now: i64, operation: Operation) -> PySqliteOperation {
     }
 }
 
-fn eager(queue: Option<String>, slots: usize) -> Eager {
+/// Where a commit may lease attempts to its caller. With `pool`, it leases them only into
+/// slots it takes from the caller's pool as it runs (see `PySlotPool`).
+fn eager(queue: Option<String>, slots: usize, pool: Option<PyRef<'_, PySlotPool>>) -> Eager {
     Eager {
         queue,
         slots,
-        pool: None,
+        pool: pool.map(|pool| Arc::clone(&pool.pool)),
     }
 }
 
@@ -102,23 +104,6 @@ fn held(run_key: i64, scheduled_event_id: u64, token: i64) -> HeldAttempt {
 #[allow(clippy::too_many_arguments)]
 #[pymethods]
 impl PySqliteOperation {
-    /// The same operation, leasing attempts to the caller only into slots it takes from
-    /// `pool` as it runs (an eager commit's attempts, a poll's): a slot is spoken for from the
-    /// moment an attempt is leased into it, and two operations of a group never lease into
-    /// the same one. Operations that lease no attempts come back as they are.
-    fn with_slot_pool(&self, pool: &PySlotPool) -> Self {
-        let mut request = self.request.clone();
-        let shared = Some(Arc::clone(&pool.pool));
-        match &mut request.operation {
-            Operation::StartWorkflowWithFirstTask { eager, .. }
-            | Operation::CompleteWorkflowTask { eager, .. }
-            | Operation::CompleteActivityWithWorkflowTask { eager, .. } => eager.pool = shared,
-            Operation::PollActivityTasks { pool, .. } => *pool = shared,
-            _ => {}
-        }
-        PySqliteOperation { request }
-    }
-
     /// Whether the operation only reads.
     #[getter]
     fn read_only(&self) -> bool {
@@ -147,7 +132,7 @@ impl PySqliteOperation {
     }
 
     #[staticmethod]
-    #[pyo3(signature = (now, workflow_id, run_id, workflow_type, task_queue, started_row, outcome, eager_queue, eager_slots))]
+    #[pyo3(signature = (now, workflow_id, run_id, workflow_type, task_queue, started_row, outcome, eager_queue, eager_slots, pool = None))]
     fn start_workflow_with_first_task(
         now: i64,
         workflow_id: String,
@@ -158,6 +143,7 @@ impl PySqliteOperation {
         outcome: &[u8],
         eager_queue: Option<String>,
         eager_slots: usize,
+        pool: Option<PyRef<'_, PySlotPool>>,
     ) -> Self {
         made(
             now,
@@ -165,13 +151,13 @@ impl PySqliteOperation {
                 run: new_run(workflow_id, run_id, workflow_type, task_queue),
                 started_row: started_row.to_vec(),
                 outcome: outcome.to_vec(),
-                eager: eager(eager_queue, eager_slots),
+                eager: eager(eager_queue, eager_slots, pool),
             },
         )
     }
 
     #[staticmethod]
-    #[pyo3(signature = (now, run_key, token, outcome, leased_length, eager_queue, eager_slots))]
+    #[pyo3(signature = (now, run_key, token, outcome, leased_length, eager_queue, eager_slots, pool = None))]
     fn complete_workflow_task(
         now: i64,
         run_key: i64,
@@ -180,6 +166,7 @@ impl PySqliteOperation {
         leased_length: i64,
         eager_queue: Option<String>,
         eager_slots: usize,
+        pool: Option<PyRef<'_, PySlotPool>>,
     ) -> Self {
         made(
             now,
@@ -188,7 +175,7 @@ impl PySqliteOperation {
                 token,
                 outcome: outcome.map(<[u8]>::to_vec),
                 leased_length,
-                eager: eager(eager_queue, eager_slots),
+                eager: eager(eager_queue, eager_slots, pool),
             },
         )
     }
@@ -206,7 +193,7 @@ impl PySqliteOperation {
     }
 
     #[staticmethod]
-    #[pyo3(signature = (now, run_key, scheduled_event_id, token, result_row, expected_length, outcome, eager_queue, eager_slots))]
+    #[pyo3(signature = (now, run_key, scheduled_event_id, token, result_row, expected_length, outcome, eager_queue, eager_slots, pool = None))]
     fn complete_activity_with_workflow_task(
         now: i64,
         run_key: i64,
@@ -217,6 +204,7 @@ impl PySqliteOperation {
         outcome: &[u8],
         eager_queue: Option<String>,
         eager_slots: usize,
+        pool: Option<PyRef<'_, PySlotPool>>,
     ) -> Self {
         made(
             now,
@@ -225,7 +213,7 @@ impl PySqliteOperation {
                 result_row: result_row.to_vec(),
                 expected_length,
                 outcome: outcome.to_vec(),
-                eager: eager(eager_queue, eager_slots),
+                eager: eager(eager_queue, eager_slots, pool),
             },
         )
     }
@@ -332,14 +320,21 @@ impl PySqliteOperation {
         )
     }
 
+    /// With `pool`, leases only into slots it takes from the caller's pool as it runs.
     #[staticmethod]
-    fn poll_activity_tasks(now: i64, task_queue: String, max_tasks: i64) -> Self {
+    #[pyo3(signature = (now, task_queue, max_tasks, pool = None))]
+    fn poll_activity_tasks(
+        now: i64,
+        task_queue: String,
+        max_tasks: i64,
+        pool: Option<PyRef<'_, PySlotPool>>,
+    ) -> Self {
         made(
             now,
             Operation::PollActivityTasks {
                 task_queue,
                 max_tasks,
-                pool: None,
+                pool: pool.map(|pool| Arc::clone(&pool.pool)),
             },
         )
     }

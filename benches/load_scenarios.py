@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -118,9 +118,13 @@ async def _run_workflows(
     return count / (time.perf_counter() - started)
 
 
-def _worker(client: Client, config: WorkerConfig | None = None, **kwargs: Any) -> Worker:
-    workflows = kwargs.pop("workflows", [three_no_ops])
-    activities = kwargs.pop("activities", [no_op])
+def _worker(
+    client: Client,
+    config: WorkerConfig | None = None,
+    *,
+    workflows: Sequence[Callable[..., Any]] = (three_no_ops,),
+    activities: Sequence[Callable[..., Any]] = (no_op,),
+) -> Worker:
     return Worker(
         client, task_queue=QUEUE, workflows=workflows, activities=activities, config=config
     )

@@ -306,10 +306,10 @@ class WorkflowTaskRunner:
 
     def _eager_room(self, instance: WorkflowInstance) -> dict[str, Any]:
         """The commit options that let it lease the activities it schedules to this worker:
-        as many as the instance's last task scheduled, in slots the storage takes from this
-        worker's as late as it can (commits run concurrently: each may only lease slots no
-        other has taken) and gives back as the commit returns, before the attempts it
-        leased start and take theirs."""
+        as many as the instance's last task scheduled on this queue, each into a slot the
+        storage takes from this worker's pool as the commit runs (commits run concurrently:
+        none leases into a slot another took). A leased attempt keeps its slot and runs in
+        it; the rest go back as the commit runs."""
         activities = self.activities
         wanted = instance.activities_scheduled
         if activities is None or wanted <= 0:

@@ -25,6 +25,17 @@ fn fresh_path(name: &str) -> PathBuf {
     folder.join(name)
 }
 
+/// A store on a new file of its own.
+fn fresh_store(name: &str, synchronous: &str, config: RulesConfig) -> mainspring_sqlite::Store {
+    open(
+        fresh_path(name).to_str().unwrap(),
+        1_000,
+        synchronous,
+        config,
+    )
+    .unwrap()
+}
+
 fn start(workflow_id: &str, eager_lease_ms: Option<i64>) -> Request {
     Request {
         now: 1_000,
@@ -112,13 +123,7 @@ fn opening_migrates_once_and_a_newer_schema_is_refused() {
 
 #[test]
 fn a_failing_operation_is_undone_alone() {
-    let mut store = open(
-        fresh_path("group.db").to_str().unwrap(),
-        1_000,
-        "FULL",
-        RulesConfig::default(),
-    )
-    .unwrap();
+    let mut store = fresh_store("group.db", "FULL", RulesConfig::default());
     let results = run_group(
         &mut store,
         &[start("a", None), start("a", None), start("b", None)],
@@ -134,13 +139,7 @@ fn a_failing_operation_is_undone_alone() {
 
 #[test]
 fn a_task_commit_is_fenced_by_its_lease_and_hands_eager_activities_back() {
-    let mut store = open(
-        fresh_path("fenced.db").to_str().unwrap(),
-        1_000,
-        "NORMAL",
-        RulesConfig::default(),
-    )
-    .unwrap();
+    let mut store = fresh_store("fenced.db", "NORMAL", RulesConfig::default());
     let [Ok(Output::Lease(Some(lease)))] = &run_group(&mut store, &[start("w", Some(10_000))])[..]
     else {
         panic!("an eager start leases the first task")
@@ -197,13 +196,7 @@ fn a_task_commit_is_fenced_by_its_lease_and_hands_eager_activities_back() {
 
 #[test]
 fn the_executor_runs_groups_on_its_thread_and_closing_waits_for_them() {
-    let store = open(
-        fresh_path("executor.db").to_str().unwrap(),
-        1_000,
-        "FULL",
-        RulesConfig::default(),
-    )
-    .unwrap();
+    let store = fresh_store("executor.db", "FULL", RulesConfig::default());
     let executor = Executor::new(store).unwrap();
     executor
         .submit(7, vec![start("x", None), start("y", None)])
@@ -238,16 +231,14 @@ fn the_executor_runs_groups_on_its_thread_and_closing_waits_for_them() {
 /// deadlines fall due at once.
 #[test]
 fn a_tick_applies_a_bounded_batch_of_due_deadlines() {
-    let mut store = open(
-        fresh_path("tick.db").to_str().unwrap(),
-        1_000,
+    let mut store = fresh_store(
+        "tick.db",
         "NORMAL",
         RulesConfig {
             tick_batch: 10,
             ..RulesConfig::default()
         },
-    )
-    .unwrap();
+    );
     let starts: Vec<Request> = (0..25)
         .map(|index| start(&format!("w{index:02}"), Some(10)))
         .collect();
@@ -283,13 +274,7 @@ fn a_tick_applies_a_bounded_batch_of_due_deadlines() {
 #[test]
 fn slots_taken_by_a_group_that_rolls_back_go_back() {
     use std::sync::Arc;
-    let mut store = open(
-        fresh_path("pool.db").to_str().unwrap(),
-        1_000,
-        "NORMAL",
-        RulesConfig::default(),
-    )
-    .unwrap();
+    let mut store = fresh_store("pool.db", "NORMAL", RulesConfig::default());
     let pool = Arc::new(SlotPool::new(2));
     let leases: Vec<_> = ["a", "b"]
         .iter()

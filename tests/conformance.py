@@ -1,7 +1,7 @@
 """What the storage conformance suites share: every backend, on a virtual clock, and a driver
 that plays a worker by hand (leases a task, feeds the run, commits chosen commands).
 
-Later backends (PostgreSQL, MySQL) join `BACKENDS`.
+Later backends (MySQL) join `BACKENDS`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from mainspring.storage import (
 from mainspring.storage._adapter import AdaptedStorage
 
 from .dict_tables import dict_storage
+from .postgres_server import postgres_storage
 
 LEASE_MS = 10_000
 QUEUE = "conformance"
@@ -59,10 +60,23 @@ def _python_adapter(clock: VirtualClock, folder: Path) -> Storage:
     return dict_storage(clock)
 
 
+def _postgres(clock: VirtualClock, folder: Path) -> Storage:
+    # A schema of its own on the test server (`postgres_server.py`).
+    return postgres_storage(clock)  # type: ignore[return-value]
+
+
+def _postgres_again(storage: Storage, clock: VirtualClock, folder: Path) -> Storage:
+    # Another store object on the same schema: its own pool, rules and listener, as another
+    # process has.
+    schema = storage.schema  # type: ignore[attr-defined]
+    return postgres_storage(clock, schema, owner=False)  # type: ignore[return-value]
+
+
 BACKENDS: dict[str, Callable[[VirtualClock, Path], Storage]] = {
     "memory": _memory,
     "sqlite": _sqlite,
     "python-adapter": _python_adapter,
+    "postgres": _postgres,
 }
 # A second client of the same store: another connection, or another adapter over the same
 # tables; the same object for memory (one process owns a memory store).
@@ -70,6 +84,7 @@ SECOND_CLIENTS: dict[str, Callable[[Storage, VirtualClock, Path], Storage]] = {
     "memory": _the_same,
     "sqlite": _sqlite_again,
     "python-adapter": _python_adapter_again,
+    "postgres": _postgres_again,
 }
 
 

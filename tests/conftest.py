@@ -17,6 +17,7 @@ from mainspring.storage._adapter import AdaptedStorage
 
 from .conformance import BACKENDS, SECOND_CLIENTS
 from .dict_tables import dict_storage
+from .postgres_server import postgres_storage
 
 settings.register_profile(
     "fast", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -39,6 +40,8 @@ class Environment:
             self.storage = MemoryStorage(clock=self.clock)
         elif backend == "sqlite":
             self.storage = SqliteStorage(folder / "test.db", clock=self.clock)
+        elif backend == "postgres":
+            self.storage = postgres_storage(self.clock)  # type: ignore[assignment]
         else:
             self.storage = dict_storage(self.clock)
         self.client = Client(self.storage)
@@ -61,10 +64,10 @@ class Environment:
             yield worker
 
 
-@pytest.fixture(params=["memory", "sqlite", "python-adapter"])
+@pytest.fixture(params=["memory", "sqlite", "python-adapter", "postgres"])
 async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Environment]:
-    """Every end-to-end test runs on each backend (the last a store written in Python over
-    the core's rules: `dict_tables`)."""
+    """Every end-to-end test runs on each backend (one a store written in Python over the
+    core's rules, `dict_tables`; PostgreSQL on the test server, `postgres_server`)."""
     environment = Environment(request.param, tmp_path)
     yield environment
     await environment.storage.close()

@@ -10,6 +10,7 @@ id with an index, as a database's unique index would.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from typing import Any
 
@@ -144,9 +145,18 @@ class DictTables:
         due.sort(key=lambda item: (item.at_ms, order[item.kind], item.run_key, item.item))
         return due[:limit]
 
-    async def next_wakeup_ms(self, now_ms: int) -> int | None:
+    async def next_wakeup_ms(self, now_ms: int, task_queue: str | None = None) -> int | None:
         await _round_trip()
         times = list(self.timers.values())
+        ready_now = any(
+            row[5] == task_queue and row[8] == _TASK_QUEUED and (row[9] or 0) <= now_ms
+            for row in self.runs.values()
+        ) or any(
+            row[3] == task_queue and row[13] == _ATTEMPT_QUEUED and (row[14] or 0) <= now_ms
+            for row in self.activities.values()
+        )
+        if ready_now:
+            times.append(now_ms)
         for row in self.runs.values():
             if row[8] == _TASK_LEASED and row[11] is not None:
                 times.append(row[11])
@@ -179,6 +189,10 @@ class DictTables:
         return runs + attempts + waiting
 
     # The fenced write.
+
+    def operation(self) -> contextlib.AbstractAsyncContextManager[None]:
+        # Every write is a compare-and-set on its own: an operation needs no scope.
+        return contextlib.nullcontext()
 
     async def persist(self, run_key: int | None, decision: _core.Decision) -> int:
         await _round_trip()

@@ -12,6 +12,7 @@ from typing import Any
 __all__ = [
     "ActivityError",
     "ApplicationError",
+    "CommitUnknownError",
     "CorruptHistoryError",
     "FailureError",
     "InternalError",
@@ -106,7 +107,21 @@ class StaleTaskError(MainspringError):
 
 
 class StorageError(MainspringError):
-    """The storage backend failed or is unreachable; nothing from the failed call was committed."""
+    """The storage backend failed or is unreachable.
+
+    ``committed`` says what became of the failed call's writes: ``False``, nothing was
+    committed (the default); ``None``, unknown — the connection dropped after the commit was
+    sent (:class:`CommitUnknownError`). Every write is fenced, so re-reading, or retrying the
+    call, is safe either way."""
+
+    committed: bool | None = False
+
+
+class CommitUnknownError(StorageError):
+    """The connection to the database dropped after a commit was sent: the call's writes may or
+    may not have been committed. Re-read to find out; a retry is fenced and so safe."""
+
+    committed = None
 
 
 class StorageConflictError(StorageError):

@@ -243,6 +243,10 @@ class Worker:
                 # Let the other pollers and running activities have the loop.
                 await asyncio.sleep(0)
                 continue
+            if stop.done():
+                # Shutdown came while this poll was on its way: it cancelled the pollers that
+                # were idle then, not this one, so this one must not start to wait.
+                return
             # Only an idle poller may be cancelled by shutdown: one in the middle of a task
             # finishes it (and its commit) first.
             self._idle_pollers.add(me)

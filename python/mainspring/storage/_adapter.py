@@ -118,13 +118,22 @@ class StoreTables(Protocol):
         what each does, and the rest are due at the next tick."""
         ...
 
-    async def next_wakeup_ms(self, now_ms: int) -> int | None:
+    async def next_wakeup_ms(self, now_ms: int, task_queue: str | None = None) -> int | None:
         """The earliest deadline (as :meth:`due` finds them), or ready time of a queued task
-        or attempt after ``now_ms``."""
+        or attempt after ``now_ms``; or a time at or before ``now_ms`` when a task or attempt
+        of ``task_queue`` is ready now (it may have become ready while its poller's last poll
+        was on its way, with nothing left to wake the poller)."""
         ...
 
     async def busy(self, now_ms: int) -> int:
         """Tasks ready or leased, attempts ready or running, queries waiting."""
+        ...
+
+    def operation(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """The scope of one operation's reads and its write. A store may run them in one
+        transaction, the records they read locked until it ends, so that a concurrent writer
+        of the same run waits its turn instead of conflicting; the write then commits when the
+        scope ends. A store whose writes are compare-and-set alone makes it a no-op."""
         ...
 
     async def persist(self, run_key: int | None, decision: _core.Decision) -> int:
@@ -230,18 +239,19 @@ class AdaptedStorage:
         cancelled in the same write. Returns the run's key and the decisions persisted."""
         for attempt in range(CONFLICT_RETRIES):
             try:
-                run_key, request = await load()
-                decision = await self._decide(request)
-                decisions = [decision]
-                if follow_up and decision.run is not None:
-                    decisions += await self._cancellations(decision)
-                if decision.is_empty:
-                    return run_key or 0, decisions
-                if len(decisions) == 1:
-                    key = await self.tables.persist(run_key, decision)
-                else:
-                    keys = await self.tables.persist_all([(run_key, d) for d in decisions])
-                    key = keys[0]
+                async with self.tables.operation():
+                    run_key, request = await load()
+                    decision = await self._decide(request)
+                    decisions = [decision]
+                    if follow_up and decision.run is not None:
+                        decisions += await self._cancellations(decision)
+                    if decision.is_empty:
+                        return run_key or 0, decisions
+                    if len(decisions) == 1:
+                        key = await self.tables.persist(run_key, decision)
+                    else:
+                        keys = await self.tables.persist_all([(run_key, d) for d in decisions])
+                        key = keys[0]
             except StorageConflictError:
                 # Another writer changed a record after it was read (or the rules decided on
                 # what another request of the group left, which may not be stored): again,
@@ -677,7 +687,7 @@ class AdaptedStorage:
     async def wait_for_work(self, task_queue: str, timeout: float | None) -> None:
         changed = self._change_notices.next()
         now = self.now_ms()
-        wakeup = await self.tables.next_wakeup_ms(now)
+        wakeup = await self.tables.next_wakeup_ms(now, task_queue)
         if wakeup is not None and wakeup <= now:
             return
         if wakeup is not None and not self._clock.is_virtual:

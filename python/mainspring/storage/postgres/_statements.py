@@ -1,0 +1,144 @@
+"""The PostgreSQL store's statements, ``{s}`` standing for its quoted schema. Column lists are
+in the order of the core's rows (`RunRecord.row()`, `ActivityRecord.row()`), so a row reads
+back as a tuple with no reordering. Every hot statement finds its rows by a primary key or a
+partial index over queued or leased rows (see `_schema.py`)."""
+
+from __future__ import annotations
+
+RUN_COLUMNS = (
+    "run_key, version, workflow_id, run_id, workflow_type, task_queue, status, history_length, "
+    "task_state, task_ready_ms, task_token, task_deadline_ms, task_failures, last_task_failure, "
+    "cancel_requested, tail_start, started_ms, closed_ms, dropped_signals"
+)
+_RUN_VALUES = ", ".join(f"${n}" for n in range(1, 19))
+_RUN_SET = ", ".join(
+    f"{column} = ${n + 2}" for n, column in enumerate(RUN_COLUMNS.split(", ")[1:], start=1)
+)
+
+ACTIVITY_COLUMNS = (
+    "scheduled_event_id, version, activity_id, task_queue, activity_type, input, policy, "
+    "schedule_to_close_ms, schedule_to_start_ms, start_to_close_ms, heartbeat_ms, attempt, "
+    "scheduled_ms, state, ready_ms, token, started_ms, last_heartbeat_ms, heartbeat_details, "
+    "last_failure, next_deadline_ms"
+)
+_ACTIVITY_VALUES = ", ".join(f"${n}" for n in range(2, 23))
+_ACTIVITY_SET = ", ".join(
+    f"{column} = ${n + 3}" for n, column in enumerate(ACTIVITY_COLUMNS.split(", ")[1:], start=1)
+)
+
+RUN_BY_KEY = f"SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE run_key = $1"
+CURRENT_RUN = (
+    f"SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE workflow_id = $1 ORDER BY run_key DESC LIMIT 1"
+)
+RUN_BY_KEY_LOCKED = RUN_BY_KEY + " FOR UPDATE"
+CURRENT_RUN_LOCKED = CURRENT_RUN + " FOR UPDATE"
+RUN_BY_ID = f"SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE run_id = $1"
+# One statement per filter, so each is one range of its index (a plan for "either filter or
+# none" would be one plan for all three).
+LIST_RUNS_BY_STATUS = (
+    f"SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE status = $3 AND run_key > $1"
+    " AND ($4::text IS NULL OR workflow_type = $4) ORDER BY status, run_key LIMIT $2"
+)
+LIST_RUNS_BY_TYPE = (
+    f"SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE workflow_type = $3 AND run_key > $1"
+    " ORDER BY workflow_type, run_key LIMIT $2"
+)
+LIST_ALL_RUNS = f"SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE run_key > $1 ORDER BY run_key LIMIT $2"
+
+ACTIVITY = (
+    f"SELECT {ACTIVITY_COLUMNS} FROM {{s}}.activities"
+    " WHERE run_key = $1 AND scheduled_event_id = $2"
+)
+ACTIVITY_LOCKED = ACTIVITY + " FOR UPDATE"
+TIMER = "SELECT fire_ms FROM {s}.timers WHERE run_key = $1 AND started_event_id = $2"
+EVENT_ROWS = (
+    "SELECT row FROM {s}.events WHERE run_key = $1 AND event_id BETWEEN $2 AND $3 ORDER BY event_id"
+)
+
+# Work hand-out: the oldest ready rows no other transaction holds, locked until this one ends.
+CLAIM_WORKFLOW_TASKS = (
+    f"SELECT {RUN_COLUMNS} FROM {{s}}.runs"
+    " WHERE task_queue = $1 AND task_state = 1 AND task_ready_ms <= $2"
+    " ORDER BY task_ready_ms LIMIT $3 FOR UPDATE SKIP LOCKED"
+)
+CLAIM_ACTIVITY_TASKS = (
+    "SELECT " + ", ".join(f"r.{c}" for c in RUN_COLUMNS.split(", ")) + ", "
+    + ", ".join(f"a.{c}" for c in ACTIVITY_COLUMNS.split(", "))
+    + " FROM {s}.activities a JOIN {s}.runs r ON r.run_key = a.run_key"
+    " WHERE a.task_queue = $1 AND a.state = 0 AND a.ready_ms <= $2"
+    " ORDER BY a.ready_ms LIMIT $3 FOR UPDATE OF a SKIP LOCKED"
+)  # fmt: skip
+
+DUE = """
+(SELECT fire_ms AS at, 0 AS kind, run_key, started_event_id AS item FROM {s}.timers
+    WHERE fire_ms <= $1 ORDER BY fire_ms LIMIT $2)
+UNION ALL
+(SELECT task_deadline_ms, 1, run_key, 0 FROM {s}.runs
+    WHERE task_state = 2 AND task_deadline_ms <= $1 ORDER BY task_deadline_ms LIMIT $2)
+UNION ALL
+(SELECT next_deadline_ms, 2, run_key, scheduled_event_id FROM {s}.activities
+    WHERE next_deadline_ms IS NOT NULL AND next_deadline_ms <= $1
+    ORDER BY next_deadline_ms LIMIT $2)
+ORDER BY 1, 2, 3, 4 LIMIT $2
+"""
+NEXT_WAKEUP = """
+SELECT least(
+    (SELECT min(fire_ms) FROM {s}.timers),
+    (SELECT min(task_deadline_ms) FROM {s}.runs WHERE task_state = 2),
+    (SELECT min(next_deadline_ms) FROM {s}.activities WHERE next_deadline_ms IS NOT NULL),
+    (SELECT min(task_ready_ms) FROM {s}.runs WHERE task_state = 1 AND task_ready_ms > $1),
+    (SELECT min(ready_ms) FROM {s}.activities WHERE state = 0 AND ready_ms > $1),
+    (SELECT min(task_ready_ms) FROM {s}.runs
+        WHERE task_queue = $2 AND task_state = 1 AND task_ready_ms <= $1),
+    (SELECT min(ready_ms) FROM {s}.activities
+        WHERE task_queue = $2 AND state = 0 AND ready_ms <= $1)
+)
+"""
+BUSY = """
+SELECT (SELECT count(*) FROM {s}.runs WHERE task_state = 2
+            OR (task_state = 1 AND coalesce(task_ready_ms, 0) <= $1))
+     + (SELECT count(*) FROM {s}.activities WHERE state = 1 OR coalesce(ready_ms, 0) <= $1)
+     + (SELECT count(*) FROM {s}.queries WHERE state < 2)
+"""
+
+INSERT_RUN = (
+    f"INSERT INTO {{s}}.runs ({RUN_COLUMNS.removeprefix('run_key, ')})"
+    f" VALUES ({_RUN_VALUES}) RETURNING run_key"
+)
+CLOSE_NEW_RUN = "UPDATE {s}.runs SET status = $2 WHERE run_key = $1"
+UPDATE_RUN = f"UPDATE {{s}}.runs SET {_RUN_SET} WHERE run_key = $1 AND version = $2"
+INSERT_EVENTS = (
+    "INSERT INTO {s}.events (run_key, event_id, kind, row)"
+    " SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::bytea[])"
+)
+INSERT_ACTIVITY = (
+    f"INSERT INTO {{s}}.activities (run_key, {ACTIVITY_COLUMNS}) VALUES ($1, {_ACTIVITY_VALUES})"
+)
+UPDATE_ACTIVITY = (
+    f"UPDATE {{s}}.activities SET {_ACTIVITY_SET}"
+    " WHERE run_key = $1 AND scheduled_event_id = $2 AND version = $3"
+)
+DELETE_ACTIVITY = (
+    "DELETE FROM {s}.activities WHERE run_key = $1 AND scheduled_event_id = $2 AND version = $3"
+)
+INSERT_TIMER = "INSERT INTO {s}.timers (run_key, started_event_id, fire_ms) VALUES ($1, $2, $3)"
+DELETE_TIMER = "DELETE FROM {s}.timers WHERE run_key = $1 AND started_event_id = $2"
+DROP_ACTIVITIES = "DELETE FROM {s}.activities WHERE run_key = $1"
+DROP_TIMERS = "DELETE FROM {s}.timers WHERE run_key = $1"
+NOTIFY = "SELECT pg_notify($1, $2)"
+
+SUBMIT_QUERY = (
+    "INSERT INTO {s}.queries (task_queue, workflow_id, run_id, name, input, created_ms)"
+    " VALUES ($1, $2, $3, $4, $5, $6) RETURNING query_id"
+)
+TAKE_QUERY = """
+UPDATE {s}.queries SET state = 1 WHERE query_id = (
+    SELECT query_id FROM {s}.queries WHERE task_queue = $1 AND state = 0
+    ORDER BY query_id LIMIT 1 FOR UPDATE SKIP LOCKED)
+RETURNING workflow_id, run_id, name, input, query_id
+"""
+ANSWER_QUERY = (
+    "UPDATE {s}.queries SET state = 2, result = $2, error = $3 WHERE query_id = $1 AND state = 1"
+)
+READ_ANSWER = "SELECT state, result, error FROM {s}.queries WHERE query_id = $1"
+DELETE_QUERY = "DELETE FROM {s}.queries WHERE query_id = $1"

@@ -1,0 +1,457 @@
+"""The PostgreSQL store's tables on asyncpg: `mainspring.storage._adapter.StoreTables` (reads,
+and one fenced write per decision) plus the locked claims its polls use. No rule is written
+here: what a write holds is what the core's rules decided; this module loads, persists with
+compare-and-set on the versions the decision names, and fences."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+import asyncpg
+
+from ... import _core
+from ...errors import StorageConflictError, StorageError, WorkflowAlreadyStartedError
+from ..base import QueryTask
+from . import _schema
+from . import _statements as sql
+from ._errors import CONNECTION_LOST, commit_unknown, translated
+from ._listener import Listener
+
+#: Decides a claim's candidates (the caller's rules); an exception for each it may not take.
+Decide = Callable[[list[Any]], Awaitable[list["_core.Decision | BaseException"]]]
+
+_KIND = {0: "timer", 1: "lease", 2: "activity"}
+
+
+class PostgresTables:
+    """The tables of one schema, through a pool of connections made on first use."""
+
+    def __init__(
+        self,
+        dsn: str,
+        schema: str,
+        *,
+        pool_size: int,
+        statement_cache_size: int,
+        migrate: bool,
+        listen: bool,
+        notify_origin: str,
+    ) -> None:
+        self.dsn = dsn
+        self.schema = schema
+        self.channel = f"mainspring_{schema}"
+        self._quoted = _schema.quoted_schema(schema)
+        self._statements = {
+            name: value.replace("{s}", self._quoted)
+            for name, value in vars(sql).items()
+            if name.isupper() and isinstance(value, str)
+        }
+        self._pool_size = pool_size
+        self._statement_cache_size = statement_cache_size
+        self._migrate = migrate
+        self._origin = notify_origin
+        self._listen = listen
+        #: Called when another process's commit may have made work (see `_listener.py`).
+        self.on_notice: Callable[[], None] = lambda: None
+        self.listener: Listener | None = None
+        self._pool: asyncpg.Pool | None = None
+        self._opening: asyncio.Lock | None = None
+        self._closed = False
+        #: The connection of the operation the current task is in (see `operation`).
+        self._scope: contextvars.ContextVar[asyncpg.Connection | None] = contextvars.ContextVar(
+            f"mainspring_postgres_{id(self)}", default=None
+        )
+
+    def statement(self, name: str) -> str:
+        return self._statements[name]
+
+    # Connections.
+
+    async def connect(self) -> asyncpg.Connection:
+        """A connection of its own (not the pool's): the listener's, or a migration's."""
+        async with translated("connect"):
+            return await asyncpg.connect(self.dsn, statement_cache_size=self._statement_cache_size)
+
+    async def _open(self) -> asyncpg.Pool:
+        if self._pool is not None:
+            return self._pool
+        if self._closed:
+            raise StorageError("the PostgreSQL storage is closed")
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self._pool is None:
+                connection = await self.connect()
+                try:
+                    async with translated("migrate the schema"):
+                        if self._migrate:
+                            await _schema.migrate(connection, self.schema)
+                        else:
+                            version = await _schema.stored_version(connection, self.schema)
+                            _schema.check_current(version, self.schema)
+                finally:
+                    await connection.close()
+                if self._listen:
+                    listener = Listener(
+                        self.connect, self.channel, self._origin, lambda: self.on_notice()
+                    )
+                    await listener.start()
+                    self.listener = listener
+                async with translated("open a pool of connections"):
+                    self._pool = await asyncpg.create_pool(
+                        self.dsn,
+                        min_size=1,
+                        max_size=self._pool_size,
+                        statement_cache_size=self._statement_cache_size,
+                    )
+        assert self._pool is not None
+        return self._pool
+
+    @contextlib.asynccontextmanager
+    async def _connection(self, what: str) -> AsyncIterator[asyncpg.Connection]:
+        scoped = self._scope.get()
+        if scoped is not None:  # inside an operation: its transaction
+            async with translated(what):
+                yield scoped
+            return
+        pool = await self._open()
+        async with translated(what), pool.acquire() as connection:
+            yield connection
+
+    @contextlib.asynccontextmanager
+    async def operation(self) -> AsyncIterator[None]:
+        """One operation's reads and write in one transaction on one connection, the runs and
+        activities it reads locked (``FOR UPDATE``) until it commits: a signal and a commit
+        to one run take turns instead of conflicting, however busy the run."""
+        if self._scope.get() is not None:
+            yield
+            return
+        pool = await self._open()
+        async with translated("run an operation"), pool.acquire() as connection:
+            transaction = connection.transaction()
+            await transaction.start()
+            token = self._scope.set(connection)
+            try:
+                yield
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await transaction.rollback()
+                raise
+            finally:
+                self._scope.reset(token)
+            await self._commit(transaction, "commit an operation")
+
+    def _locked(self, statement: str) -> str:
+        """A read of rows the operation in scope will write: locked until it ends."""
+        return f"{statement}_LOCKED" if self._scope.get() is not None else statement
+
+    async def _fetch(self, what: str, statement: str, *arguments: Any) -> list[asyncpg.Record]:
+        async with self._connection(what) as connection:
+            rows: list[asyncpg.Record] = await connection.fetch(
+                self._statements[statement], *arguments
+            )
+            return rows
+
+    async def _fetchrow(self, what: str, statement: str, *arguments: Any) -> asyncpg.Record | None:
+        async with self._connection(what) as connection:
+            row: asyncpg.Record | None = await connection.fetchrow(
+                self._statements[statement], *arguments
+            )
+            return row
+
+    async def close(self) -> None:
+        self._closed = True
+        if self.listener is not None:
+            listener, self.listener = self.listener, None
+            await listener.close()
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            with contextlib.suppress(*CONNECTION_LOST):
+                await asyncio.wait_for(pool.close(), 5)
+
+    # Reads.
+
+    @staticmethod
+    def _run(row: asyncpg.Record | None) -> _core.RunRecord | None:
+        return None if row is None else _core.RunRecord.from_row(tuple(row))
+
+    async def run(self, run_key: int) -> _core.RunRecord | None:
+        return self._run(await self._fetchrow("read a run", self._locked("RUN_BY_KEY"), run_key))
+
+    async def current_run(self, workflow_id: str) -> _core.RunRecord | None:
+        statement = self._locked("CURRENT_RUN")
+        return self._run(await self._fetchrow("read a run", statement, workflow_id))
+
+    async def run_by_id(self, run_id: str) -> _core.RunRecord | None:
+        return self._run(await self._fetchrow("read a run", "RUN_BY_ID", run_id))
+
+    async def list_runs(
+        self,
+        after_run_key: int | None,
+        limit: int,
+        status: str | None,
+        workflow_type: str | None,
+    ) -> list[_core.RunRecord]:
+        after = -1 if after_run_key is None else after_run_key
+        if status is not None:
+            rows = await self._fetch(
+                "list runs", "LIST_RUNS_BY_STATUS", after, limit, status, workflow_type
+            )
+        elif workflow_type is not None:
+            rows = await self._fetch("list runs", "LIST_RUNS_BY_TYPE", after, limit, workflow_type)
+        else:
+            rows = await self._fetch("list runs", "LIST_ALL_RUNS", after, limit)
+        return [_core.RunRecord.from_row(tuple(row)) for row in rows]
+
+    async def activity(self, run_key: int, scheduled_event_id: int) -> _core.ActivityRecord | None:
+        statement = self._locked("ACTIVITY")
+        row = await self._fetchrow("read an activity", statement, run_key, scheduled_event_id)
+        return None if row is None else _core.ActivityRecord.from_row(tuple(row))
+
+    async def timer(self, run_key: int, started_event_id: int) -> int | None:
+        row = await self._fetchrow("read a timer", "TIMER", run_key, started_event_id)
+        return None if row is None else int(row[0])
+
+    async def event_rows(self, run_key: int, from_event_id: int, to_event_id: int) -> list[bytes]:
+        rows = await self._fetch(
+            "read events", "EVENT_ROWS", run_key, max(from_event_id, 1), to_event_id
+        )
+        return [row[0] for row in rows]
+
+    async def ready_workflow_tasks(
+        self, task_queue: str, now_ms: int, limit: int
+    ) -> list[_core.RunRecord]:
+        raise NotImplementedError("PostgresStorage claims tasks with claim_workflow_tasks")
+
+    async def ready_activity_tasks(
+        self, task_queue: str, now_ms: int, limit: int
+    ) -> list[tuple[_core.RunRecord, _core.ActivityRecord]]:
+        raise NotImplementedError("PostgresStorage claims attempts with claim_activity_tasks")
+
+    async def due(self, now_ms: int, limit: int) -> list[Any]:
+        from .._adapter import Due
+
+        rows = await self._fetch("read due deadlines", "DUE", now_ms, limit)
+        return [Due(row[0], _KIND[row[1]], row[2], row[3]) for row in rows]
+
+    async def next_wakeup_ms(self, now_ms: int, task_queue: str | None = None) -> int | None:
+        row = await self._fetchrow("read the next deadline", "NEXT_WAKEUP", now_ms, task_queue)
+        return None if row is None or row[0] is None else int(row[0])
+
+    async def busy(self, now_ms: int) -> int:
+        row = await self._fetchrow("count busy work", "BUSY", now_ms)
+        assert row is not None
+        return int(row[0])
+
+    # Claims: the oldest ready rows no other worker's claim holds, locked while the caller's
+    # rules decide their leases, written in the same transaction.
+
+    async def claim_workflow_tasks(
+        self, task_queue: str, now_ms: int, limit: int, decide: Decide
+    ) -> list[tuple[Any, _core.Decision]]:
+        return await self._claim("CLAIM_WORKFLOW_TASKS", task_queue, now_ms, limit, decide)
+
+    async def claim_activity_tasks(
+        self, task_queue: str, now_ms: int, limit: int, decide: Decide
+    ) -> list[tuple[Any, _core.Decision]]:
+        return await self._claim("CLAIM_ACTIVITY_TASKS", task_queue, now_ms, limit, decide)
+
+    async def _claim(
+        self, statement: str, task_queue: str, now_ms: int, limit: int, decide: Decide
+    ) -> list[tuple[Any, _core.Decision]]:
+        if limit <= 0:
+            return []
+        async with self._connection("claim tasks") as connection:
+            transaction = connection.transaction()
+            await transaction.start()
+            try:
+                rows = await connection.fetch(
+                    self._statements[statement], task_queue, now_ms, limit
+                )
+                candidates = [self._candidate(row) for row in rows]
+                leased: list[tuple[Any, _core.Decision]] = []
+                for candidate, decision in zip(candidates, await decide(candidates), strict=True):
+                    if isinstance(decision, BaseException) or decision.is_empty:
+                        continue  # no longer leasable
+                    await self._write(connection, candidate_key(candidate), decision)
+                    leased.append((candidate, decision))
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await transaction.rollback()
+                raise
+            await self._commit(transaction, "claim tasks")
+            return leased
+
+    @staticmethod
+    def _candidate(row: asyncpg.Record) -> Any:
+        values = tuple(row)
+        run = _core.RunRecord.from_row(values[:19])
+        if len(values) == 19:
+            return run
+        return run, _core.ActivityRecord.from_row(values[19:])
+
+    # The fenced write.
+
+    async def persist(self, run_key: int | None, decision: _core.Decision) -> int:
+        return (await self.persist_all([(run_key, decision)]))[0]
+
+    async def persist_all(self, writes: list[tuple[int | None, _core.Decision]]) -> list[int]:
+        scoped = self._scope.get()
+        if scoped is not None:  # the operation's transaction commits it
+            async with translated("persist a decision"):
+                keys = [await self._write(scoped, key, decision) for key, decision in writes]
+                await self._notify_if_woken(scoped, [decision for _, decision in writes])
+            return keys
+        async with self._connection("persist a decision") as connection:
+            transaction = connection.transaction()
+            await transaction.start()
+            try:
+                keys = [await self._write(connection, key, decision) for key, decision in writes]
+                await self._notify_if_woken(connection, [decision for _, decision in writes])
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await transaction.rollback()
+                raise
+            await self._commit(transaction, "persist a decision")
+            return keys
+
+    async def _commit(self, transaction: Any, what: str) -> None:
+        try:
+            await transaction.commit()
+        except CONNECTION_LOST as error:
+            raise commit_unknown(what, error) from error
+
+    async def _notify_if_woken(
+        self, connection: asyncpg.Connection, decisions: Sequence[_core.Decision]
+    ) -> None:
+        # Delivered at commit, to every listener of the schema's channel: work was queued or a
+        # run closed. Only a hint: pollers and waiters look again within their poll interval.
+        if any(decision.wakes_pollers or decision.closed for decision in decisions):
+            await connection.execute(self._statements["NOTIFY"], self.channel, self._origin)
+
+    async def _write(
+        self, connection: asyncpg.Connection, run_key: int | None, decision: _core.Decision
+    ) -> int:
+        statements = self._statements
+        record = decision.run
+        if record is not None:
+            row = record.row()
+            if decision.inserts_run:
+                # Inserted open, so the unique index over open runs refuses it if the id has
+                # one, even when the run closes in the same decision (closed just after).
+                opened = (*row[1:6], "RUNNING", *row[7:])
+                try:
+                    run_key = await connection.fetchval(statements["INSERT_RUN"], *opened)
+                    if row[6] != "RUNNING":
+                        await connection.execute(statements["CLOSE_NEW_RUN"], run_key, row[6])
+                except asyncpg.UniqueViolationError as error:
+                    if error.constraint_name == "runs_open_workflow":
+                        raise WorkflowAlreadyStartedError(
+                            f"workflow already started: {row[2]}"
+                        ) from None
+                    raise StorageConflictError(f"run {row[3]} exists") from None
+            else:
+                status = await connection.execute(
+                    statements["UPDATE_RUN"], run_key, decision.expected_version, *row[1:]
+                )
+                if status != "UPDATE 1":
+                    raise StorageConflictError(f"run {run_key} changed since it was read")
+        if run_key is None:
+            raise StorageError("a decision for no run changes nothing but a run")
+        if decision.events:
+            ids, kinds, encoded = zip(*decision.events, strict=True)
+            try:
+                await connection.execute(
+                    statements["INSERT_EVENTS"], run_key, list(ids), list(kinds), list(encoded)
+                )
+            except asyncpg.UniqueViolationError:
+                raise StorageConflictError(f"events of run {run_key} exist already") from None
+        for write, scheduled_event_id, expected, activity in decision.activities:
+            if write == "insert":
+                assert activity is not None
+                try:
+                    await connection.execute(
+                        statements["INSERT_ACTIVITY"], run_key, *activity.row()
+                    )
+                except asyncpg.UniqueViolationError:
+                    raise StorageConflictError(
+                        f"activity {scheduled_event_id} of run {run_key} exists"
+                    ) from None
+                continue
+            if activity is None:
+                status = await connection.execute(
+                    statements["DELETE_ACTIVITY"], run_key, scheduled_event_id, expected
+                )
+            else:
+                status = await connection.execute(
+                    statements["UPDATE_ACTIVITY"],
+                    run_key,
+                    scheduled_event_id,
+                    expected,
+                    *activity.row()[1:],
+                )
+            if not status.endswith(" 1"):
+                raise StorageConflictError(
+                    f"activity {scheduled_event_id} of run {run_key} changed since it was read"
+                )
+        for write, started_event_id, fire_at in decision.timers:
+            if write == "insert":
+                await connection.execute(
+                    statements["INSERT_TIMER"], run_key, started_event_id, fire_at
+                )
+                continue
+            status = await connection.execute(statements["DELETE_TIMER"], run_key, started_event_id)
+            if write == "fire" and status != "DELETE 1":
+                raise StorageConflictError(f"timer {started_event_id} already fired")
+        if decision.drop_pending_work:
+            await connection.execute(statements["DROP_ACTIVITIES"], run_key)
+            await connection.execute(statements["DROP_TIMERS"], run_key)
+        return run_key
+
+    # Queries, answered by a worker in any process.
+
+    async def submit_query(self, now_ms: int, run: _core.RunRecord, name: str, input: bytes) -> int:
+        async with self._connection("submit a query") as connection, connection.transaction():
+            query_id: int = await connection.fetchval(
+                self._statements["SUBMIT_QUERY"],
+                run.task_queue,
+                run.workflow_id,
+                run.run_id,
+                name,
+                input,
+                now_ms,
+            )
+            await connection.execute(self._statements["NOTIFY"], self.channel, self._origin)
+        return query_id
+
+    async def take_query(self, task_queue: str) -> QueryTask | None:
+        row = await self._fetchrow("take a query", "TAKE_QUERY", task_queue)
+        return None if row is None else QueryTask(row[0], row[1], row[2], row[3], row[4])
+
+    async def answer_query(self, query_id: int, result: bytes | None, error: str | None) -> None:
+        async with self._connection("answer a query") as connection, connection.transaction():
+            await connection.execute(self._statements["ANSWER_QUERY"], query_id, result, error)
+            await connection.execute(self._statements["NOTIFY"], self.channel, self._origin)
+
+    async def read_answer(
+        self, query_id: int, give_up: bool
+    ) -> tuple[bytes | None, str | None] | None:
+        async with self._connection("read a query's answer") as connection:
+            row = await connection.fetchrow(self._statements["READ_ANSWER"], query_id)
+            if row is None:
+                return None
+            answered = row[0] == 2
+            if answered or give_up:
+                await connection.execute(self._statements["DELETE_QUERY"], query_id)
+            return (row[1], row[2]) if answered else None
+
+
+def candidate_key(candidate: Any) -> int:
+    """The run key of a claim's candidate (a run, or a run and one of its activities)."""
+    run = candidate[0] if isinstance(candidate, tuple) else candidate
+    key: int = run.key
+    return key

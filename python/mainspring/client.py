@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Generic, Protocol, TypeVar
@@ -170,21 +171,23 @@ class LocalWorker(Protocol):
 class Client:
     """Starts workflows and talks to them through a :class:`~mainspring.storage.Storage`.
 
-    Without a storage it opens the embedded default: a SQLite file at ``$MAINSPRING_DB``, or
-    ``mainspring.db`` in the working directory.
+    ``storage`` is a storage object or a storage URL (``memory:``, ``sqlite:///app.db``, a
+    plain file path, ``postgresql://user@host/db?schema=mainspring``: see
+    :mod:`mainspring.storage.urls`). Without one it opens what ``$MAINSPRING_DB`` names, else
+    the embedded default: the SQLite file ``mainspring.db`` in the working directory.
     """
 
     def __init__(
         self,
-        storage: Storage | None = None,
+        storage: Storage | str | os.PathLike[str] | None = None,
         *,
         maximum_payload_bytes: int = _payload.DEFAULT_MAXIMUM_PAYLOAD_BYTES,
     ) -> None:
-        if storage is None:
-            from .storage.sqlite import SqliteStorage
+        if storage is None or isinstance(storage, (str, os.PathLike)):
+            from .storage.urls import open_storage
 
-            storage = SqliteStorage()
-        self.storage = storage
+            storage = open_storage(storage or os.environ.get("MAINSPRING_DB") or "mainspring.db")
+        self.storage: Storage = storage
         self.maximum_payload_bytes = maximum_payload_bytes
         # Running workers of this process, by task queue: a start hands them its first
         # workflow task directly (see start_workflow).

@@ -18,6 +18,7 @@ __all__ = [
     "InternalError",
     "InvalidCommandError",
     "InvalidHistoryError",
+    "InvalidStorageUrlError",
     "MainspringError",
     "NonDeterminismError",
     "PayloadDecodeError",
@@ -104,6 +105,11 @@ class WorkflowNotRunningError(MainspringError):
 
 class StaleTaskError(MainspringError):
     """The task's lease expired or the task is over: this worker may no longer report it."""
+
+
+class InvalidStorageUrlError(MainspringError, ValueError):
+    """A storage URL (``Client(url)``, ``--db``, ``$MAINSPRING_DB``) is not one of the accepted
+    forms (the message names them), or the driver its store needs is not installed."""
 
 
 class StorageError(MainspringError):

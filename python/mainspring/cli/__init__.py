@@ -3,8 +3,10 @@
     mainspring worker MODULE[:ATTR] --task-queue Q
     mainspring workflow start|list|describe|history|signal|query|cancel|terminate|result ...
     mainspring replay HISTORY.json|FOLDER... --workflows MODULE
+    mainspring db migrate
 
-The store is `--db PATH`, else `$MAINSPRING_DB`, else `./mainspring.db`.
+The store is `--db URL`, else `$MAINSPRING_DB`, else `./mainspring.db`: a storage URL
+(`mainspring.storage.urls`) or a plain SQLite file path.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from pathlib import Path
 
 from .. import Client, History, Replayer, Worker, WorkerConfig, run
 from ..errors import MainspringError, NonDeterminismError
-from ..storage.sqlite import SqliteStorage, default_path
-from . import workflow_commands
+from ..storage import Storage
+from ..storage.sqlite import DEFAULT_PATH
+from ..storage.urls import open_storage
+from . import db_commands, workflow_commands
 from .loading import load
 from .output import UserError, fail
 
@@ -32,7 +36,11 @@ __all__ = ["main"]
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mainspring", description="Durable workflows for Python.")
-    parser.add_argument("--db", help="SQLite database (default: $MAINSPRING_DB or ./mainspring.db)")
+    parser.add_argument(
+        "--db",
+        help="storage URL or SQLite file: sqlite:///app.db, app.db, "
+        "postgresql://user@host/db?schema=mainspring (default: $MAINSPRING_DB or ./mainspring.db)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     worker = commands.add_parser("worker", help="run a worker for a module's workflows")
     worker.add_argument("module", help="MODULE or MODULE:ATTR declaring the functions")
@@ -55,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
         help="default: $MAINSPRING_MAX_CACHED_WORKFLOWS or 10000",
     )
     workflow_commands.add_parser(commands)
+    db_commands.add_parser(commands)
     replay = commands.add_parser("replay", help="replay exported histories through workflow code")
     replay.add_argument("paths", nargs="+", help="history JSON files or folders of them")
     replay.add_argument("--workflows", required=True, help="MODULE[:ATTR] with the workflows")
@@ -132,14 +141,22 @@ def _replay(arguments: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _storage(arguments: argparse.Namespace) -> Storage:
+    url = arguments.db or os.environ.get("MAINSPRING_DB") or DEFAULT_PATH
+    if url.strip().lower() == "memory:":
+        raise UserError("--db memory: keeps nothing once this command ends; name a database")
+    # A client in another process than the worker learns of changes by looking (SQLite) or
+    # by notification backed by looking (PostgreSQL): look often, a command is short.
+    return open_storage(url, poll_interval=timedelta(milliseconds=50))
+
+
 async def _with_client(arguments: argparse.Namespace) -> int:
-    storage = SqliteStorage(
-        arguments.db or default_path(), poll_interval=timedelta(milliseconds=50)
-    )
-    client = Client(storage)
+    client = Client(_storage(arguments))
     try:
         if arguments.command == "worker":
             return await _worker(arguments, client)
+        if arguments.command == "db":
+            return await db_commands.run(client.storage, arguments)
         return await workflow_commands.run(client, arguments)
     finally:
         await client.close()

@@ -50,8 +50,11 @@ ResultT = TypeVar("ResultT")
 
 
 def default_path() -> str:
-    """``$MAINSPRING_DB`` if set, else ``mainspring.db`` in the working directory."""
-    return os.environ.get("MAINSPRING_DB") or DEFAULT_PATH
+    """The file ``$MAINSPRING_DB`` names (a path or a ``sqlite:`` URL) if set, else
+    ``mainspring.db`` in the working directory."""
+    from .urls import sqlite_path
+
+    return sqlite_path(os.environ.get("MAINSPRING_DB") or DEFAULT_PATH)
 
 
 class SqliteStorage:

@@ -15,6 +15,7 @@ from .._adapter import AdaptedStorage
 from ..base import ActivitySlots, ActivityTask, SlotHold, WorkflowTask
 from ..memory import SystemClock, VirtualClock, activity_task
 from . import _schema
+from ._errors import translated
 from ._tables import PostgresTables
 
 #: Connections in a store's pool unless told otherwise: enough for a worker's pollers, its
@@ -79,6 +80,16 @@ class PostgresStorage(AdaptedStorage):
         a wrong DSN or an unmigrated schema fails here. Returns the storage."""
         await self.tables.run(0)
         return self
+
+    async def migrate(self) -> int:
+        """Creates or migrates the schema now, whatever ``migrate`` says (what ``mainspring db
+        migrate`` runs); returns the version it found (0: none)."""
+        connection = await self.tables.connect()
+        try:
+            async with translated("migrate the schema"):
+                return await _schema.migrate(connection, self.schema)
+        finally:
+            await connection.close()
 
     async def poll_workflow_tasks(
         self, task_queue: str, lease_ms: int, max_tasks: int

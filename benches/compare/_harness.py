@@ -240,17 +240,23 @@ async def measure(
 ) -> Measured:
     """Warm-up, then `latency_samples` workflows one after another (start to result), then
     `rounds` throughput runs of `workflows` started together with asyncio.gather and awaited
-    together; the medians of the rounds are kept."""
+    together; the medians of the rounds are kept.
+
+    Latency is measured before any concurrent burst, so that no engine's recovery from one
+    (pools, pollers, a server's queues) lands in the figure of a single request."""
     server = server or ServerCpu(None)
     prefix = f"compare-{time.time_ns()}"
-    await _concurrently(
-        start, result, [f"{prefix}-warm-{index}" for index in range(WARM_UP_WORKFLOWS)]
-    )
+    for index in range(WARM_UP_WORKFLOWS):
+        await _one(start, result, f"{prefix}-warm-{index}")
     latencies = sorted(
         [
             await _one(start, result, f"{prefix}-latency-{index}")
             for index in range(options.latency_samples)
         ]
+    )
+    # The concurrent paths warm up too (pools, caches, pollers) before the first timed round.
+    await _concurrently(
+        start, result, [f"{prefix}-burst-{index}" for index in range(WARM_UP_WORKFLOWS)]
     )
     rates, cpu_per_workflow, server_per_workflow = [], [], []
     for round_number in range(options.rounds):

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from . import _core
@@ -19,6 +20,7 @@ from .errors import (
     NonDeterminismError,
     QueryFailedError,
     StaleTaskError,
+    StorageError,
     UnknownWorkflowTypeError,
     WorkflowTaskFailedError,
 )
@@ -44,6 +46,13 @@ DEFERRED_QUERY_LIMIT_SECONDS = 60.0
 
 # Workflow tasks a poll takes while the worker's activities are backed up (_poll_batch).
 SATURATED_POLL_BATCH = 8
+
+#: How a workflow task's commit that the storage failed is tried again (see
+#: `WorkflowTaskRunner._commit_retrying`): this many tries, pauses doubling from the first to
+#: the most.
+COMMIT_TRIES = 6
+COMMIT_RETRY_INITIAL_SECONDS = 0.05
+COMMIT_RETRY_MAXIMUM_SECONDS = 2.0
 
 
 def advance(instance: WorkflowInstance, now_ms: int, allow_live: bool = True) -> bytes | None:
@@ -292,8 +301,9 @@ class WorkflowTaskRunner:
                 await storage.fail_workflow_task(task, reason)
             return
         try:
-            committed = await storage.complete_workflow_task(
-                task, outcome, **self._eager_room(instance)
+            committed = await self._commit_retrying(
+                task,
+                lambda: storage.complete_workflow_task(task, outcome, **self._eager_room(instance)),
             )
         except StaleTaskError:
             # Our lease expired and another worker owns the run now: drop our copy.
@@ -303,6 +313,33 @@ class WorkflowTaskRunner:
         finally:
             self._commit_returned()
         self._committed(task.run_id, instance, committed)
+
+    async def _commit_retrying(
+        self, task: WorkflowTask, commit: Callable[[], Awaitable[CommittedTask]]
+    ) -> CommittedTask:
+        """Commits, trying again with a growing pause when the storage fails (a dropped
+        connection, a server restarting) rather than leaving the task to its lease. Every
+        write is fenced, so a retry never records twice: if a commit whose outcome was
+        unknown had in fact committed, the retry finds the lease over (StaleTaskError) and
+        the instance is dropped, to be rebuilt from what the history holds."""
+        delay = COMMIT_RETRY_INITIAL_SECONDS
+        for attempt in range(1, COMMIT_TRIES + 1):
+            try:
+                return await commit()
+            except StorageError as error:
+                if attempt == COMMIT_TRIES:
+                    raise
+                logger.warning(
+                    "committing the workflow task of %s failed (try %d of %d, again in %.2f s): %s",
+                    task.workflow_id,
+                    attempt,
+                    COMMIT_TRIES,
+                    delay,
+                    error,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, COMMIT_RETRY_MAXIMUM_SECONDS)
+        raise AssertionError("unreachable")
 
     def _eager_room(self, instance: WorkflowInstance) -> dict[str, Any]:
         """The commit options that let it lease the activities it schedules to this worker:

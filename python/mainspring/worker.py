@@ -256,6 +256,19 @@ class Worker:
                 if stop.done():
                     return
                 raise
+            except MainspringError as error:
+                # The storage failed while this poller waited (a dropped connection): as
+                # when a poll fails, wait a poll interval (still idle: shutdown may cancel
+                # it) and poll again.
+                logger.warning(
+                    "waiting for work failed; polling in %.1f s: %s", idle_seconds, error
+                )
+                try:
+                    await asyncio.sleep(idle_seconds)
+                except asyncio.CancelledError:
+                    if stop.done():
+                        return
+                    raise
             finally:
                 self._idle_pollers.discard(me)
             # Yield even if the storage answered at once, so no poller can starve the others.

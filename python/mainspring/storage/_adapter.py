@@ -25,7 +25,13 @@ from typing import Any, Protocol
 
 from .. import _core
 from .._protocol import FailureTuple, WorkflowLeaseTuple
-from ..errors import QueryFailedError, StaleTaskError, StorageConflictError
+from ..errors import (
+    CommitUnknownError,
+    QueryFailedError,
+    StaleTaskError,
+    StorageConflictError,
+    StorageError,
+)
 from .base import (
     ActivitySlots,
     ActivityTask,
@@ -261,9 +267,42 @@ class AdaptedStorage:
                     raise
                 await asyncio.sleep(random.uniform(0, 0.0005 * 2**attempt))
                 continue
+            except CommitUnknownError as unknown:
+                # The connection dropped after the commit was sent: whether it landed is read
+                # back (then the operation succeeded, its leases included) or it fails as not
+                # committed, so nothing it leased waits out a timeout unseen.
+                key = await self._landed(run_key, decisions, unknown)
             self._change_notices.changed()
             return key, decisions
         raise AssertionError("unreachable")
+
+    async def _landed(
+        self, run_key: int | None, decisions: list[_core.Decision], unknown: CommitUnknownError
+    ) -> int:
+        """The run's key if the write of ``decisions`` committed after all: each write sets
+        versions no other write sets, so the records carry them exactly when it did. Raises
+        StorageError (not committed) if it did not, and ``unknown`` if that cannot be read."""
+        try:
+            if any(decision.run is not None for decision in decisions):
+                expected = _last_run(decisions)
+                stored = await self.tables.run_by_id(expected.run_id)
+                landed = stored is not None and stored.version == expected.version
+                key = 0 if stored is None else stored.key
+            elif run_key is not None and decisions[0].activities:
+                _, scheduled_event_id, _, record = decisions[0].activities[0]
+                current = await self.tables.activity(run_key, scheduled_event_id)
+                if record is None:
+                    landed = current is None
+                else:
+                    landed = current is not None and current.version == record.version
+                key = run_key
+            else:
+                raise unknown
+        except StorageError:
+            raise unknown from None
+        if not landed:
+            raise StorageError(f"not committed (read back after the connection dropped): {unknown}")
+        return key
 
     async def _cancellations(self, decision: _core.Decision) -> list[_core.Decision]:
         """The cancellations a commit names, decided in order on the run as it left it."""

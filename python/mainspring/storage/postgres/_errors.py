@@ -17,6 +17,8 @@ from ...errors import CommitUnknownError, MainspringError, StorageError
 CONNECTION_LOST: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    # A connection the server cut that the pool handed out before the driver saw it close.
+    asyncpg.InternalClientError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,

@@ -14,7 +14,12 @@ from typing import Any
 import asyncpg
 
 from ... import _core
-from ...errors import StorageConflictError, StorageError, WorkflowAlreadyStartedError
+from ...errors import (
+    CommitUnknownError,
+    StorageConflictError,
+    StorageError,
+    WorkflowAlreadyStartedError,
+)
 from ..base import QueryTask
 from . import _schema
 from . import _statements as sql
@@ -55,6 +60,8 @@ class PostgresTables:
         self._migrate = migrate
         self._origin = notify_origin
         self._listen = listen
+        # Names the store's sessions in pg_stat_activity (and lets tests find them).
+        self._server_settings = {"application_name": f"mainspring:{schema}"}
         #: Called when another process's commit may have made work (see `_listener.py`).
         self.on_notice: Callable[[], None] = lambda: None
         self.listener: Listener | None = None
@@ -74,7 +81,11 @@ class PostgresTables:
     async def connect(self) -> asyncpg.Connection:
         """A connection of its own (not the pool's): the listener's, or a migration's."""
         async with translated("connect"):
-            return await asyncpg.connect(self.dsn, statement_cache_size=self._statement_cache_size)
+            return await asyncpg.connect(
+                self.dsn,
+                statement_cache_size=self._statement_cache_size,
+                server_settings=self._server_settings,
+            )
 
     async def _open(self) -> asyncpg.Pool:
         if self._pool is not None:
@@ -107,6 +118,7 @@ class PostgresTables:
                         min_size=1,
                         max_size=self._pool_size,
                         statement_cache_size=self._statement_cache_size,
+                        server_settings=self._server_settings,
                     )
         assert self._pool is not None
         return self._pool
@@ -119,7 +131,7 @@ class PostgresTables:
                 yield scoped
             return
         pool = await self._open()
-        async with translated(what), pool.acquire() as connection:
+        async with translated(what), _acquired(pool) as connection:
             yield connection
 
     @contextlib.asynccontextmanager
@@ -131,7 +143,7 @@ class PostgresTables:
             yield
             return
         pool = await self._open()
-        async with translated("run an operation"), pool.acquire() as connection:
+        async with translated("run an operation"), _acquired(pool) as connection:
             transaction = connection.transaction()
             await transaction.start()
             token = self._scope.set(connection)
@@ -283,8 +295,35 @@ class PostgresTables:
                 with contextlib.suppress(Exception):
                     await transaction.rollback()
                 raise
-            await self._commit(transaction, "claim tasks")
-            return leased
+            try:
+                await self._commit(transaction, "claim tasks")
+            except CommitUnknownError:
+                pass  # resolved below, on a connection that works
+            else:
+                return leased
+        return await self._claimed_after_all(leased)
+
+    async def _claimed_after_all(
+        self, leased: list[tuple[Any, _core.Decision]]
+    ) -> list[tuple[Any, _core.Decision]]:
+        """The leases of a claim whose commit may or may not have happened that did: each
+        lease set a version no other write sets, so a record carries it exactly when the claim
+        committed. Those that did not commit stay queued for the next poll."""
+        kept = []
+        for candidate, decision in leased:
+            if isinstance(candidate, tuple):
+                run, _ = candidate
+                _, scheduled_event_id, _, record = decision.activities[0]
+                activity = await self.activity(run.key, scheduled_event_id)
+                found = None if activity is None else activity.version
+                expected = None if record is None else record.version
+            else:
+                stored = await self.run(candidate.key)
+                found = None if stored is None else stored.version
+                expected = None if decision.run is None else decision.run.version
+            if found is not None and found == expected:
+                kept.append((candidate, decision))
+        return kept
 
     @staticmethod
     def _candidate(row: asyncpg.Record) -> Any:
@@ -448,6 +487,19 @@ class PostgresTables:
             if answered or give_up:
                 await connection.execute(self._statements["DELETE_QUERY"], query_id)
             return (row[1], row[2]) if answered else None
+
+
+@contextlib.asynccontextmanager
+async def _acquired(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of the pool, given back quietly: giving back resets the session, which
+    fails on a connection the server has just cut, and that failure, coming after a commit,
+    must not turn the commit into an error (the pool drops the connection either way)."""
+    connection = await pool.acquire()
+    try:
+        yield connection
+    finally:
+        with contextlib.suppress(Exception):
+            await pool.release(connection)
 
 
 def candidate_key(candidate: Any) -> int:

@@ -201,8 +201,17 @@ class AdaptedStorage:
         self._pending: list[tuple[_core.RuleRequest, asyncio.Future[Any]]] = []
         self._deciding = False
         self._change_notices = ChangeNotices()
+        # Pollers wait on these: fired only by what leaves them work (the rules say which
+        # decisions do: `Decision.wakes_pollers`), a query, the clock, a tick, another
+        # process's notice. A commit whose work was leased straight to its worker wakes no
+        # poller, so a busy worker's pollers do not look after every step it takes.
+        self._work_notices = ChangeNotices()
+        # Futures of `wait_closed` callers, by run id: resolved when the run closes (here, or
+        # in another process that says so), so a commit that closes nothing wakes none of them.
+        self._close_waiters: dict[str, list[asyncio.Future[None]]] = {}
         if isinstance(self._clock, VirtualClock):
             self._clock.subscribe(self._change_notices.changed)
+            self._clock.subscribe(self._work_notices.changed)
 
     def _new_rules(self) -> _core.Rules:
         # Seeded from the OS: processes sharing the store draw different tokens and versions.
@@ -273,8 +282,24 @@ class AdaptedStorage:
                 # committed, so nothing it leased waits out a timeout unseen.
                 key = await self._landed(run_key, decisions, unknown)
             self._change_notices.changed()
+            if any(decision.wakes_pollers for decision in decisions):
+                self._work_notices.changed()
+            for decision in decisions:
+                if decision.closed and decision.run is not None:
+                    self.run_closed(decision.run.run_id)
             return key, decisions
         raise AssertionError("unreachable")
+
+    def run_closed(self, run_id: str) -> None:
+        """Wakes whoever waits for run ``run_id`` to close (it did, or may have)."""
+        for future in self._close_waiters.pop(run_id, ()):
+            if not future.done():
+                future.set_result(None)
+
+    def _close_notice(self, run_id: str) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._close_waiters.setdefault(run_id, []).append(future)
+        return future
 
     async def _landed(
         self, run_key: int | None, decisions: list[_core.Decision], unknown: CommitUnknownError
@@ -412,7 +437,11 @@ class AdaptedStorage:
                 return None, request
 
             key, decisions = await self._apply(load)
-            committed = self._committed(await self._run(key), decisions, eager_activity_queue)
+            # The run as stored is the run as decided, under the key the store gave it (no
+            # read back).
+            decided = _last_run(decisions).row()
+            run = _core.RunRecord.from_row((key, *decided[1:]))
+            committed = self._committed(run, decisions, eager_activity_queue)
             hold.keep(len(committed.activities))
             return committed
 
@@ -469,17 +498,31 @@ class AdaptedStorage:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
-            changed = self._change_notices.next()
+            # Taken before the read, so a close in between is not missed; woken by this run's
+            # close only (or, as a backstop, a poll interval).
+            closing = self._close_notice(run_id)
             run = await self.tables.run_by_id(run_id)
             if run is None:
                 raise WorkflowNotFoundError(f"run not found: {run_id}")
             if not run.is_running:
+                self._forget(run_id, closing)
                 length = run.history_length
                 return _core.join_rows(await self.tables.event_rows(run.key, length, length))
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
+                self._forget(run_id, closing)
                 raise TimeoutError(f"workflow {workflow_id} did not close within {timeout} s")
-            await self._wait(changed, remaining)
+            try:
+                await self._wait(closing, remaining)
+            finally:
+                self._forget(run_id, closing)
+
+    def _forget(self, run_id: str, closing: asyncio.Future[None]) -> None:
+        waiters = self._close_waiters.get(run_id)
+        if waiters is not None and closing in waiters:
+            waiters.remove(closing)
+            if not waiters:
+                del self._close_waiters[run_id]
 
     async def _wait(self, changed: asyncio.Future[None], timeout: float | None) -> None:
         """Waits for a change made here, at most `timeout` and at most one poll interval
@@ -494,6 +537,7 @@ class AdaptedStorage:
         run = await self._current_run(workflow_id)
         query_id = await self.tables.submit_query(self.now_ms(), run, query_name, input)
         self._change_notices.changed()
+        self._work_notices.changed()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -554,8 +598,11 @@ class AdaptedStorage:
             with contextlib.suppress(StorageConflictError):  # another process applied it
                 await self.tables.persist(due.run_key, decision)
                 applied += 1
+                if decision.closed and decision.run is not None:
+                    self.run_closed(decision.run.run_id)
         if applied:
             self._change_notices.changed()
+            self._work_notices.changed()
         return applied
 
     async def poll_workflow_tasks(
@@ -724,7 +771,7 @@ class AdaptedStorage:
         self._change_notices.changed()
 
     async def wait_for_work(self, task_queue: str, timeout: float | None) -> None:
-        changed = self._change_notices.next()
+        changed = self._work_notices.next()
         now = self.now_ms()
         wakeup = await self.tables.next_wakeup_ms(now, task_queue)
         if wakeup is not None and wakeup <= now:
@@ -754,6 +801,12 @@ class AdaptedStorage:
 
     async def close(self) -> None:
         self._change_notices.changed()
+        self._work_notices.changed()
+
+    def notice_from_elsewhere(self) -> None:
+        """Another process changed the store (a notification said so): wake everyone."""
+        self._change_notices.changed()
+        self._work_notices.changed()
 
 
 def _last_run(decisions: Sequence[_core.Decision]) -> _core.RunRecord:

@@ -33,6 +33,7 @@ class Listener:
         channel: str,
         origin: str,
         on_notice: Callable[[], None],
+        on_closed: Callable[[str], None],
         *,
         health_seconds: float = 5.0,
         reconnect_maximum_seconds: float = 5.0,
@@ -41,6 +42,7 @@ class Listener:
         self._channel = channel
         self._origin = origin
         self._on_notice = on_notice
+        self._on_closed = on_closed
         self._health_seconds = health_seconds
         self._reconnect_maximum = reconnect_maximum_seconds
         self._connection: Any = None
@@ -70,8 +72,14 @@ class Listener:
         self._connection = connection
 
     def _notified(self, connection: Any, pid: int, channel: str, payload: str) -> None:
-        if payload != self._origin:  # this process's own changes woke it already
-            self._on_notice()
+        # "ORIGIN" (work was queued) or "ORIGIN RUN_ID ..." (those runs closed); this store's
+        # own changes woke its waiters already.
+        origin, *closed_runs = payload.split(" ")
+        if origin == self._origin:
+            return
+        self._on_notice()
+        for run_id in closed_runs:
+            self._on_closed(run_id)
 
     def _terminated(self, connection: Any) -> None:
         self._lost.set()

@@ -72,7 +72,8 @@ class PostgresStorage(AdaptedStorage):
             workflow_task_retry_maximum=workflow_task_retry_maximum,
         )
         self.tables: PostgresTables = tables
-        tables.on_notice = self._change_notices.changed
+        tables.on_notice = self.notice_from_elsewhere
+        tables.on_closed = self.run_closed
         self.schema = schema
 
     async def connect(self) -> PostgresStorage:

@@ -24,6 +24,7 @@ from ..base import QueryTask
 from . import _schema
 from . import _statements as sql
 from ._errors import CONNECTION_LOST, commit_unknown, translated
+from ._groups import Group
 from ._listener import Listener
 
 #: Decides a claim's candidates (the caller's rules); an exception for each it may not take.
@@ -62,14 +63,18 @@ class PostgresTables:
         self._listen = listen
         # Names the store's sessions in pg_stat_activity (and lets tests find them).
         self._server_settings = {"application_name": f"mainspring:{schema}"}
-        #: Called when another process's commit may have made work (see `_listener.py`).
+        #: Called when another process's commit may have made work (see `_listener.py`),
+        #: and with a run's id when another process's commit closed it.
         self.on_notice: Callable[[], None] = lambda: None
+        self.on_closed: Callable[[str], None] = lambda run_id: None
         self.listener: Listener | None = None
         self._pool: asyncpg.Pool | None = None
         self._opening: asyncio.Lock | None = None
         self._closed = False
-        #: The connection of the operation the current task is in (see `operation`).
-        self._scope: contextvars.ContextVar[asyncpg.Connection | None] = contextvars.ContextVar(
+        #: The group operations that begin now join (see `operation`), and the membership
+        #: of the operation the current task is in.
+        self._group: Group | None = None
+        self._member: contextvars.ContextVar[_Member | None] = contextvars.ContextVar(
             f"mainspring_postgres_{id(self)}", default=None
         )
 
@@ -108,7 +113,11 @@ class PostgresTables:
                     await connection.close()
                 if self._listen:
                     listener = Listener(
-                        self.connect, self.channel, self._origin, lambda: self.on_notice()
+                        self.connect,
+                        self.channel,
+                        self._origin,
+                        lambda: self.on_notice(),
+                        lambda run_id: self.on_closed(run_id),
                     )
                     await listener.start()
                     self.listener = listener
@@ -119,61 +128,65 @@ class PostgresTables:
                         max_size=self._pool_size,
                         statement_cache_size=self._statement_cache_size,
                         server_settings=self._server_settings,
+                        # The store leaves no session state behind (its advisory locks are
+                        # transaction-scoped, its LISTEN is on its own connection): giving a
+                        # connection back need not cost a reset's round trip.
+                        reset=_no_reset,
                     )
         assert self._pool is not None
         return self._pool
 
     @contextlib.asynccontextmanager
     async def _connection(self, what: str) -> AsyncIterator[asyncpg.Connection]:
-        scoped = self._scope.get()
-        if scoped is not None:  # inside an operation: its transaction
-            async with translated(what):
-                yield scoped
-            return
         pool = await self._open()
         async with translated(what), _acquired(pool) as connection:
             yield connection
 
     @contextlib.asynccontextmanager
     async def operation(self) -> AsyncIterator[None]:
-        """One operation's reads and write in one transaction on one connection, the runs and
-        activities it reads locked (``FOR UPDATE``) until it commits: a signal and a commit
-        to one run take turns instead of conflicting, however busy the run."""
-        if self._scope.get() is not None:
+        """One operation as a member of a group (`_groups.py`): the operations that begin in
+        one pass of the event loop share a connection and a transaction, their reads of runs
+        and activities batched and locked (``FOR UPDATE``: a signal and a commit to one run
+        take turns instead of conflicting), their writes made together and committed once."""
+        if self._member.get() is not None:
             yield
             return
         pool = await self._open()
-        async with translated("run an operation"), _acquired(pool) as connection:
-            transaction = connection.transaction()
-            await transaction.start()
-            token = self._scope.set(connection)
-            try:
-                yield
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await transaction.rollback()
-                raise
-            finally:
-                self._scope.reset(token)
-            await self._commit(transaction, "commit an operation")
+        group = self._group
+        if group is None or not group.open:
+            group = Group(
+                pool.acquire, _quiet_release(pool), self._statements, self._notify_if_woken
+            )
+            self._group = group
+        group.join()
+        member = _Member(group)
+        token = self._member.set(member)
+        try:
+            yield
+        finally:
+            self._member.reset(token)
+            if not member.persisted:
+                group.leave()
 
-    def _locked(self, statement: str) -> str:
-        """A read of rows the operation in scope will write: locked until it ends."""
-        return f"{statement}_LOCKED" if self._scope.get() is not None else statement
+    def _in_group(self) -> Group | None:
+        member = self._member.get()
+        return None if member is None else member.group
 
     async def _fetch(self, what: str, statement: str, *arguments: Any) -> list[asyncpg.Record]:
-        async with self._connection(what) as connection:
-            rows: list[asyncpg.Record] = await connection.fetch(
-                self._statements[statement], *arguments
+        text = self._statements[statement]
+        group = self._in_group()
+        if group is not None:
+            rows: list[asyncpg.Record] = await group.use(
+                what, lambda connection: connection.fetch(text, *arguments)
             )
             return rows
+        async with self._connection(what) as connection:
+            found: list[asyncpg.Record] = await connection.fetch(text, *arguments)
+            return found
 
     async def _fetchrow(self, what: str, statement: str, *arguments: Any) -> asyncpg.Record | None:
-        async with self._connection(what) as connection:
-            row: asyncpg.Record | None = await connection.fetchrow(
-                self._statements[statement], *arguments
-            )
-            return row
+        rows = await self._fetch(what, statement, *arguments)
+        return rows[0] if rows else None
 
     async def close(self) -> None:
         self._closed = True
@@ -192,10 +205,14 @@ class PostgresTables:
         return None if row is None else _core.RunRecord.from_row(tuple(row))
 
     async def run(self, run_key: int) -> _core.RunRecord | None:
-        return self._run(await self._fetchrow("read a run", self._locked("RUN_BY_KEY"), run_key))
+        group = self._in_group()
+        if group is not None:  # batched with the group's other reads, and locked
+            record: _core.RunRecord | None = await group.run(run_key)
+            return record
+        return self._run(await self._fetchrow("read a run", "RUN_BY_KEY", run_key))
 
     async def current_run(self, workflow_id: str) -> _core.RunRecord | None:
-        statement = self._locked("CURRENT_RUN")
+        statement = "CURRENT_RUN_LOCKED" if self._in_group() else "CURRENT_RUN"
         return self._run(await self._fetchrow("read a run", statement, workflow_id))
 
     async def run_by_id(self, run_id: str) -> _core.RunRecord | None:
@@ -220,8 +237,11 @@ class PostgresTables:
         return [_core.RunRecord.from_row(tuple(row)) for row in rows]
 
     async def activity(self, run_key: int, scheduled_event_id: int) -> _core.ActivityRecord | None:
-        statement = self._locked("ACTIVITY")
-        row = await self._fetchrow("read an activity", statement, run_key, scheduled_event_id)
+        group = self._in_group()
+        if group is not None:  # batched with the group's other reads, and locked
+            record: _core.ActivityRecord | None = await group.activity(run_key, scheduled_event_id)
+            return record
+        row = await self._fetchrow("read an activity", "ACTIVITY", run_key, scheduled_event_id)
         return None if row is None else _core.ActivityRecord.from_row(tuple(row))
 
     async def timer(self, run_key: int, started_event_id: int) -> int | None:
@@ -339,12 +359,12 @@ class PostgresTables:
         return (await self.persist_all([(run_key, decision)]))[0]
 
     async def persist_all(self, writes: list[tuple[int | None, _core.Decision]]) -> list[int]:
-        scoped = self._scope.get()
-        if scoped is not None:  # the operation's transaction commits it
-            async with translated("persist a decision"):
-                keys = [await self._write(scoped, key, decision) for key, decision in writes]
-                await self._notify_if_woken(scoped, [decision for _, decision in writes])
-            return keys
+        member = self._member.get()
+        if member is not None:  # written with the group's other members, committed once
+            member.persisted = True
+            run_key = writes[0][0]
+            key = await member.group.persist(run_key, [decision for _, decision in writes])
+            return [key] * len(writes)
         async with self._connection("persist a decision") as connection:
             transaction = connection.transaction()
             await transaction.start()
@@ -369,7 +389,13 @@ class PostgresTables:
     ) -> None:
         # Delivered at commit, to every listener of the schema's channel: work was queued or a
         # run closed. Only a hint: pollers and waiters look again within their poll interval.
-        if any(decision.wakes_pollers or decision.closed for decision in decisions):
+        closed = [d.run.run_id for d in decisions if d.closed and d.run is not None]
+        # The closed runs' ids ride along (so only their `result()` waiters wake), as many
+        # to a notification as its 8,000-byte payload holds.
+        for start in range(0, len(closed), _CLOSED_PER_NOTICE):
+            payload = " ".join([self._origin, *closed[start : start + _CLOSED_PER_NOTICE]])
+            await connection.execute(self._statements["NOTIFY"], self.channel, payload)
+        if not closed and any(decision.wakes_pollers for decision in decisions):
             await connection.execute(self._statements["NOTIFY"], self.channel, self._origin)
 
     async def _write(
@@ -487,6 +513,33 @@ class PostgresTables:
             if answered or give_up:
                 await connection.execute(self._statements["DELETE_QUERY"], query_id)
             return (row[1], row[2]) if answered else None
+
+
+#: Run ids one notification carries (each at most 36 characters and a space).
+_CLOSED_PER_NOTICE = 200
+
+
+class _Member:
+    """An operation's membership of its group."""
+
+    __slots__ = ("group", "persisted")
+
+    def __init__(self, group: Group) -> None:
+        self.group = group
+        self.persisted = False
+
+
+def _quiet_release(pool: asyncpg.Pool) -> Callable[[asyncpg.Connection], Awaitable[None]]:
+    async def release(connection: asyncpg.Connection) -> None:
+        # As `_acquired`: a reset that fails on a connection just cut is no failure of ours.
+        with contextlib.suppress(Exception):
+            await pool.release(connection)
+
+    return release
+
+
+async def _no_reset(connection: asyncpg.Connection) -> None:
+    return None
 
 
 @contextlib.asynccontextmanager

@@ -358,10 +358,16 @@ class AdaptedStorage:
         return run
 
     async def _held(self, task: ActivityTask) -> tuple[_core.RunRecord, _core.ActivityRecord]:
-        activity = await self.tables.activity(task.run_key, task.scheduled_event_id)
+        # Both at once: a store that batches reads reads them together.
+        activity, run = await asyncio.gather(
+            self.tables.activity(task.run_key, task.scheduled_event_id),
+            self.tables.run(task.run_key),
+        )
         if activity is None:
             raise StaleTaskError(f"activity attempt {task.token} is over")
-        return await self._run(task.run_key), activity
+        if run is None:
+            raise StaleTaskError(f"run {task.run_key} is gone")
+        return run, activity
 
     async def _workflow_task(self, record: _core.RunRecord) -> WorkflowTask | None:
         rows = await self.tables.event_rows(record.key, record.tail_start, record.history_length)

@@ -1,23 +1,18 @@
 """Group commit for the PostgreSQL store: the operations that begin in one pass of the event
-loop (a worker's many commits, a service's many starts) run as one group, on one connection,
-in one transaction. Their reads of runs and activities are batched, one statement per pass
-(rows locked ``FOR UPDATE`` in key order); their writes wait until every member has decided,
-then go as one round of batched statements (arrays through ``unnest``), one per table and
-kind, and one commit. So a round trip, and a WAL flush, carry many workflows' steps.
+loop (a worker's many commits, a service's many starts) run as one group. Their reads of runs
+and of activities are batched, one statement per pass for all of them; their writes wait until
+every member has decided, then go as one statement (`_group_write.py`) that is its own
+transaction: one round trip and one WAL flush carry many workflows' steps.
 
-A member's writes are fenced as one operation's are: compare-and-set on the versions its
-decision names, and the unique index over open runs for a new run. A member refused by the
-fence (another group or process got there first, or two members of the group decided on one
-run) gets StorageConflictError and nothing of it is written; the rest commit. A fence that
-fails after a member's run was written (an activity or timer changed by another process
-meanwhile, which the locks make all but impossible) rolls the whole group back: every member
-gets StorageConflictError, and the adapter decides each again.
+Reads take no locks: each member's write is fenced by compare-and-set on the versions its
+decisions name, as an operation's write always is. A member the fence refuses (another group
+or process changed its run first, or two members of the group decided on one run) gets
+StorageConflictError, and the adapter decides it again on fresh records; the rest commit.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
@@ -25,18 +20,22 @@ import asyncpg
 
 from ... import _core
 from ...errors import (
-    CommitUnknownError,
     MainspringError,
     StorageConflictError,
+    StorageError,
     WorkflowAlreadyStartedError,
 )
 from . import _batched as batched
-from ._errors import CONNECTION_LOST, commit_unknown, translated
+from ._errors import CONNECTION_LOST, commit_unknown
+from ._group_write import pack
 
 ResultT = TypeVar("ResultT")
 
-#: Members a group takes at most; more wait for the next group.
-MAXIMUM_MEMBERS = 256
+#: Members a group takes at most; more start the next group.
+MAXIMUM_MEMBERS = 512
+
+#: Runs one has a connection do something: (what is being done, the call).
+Use = Callable[[str, Callable[[Any], Awaitable[Any]]], Awaitable[Any]]
 
 
 class Write:
@@ -54,21 +53,18 @@ class Write:
 class Group:
     def __init__(
         self,
-        acquire: Callable[[], Awaitable[Any]],
-        release: Callable[[Any], Awaitable[None]],
+        use: Use,
         statements: dict[str, str],
-        notify: Callable[[Any, Sequence[_core.Decision]], Awaitable[None]],
+        notice: Callable[[Sequence[_core.Decision]], tuple[str, str | None]],
+        group_statement: Callable[[frozenset[str]], str],
     ) -> None:
-        self._acquire = acquire
-        self._release = release
+        self.use = use
+        self._group_statement = group_statement
         self._statements = statements
-        self._notify = notify
+        self._notice = notice
         self.open = True
         self.members = 0
-        self._settled = 0  # members that left or wait for their write
-        self._connection: Any = None
-        self._transaction: Any = None
-        self._lock = asyncio.Lock()  # one statement at a time on the connection
+        self._settled = 0  # members that left or handed in their write
         self._runs: dict[int, list[asyncio.Future[Any]]] = {}
         self._activities: dict[tuple[int, int], list[asyncio.Future[Any]]] = {}
         self._reading = False
@@ -80,27 +76,7 @@ class Group:
         if self.members >= MAXIMUM_MEMBERS:
             self.open = False
 
-    # The connection, made on first use.
-
-    async def _begun(self) -> Any:
-        if self._connection is None:
-            self.open = False  # later operations start a group of their own
-            connection = await self._acquire()
-            try:
-                transaction = connection.transaction()
-                await transaction.start()
-            except BaseException:
-                await self._release(connection)
-                raise
-            self._connection, self._transaction = connection, transaction
-        return self._connection
-
-    async def use(self, what: str, call: Callable[[Any], Awaitable[ResultT]]) -> ResultT:
-        """Runs ``call`` on the group's connection, in its transaction, alone."""
-        async with self._lock, translated(what):
-            return await call(await self._begun())
-
-    # Batched reads: the keys asked for in one pass, read (and locked) by one statement.
+    # Batched reads: the keys asked for in one pass, read by one statement.
 
     def run(self, run_key: int) -> asyncio.Future[Any]:
         return self._ask(self._runs, run_key)
@@ -120,24 +96,33 @@ class Group:
         _in_background(self._read())
 
     async def _read(self) -> None:
+        # Once the group reads, later operations start a group of their own: a group is what
+        # began together (in the pass before this one), so its members reach their writes
+        # together.
+        self.open = False
         self._reading = False
         runs, self._runs = self._runs, {}
         activities, self._activities = self._activities, {}
+        statements = self._statements
         try:
-            if runs:
-                rows = await self.use(
-                    "read runs", lambda c: batched.runs(c, self._statements, runs)
-                )
-                _resolve(runs, {row[0]: _core.RunRecord.from_row(row) for row in rows})
             if activities:
+                # With their runs: a member that reads an activity reads its run too (and a
+                # run is found this way even if its activity is gone).
                 rows = await self.use(
-                    "read activities",
-                    lambda c: batched.activities(c, self._statements, activities),
+                    "read activities", lambda c: batched.activities(c, statements, activities)
                 )
-                _resolve(
-                    activities,
-                    {(row[0], row[1]): _core.ActivityRecord.from_row(row[1:]) for row in rows},
-                )
+                found_runs = {row[0]: _core.RunRecord.from_row(row[:19]) for row in rows}
+                found = {
+                    (row[0], row[19]): _core.ActivityRecord.from_row(row[19:])
+                    for row in rows
+                    if row[19] is not None
+                }
+                _resolve(activities, found)
+                covered = {key: runs.pop(key) for key in list(runs) if key in found_runs}
+                _resolve(covered, found_runs)
+            if runs:
+                rows = await self.use("read runs", lambda c: batched.runs(c, statements, runs))
+                _resolve(runs, {row[0]: _core.RunRecord.from_row(row) for row in rows})
         except BaseException as error:
             for pending in (runs, activities):
                 for futures in pending.values():
@@ -154,7 +139,7 @@ class Group:
         return await write.future
 
     def leave(self) -> None:
-        """A member is done (its write committed, or it wrote nothing)."""
+        """A member is done without a write (it decided nothing, or failed)."""
         self._settle()
 
     def _settle(self) -> None:
@@ -166,53 +151,37 @@ class Group:
             _in_background(self._finish())
 
     async def _finish(self) -> None:
-        writes = self._writes
+        writes = self._accepted_alone(self._writes)
+        if not writes:
+            return
         try:
-            if writes:
-                await self._write_all(writes)
+            accepted = await self._write(writes)
         except BaseException as error:
-            await self._end(commit=False)
+            failure = _as_storage_error(error)
             for write in writes:
                 if not write.future.done():
-                    write.future.set_exception(
-                        error if isinstance(error, MainspringError) else _storage_error(error)
-                    )
+                    write.future.set_exception(failure)
             return
-        try:
-            committed = await self._end(commit=bool(writes))
-        except CommitUnknownError as unknown:
-            for write in writes:
-                if not write.future.done():
-                    write.future.set_exception(unknown)
-            return
-        del committed
-        for write in writes:
-            if not write.future.done():
-                assert write.run_key is not None
-                write.future.set_result(write.run_key)
-
-    async def _end(self, commit: bool) -> bool:
-        connection, transaction = self._connection, self._transaction
-        if connection is None:
-            return False
-        try:
-            if commit:
-                try:
-                    await transaction.commit()
-                except CONNECTION_LOST as error:
-                    raise commit_unknown("a group commit", error) from error
+        for member, write in enumerate(writes):
+            key = accepted.get(member)
+            if key is not None:
+                write.future.set_result(key)
+            elif write.decisions[0].inserts_run:
+                run = write.decisions[-1].run or write.decisions[0].run
+                workflow_id = "" if run is None else run.workflow_id
+                write.future.set_exception(
+                    WorkflowAlreadyStartedError(f"workflow already started: {workflow_id}")
+                )
             else:
-                with contextlib.suppress(Exception):
-                    await transaction.rollback()
-        finally:
-            await self._release(connection)
-        return commit
+                write.future.set_exception(
+                    StorageConflictError(f"run {write.run_key} changed since it was read")
+                )
 
-    async def _write_all(self, writes: list[Write]) -> None:
-        """Writes every member that the fence lets through; refuses the rest (their futures
-        get the refusal; nothing of theirs is written)."""
+    def _accepted_alone(self, writes: list[Write]) -> list[Write]:
+        """The writes that may go together: of two members deciding on one run, the later is
+        refused now (it read what the earlier is about to change)."""
         seen: set[int] = set()
-        accepted: list[Write] = []
+        kept = []
         for write in writes:
             key = write.run_key
             if key is not None and key in seen:
@@ -222,24 +191,38 @@ class Group:
                 continue
             if key is not None:
                 seen.add(key)
-            accepted.append(write)
+            kept.append(write)
+        return kept
 
-        async def run(connection: Any) -> None:
-            statements = self._statements
-            refused = await batched.insert_runs(connection, statements, accepted)
-            for write, error in refused:
-                write.future.set_exception(error)
-            survivors = [write for write in accepted if not write.future.done()]
-            refused = await batched.update_runs(connection, statements, survivors)
-            for write, error in refused:
-                write.future.set_exception(error)
-            survivors = [write for write in survivors if not write.future.done()]
-            await batched.write_the_rest(connection, statements, survivors)
-            await self._notify(
-                connection, [decision for write in survivors for decision in write.decisions]
-            )
+    async def _write(self, writes: list[Write]) -> dict[int, int]:
+        """Writes the group in one statement; returns the accepted members' run keys, by
+        member."""
+        packed = pack(writes)
+        channel, payload = self._notice([d for write in writes for d in write.decisions])
+        arguments = packed.arguments(channel, payload)
+        statement = self._group_statement(packed.present)
 
-        await self.use("persist a group of decisions", run)
+        async def write(connection: Any) -> Any:
+            try:
+                return await connection.fetchrow(statement, *arguments)
+            except CONNECTION_LOST as error:
+                # The statement is its own transaction: sent, it may have committed.
+                raise commit_unknown("a group commit", error) from error
+
+        row = await self.use("write a group of decisions", write)
+        members, keys = row[1] or [], row[2] or []
+        return dict(zip(members, keys, strict=True))
+
+
+def _as_storage_error(error: BaseException) -> BaseException:
+    if isinstance(error, MainspringError):
+        cause = error.__cause__
+        if isinstance(cause, asyncpg.SerializationError | asyncpg.DeadlockDetectedError):
+            return StorageConflictError(f"PostgreSQL refused the group's write: {cause}")
+        if isinstance(cause, asyncpg.UniqueViolationError):
+            return StorageConflictError(f"a record of the group exists already: {cause}")
+        return error
+    return StorageError(f"PostgreSQL failed to write a group of decisions: {error}")
 
 
 #: Tasks of groups running in the background, held so they are not collected mid-way (and
@@ -260,12 +243,4 @@ def _resolve(pending: dict[Any, list[asyncio.Future[Any]]], found: dict[Any, Any
                 future.set_result(found.get(key))
 
 
-def _storage_error(error: BaseException) -> BaseException:
-    from ...errors import StorageError
-
-    if isinstance(error, asyncpg.DeadlockDetectedError | asyncpg.SerializationError):
-        return StorageConflictError(f"PostgreSQL: {error}")
-    return StorageError(f"PostgreSQL failed to write a group of decisions: {error}")
-
-
-__all__ = ["MAXIMUM_MEMBERS", "Group", "WorkflowAlreadyStartedError"]
+__all__ = ["MAXIMUM_MEMBERS", "Group", "Write"]

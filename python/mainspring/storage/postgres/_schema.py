@@ -114,6 +114,13 @@ CREATE TABLE {schema}.queries (
     created_ms bigint NOT NULL
 );
 CREATE INDEX queries_waiting ON {schema}.queries (task_queue, query_id) WHERE state = 0;
+
+-- Aborts a group's write when a fence fails midway (see storage/postgres/_group_write.py).
+CREATE FUNCTION {schema}.conflict(message text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = 'serialization_failure', MESSAGE = message;
+END
+$$;
 """,
 )
 

@@ -143,82 +143,17 @@ ANSWER_QUERY = (
 READ_ANSWER = "SELECT state, result, error FROM {s}.queries WHERE query_id = $1"
 DELETE_QUERY = "DELETE FROM {s}.queries WHERE query_id = $1"
 
-# Group commit (`_groups.py`, `_batched.py`): many members' rows at once, as arrays.
+# Group commit (`_groups.py`): many members' reads at once (no locks: their writes are
+# fenced), and their writes as one statement (`_group_write.py`).
 
-
-def _unnest(types: tuple[str, ...], first: int = 1) -> str:
-    return ", ".join(f"${first + index}::{kind}[]" for index, kind in enumerate(types))
-
-
-_RUN_TYPES = (
-    "bigint", "text", "text", "text", "text", "text", "bigint", "bigint", "bigint", "bigint",
-    "bigint", "bigint", "text", "boolean", "bigint", "bigint", "bigint", "bigint",
-)  # fmt: skip
-_ACTIVITY_TYPES = (
-    "bigint", "bigint", "text", "text", "text", "bytea", "bytea", "bigint", "bigint", "bigint",
-    "bigint", "bigint", "bigint", "bigint", "bigint", "bigint", "bigint", "bigint", "bytea",
-    "bytea", "bigint",
-)  # fmt: skip
-_RUN_FIELDS = RUN_COLUMNS.removeprefix("run_key, ")
-_ACTIVITY_FIELDS = ACTIVITY_COLUMNS.removeprefix("scheduled_event_id, ")
-
-READ_RUNS = (
-    f"SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE run_key = ANY($1::bigint[])"
-    " ORDER BY run_key FOR UPDATE"
-)
+READ_RUNS = f"SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE run_key = ANY($1::bigint[])"
+# Activities with their runs (a run row, then its activity's row, NULL if the activity is
+# gone): what a member that reads an activity also reads.
 READ_ACTIVITIES = (
-    "SELECT a.run_key, " + ", ".join(f"a.{c}" for c in ACTIVITY_COLUMNS.split(", "))
-    + " FROM {s}.activities a"
-    " JOIN unnest($1::bigint[], $2::bigint[]) AS k(run_key, scheduled_event_id)"
+    "SELECT " + ", ".join(f"r.{c}" for c in RUN_COLUMNS.split(", ")) + ", "
+    + ", ".join(f"a.{c}" for c in ACTIVITY_COLUMNS.split(", "))
+    + " FROM unnest($1::bigint[], $2::bigint[]) AS k(run_key, scheduled_event_id)"
+    " JOIN {s}.runs r ON r.run_key = k.run_key"
+    " LEFT JOIN {s}.activities a"
     " ON a.run_key = k.run_key AND a.scheduled_event_id = k.scheduled_event_id"
-    " ORDER BY a.run_key, a.scheduled_event_id FOR UPDATE OF a"
 )  # fmt: skip
-INSERT_RUNS = (
-    f"INSERT INTO {{s}}.runs ({_RUN_FIELDS}) SELECT * FROM unnest({_unnest(_RUN_TYPES)})"
-    " ON CONFLICT (workflow_id) WHERE status = 'RUNNING' DO NOTHING RETURNING run_id, run_key"
-)
-CLOSE_NEW_RUNS = (
-    "UPDATE {s}.runs SET status = u.status"
-    " FROM unnest($1::bigint[], $2::text[]) AS u(run_key, status)"
-    " WHERE runs.run_key = u.run_key"
-)
-UPDATE_RUNS = (
-    f"UPDATE {{s}}.runs AS r SET ({_RUN_FIELDS}) = ("
-    + ", ".join(f"u.{c}" for c in _RUN_FIELDS.split(", "))
-    + f") FROM unnest($1::bigint[], $2::bigint[], {_unnest(_RUN_TYPES, 3)})"
-    f" AS u(key, expected, {_RUN_FIELDS})"
-    " WHERE r.run_key = u.key AND r.version = u.expected RETURNING r.run_key"
-)  # fmt: skip
-INSERT_EVENTS_BATCH = (
-    "INSERT INTO {s}.events (run_key, event_id, kind, row)"
-    " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bytea[])"
-)
-INSERT_ACTIVITIES = (
-    f"INSERT INTO {{s}}.activities (run_key, {ACTIVITY_COLUMNS})"
-    f" SELECT * FROM unnest($1::bigint[], {_unnest(_ACTIVITY_TYPES, 2)})"
-)
-UPDATE_ACTIVITIES = (
-    f"UPDATE {{s}}.activities AS a SET ({_ACTIVITY_FIELDS}) = ("
-    + ", ".join(f"u.{c}" for c in _ACTIVITY_FIELDS.split(", "))
-    + f") FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], {_unnest(_ACTIVITY_TYPES[1:], 4)})"
-    f" AS u(key, event_id, expected, {_ACTIVITY_FIELDS})"
-    " WHERE a.run_key = u.key AND a.scheduled_event_id = u.event_id AND a.version = u.expected"
-    " RETURNING a.run_key"
-)  # fmt: skip
-DELETE_ACTIVITIES = (
-    "DELETE FROM {s}.activities AS a"
-    " USING unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS u(key, event_id, expected)"
-    " WHERE a.run_key = u.key AND a.scheduled_event_id = u.event_id AND a.version = u.expected"
-    " RETURNING a.run_key"
-)
-INSERT_TIMERS = (
-    "INSERT INTO {s}.timers (run_key, started_event_id, fire_ms)"
-    " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[])"
-)
-DELETE_TIMERS = (
-    "DELETE FROM {s}.timers AS t USING unnest($1::bigint[], $2::bigint[]) AS u(key, event_id)"
-    " WHERE t.run_key = u.key AND t.started_event_id = u.event_id"
-    " RETURNING t.run_key, t.started_event_id"
-)
-DROP_PENDING_ACTIVITIES = "DELETE FROM {s}.activities WHERE run_key = ANY($1::bigint[])"
-DROP_PENDING_TIMERS = "DELETE FROM {s}.timers WHERE run_key = ANY($1::bigint[])"

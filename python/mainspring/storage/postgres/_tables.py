@@ -21,6 +21,7 @@ from ...errors import (
     WorkflowAlreadyStartedError,
 )
 from ..base import QueryTask
+from . import _group_write as group_write
 from . import _schema
 from . import _statements as sql
 from ._errors import CONNECTION_LOST, commit_unknown, translated
@@ -145,18 +146,15 @@ class PostgresTables:
     @contextlib.asynccontextmanager
     async def operation(self) -> AsyncIterator[None]:
         """One operation as a member of a group (`_groups.py`): the operations that begin in
-        one pass of the event loop share a connection and a transaction, their reads of runs
-        and activities batched and locked (``FOR UPDATE``: a signal and a commit to one run
-        take turns instead of conflicting), their writes made together and committed once."""
+        one pass of the event loop have their reads of runs and activities batched and their
+        writes made together, fenced each, in one statement that commits them all."""
         if self._member.get() is not None:
             yield
             return
-        pool = await self._open()
+        await self._open()
         group = self._group
         if group is None or not group.open:
-            group = Group(
-                pool.acquire, _quiet_release(pool), self._statements, self._notify_if_woken
-            )
+            group = Group(self._use, self._statements, self._notice, self._group_statement)
             self._group = group
         group.join()
         member = _Member(group)
@@ -168,18 +166,29 @@ class PostgresTables:
             if not member.persisted:
                 group.leave()
 
+    async def _use(self, what: str, call: Callable[[Any], Awaitable[Any]]) -> Any:
+        """``call`` on a connection of the pool (a statement outside any transaction)."""
+        async with self._connection(what) as connection:
+            return await call(connection)
+
+    def _notice(self, decisions: Sequence[_core.Decision]) -> tuple[str, str | None]:
+        """The channel and payload a group's write notifies (None: nothing to say)."""
+        closed = [d.run.run_id for d in decisions if d.closed and d.run is not None]
+        if closed:
+            return self.channel, " ".join([self._origin, *closed[:_CLOSED_PER_NOTICE]])
+        if any(decision.wakes_pollers for decision in decisions):
+            return self.channel, self._origin
+        return self.channel, None
+
+    def _group_statement(self, present: frozenset[str]) -> str:
+        return group_write.statement(present).replace("{s}", self._quoted)
+
     def _in_group(self) -> Group | None:
         member = self._member.get()
         return None if member is None else member.group
 
     async def _fetch(self, what: str, statement: str, *arguments: Any) -> list[asyncpg.Record]:
         text = self._statements[statement]
-        group = self._in_group()
-        if group is not None:
-            rows: list[asyncpg.Record] = await group.use(
-                what, lambda connection: connection.fetch(text, *arguments)
-            )
-            return rows
         async with self._connection(what) as connection:
             found: list[asyncpg.Record] = await connection.fetch(text, *arguments)
             return found
@@ -206,14 +215,13 @@ class PostgresTables:
 
     async def run(self, run_key: int) -> _core.RunRecord | None:
         group = self._in_group()
-        if group is not None:  # batched with the group's other reads, and locked
+        if group is not None:  # batched with the group's other reads
             record: _core.RunRecord | None = await group.run(run_key)
             return record
         return self._run(await self._fetchrow("read a run", "RUN_BY_KEY", run_key))
 
     async def current_run(self, workflow_id: str) -> _core.RunRecord | None:
-        statement = "CURRENT_RUN_LOCKED" if self._in_group() else "CURRENT_RUN"
-        return self._run(await self._fetchrow("read a run", statement, workflow_id))
+        return self._run(await self._fetchrow("read a run", "CURRENT_RUN", workflow_id))
 
     async def run_by_id(self, run_id: str) -> _core.RunRecord | None:
         return self._run(await self._fetchrow("read a run", "RUN_BY_ID", run_id))
@@ -238,7 +246,7 @@ class PostgresTables:
 
     async def activity(self, run_key: int, scheduled_event_id: int) -> _core.ActivityRecord | None:
         group = self._in_group()
-        if group is not None:  # batched with the group's other reads, and locked
+        if group is not None:  # batched with the group's other reads
             record: _core.ActivityRecord | None = await group.activity(run_key, scheduled_event_id)
             return record
         row = await self._fetchrow("read an activity", "ACTIVITY", run_key, scheduled_event_id)
@@ -527,15 +535,6 @@ class _Member:
     def __init__(self, group: Group) -> None:
         self.group = group
         self.persisted = False
-
-
-def _quiet_release(pool: asyncpg.Pool) -> Callable[[asyncpg.Connection], Awaitable[None]]:
-    async def release(connection: asyncpg.Connection) -> None:
-        # As `_acquired`: a reset that fails on a connection just cut is no failure of ours.
-        with contextlib.suppress(Exception):
-            await pool.release(connection)
-
-    return release
 
 
 async def _no_reset(connection: asyncpg.Connection) -> None:

@@ -4,6 +4,8 @@
 #   scripts/services.sh start    start them (idempotent); prints the DSN the tests use
 #   scripts/services.sh stop     stop them
 #   scripts/services.sh status   exit 0 when they run
+#   scripts/services.sh restart fast|immediate
+#                                restart PostgreSQL (pg_ctl -m MODE): the scale-out tests' outage
 #
 # PostgreSQL: a throwaway cluster (initdb, then pg_ctl) in $MAINSPRING_SERVICES_DIR/postgres
 # (default /tmp/mainspring-services), listening on 127.0.0.1:$MAINSPRING_POSTGRES_PORT (54329,
@@ -70,15 +72,24 @@ stop_postgres() {
     fi
 }
 
+restart_postgres() {
+    local bin mode=${1:-fast}
+    bin=$(pg_bin)
+    as_owner "$bin/pg_ctl" --pgdata="$data" --mode="$mode" --log="$data/server.log" --wait \
+        --options="-c listen_addresses=127.0.0.1 -p $port -k $data -c max_connections=300" \
+        restart >/dev/null
+}
+
 case "${1:-}" in
     start) start_postgres ;;
+    restart) restart_postgres "${2:-fast}" ;;
     stop) stop_postgres ;;
     status)
         bin=$(pg_bin)
         [[ -n "$bin" ]] && as_owner "$bin/pg_ctl" --pgdata="$data" status >/dev/null 2>&1
         ;;
     *)
-        echo "usage: $0 start|stop|status" >&2
+        echo "usage: $0 start|stop|status|restart [fast|immediate]" >&2
         exit 2
         ;;
 esac

@@ -100,3 +100,13 @@ async def second_client(
     yield second
     if second is not storage:
         await second.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The ``big`` tests (full-size storms, minutes each) run only when ``-m`` names them."""
+    if "big" in (config.option.markexpr or ""):
+        return
+    skip = pytest.mark.skip(reason="a full-size test: select it with -m big")
+    for item in items:
+        if "big" in item.keywords:
+            item.add_marker(skip)

@@ -1,8 +1,8 @@
 """The workflow app the crash-recovery test runs in a worker subprocess and SIGKILLs.
 
-Run: ``python -m tests.recovery_app DATABASE`` — a worker for task queue ``recovery`` until
-killed. Every attempt of every activity appends a line to ``DATABASE.attempts``, so the test
-can see that activities ran at least once.
+Run: ``python -m tests.recovery_app DATABASE`` (a SQLite file or a storage URL) — a worker
+for task queue ``recovery`` until killed. Every attempt of every activity appends a line to
+``$RECOVERY_ATTEMPT_LOG``, so the test can see that activities ran at least once.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from mainspring import (
     activity,
     workflow,
 )
-from mainspring.storage import SqliteStorage
+from mainspring.errors import ApplicationError
+from mainspring.storage.urls import open_storage
 
 TASK_QUEUE = "recovery"
 ATTEMPT_LOG = os.environ.get("RECOVERY_ATTEMPT_LOG", "")
@@ -40,6 +41,9 @@ async def add(ctx: ActivityContext, value: int) -> int:
     if ATTEMPT_LOG:
         with open(ATTEMPT_LOG, "a") as log:
             log.write(f"{ctx.info.workflow_id} {ctx.info.activity_id} {ctx.info.attempt}\n")
+    if value == 2 and ctx.info.attempt == 1:
+        # Every workflow's third activity fails once: the storms retry as well as recover.
+        raise ApplicationError("flaky the first time")
     return value + 1
 
 
@@ -67,7 +71,8 @@ def expected(number: int) -> int:
 
 
 async def work(database: str) -> None:
-    storage = SqliteStorage(database, poll_interval=timedelta(milliseconds=20))
+    # A SQLite file or any storage URL (the scale-out storms run this on PostgreSQL).
+    storage = open_storage(database, poll_interval=timedelta(milliseconds=20))
     config = WorkerConfig(workflow_task_timeout=timedelta(seconds=1))
     worker = Worker(
         Client(storage), task_queue=TASK_QUEUE, workflows=[mixed], activities=[add], config=config

@@ -30,6 +30,11 @@ RUN_BY_KEY = f"SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE run_key = $1"
 CURRENT_RUN = (
     f"SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE workflow_id = $1 ORDER BY run_key DESC LIMIT 1"
 )
+RUNS_BY_ID = f"SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE run_id = ANY($1::text[])"
+EVENTS_BY_ID = (
+    "SELECT e.run_key, e.event_id, e.row FROM unnest($1::bigint[], $2::bigint[]) AS k(r, e)"
+    " JOIN {s}.events AS e ON e.run_key = k.r AND e.event_id = k.e"
+)
 RUN_BY_KEY_LOCKED = RUN_BY_KEY + " FOR UPDATE"
 CURRENT_RUN_LOCKED = CURRENT_RUN + " FOR UPDATE"
 RUN_BY_ID = f"SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE run_id = $1"

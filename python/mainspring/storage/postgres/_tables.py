@@ -24,8 +24,9 @@ from ..base import QueryTask
 from . import _group_write as group_write
 from . import _schema
 from . import _statements as sql
+from ._batches import Batched
 from ._errors import CONNECTION_LOST, commit_unknown, translated
-from ._groups import Group
+from ._groups import Group, Write
 from ._listener import Listener
 
 #: Decides a claim's candidates (the caller's rules); an exception for each it may not take.
@@ -75,6 +76,8 @@ class PostgresTables:
         #: The group operations that begin now join (see `operation`), and the membership
         #: of the operation the current task is in.
         self._group: Group | None = None
+        self._runs_by_id: Batched[str] = Batched(self._read_runs_by_id)
+        self._events_by_id: Batched[tuple[int, int]] = Batched(self._read_events)
         self._member: contextvars.ContextVar[_Member | None] = contextvars.ContextVar(
             f"mainspring_postgres_{id(self)}", default=None
         )
@@ -224,7 +227,19 @@ class PostgresTables:
         return self._run(await self._fetchrow("read a run", "CURRENT_RUN", workflow_id))
 
     async def run_by_id(self, run_id: str) -> _core.RunRecord | None:
-        return self._run(await self._fetchrow("read a run", "RUN_BY_ID", run_id))
+        # Batched: the ids asked for in one pass are read together (many `result()` waits).
+        record: _core.RunRecord | None = await self._runs_by_id.get(run_id)
+        return record
+
+    async def _read_runs_by_id(self, run_ids: list[str]) -> dict[str, _core.RunRecord]:
+        rows = await self._fetch("read runs", "RUNS_BY_ID", run_ids)
+        return {row[3]: _core.RunRecord.from_row(tuple(row)) for row in rows}
+
+    async def _read_events(self, keys: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        rows = await self._fetch(
+            "read events", "EVENTS_BY_ID", [key[0] for key in keys], [key[1] for key in keys]
+        )
+        return {(row[0], row[1]): row[2] for row in rows}
 
     async def list_runs(
         self,
@@ -257,6 +272,10 @@ class PostgresTables:
         return None if row is None else int(row[0])
 
     async def event_rows(self, run_key: int, from_event_id: int, to_event_id: int) -> list[bytes]:
+        if from_event_id == to_event_id:
+            # One event (a closed run's last, for its `result()`): batched with the others.
+            row: bytes | None = await self._events_by_id.get((run_key, to_event_id))
+            return [] if row is None else [row]
         rows = await self._fetch(
             "read events", "EVENT_ROWS", run_key, max(from_event_id, 1), to_event_id
         )
@@ -317,8 +336,17 @@ class PostgresTables:
                 for candidate, decision in zip(candidates, await decide(candidates), strict=True):
                     if isinstance(decision, BaseException) or decision.is_empty:
                         continue  # no longer leasable
-                    await self._write(connection, candidate_key(candidate), decision)
                     leased.append((candidate, decision))
+                if leased:
+                    # Every lease in one statement (the group write's), in this transaction.
+                    writes = [Write(candidate_key(c), [decision]) for c, decision in leased]
+                    packed = group_write.pack(writes)
+                    row = await connection.fetchrow(
+                        self._group_statement(packed.present),
+                        *packed.arguments(self.channel, None),
+                    )
+                    written = set(row[1] or [])
+                    leased = [lease for member, lease in enumerate(leased) if member in written]
             except BaseException:
                 with contextlib.suppress(Exception):
                     await transaction.rollback()

@@ -30,7 +30,13 @@ RUN_BY_KEY = f"SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE run_key = $1"
 CURRENT_RUN = (
     f"SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE workflow_id = $1 ORDER BY run_key DESC LIMIT 1"
 )
-RUNS_BY_ID = f"SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE run_id = ANY($1::text[])"
+# With a closed run's last event (what its `result()` reads next).
+RUNS_BY_ID = (
+    f"SELECT {', '.join(f'r.{c}' for c in RUN_COLUMNS.split(', '))},"
+    " CASE WHEN r.status <> 'RUNNING' THEN (SELECT e.row FROM {s}.events AS e"
+    " WHERE e.run_key = r.run_key AND e.event_id = r.history_length) END"
+    " FROM {s}.runs AS r WHERE r.run_id = ANY($1::text[])"
+)
 EVENTS_BY_ID = (
     "SELECT e.run_key, e.event_id, e.row FROM unnest($1::bigint[], $2::bigint[]) AS k(r, e)"
     " JOIN {s}.events AS e ON e.run_key = k.r AND e.event_id = k.e"

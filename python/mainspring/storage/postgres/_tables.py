@@ -77,6 +77,7 @@ class PostgresTables:
         #: of the operation the current task is in.
         self._group: Group | None = None
         self._runs_by_id: Batched[str] = Batched(self._read_runs_by_id)
+        self._closing_rows: dict[tuple[int, int], bytes] = {}
         self._events_by_id: Batched[tuple[int, int]] = Batched(self._read_events)
         self._member: contextvars.ContextVar[_Member | None] = contextvars.ContextVar(
             f"mainspring_postgres_{id(self)}", default=None
@@ -233,7 +234,17 @@ class PostgresTables:
 
     async def _read_runs_by_id(self, run_ids: list[str]) -> dict[str, _core.RunRecord]:
         rows = await self._fetch("read runs", "RUNS_BY_ID", run_ids)
-        return {row[3]: _core.RunRecord.from_row(tuple(row)) for row in rows}
+        found = {}
+        for row in rows:
+            values = tuple(row)
+            found[values[3]] = _core.RunRecord.from_row(values[:19])
+            if values[19] is not None:
+                # A closed run's last event came along: its `result()` reads it next.
+                closing = self._closing_rows
+                closing[(values[0], values[7])] = values[19]
+                while len(closing) > _CLOSING_ROWS_KEPT:
+                    del closing[next(iter(closing))]
+        return found
 
     async def _read_events(self, keys: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         rows = await self._fetch(
@@ -273,7 +284,11 @@ class PostgresTables:
 
     async def event_rows(self, run_key: int, from_event_id: int, to_event_id: int) -> list[bytes]:
         if from_event_id == to_event_id:
-            # One event (a closed run's last, for its `result()`): batched with the others.
+            # One event (a closed run's last, for its `result()`): read with the run already,
+            # or batched with the others.
+            kept = self._closing_rows.pop((run_key, to_event_id), None)
+            if kept is not None:
+                return [kept]
             row: bytes | None = await self._events_by_id.get((run_key, to_event_id))
             return [] if row is None else [row]
         rows = await self._fetch(
@@ -550,6 +565,10 @@ class PostgresTables:
                 await connection.execute(self._statements["DELETE_QUERY"], query_id)
             return (row[1], row[2]) if answered else None
 
+
+#: Closed runs' last events kept from a read of their runs until their `result()` takes them
+#: (bounded: a run read for another reason leaves its row behind).
+_CLOSING_ROWS_KEPT = 1024
 
 #: Run ids one notification carries (each at most 36 characters and a space).
 _CLOSED_PER_NOTICE = 200

@@ -30,6 +30,9 @@ from .postgres_server import POSTGRES_DSN, drop_schema, new_schema, require_post
 from .recovery_app import TASK_QUEUE, Bump, expected, mixed
 from .tcp_proxy import DelayingProxy
 
+# A storm takes tens of seconds on 2 cores (the suite's 60 s per test is for unit tests).
+pytestmark = pytest.mark.timeout(600)
+
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 4
 STORM_WORKFLOWS = int(os.environ.get("STORM_WORKFLOWS", "300"))

@@ -327,5 +327,7 @@ async def test_a_fused_start_and_a_plain_start_of_one_id_at_once_record_one_run(
         assert [run.run_id for run in runs] == ["plain"]
     else:
         # The fused start came first and closed its run: the id was free again. (In either
-        # key order: a database draws keys as rows are inserted, not as they commit.)
+        # key order: a database draws keys as rows are inserted, not as they commit.) The
+        # workflow id names the open run, whatever the keys.
         assert sorted(run.run_id for run in runs) == ["fused", "plain"]
+        assert (await storage.describe_workflow("w")).run_id == "plain"

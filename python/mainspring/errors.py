@@ -116,16 +116,19 @@ class StorageError(MainspringError):
     """The storage backend failed or is unreachable.
 
     ``committed`` says what became of the failed call's writes: ``False``, nothing was
-    committed (the default); ``None``, unknown — the connection dropped after the commit was
-    sent (:class:`CommitUnknownError`). Every write is fenced, so re-reading, or retrying the
-    call, is safe either way."""
+    committed (the default: the call may be made again); ``None``, unknown — the connection
+    dropped after the commit was sent (:class:`CommitUnknownError`). A worker's own writes are
+    fenced by their leases, so it retries them safely either way; a client's call after an
+    unknown commit should re-read first (``describe``, ``history``): a signal sent again is
+    recorded again, and a start made again after its run closed starts another run."""
 
     committed: bool | None = False
 
 
 class CommitUnknownError(StorageError):
     """The connection to the database dropped after a commit was sent: the call's writes may or
-    may not have been committed. Re-read to find out; a retry is fenced and so safe."""
+    may not have been committed, and reading them back could not tell. Re-read to find out
+    before making the call again (see :class:`StorageError`)."""
 
     committed = None
 

@@ -145,9 +145,16 @@ def _storage(arguments: argparse.Namespace) -> Storage:
     url = arguments.db or os.environ.get("MAINSPRING_DB") or DEFAULT_PATH
     if url.strip().lower() == "memory:":
         raise UserError("--db memory: keeps nothing once this command ends; name a database")
+    if arguments.command == "worker" and _scheme(url) in ("postgresql", "postgres"):
+        # A long-running worker keeps the store's own interval (notifications wake it).
+        return open_storage(url)
     # A client in another process than the worker learns of changes by looking (SQLite) or
     # by notification backed by looking (PostgreSQL): look often, a command is short.
     return open_storage(url, poll_interval=timedelta(milliseconds=50))
+
+
+def _scheme(url: str) -> str:
+    return url.split(":", 1)[0].lower() if "://" in url else ""
 
 
 async def _with_client(arguments: argparse.Namespace) -> int:

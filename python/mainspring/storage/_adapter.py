@@ -30,8 +30,8 @@ from ..errors import (
     QueryFailedError,
     StaleTaskError,
     StorageConflictError,
-    StorageError,
 )
+from ._read_back import landed
 from .base import (
     ActivitySlots,
     ActivityTask,
@@ -136,10 +136,10 @@ class StoreTables(Protocol):
         ...
 
     def operation(self) -> contextlib.AbstractAsyncContextManager[None]:
-        """The scope of one operation's reads and its write. A store may run them in one
-        transaction, the records they read locked until it ends, so that a concurrent writer
-        of the same run waits its turn instead of conflicting; the write then commits when the
-        scope ends. A store whose writes are compare-and-set alone makes it a no-op."""
+        """The scope of one operation's reads and its write (`persist` inside it). A store may
+        batch the reads and writes of the operations in scope at once (PostgreSQL: one
+        statement for a group's writes), each write still fenced as its own. A store that
+        writes each operation alone makes it a no-op."""
         ...
 
     async def persist(self, run_key: int | None, decision: _core.Decision) -> int:
@@ -280,7 +280,7 @@ class AdaptedStorage:
                 # The connection dropped after the commit was sent: whether it landed is read
                 # back (then the operation succeeded, its leases included) or it fails as not
                 # committed, so nothing it leased waits out a timeout unseen.
-                key = await self._landed(run_key, decisions, unknown)
+                key = await landed(self.tables, run_key, decisions, unknown)
             self._change_notices.changed()
             if any(decision.wakes_pollers for decision in decisions):
                 self._work_notices.changed()
@@ -300,34 +300,6 @@ class AdaptedStorage:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._close_waiters.setdefault(run_id, []).append(future)
         return future
-
-    async def _landed(
-        self, run_key: int | None, decisions: list[_core.Decision], unknown: CommitUnknownError
-    ) -> int:
-        """The run's key if the write of ``decisions`` committed after all: each write sets
-        versions no other write sets, so the records carry them exactly when it did. Raises
-        StorageError (not committed) if it did not, and ``unknown`` if that cannot be read."""
-        try:
-            if any(decision.run is not None for decision in decisions):
-                expected = _last_run(decisions)
-                stored = await self.tables.run_by_id(expected.run_id)
-                landed = stored is not None and stored.version == expected.version
-                key = 0 if stored is None else stored.key
-            elif run_key is not None and decisions[0].activities:
-                _, scheduled_event_id, _, record = decisions[0].activities[0]
-                current = await self.tables.activity(run_key, scheduled_event_id)
-                if record is None:
-                    landed = current is None
-                else:
-                    landed = current is not None and current.version == record.version
-                key = run_key
-            else:
-                raise unknown
-        except StorageError:
-            raise unknown from None
-        if not landed:
-            raise StorageError(f"not committed (read back after the connection dropped): {unknown}")
-        return key
 
     async def _cancellations(self, decision: _core.Decision) -> list[_core.Decision]:
         """The cancellations a commit names, decided in order on the run as it left it."""
@@ -507,18 +479,16 @@ class AdaptedStorage:
             # Taken before the read, so a close in between is not missed; woken by this run's
             # close only (or, as a backstop, a poll interval).
             closing = self._close_notice(run_id)
-            run = await self.tables.run_by_id(run_id)
-            if run is None:
-                raise WorkflowNotFoundError(f"run not found: {run_id}")
-            if not run.is_running:
-                self._forget(run_id, closing)
-                length = run.history_length
-                return _core.join_rows(await self.tables.event_rows(run.key, length, length))
-            remaining = None if deadline is None else deadline - loop.time()
-            if remaining is not None and remaining <= 0:
-                self._forget(run_id, closing)
-                raise TimeoutError(f"workflow {workflow_id} did not close within {timeout} s")
             try:
+                run = await self.tables.run_by_id(run_id)
+                if run is None:
+                    raise WorkflowNotFoundError(f"run not found: {run_id}")
+                if not run.is_running:
+                    length = run.history_length
+                    return _core.join_rows(await self.tables.event_rows(run.key, length, length))
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"workflow {workflow_id} did not close within {timeout} s")
                 await self._wait(closing, remaining)
             finally:
                 self._forget(run_id, closing)
@@ -813,6 +783,13 @@ class AdaptedStorage:
         """Another process changed the store (a notification said so): wake everyone."""
         self._change_notices.changed()
         self._work_notices.changed()
+
+    def wake_every_waiter(self) -> None:
+        """Notices from other processes may have been lost: every waiter looks again, those
+        waiting for a run to close included."""
+        self.notice_from_elsewhere()
+        for run_id in list(self._close_waiters):
+            self.run_closed(run_id)
 
 
 def _last_run(decisions: Sequence[_core.Decision]) -> _core.RunRecord:

@@ -4,8 +4,8 @@ ends. One round trip and one WAL flush for the whole group.
 
 Each array row carries its member's ordinal. The fence decides which members are
 ``accepted``: a new run is inserted open (``ON CONFLICT DO NOTHING`` on the unique index over
-open runs: an id that has an open run refuses it; a run its first task closes is inserted
-closed if no open run has its id), a run is updated with compare-and-set on the version the
+open runs: an id that has an open run refuses it; a run its first task closes is closed by a
+second statement in the same transaction), a run is updated with compare-and-set on the version the
 member's first decision expected, and a member that changes no run (a heartbeat) is accepted
 as it is. Only accepted members' events, activities and timers are written. If an activity's
 or timer's own compare-and-set fails for an accepted member, `conflict()` (a function of the
@@ -45,7 +45,6 @@ _ACTIVITY_TYPES = (
 #: The arrays the statement takes, in order: (name, column names, their types).
 _INPUTS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("new_open", ("m", *_RUN_FIELDS), ("bigint", *_RUN_TYPES)),
-    ("new_closed", ("m", *_RUN_FIELDS), ("bigint", *_RUN_TYPES)),
     (
         "changed",
         ("m", "key", "expected", *_RUN_FIELDS),
@@ -83,7 +82,7 @@ def statement(present: frozenset[str]) -> str:
             parameter[name, column] = f"${number}::{kind}[]"
             arguments.append(parameter[name, column])
         sources[name] = f"unnest({', '.join(arguments)}) AS {name}({', '.join(columns)})"
-    channel, payload = f"${number + 1}::text", f"${number + 2}::text"
+    channel, payloads = f"${number + 1}::text", f"${number + 2}::text[]"
     fields = ", ".join(_RUN_FIELDS)
 
     def values(alias: str, names: list[str]) -> str:
@@ -100,18 +99,6 @@ def statement(present: frozenset[str]) -> str:
         ids = f"{parameter['new_open', 'm']}, {parameter['new_open', 'run_id']}"
         accepted.append(
             f"SELECT n.m, i.run_key FROM inserted_open AS i"
-            f" JOIN unnest({ids}) AS n(m, run_id) USING (run_id)"
-        )
-    if "new_closed" in present:
-        clauses.append(f"""inserted_closed AS (
-    INSERT INTO {{s}}.runs ({fields})
-    SELECT {values("new_closed", _RUN_FIELDS)} FROM {sources["new_closed"]}
-    WHERE NOT EXISTS (SELECT 1 FROM {{s}}.runs AS o
-                      WHERE o.workflow_id = new_closed.workflow_id AND o.status = 'RUNNING')
-    RETURNING run_id, run_key)""")
-        ids = f"{parameter['new_closed', 'm']}, {parameter['new_closed', 'run_id']}"
-        accepted.append(
-            f"SELECT n.m, i.run_key FROM inserted_closed AS i"
             f" JOIN unnest({ids}) AS n(m, run_id) USING (run_id)"
         )
     if "changed" in present:
@@ -200,7 +187,8 @@ SELECT CASE WHEN NOT ({" AND ".join(fences)})
        (SELECT array_agg(m ORDER BY m) FROM accepted),
        (SELECT array_agg(run_key ORDER BY m) FROM accepted),
        {written},
-       CASE WHEN {payload} IS NOT NULL THEN pg_notify({channel}, {payload}) END
+       (SELECT count(*) FROM (SELECT pg_notify({channel}, payload)
+                              FROM unnest({payloads}) AS payload) AS notified)
 """
 
 
@@ -211,20 +199,22 @@ class Packed:
     arrays: dict[str, list[tuple[Any, ...]]] = field(
         default_factory=lambda: {name: [] for name, _, _ in _INPUTS}
     )
-    inserting: set[int] = field(default_factory=set)
+    #: New runs that close in their first task: inserted open, then closed by a second
+    #: statement of the same transaction, by member: (member, status).
+    closing: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def present(self) -> frozenset[str]:
         """The inputs this group has rows of (what shape of `statement` it needs)."""
         return frozenset(name for name, rows in self.arrays.items() if rows)
 
-    def arguments(self, channel: str, payload: str | None) -> list[Any]:
+    def arguments(self, channel: str, payloads: list[str]) -> list[Any]:
         values: list[Any] = []
         for name, columns, _ in _INPUTS:
             rows = self.arrays[name]
             if rows:
                 values += [[row[index] for row in rows] for index in range(len(columns))]
-        return [*values, channel, payload]
+        return [*values, channel, payloads]
 
 
 def pack(writes: list[Write]) -> Packed:
@@ -236,11 +226,11 @@ def pack(writes: list[Write]) -> Packed:
         if decisions[0].inserts_run:
             assert final_run is not None
             row = final_run.row()
-            packed.inserting.add(member)
-            target = "new_open" if row[6] == "RUNNING" else "new_closed"
-            # A run its first task closes goes in closed; one that stays open, open: the
-            # unique index over open runs fences both (see the module's doc).
-            arrays[target].append((member, *row[1:]))
+            # Inserted open, whatever its first task did, so the unique index over open runs
+            # fences it (a run its first task closes is closed by a second statement).
+            arrays["new_open"].append((member, *row[1:6], "RUNNING", *row[7:]))
+            if row[6] != "RUNNING":
+                packed.closing.append((member, row[6]))
         elif final_run is not None:
             first = next(decision for decision in decisions if decision.run is not None)
             arrays["changed"].append(
@@ -249,6 +239,9 @@ def pack(writes: list[Write]) -> Packed:
         else:
             arrays["plain"].append((member, write.run_key))
         _pack_children(arrays, member, decisions)
+    # Rows of runs in key order: two processes' groups on the same runs lock them in the same
+    # order (a deadlock would cost PostgreSQL's deadlock_timeout, then a retry).
+    arrays["changed"].sort(key=lambda row: row[1])
     return packed
 
 

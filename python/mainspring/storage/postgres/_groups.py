@@ -13,6 +13,7 @@ StorageConflictError, and the adapter decides it again on fresh records; the res
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
@@ -25,7 +26,7 @@ from ...errors import (
     StorageError,
     WorkflowAlreadyStartedError,
 )
-from . import _batched as batched
+from . import _group_reads as group_reads
 from ._errors import CONNECTION_LOST, commit_unknown
 from ._group_write import pack
 
@@ -55,7 +56,7 @@ class Group:
         self,
         use: Use,
         statements: dict[str, str],
-        notice: Callable[[Sequence[_core.Decision]], tuple[str, str | None]],
+        notice: Callable[[Sequence[_core.Decision]], tuple[str, list[str]]],
         group_statement: Callable[[frozenset[str]], str],
     ) -> None:
         self.use = use
@@ -72,9 +73,16 @@ class Group:
         self._finishing = False
 
     def join(self) -> None:
+        if self.members == 0:
+            # A group is what began in one pass: later operations start the next group, so a
+            # steady stream of calls never keeps one group's writes waiting.
+            asyncio.get_running_loop().call_soon(self._close_to_new_members)
         self.members += 1
         if self.members >= MAXIMUM_MEMBERS:
             self.open = False
+
+    def _close_to_new_members(self) -> None:
+        self.open = False
 
     # Batched reads: the keys asked for in one pass, read by one statement.
 
@@ -96,10 +104,6 @@ class Group:
         _in_background(self._read())
 
     async def _read(self) -> None:
-        # Once the group reads, later operations start a group of their own: a group is what
-        # began together (in the pass before this one), so its members reach their writes
-        # together.
-        self.open = False
         self._reading = False
         runs, self._runs = self._runs, {}
         activities, self._activities = self._activities, {}
@@ -109,7 +113,7 @@ class Group:
                 # With their runs: a member that reads an activity reads its run too (and a
                 # run is found this way even if its activity is gone).
                 rows = await self.use(
-                    "read activities", lambda c: batched.activities(c, statements, activities)
+                    "read activities", lambda c: group_reads.activities(c, statements, activities)
                 )
                 found_runs = {row[0]: _core.RunRecord.from_row(row[:19]) for row in rows}
                 found = {
@@ -121,7 +125,7 @@ class Group:
                 covered = {key: runs.pop(key) for key in list(runs) if key in found_runs}
                 _resolve(covered, found_runs)
             if runs:
-                rows = await self.use("read runs", lambda c: batched.runs(c, statements, runs))
+                rows = await self.use("read runs", lambda c: group_reads.runs(c, statements, runs))
                 _resolve(runs, {row[0]: _core.RunRecord.from_row(row) for row in rows})
         except BaseException as error:
             for pending in (runs, activities):
@@ -198,15 +202,35 @@ class Group:
         """Writes the group in one statement; returns the accepted members' run keys, by
         member."""
         packed = pack(writes)
-        channel, payload = self._notice([d for write in writes for d in write.decisions])
-        arguments = packed.arguments(channel, payload)
+        channel, payloads = self._notice([d for write in writes for d in write.decisions])
+        arguments = packed.arguments(channel, payloads)
         statement = self._group_statement(packed.present)
+        close_new_runs = self._statements["CLOSE_NEW_RUNS"]
 
         async def write(connection: Any) -> Any:
             try:
-                return await connection.fetchrow(statement, *arguments)
+                if not packed.closing:
+                    return await connection.fetchrow(statement, *arguments)  # its own commit
+                # New runs their first task closes were inserted open (so the unique index
+                # fenced them): closed in the same transaction.
+                transaction = connection.transaction()
+                await transaction.start()
+                try:
+                    row = await connection.fetchrow(statement, *arguments)
+                    keys = dict(zip(row[1] or [], row[2] or [], strict=True))
+                    closing = [(keys[m], status) for m, status in packed.closing if m in keys]
+                    if closing:
+                        await connection.execute(
+                            close_new_runs, [key for key, _ in closing], [s for _, s in closing]
+                        )
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await transaction.rollback()
+                    raise
+                await transaction.commit()
+                return row
             except CONNECTION_LOST as error:
-                # The statement is its own transaction: sent, it may have committed.
+                # Sent, the statement (or the commit) may have committed.
                 raise commit_unknown("a group commit", error) from error
 
         row = await self.use("write a group of decisions", write)

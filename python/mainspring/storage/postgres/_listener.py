@@ -17,13 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ...errors import StorageError
-from ._errors import CONNECTION_LOST
-
 logger = logging.getLogger("mainspring.storage.postgres")
-
-#: What making, or using, the listener's connection can fail with.
-_FAILURES: tuple[type[BaseException], ...] = (*CONNECTION_LOST, StorageError)
 
 
 class Listener:
@@ -34,6 +28,7 @@ class Listener:
         origin: str,
         on_notice: Callable[[], None],
         on_closed: Callable[[str], None],
+        on_gap: Callable[[], None],
         *,
         health_seconds: float = 5.0,
         reconnect_maximum_seconds: float = 5.0,
@@ -43,6 +38,7 @@ class Listener:
         self._origin = origin
         self._on_notice = on_notice
         self._on_closed = on_closed
+        self._on_gap = on_gap
         self._health_seconds = health_seconds
         self._reconnect_maximum = reconnect_maximum_seconds
         self._connection: Any = None
@@ -92,7 +88,9 @@ class Listener:
                 try:
                     await asyncio.wait_for(self._connection.fetchval("SELECT 1"), 5)
                     continue
-                except _FAILURES as error:
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:  # whatever it was, the connection is not to trust
                     logger.warning("the PostgreSQL listener's connection failed: %s", error)
             await self._reconnect()
 
@@ -105,7 +103,9 @@ class Listener:
         while True:
             try:
                 await self._listen()
-            except _FAILURES as error:
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
                 logger.warning(
                     "cannot LISTEN on PostgreSQL yet (again in %.2f s): %s", pause, error
                 )
@@ -113,7 +113,7 @@ class Listener:
                 pause = min(pause * 2, self._reconnect_maximum)
                 continue
             self.reconnects += 1
-            self._on_notice()  # what was sent while nobody listened is gone: look again
+            self._on_gap()  # what was sent while nobody listened is gone: everyone looks again
             return
 
     async def close(self) -> None:

@@ -27,8 +27,11 @@ _ACTIVITY_SET = ", ".join(
 )
 
 RUN_BY_KEY = f"SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE run_key = $1"
+# The open run if there is one, else the latest: keys are drawn as rows are inserted, not as
+# they commit, so a closed run may have a later key than the open one.
 CURRENT_RUN = (
-    f"SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE workflow_id = $1 ORDER BY run_key DESC LIMIT 1"
+    f"SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE workflow_id = $1"
+    " ORDER BY status = 'RUNNING' DESC, run_key DESC LIMIT 1"
 )
 # With a closed run's last event (what its `result()` reads next).
 RUNS_BY_ID = (
@@ -41,8 +44,6 @@ EVENTS_BY_ID = (
     "SELECT e.run_key, e.event_id, e.row FROM unnest($1::bigint[], $2::bigint[]) AS k(r, e)"
     " JOIN {s}.events AS e ON e.run_key = k.r AND e.event_id = k.e"
 )
-RUN_BY_KEY_LOCKED = RUN_BY_KEY + " FOR UPDATE"
-CURRENT_RUN_LOCKED = CURRENT_RUN + " FOR UPDATE"
 RUN_BY_ID = f"SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE run_id = $1"
 # One statement per filter, so each is one range of its index (a plan for "either filter or
 # none" would be one plan for all three).
@@ -60,7 +61,6 @@ ACTIVITY = (
     f"SELECT {ACTIVITY_COLUMNS} FROM {{s}}.activities"
     " WHERE run_key = $1 AND scheduled_event_id = $2"
 )
-ACTIVITY_LOCKED = ACTIVITY + " FOR UPDATE"
 TIMER = "SELECT fire_ms FROM {s}.timers WHERE run_key = $1 AND started_event_id = $2"
 EVENT_ROWS = (
     "SELECT row FROM {s}.events WHERE run_key = $1 AND event_id BETWEEN $2 AND $3 ORDER BY event_id"
@@ -168,3 +168,10 @@ READ_ACTIVITIES = (
     " LEFT JOIN {s}.activities a"
     " ON a.run_key = k.run_key AND a.scheduled_event_id = k.scheduled_event_id"
 )  # fmt: skip
+# New runs their first task closed: inserted open by the group's write, closed here in the
+# same transaction (so the unique index over open runs fenced them too).
+CLOSE_NEW_RUNS = (
+    "UPDATE {s}.runs SET status = u.status"
+    " FROM unnest($1::bigint[], $2::text[]) AS u(run_key, status)"
+    " WHERE runs.run_key = u.run_key"
+)

@@ -19,8 +19,8 @@ from ._errors import translated
 from ._tables import PostgresTables
 
 #: Connections in a store's pool unless told otherwise: enough for a worker's pollers, its
-#: commits in flight and a client, small enough that a dozen workers fit PostgreSQL's default
-#: ``max_connections`` (100).
+#: groups of commits in flight and a client, small enough that about ten processes fit
+#: PostgreSQL's default ``max_connections`` (100, 3 of them reserved).
 DEFAULT_POOL_SIZE = 8
 
 
@@ -74,6 +74,7 @@ class PostgresStorage(AdaptedStorage):
         self.tables: PostgresTables = tables
         tables.on_notice = self.notice_from_elsewhere
         tables.on_closed = self.run_closed
+        tables.on_gap = self.wake_every_waiter
         self.schema = schema
 
     async def connect(self) -> PostgresStorage:

@@ -24,10 +24,10 @@ from ..base import QueryTask
 from . import _group_write as group_write
 from . import _schema
 from . import _statements as sql
-from ._batches import Batched
 from ._errors import CONNECTION_LOST, commit_unknown, translated
 from ._groups import Group, Write
 from ._listener import Listener
+from ._read_batches import Batched
 
 #: Decides a claim's candidates (the caller's rules); an exception for each it may not take.
 Decide = Callable[[list[Any]], Awaitable[list["_core.Decision | BaseException"]]]
@@ -69,6 +69,8 @@ class PostgresTables:
         #: and with a run's id when another process's commit closed it.
         self.on_notice: Callable[[], None] = lambda: None
         self.on_closed: Callable[[str], None] = lambda run_id: None
+        #: Called when notifications may have been lost (the listener was away).
+        self.on_gap: Callable[[], None] = lambda: None
         self.listener: Listener | None = None
         self._pool: asyncpg.Pool | None = None
         self._opening: asyncio.Lock | None = None
@@ -116,15 +118,17 @@ class PostgresTables:
                             _schema.check_current(version, self.schema)
                 finally:
                     await connection.close()
-                if self._listen:
+                if self._listen and self.listener is None:
                     listener = Listener(
                         self.connect,
                         self.channel,
                         self._origin,
                         lambda: self.on_notice(),
                         lambda run_id: self.on_closed(run_id),
+                        lambda: self.on_gap(),
                     )
-                    await listener.start()
+                    async with translated("LISTEN for other processes' changes"):
+                        await listener.start()
                     self.listener = listener
                 async with translated("open a pool of connections"):
                     self._pool = await asyncpg.create_pool(
@@ -133,6 +137,10 @@ class PostgresTables:
                         max_size=self._pool_size,
                         statement_cache_size=self._statement_cache_size,
                         server_settings=self._server_settings,
+                        # A statement (or a commit) that gets no answer is given up on, as
+                        # a dropped connection is: a half-open connection (a partition
+                        # without a reset) would otherwise hang it for hours.
+                        command_timeout=STATEMENT_TIMEOUT_SECONDS,
                         # The store leaves no session state behind (its advisory locks are
                         # transaction-scoped, its LISTEN is on its own connection): giving a
                         # connection back need not cost a reset's round trip.
@@ -175,14 +183,18 @@ class PostgresTables:
         async with self._connection(what) as connection:
             return await call(connection)
 
-    def _notice(self, decisions: Sequence[_core.Decision]) -> tuple[str, str | None]:
-        """The channel and payload a group's write notifies (None: nothing to say)."""
+    def _notice(self, decisions: Sequence[_core.Decision]) -> tuple[str, list[str]]:
+        """The channel and the payloads a write notifies (none: nothing to say): the runs it
+        closed, as many to a notification as its 8,000-byte payload holds, or that work was
+        left."""
         closed = [d.run.run_id for d in decisions if d.closed and d.run is not None]
-        if closed:
-            return self.channel, " ".join([self._origin, *closed[:_CLOSED_PER_NOTICE]])
-        if any(decision.wakes_pollers for decision in decisions):
-            return self.channel, self._origin
-        return self.channel, None
+        payloads = [
+            " ".join([self._origin, *closed[start : start + _CLOSED_PER_NOTICE]])
+            for start in range(0, len(closed), _CLOSED_PER_NOTICE)
+        ]
+        if not payloads and any(decision.wakes_pollers for decision in decisions):
+            payloads.append(self._origin)
+        return self.channel, payloads
 
     def _group_statement(self, present: frozenset[str]) -> str:
         return group_write.statement(present).replace("{s}", self._quoted)
@@ -358,7 +370,7 @@ class PostgresTables:
                     packed = group_write.pack(writes)
                     row = await connection.fetchrow(
                         self._group_statement(packed.present),
-                        *packed.arguments(self.channel, None),
+                        *packed.arguments(self.channel, []),
                     )
                     written = set(row[1] or [])
                     leased = [lease for member, lease in enumerate(leased) if member in written]
@@ -438,16 +450,11 @@ class PostgresTables:
     async def _notify_if_woken(
         self, connection: asyncpg.Connection, decisions: Sequence[_core.Decision]
     ) -> None:
-        # Delivered at commit, to every listener of the schema's channel: work was queued or a
-        # run closed. Only a hint: pollers and waiters look again within their poll interval.
-        closed = [d.run.run_id for d in decisions if d.closed and d.run is not None]
-        # The closed runs' ids ride along (so only their `result()` waiters wake), as many
-        # to a notification as its 8,000-byte payload holds.
-        for start in range(0, len(closed), _CLOSED_PER_NOTICE):
-            payload = " ".join([self._origin, *closed[start : start + _CLOSED_PER_NOTICE]])
-            await connection.execute(self._statements["NOTIFY"], self.channel, payload)
-        if not closed and any(decision.wakes_pollers for decision in decisions):
-            await connection.execute(self._statements["NOTIFY"], self.channel, self._origin)
+        # Delivered at commit, to every listener of the schema's channel. Only a hint:
+        # pollers and waiters look again within their poll interval.
+        channel, payloads = self._notice(decisions)
+        for payload in payloads:
+            await connection.execute(self._statements["NOTIFY"], channel, payload)
 
     async def _write(
         self, connection: asyncpg.Connection, run_key: int | None, decision: _core.Decision
@@ -566,6 +573,10 @@ class PostgresTables:
             return (row[1], row[2]) if answered else None
 
 
+#: How long a pooled statement, or waiting for a pooled connection, may take before it fails
+#: as if the connection had dropped (a write then is of unknown outcome, and read back).
+STATEMENT_TIMEOUT_SECONDS = 30.0
+
 #: Closed runs' last events kept from a read of their runs until their `result()` takes them
 #: (bounded: a run read for another reason leaves its row behind).
 _CLOSING_ROWS_KEPT = 1024
@@ -593,7 +604,7 @@ async def _acquired(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
     """A connection of the pool, given back quietly: giving back resets the session, which
     fails on a connection the server has just cut, and that failure, coming after a commit,
     must not turn the commit into an error (the pool drops the connection either way)."""
-    connection = await pool.acquire()
+    connection = await pool.acquire(timeout=STATEMENT_TIMEOUT_SECONDS)
     try:
         yield connection
     finally:

@@ -41,8 +41,9 @@ def _sqlite(clock: VirtualClock, folder: Path) -> Storage:
 
 
 def _sqlite_again(storage: Storage, clock: VirtualClock, folder: Path) -> Storage:
-    # Another connection to the same file, with its own thread: another client.
-    return SqliteStorage(folder / "conformance.db", clock=clock)
+    # Another connection to the same file, with its own thread: another client (named, so
+    # what it writes is told from what the first one does).
+    return SqliteStorage(folder / "conformance.db", clock=clock, identity="second-client")
 
 
 def _the_same(storage: Storage, clock: VirtualClock, folder: Path) -> Storage:
@@ -52,7 +53,7 @@ def _the_same(storage: Storage, clock: VirtualClock, folder: Path) -> Storage:
 def _python_adapter_again(storage: Storage, clock: VirtualClock, folder: Path) -> Storage:
     # Another adapter (its own rules, its own groups) over the same tables: another process.
     assert isinstance(storage, AdaptedStorage)
-    return AdaptedStorage(storage.tables, clock=clock)
+    return AdaptedStorage(storage.tables, clock=clock, identity="second-client")
 
 
 def _python_adapter(clock: VirtualClock, folder: Path) -> Storage:
@@ -69,7 +70,9 @@ def _postgres_again(storage: Storage, clock: VirtualClock, folder: Path) -> Stor
     # Another store object on the same schema: its own pool, rules and listener, as another
     # process has.
     schema = storage.schema  # type: ignore[attr-defined]
-    return postgres_storage(clock, schema, owner=False)  # type: ignore[return-value]
+    return postgres_storage(  # type: ignore[return-value]
+        clock, schema, owner=False, identity="second-client"
+    )
 
 
 BACKENDS: dict[str, Callable[[VirtualClock, Path], Storage]] = {

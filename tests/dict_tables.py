@@ -40,6 +40,7 @@ class DictTables:
         self.activities: dict[tuple[int, int], ActivityRowTuple] = {}
         self.timers: dict[tuple[int, int], int] = {}
         self.open_runs: dict[str, int] = {}  # the unique index
+        self.lease_identities: dict[int, str] = {}  # who holds a leased run's task
         self.queries: dict[int, list[Any]] = {}
         self._keys = itertools.count(1)
         self._query_ids = itertools.count(1)
@@ -194,22 +195,33 @@ class DictTables:
         # Every write is a compare-and-set on its own: an operation needs no scope.
         return contextlib.nullcontext()
 
-    async def persist(self, run_key: int | None, decision: _core.Decision) -> int:
+    async def lease_identity(self, run_key: int) -> str | None:
         await _round_trip()
-        return (await self.persist_all([(run_key, decision)]))[0]
+        return self.lease_identities.get(run_key)
 
-    async def persist_all(self, writes: list[tuple[int | None, _core.Decision]]) -> list[int]:
+    async def persist(self, run_key: int | None, decision: _core.Decision, identity: str) -> int:
+        await _round_trip()
+        return (await self.persist_all([(run_key, decision)], identity))[0]
+
+    async def persist_all(
+        self, writes: list[tuple[int | None, _core.Decision]], identity: str
+    ) -> list[int]:
         await _round_trip()
         # One transaction: checked and applied on copies, swapped in only if all of it holds.
         runs, events = dict(self.runs), {key: list(rows) for key, rows in self.events.items()}
         activities, timers = dict(self.activities), dict(self.timers)
         open_runs = dict(self.open_runs)
         keys = []
+        before = dict(runs)
         for run_key, decision in writes:
             key = self._write(runs, events, activities, timers, open_runs, run_key, decision)
             keys.append(key)
+        holders = dict(self.lease_identities)
+        for key in keys:
+            _hold(holders, key, before.get(key), runs[key], identity)
         self.runs, self.events, self.activities = runs, events, activities
         self.timers, self.open_runs = timers, open_runs
+        self.lease_identities = holders
         return keys
 
     def _write(
@@ -314,6 +326,21 @@ class DictTables:
         if query[5] == 2 or give_up:
             del self.queries[query_id]
         return (query[6], query[7]) if query[5] == 2 else None
+
+
+def _hold(
+    holders: dict[int, str],
+    key: int,
+    before: RunRowTuple | None,
+    after: RunRowTuple,
+    identity: str,
+) -> None:
+    """The lease's holder after a write: the writer's identity for a new lease (a token the
+    run did not have), the same for the same lease, nobody once no worker holds the task."""
+    if after[8] != _TASK_LEASED:
+        holders.pop(key, None)
+    elif before is None or before[10] != after[10]:
+        holders[key] = identity
 
 
 def dict_storage(clock: VirtualClock | None = None) -> AdaptedStorage:

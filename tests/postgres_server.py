@@ -58,7 +58,11 @@ def new_schema() -> str:
 
 
 def postgres_storage(
-    clock: VirtualClock | None = None, schema: str | None = None, *, owner: bool = True
+    clock: VirtualClock | None = None,
+    schema: str | None = None,
+    *,
+    owner: bool = True,
+    identity: str | None = None,
 ) -> object:
     """A `PostgresStorage` in a new schema (or `schema`); the owner drops it on close."""
     require_postgres()
@@ -70,7 +74,9 @@ def postgres_storage(
             if owner:
                 await drop_schema(self.schema)
 
-    return TestPostgresStorage(POSTGRES_DSN, schema=schema or new_schema(), clock=clock)
+    return TestPostgresStorage(
+        POSTGRES_DSN, schema=schema or new_schema(), clock=clock, identity=identity
+    )
 
 
 async def drop_schema(schema: str) -> None:

@@ -153,7 +153,7 @@ async def test_the_hot_statements_find_their_rows_by_index_among_many_closed_run
             frozenset({"changed", "events", "activity_inserts", "activity_deletes", "drops"})
         )
         arrays = {
-            "changed": 3 + 18, "events": 4, "activity_inserts": 22, "activity_deletes": 3,
+            "changed": 3 + 18 + 1, "events": 4, "activity_inserts": 22, "activity_deletes": 3,
             "drops": 1,
         }  # fmt: skip
         empty = [[] for _ in range(sum(arrays.values()))]
@@ -171,7 +171,7 @@ async def test_the_hot_statements_find_their_rows_by_index_among_many_closed_run
             "CLAIM_ACTIVITY_TASKS": ("q", 10**13, 128),
             "DUE": (10**13, 1000),
             "NEXT_WAKEUP": (10**13, "q"),
-            "UPDATE_RUN": (5, 1, *([None] * 18)),
+            "UPDATE_RUN": (5, 1, *([None] * 18), "identity"),
             "LIST_RUNS_BY_STATUS": (100, 50, "RUNNING", None),
             "TAKE_QUERY": ("q",),
         }

@@ -26,11 +26,13 @@ class LosingTables(DictTables):
         super().__init__()
         self.next_loss: str | None = None
 
-    async def persist_all(self, writes: list[tuple[int | None, _core.Decision]]) -> list[int]:
+    async def persist_all(
+        self, writes: list[tuple[int | None, _core.Decision]], identity: str
+    ) -> list[int]:
         loss, self.next_loss = self.next_loss, None
         if loss == "lost":
             raise CommitUnknownError("the connection dropped (nothing written)")
-        keys = await super().persist_all(writes)
+        keys = await super().persist_all(writes, identity)
         if loss == "moved":
             key = keys[0]
             row = list(self.runs[key])

@@ -39,7 +39,7 @@ async def _started(tables: DictTables, rules: _core.Rules) -> _core.RunRecord:
         rules.decide(NOW, [_core.RuleRequest.start_workflow("w", "r", "t", "q", b"null", None)])
     )
     assert start.inserts_run and start.expected_version is None
-    key = await tables.persist(None, start)
+    key = await tables.persist(None, start, "test")
     run = await tables.run(key)
     assert run is not None
     return run
@@ -62,8 +62,8 @@ async def test_a_group_is_decided_in_one_call_and_each_request_sees_the_ones_bef
     assert first.expected_version == run.version
     assert first.run is not None and second.expected_version == first.run.version
     # Persisted in order, both hold.
-    await tables.persist(run.key, first)
-    await tables.persist(run.key, second)
+    await tables.persist(run.key, first, "test")
+    await tables.persist(run.key, second, "test")
     stored = await tables.run(run.key)
     assert stored is not None and stored.history_length == 3
 
@@ -83,11 +83,11 @@ async def test_a_write_decided_on_a_state_never_stored_is_refused() -> None:
     # The first is lost (its write failed, say): the second, chained on it, cannot land on
     # whatever the run is now, even if another writer moved it on meanwhile.
     (other,) = _decided(rules.decide(NOW, [_core.RuleRequest.signal_workflow(run, "c", b"3")]))
-    await tables.persist(run.key, other)
+    await tables.persist(run.key, other, "test")
     with pytest.raises(StorageConflictError):
-        await tables.persist(run.key, second)
+        await tables.persist(run.key, second, "test")
     with pytest.raises(StorageConflictError):
-        await tables.persist(run.key, first)
+        await tables.persist(run.key, first, "test")
     stored = await tables.run(run.key)
     assert stored is not None and stored.history_length == 2
 
@@ -99,9 +99,9 @@ async def test_versions_are_unique_so_two_decisions_on_one_state_never_both_hold
     (two,) = _decided(rules.decide(NOW, [_core.RuleRequest.signal_workflow(run, "b", b"2")]))
     assert one.run is not None and two.run is not None
     assert one.run.version != two.run.version
-    await tables.persist(run.key, two)
+    await tables.persist(run.key, two, "test")
     with pytest.raises(StorageConflictError):
-        await tables.persist(run.key, one)
+        await tables.persist(run.key, one, "test")
 
 
 async def test_a_refusal_decided_on_another_requests_outcome_is_a_conflict_to_retry() -> None:
@@ -109,7 +109,7 @@ async def test_a_refusal_decided_on_another_requests_outcome_is_a_conflict_to_re
     run = await _started(tables, rules)
     # A worker holds the task ...
     (leased,) = _decided(rules.decide(NOW, [_core.RuleRequest.lease_workflow_task(run, 10_000)]))
-    await tables.persist(run.key, leased)
+    await tables.persist(run.key, leased, "test")
     held = leased.run
     assert held is not None
     token = held.workflow_lease(b"")
@@ -138,9 +138,9 @@ async def test_a_refusal_decided_on_another_requests_outcome_is_a_conflict_to_re
             [_core.RuleRequest.complete_workflow_task(held, run_lease_token, encoded, 1, None, 0)],
         )
     )
-    await tables.persist(held.key, commit)
+    await tables.persist(held.key, commit, "test")
     with pytest.raises(StorageConflictError):
-        await tables.persist(held.key, results[0])
+        await tables.persist(held.key, results[0], "test")
     # A refusal on the request's own record is the refusal.
     stale = rules.decide(
         NOW,
@@ -172,7 +172,7 @@ async def test_a_group_of_many_requests_on_one_run_chains_them_all() -> None:
     )
     assert [decision.events[0][0] for decision in decisions] == [2, 3, 4, 5, 6]
     for decision in decisions:  # in order, every one holds
-        await tables.persist(run.key, decision)
+        await tables.persist(run.key, decision, "test")
     stored = await tables.run(run.key)
     assert stored is not None and stored.history_length == 6
 

@@ -67,6 +67,24 @@ def _ids(runs: list[WorkflowDescription]) -> list[str]:
     return [run.workflow_id for run in runs]
 
 
+async def test_describe_names_the_worker_that_holds_the_lease(
+    storage: Storage, second_client: Storage
+) -> None:
+    # The holder is the identity of the store (process) that took the lease; another client
+    # sees it too; nobody holds a task that is queued again, and a signal written by another
+    # client while the lease stands leaves the holder as it is.
+    await storage.start_workflow("held", "r", "wf", QUEUE, b"null")
+    assert (await storage.describe_workflow("held")).lease_identity is None
+    task = await _poll_workflow_task(storage)
+    assert task is not None
+    identity = storage.identity  # type: ignore[attr-defined]
+    assert (await storage.describe_workflow("held")).lease_identity == identity
+    await second_client.signal_workflow("held", "Nudge", b"null")
+    assert (await second_client.describe_workflow("held")).lease_identity == identity
+    await storage.fail_workflow_task(task, "let it go")
+    assert (await second_client.describe_workflow("held")).lease_identity is None
+
+
 async def test_list_pages_through_the_runs_in_start_order(storage: Storage) -> None:
     empty = await storage.list_workflows(page_size=3)
     assert (empty.runs, empty.next_after_run_key) == ([], None)

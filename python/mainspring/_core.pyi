@@ -293,6 +293,7 @@ class SqliteStore:
         workflow_task_retry_initial_ms: int = 1000,
         workflow_task_retry_maximum_ms: int = 60000,
         tick_batch: int = 1000,
+        identity: str | None = None,
     ) -> SqliteStore: ...
     def execute(
         self, sql: str, parameters: Any = None

@@ -60,8 +60,12 @@ ActivityLeaseTuple = tuple[
 # wakes_pollers, the task's events as recorded | None, history_length after them).
 CommittedTuple = tuple[bytes | None, list[ActivityLeaseTuple], bool, bytes | None, int]
 # A run as describe and list report it: (run_key, workflow_id, run_id, workflow_type,
-# task_queue, status, history_length, started_ms, closed_ms | None, last_task_failure | None).
-SummaryTuple = tuple[int, str, str, str, str, str, int, int, int | None, str | None, int, int]
+# task_queue, status, history_length, started_ms, closed_ms | None, last_task_failure | None,
+# (task_failures, dropped_signals, workflow_task_leased, lease_identity | None)).
+SummaryTuple = tuple[
+    int, str, str, str, str, str, int, int, int | None, str | None,
+    tuple[int, int, bool, str | None],
+]  # fmt: skip
 
 # The rows a database store keeps (rust/core/src/rules/rows.rs): `_core.RunRecord.row()` and
 # `_core.ActivityRecord.row()` give them, `from_row` takes them back.

@@ -47,6 +47,7 @@ def _description_fields(description: WorkflowDescription) -> list[tuple[str, Any
         ("last_task_failure", description.last_task_failure),
         ("task_attempt", description.task_attempt),
         ("dropped_signals", description.dropped_signals),
+        ("lease_identity", description.lease_identity),
     ]
 
 

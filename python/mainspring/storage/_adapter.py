@@ -43,6 +43,7 @@ from .base import (
     WorkflowDescription,
     WorkflowPage,
     WorkflowTask,
+    default_identity,
     description_from_row,
     page_from_rows,
 )
@@ -142,7 +143,12 @@ class StoreTables(Protocol):
         writes each operation alone makes it a no-op."""
         ...
 
-    async def persist(self, run_key: int | None, decision: _core.Decision) -> int:
+    async def lease_identity(self, run_key: int) -> str | None:
+        """Who holds the run's workflow task, as the write that leased it named the holder
+        (what ``describe`` shows)."""
+        ...
+
+    async def persist(self, run_key: int | None, decision: _core.Decision, identity: str) -> int:
         """Writes the decision for run ``run_key`` (None: a new run, inserted open so the
         unique index over open runs fences it; its key is returned) in one transaction: the
         run's record (compare-and-set on ``expected_version``), its events, the activity
@@ -153,7 +159,9 @@ class StoreTables(Protocol):
         unique index refuses a new run."""
         ...
 
-    async def persist_all(self, writes: list[tuple[int | None, _core.Decision]]) -> list[int]:
+    async def persist_all(
+        self, writes: list[tuple[int | None, _core.Decision]], identity: str
+    ) -> list[int]:
         """:meth:`persist` for several decisions of one run in one transaction, in order."""
         ...
 
@@ -188,8 +196,11 @@ class AdaptedStorage:
         poll_interval: timedelta = timedelta(milliseconds=100),
         workflow_task_retry_initial: timedelta = timedelta(seconds=1),
         workflow_task_retry_maximum: timedelta = timedelta(seconds=60),
+        identity: str | None = None,
     ) -> None:
         self.tables = tables
+        #: The name the leases this storage takes are held under (``describe`` shows it).
+        self.identity = identity or default_identity()
         self._clock = clock or SystemClock()
         self.now_ms = self._clock.now_ms
         self._poll_seconds = poll_interval.total_seconds()
@@ -263,9 +274,11 @@ class AdaptedStorage:
                     if decision.is_empty:
                         return run_key or 0, decisions
                     if len(decisions) == 1:
-                        key = await self.tables.persist(run_key, decision)
+                        key = await self.tables.persist(run_key, decision, self.identity)
                     else:
-                        keys = await self.tables.persist_all([(run_key, d) for d in decisions])
+                        keys = await self.tables.persist_all(
+                            [(run_key, d) for d in decisions], self.identity
+                        )
                         key = keys[0]
             except StorageConflictError:
                 # Another writer changed a record after it was read (or the rules decided on
@@ -448,7 +461,10 @@ class AdaptedStorage:
         )
 
     async def describe_workflow(self, workflow_id: str) -> WorkflowDescription:
-        return description_from_row((await self._current_run(workflow_id)).summary())
+        run = await self._current_run(workflow_id)
+        row = run.summary()
+        holder = await self.tables.lease_identity(run.key) if row[10][2] else None
+        return description_from_row(row, holder)
 
     async def list_workflows(
         self,
@@ -572,7 +588,7 @@ class AdaptedStorage:
             if decision.is_empty:
                 continue
             with contextlib.suppress(StorageConflictError):  # another process applied it
-                await self.tables.persist(due.run_key, decision)
+                await self.tables.persist(due.run_key, decision, self.identity)
                 applied += 1
                 if decision.closed and decision.run is not None:
                     self.run_closed(decision.run.run_id)
@@ -596,7 +612,7 @@ class AdaptedStorage:
             if isinstance(decision, BaseException):
                 continue  # no longer leasable
             try:
-                await self.tables.persist(run.key, decision)
+                await self.tables.persist(run.key, decision, self.identity)
             except StorageConflictError:
                 continue  # another worker took it
             leased = decision.run
@@ -660,7 +676,7 @@ class AdaptedStorage:
                 if isinstance(decision, BaseException):
                     continue
                 try:
-                    await self.tables.persist(run.key, decision)
+                    await self.tables.persist(run.key, decision, self.identity)
                 except StorageConflictError:
                     continue
                 for write, _, _, record in decision.activities:

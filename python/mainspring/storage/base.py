@@ -161,6 +161,18 @@ class WorkflowDescription:
     #: Signals the run dropped because their payload did not decode as the signal's type
     #: (each is logged by the worker that dropped it).
     dropped_signals: int = 0
+    #: The identity of the worker that holds the run's workflow task (its lease) now, as
+    #: ``describe`` reads it; None when none does. Workers are named by
+    #: ``WorkerConfig.identity``, by default ``pid@hostname`` (temporalio's default).
+    lease_identity: str | None = None
+
+
+def default_identity() -> str:
+    """A worker's identity when none is given: ``pid@hostname``, as temporalio's."""
+    import os
+    import socket
+
+    return f"{os.getpid()}@{socket.gethostname()}"
 
 
 #: The statuses a run's description carries (``WorkflowDescription.status``): open, then the
@@ -191,10 +203,11 @@ def page_from_rows(rows: list[SummaryTuple], page_size: int) -> WorkflowPage:
     )
 
 
-def description_from_row(row: SummaryTuple) -> WorkflowDescription:
+def description_from_row(row: SummaryTuple, this_process: str | None = None) -> WorkflowDescription:
     """A description from the row layout every storage reports runs in: `(key, workflow_id,
     run_id, workflow_type, task_queue, status, history_length, started_ms, closed_ms,
-    last_task_failure, task_failures, dropped_signals)`."""
+    last_task_failure, (task_failures, dropped_signals, leased, lease_identity))`. A leased
+    run whose store names no holder is held by ``this_process`` (a memory store's)."""
     (
         _,
         workflow_id,
@@ -206,9 +219,10 @@ def description_from_row(row: SummaryTuple) -> WorkflowDescription:
         started,
         closed,
         failure,
-        task_failures,
-        dropped_signals,
+        (task_failures, dropped_signals, leased, lease_identity),
     ) = row
+    if leased and lease_identity is None:
+        lease_identity = this_process
     return WorkflowDescription(
         workflow_id=workflow_id,
         run_id=run_id,
@@ -223,6 +237,7 @@ def description_from_row(row: SummaryTuple) -> WorkflowDescription:
         last_task_failure=failure,
         task_attempt=task_failures + 1,
         dropped_signals=dropped_signals,
+        lease_identity=lease_identity if leased else None,
     )
 
 

@@ -27,6 +27,7 @@ from .base import (
     WorkflowDescription,
     WorkflowPage,
     WorkflowTask,
+    default_identity,
     description_from_row,
     page_from_rows,
 )
@@ -87,7 +88,10 @@ class MemoryStorage:
         clock: VirtualClock | SystemClock | None = None,
         workflow_task_retry_initial: timedelta = timedelta(seconds=1),
         workflow_task_retry_maximum: timedelta = timedelta(seconds=60),
+        identity: str | None = None,
     ) -> None:
+        #: Who holds this store's leases: this process, always (``describe`` names it).
+        self.identity = identity or default_identity()
         self._store = _core.MemoryStore(
             int(workflow_task_retry_initial.total_seconds() * 1000),
             int(workflow_task_retry_maximum.total_seconds() * 1000),
@@ -164,7 +168,7 @@ class MemoryStorage:
         self._run_closed(workflow_id, run_id)
 
     async def describe_workflow(self, workflow_id: str) -> WorkflowDescription:
-        return description_from_row(self._store.describe(workflow_id))
+        return description_from_row(self._store.describe(workflow_id), self.identity)
 
     async def list_workflows(
         self,

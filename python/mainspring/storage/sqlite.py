@@ -35,6 +35,7 @@ from .base import (
     WorkflowDescription,
     WorkflowPage,
     WorkflowTask,
+    default_identity,
     description_from_row,
     page_from_rows,
 )
@@ -68,6 +69,8 @@ class SqliteStorage:
             other processes. Changes made in this process wake them at once.
         busy_timeout: How long a transaction waits for another process's write lock (the
             event loop waits with it: other processes' transactions are short).
+        identity: The name this process's workers hold leases under (``describe`` shows it
+            as ``lease_identity``); by default ``pid@hostname``.
     """
 
     capabilities = StorageCapabilities(groups_commits=True, fuses_commits=True, eager=True)
@@ -82,7 +85,9 @@ class SqliteStorage:
         busy_timeout: timedelta = timedelta(seconds=5),
         workflow_task_retry_initial: timedelta = timedelta(seconds=1),
         workflow_task_retry_maximum: timedelta = timedelta(seconds=60),
+        identity: str | None = None,
     ) -> None:
+        self.identity = identity or default_identity()
         if synchronous.upper() not in ("FULL", "NORMAL"):
             raise ValueError("synchronous is 'FULL' or 'NORMAL'")
         self.path = str(path if path is not None else default_path())
@@ -113,6 +118,7 @@ class SqliteStorage:
                 self._synchronous,
                 self._retry_initial_ms,
                 self._retry_maximum_ms,
+                identity=self.identity,
             )
         except _core.SqliteError as error:
             raise StorageError(f"cannot open the SQLite database {self.path}: {error}") from error

@@ -28,8 +28,8 @@ pub type SummaryTuple = (
     i64,
     Option<i64>,
     Option<String>,
-    u32,
-    u32,
+    // The workflow task: (failures in a row, dropped signals, leased, the lease's holder).
+    (u32, u32, bool, Option<String>),
 );
 
 pub fn summary_tuple(summary: RunSummary) -> SummaryTuple {
@@ -44,8 +44,12 @@ pub fn summary_tuple(summary: RunSummary) -> SummaryTuple {
         summary.started_ms,
         summary.closed_ms,
         summary.last_task_failure,
-        summary.task_failures,
-        summary.dropped_signals,
+        (
+            summary.task_failures,
+            summary.dropped_signals,
+            summary.workflow_task_leased,
+            summary.lease_identity,
+        ),
     )
 }
 

@@ -460,7 +460,8 @@ fn committed_to_py<'py>(py: Python<'py>, committed: Committed) -> PyResult<Bound
 }
 
 /// `(run_key, workflow_id, run_id, workflow_type, task_queue, status, history_length,
-/// started_ms, closed_ms, last_task_failure)`, as the memory store's summaries.
+/// started_ms, closed_ms, last_task_failure, (task_failures, dropped_signals, leased,
+/// lease_identity))`, as the memory store's summaries.
 fn run_row_to_py<'py>(py: Python<'py>, row: RunSummary) -> PyResult<Bound<'py, PyAny>> {
     (
         row.run_key,
@@ -473,8 +474,12 @@ fn run_row_to_py<'py>(py: Python<'py>, row: RunSummary) -> PyResult<Bound<'py, P
         row.started_ms,
         row.closed_ms,
         row.last_task_failure,
-        row.task_failures,
-        row.dropped_signals,
+        (
+            row.task_failures,
+            row.dropped_signals,
+            row.workflow_task_leased,
+            row.lease_identity,
+        ),
     )
         .into_bound_py_any(py)
 }

@@ -162,7 +162,8 @@ impl PySqliteStore {
     /// retry settings are the rules' (a failed workflow task's backoff), and so is
     /// `tick_batch` (most deadlines one poll applies).
     #[new]
-    #[pyo3(signature = (path, busy_timeout_ms, synchronous, workflow_task_retry_initial_ms = 1_000, workflow_task_retry_maximum_ms = 60_000, tick_batch = 1_000))]
+    #[pyo3(signature = (path, busy_timeout_ms, synchronous, workflow_task_retry_initial_ms = 1_000, workflow_task_retry_maximum_ms = 60_000, tick_batch = 1_000, identity = None))]
+    #[allow(clippy::too_many_arguments)] // the Python constructor's keywords
     fn new(
         py: Python<'_>,
         path: String,
@@ -171,14 +172,17 @@ impl PySqliteStore {
         workflow_task_retry_initial_ms: u64,
         workflow_task_retry_maximum_ms: u64,
         tick_batch: usize,
+        identity: Option<String>,
     ) -> PyResult<Self> {
+        // Who holds the leases this store takes, for `describe` (the caller names it).
+        let identity = identity.unwrap_or_default();
         let config = RulesConfig {
             workflow_task_retry_initial_ms,
             workflow_task_retry_maximum_ms,
             tick_batch,
         };
         let store = py
-            .detach(|| open(&path, busy_timeout_ms, &synchronous, config))
+            .detach(|| open(&path, busy_timeout_ms, &synchronous, config, &identity))
             .map_err(|error| {
                 sqlite_error(error.to_string().trim_start_matches("SQLite failed: "))
             })?;

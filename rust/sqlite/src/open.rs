@@ -40,6 +40,7 @@ pub fn open(
     busy_timeout_ms: u64,
     synchronous: &str,
     config: RulesConfig,
+    identity: &str,
 ) -> StoreResult<Store> {
     if !matches!(synchronous, "FULL" | "NORMAL") {
         return Err(StoreError::Sqlite(format!(
@@ -55,6 +56,16 @@ pub fn open(
     // Every statement of the operations stays prepared.
     connection.set_prepared_statement_cache_capacity(256);
     migrate(&connection)?;
+    // This process's identity, which the run writes that take a lease record as its holder
+    // (`records.rs`): a connection's own temporary table, so the statements stay constants.
+    connection.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS mainspring_session \
+         (key INTEGER PRIMARY KEY, identity TEXT NOT NULL)",
+    )?;
+    connection.execute(
+        "INSERT OR REPLACE INTO temp.mainspring_session (key, identity) VALUES (1, ?)",
+        [identity],
+    )?;
     Ok(Store {
         connection,
         tokens: SplitMixTokens::from_seed(token_seed()),

@@ -243,6 +243,10 @@ pub struct RunSummary {
     pub last_task_failure: Option<String>,
     pub task_failures: u32,
     pub dropped_signals: u32,
+    /// Whether a worker holds the run's workflow task, and its identity (read by `describe`
+    /// only; None in a listing).
+    pub workflow_task_leased: bool,
+    pub lease_identity: Option<String>,
 }
 
 /// A query waiting for a worker of `task_queue`, taken: `(query id, workflow id, run id,

@@ -145,6 +145,7 @@ fn the_hot_statements_search_by_index_and_never_scan_a_table() {
         1_000,
         "NORMAL",
         mainspring_core::rules::RulesConfig::default(),
+        "test",
     )
     .unwrap();
     let mut faults = Vec::new();

@@ -284,10 +284,12 @@ pub fn persist_rows(
 pub const INSERT_RUN_SQL: &str = "INSERT INTO runs (workflow_id, run_id, workflow_type, \
      task_queue, status, history_length, started_ms, closed_ms, task_state, task_ready_ms, \
      task_token, task_deadline_ms, task_failures, last_task_failure, cancel_requested, \
-     tail_start, version, dropped_signals) VALUES (:workflow_id, :run_id, :workflow_type, \
-     :task_queue, :status, :history_length, :started_ms, NULL, :task_state, :task_ready_ms, \
-     :task_token, :task_deadline_ms, :task_failures, :last_task_failure, :cancel_requested, \
-     :tail_start, :version, :dropped_signals) RETURNING run_key";
+     tail_start, version, dropped_signals, lease_identity) VALUES (:workflow_id, :run_id, \
+     :workflow_type, :task_queue, :status, :history_length, :started_ms, NULL, :task_state, \
+     :task_ready_ms, :task_token, :task_deadline_ms, :task_failures, :last_task_failure, \
+     :cancel_requested, :tail_start, :version, :dropped_signals, \
+     CASE WHEN :task_state = 2 THEN (SELECT identity FROM temp.mainspring_session WHERE key = 1) END) \
+     RETURNING run_key";
 /// Closes a run just inserted open (its first task closed it).
 pub const CLOSE_NEW_RUN_SQL: &str = "UPDATE runs SET status = ?, closed_ms = ? WHERE run_key = ?";
 
@@ -344,15 +346,23 @@ fn insert_run(connection: &Connection, record: &RunRecord) -> StoreResult<i64> {
 /// `runs_open_workflow`). A run never reopens, so an open record was loaded from an open row,
 /// and the version fences it as ever. Parameters are numbered as in [`UPDATE_RUN_SQL`], so
 /// both statements take the same values.
+///
+/// The lease's holder (`lease_identity`, for `describe`) is this process's identity when the
+/// write makes a new lease (a leased task under a token it did not have), kept while the same
+/// lease stays (another process's write to the run, a signal, leaves it), and cleared when
+/// no worker holds the task. The right side of a SET sees the row as it was.
 pub const UPDATE_OPEN_RUN_SQL: &str = "UPDATE runs SET version = ?1, history_length = ?3, \
      task_state = ?5, task_ready_ms = ?6, task_token = ?7, task_deadline_ms = ?8, \
      task_failures = ?9, last_task_failure = ?10, cancel_requested = ?11, tail_start = ?12, \
-     dropped_signals = ?13 WHERE run_key = ?14 AND version = ?15";
+     dropped_signals = ?13, lease_identity = CASE WHEN ?5 <> 2 THEN NULL \
+     WHEN task_token IS ?7 THEN lease_identity \
+     ELSE (SELECT identity FROM temp.mainspring_session WHERE key = 1) END \
+     WHERE run_key = ?14 AND version = ?15";
 /// Updates a run that closes (or was closed).
 pub const UPDATE_RUN_SQL: &str = "UPDATE runs SET version = ?1, status = ?2, \
      history_length = ?3, closed_ms = ?4, task_state = ?5, task_ready_ms = ?6, task_token = ?7, \
      task_deadline_ms = ?8, task_failures = ?9, last_task_failure = ?10, \
-     cancel_requested = ?11, tail_start = ?12, dropped_signals = ?13 \
+     cancel_requested = ?11, tail_start = ?12, dropped_signals = ?13, lease_identity = NULL \
      WHERE run_key = ?14 AND version = ?15";
 
 fn update_run(
@@ -517,6 +527,7 @@ mod tests {
             1_000,
             "NORMAL",
             RulesConfig::default(),
+            "test",
         )
         .unwrap();
         let run = NewRun {
@@ -562,6 +573,7 @@ mod tests {
             1_000,
             "NORMAL",
             RulesConfig::default(),
+            "test",
         )
         .unwrap();
         let insert = "INSERT INTO runs (workflow_id, run_id, workflow_type, task_queue, status, \

@@ -152,6 +152,7 @@ pub fn terminate_workflow(
 }
 
 fn run_row(record: RunRecord) -> RunSummary {
+    let workflow_task_leased = record.workflow_task_is_leased();
     RunSummary {
         run_key: record.key,
         workflow_id: record.identity.workflow_id.clone(),
@@ -165,11 +166,22 @@ fn run_row(record: RunRecord) -> RunSummary {
         last_task_failure: record.last_task_failure,
         task_failures: record.task_failures,
         dropped_signals: record.dropped_signals,
+        workflow_task_leased,
+        lease_identity: None,
     }
 }
 
+pub const LEASE_IDENTITY_SQL: &str = "SELECT lease_identity FROM runs WHERE run_key = ?";
+
+/// The run's summary, with the identity of the worker that holds its workflow task.
 pub fn describe_workflow(connection: &Connection, workflow_id: &str) -> StoreResult<RunSummary> {
-    load_current_run(connection, workflow_id).map(run_row)
+    let mut summary = load_current_run(connection, workflow_id).map(run_row)?;
+    if summary.workflow_task_leased {
+        summary.lease_identity = connection
+            .prepare_cached(LEASE_IDENTITY_SQL)?
+            .query_row([summary.run_key], |row| row.get(0))?;
+    }
+    Ok(summary)
 }
 
 /// Up to `page_size` runs whose key is greater than `after_run_key` (None: from the first),

@@ -224,6 +224,14 @@ CREATE INDEX runs_by_type ON runs (workflow_type)
 
 "#,
     ),
+    // Version 8: which worker (its identity) holds a run's workflow task, for `describe`;
+    // written by the process that takes the lease (see `records.rs`).
+    Migration::Sql(
+        r#"
+ALTER TABLE runs ADD COLUMN lease_identity TEXT
+
+"#,
+    ),
 ];
 
 fn rewrite_event_rows_in_format_2(connection: &Connection) -> StoreResult<()> {

@@ -32,6 +32,7 @@ fn fresh_store(name: &str, synchronous: &str, config: RulesConfig) -> mainspring
         1_000,
         synchronous,
         config,
+        "test",
     )
     .unwrap()
 }
@@ -94,7 +95,7 @@ fn schedules_an_activity() -> Vec<u8> {
 fn opening_migrates_once_and_a_newer_schema_is_refused() {
     let path = fresh_path("schema.db");
     let path = path.to_str().unwrap();
-    let store = open(path, 1_000, "FULL", RulesConfig::default()).unwrap();
+    let store = open(path, 1_000, "FULL", RulesConfig::default(), "test").unwrap();
     let version: String = store
         .connection
         .query_row(
@@ -112,7 +113,7 @@ fn opening_migrates_once_and_a_newer_schema_is_refused() {
         )
         .unwrap();
     drop(store);
-    let refused = open(path, 1_000, "FULL", RulesConfig::default())
+    let refused = open(path, 1_000, "FULL", RulesConfig::default(), "test")
         .err()
         .expect("a newer schema is refused");
     assert!(

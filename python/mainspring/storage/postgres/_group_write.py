@@ -24,7 +24,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._statements import ACTIVITY_COLUMNS, RUN_COLUMNS
+from ._statements import ACTIVITY_COLUMNS, LEASE_HOLDER, RUN_COLUMNS
 
 if TYPE_CHECKING:
     from ... import _core
@@ -42,13 +42,15 @@ _ACTIVITY_TYPES = (
     "bytea", "bigint",
 )  # fmt: skip
 
+_TASK_LEASED = 2  # the run row's task_state of a leased workflow task
+
 #: The arrays the statement takes, in order: (name, column names, their types).
 _INPUTS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
-    ("new_open", ("m", *_RUN_FIELDS), ("bigint", *_RUN_TYPES)),
+    ("new_open", ("m", *_RUN_FIELDS, "lease_identity"), ("bigint", *_RUN_TYPES, "text")),
     (
         "changed",
-        ("m", "key", "expected", *_RUN_FIELDS),
-        ("bigint", "bigint", "bigint", *_RUN_TYPES),
+        ("m", "key", "expected", *_RUN_FIELDS, "lease_identity"),
+        ("bigint", "bigint", "bigint", *_RUN_TYPES, "text"),
     ),
     ("plain", ("m", "key"), ("bigint", "bigint")),
     ("events", ("m", "event_id", "kind", "row"), ("bigint", "bigint", "text", "bytea")),
@@ -88,12 +90,19 @@ def statement(present: frozenset[str]) -> str:
     def values(alias: str, names: list[str]) -> str:
         return ", ".join(f"{alias}.{name}" for name in names)
 
+    # Who holds the lease after the write (see `LEASE_HOLDER`): the writer for a new lease.
+    holder = LEASE_HOLDER.format(
+        state="changed.task_state",
+        old="r.",
+        token="changed.task_token",
+        identity="changed.lease_identity",
+    )
     clauses: list[str] = []
     accepted: list[str] = []
     if "new_open" in present:
         clauses.append(f"""inserted_open AS (
-    INSERT INTO {{s}}.runs ({fields})
-    SELECT {values("new_open", _RUN_FIELDS)} FROM {sources["new_open"]}
+    INSERT INTO {{s}}.runs ({fields}, lease_identity)
+    SELECT {values("new_open", [*_RUN_FIELDS, "lease_identity"])} FROM {sources["new_open"]}
     ON CONFLICT (workflow_id) WHERE status = 'RUNNING' DO NOTHING
     RETURNING run_id, run_key)""")
         ids = f"{parameter['new_open', 'm']}, {parameter['new_open', 'run_id']}"
@@ -103,7 +112,8 @@ def statement(present: frozenset[str]) -> str:
         )
     if "changed" in present:
         clauses.append(f"""updated AS (
-    UPDATE {{s}}.runs AS r SET ({fields}) = ({values("changed", _RUN_FIELDS)})
+    UPDATE {{s}}.runs AS r SET ({fields}) = ({values("changed", _RUN_FIELDS)}),
+        lease_identity = {holder}
     FROM {sources["changed"]}
     WHERE r.run_key = changed.key AND r.version = changed.expected
     RETURNING changed.m, r.run_key)""")
@@ -228,13 +238,20 @@ def pack(writes: list[Write]) -> Packed:
             row = final_run.row()
             # Inserted open, whatever its first task did, so the unique index over open runs
             # fences it (a run its first task closes is closed by a second statement).
-            arrays["new_open"].append((member, *row[1:6], "RUNNING", *row[7:]))
+            holder = write.identity if row[8] == _TASK_LEASED else None
+            arrays["new_open"].append((member, *row[1:6], "RUNNING", *row[7:], holder))
             if row[6] != "RUNNING":
                 packed.closing.append((member, row[6]))
         elif final_run is not None:
             first = next(decision for decision in decisions if decision.run is not None)
             arrays["changed"].append(
-                (member, write.run_key, first.expected_version, *final_run.row()[1:])
+                (
+                    member,
+                    write.run_key,
+                    first.expected_version,
+                    *final_run.row()[1:],
+                    write.identity,
+                )
             )
         else:
             arrays["plain"].append((member, write.run_key))

@@ -43,11 +43,12 @@ class Write:
     """One member's writes: its decisions (all of one run), and the future its persist waits
     on (the run's key once committed)."""
 
-    __slots__ = ("decisions", "future", "run_key")
+    __slots__ = ("decisions", "future", "identity", "run_key")
 
-    def __init__(self, run_key: int | None, decisions: list[_core.Decision]) -> None:
+    def __init__(self, run_key: int | None, decisions: list[_core.Decision], identity: str) -> None:
         self.run_key = run_key
         self.decisions = decisions
+        self.identity = identity  # who holds a lease the write makes
         self.future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
 
@@ -136,8 +137,10 @@ class Group:
 
     # Writes: held until every member has decided, then written together.
 
-    async def persist(self, run_key: int | None, decisions: list[_core.Decision]) -> int:
-        write = Write(run_key, decisions)
+    async def persist(
+        self, run_key: int | None, decisions: list[_core.Decision], identity: str
+    ) -> int:
+        write = Write(run_key, decisions, identity)
         self._writes.append(write)
         self._settle()
         return await write.future

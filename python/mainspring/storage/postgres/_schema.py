@@ -45,7 +45,9 @@ CREATE TABLE {schema}.runs (
     tail_start bigint NOT NULL,
     started_ms bigint NOT NULL,
     closed_ms bigint,
-    dropped_signals bigint NOT NULL
+    dropped_signals bigint NOT NULL,
+    -- Who holds the run's workflow task (its lease), for describe; not part of the rules.
+    lease_identity text
 );
 CREATE INDEX runs_by_workflow ON {schema}.runs (workflow_id, run_key);
 CREATE UNIQUE INDEX runs_open_workflow ON {schema}.runs (workflow_id) WHERE status = 'RUNNING';

@@ -113,11 +113,23 @@ SELECT (SELECT count(*) FROM {s}.runs WHERE task_state = 2
 """
 
 INSERT_RUN = (
-    f"INSERT INTO {{s}}.runs ({RUN_COLUMNS.removeprefix('run_key, ')})"
-    f" VALUES ({_RUN_VALUES}) RETURNING run_key"
+    f"INSERT INTO {{s}}.runs ({RUN_COLUMNS.removeprefix('run_key, ')}, lease_identity)"
+    f" VALUES ({_RUN_VALUES}, CASE WHEN $8::bigint = 2 THEN $19::text END) RETURNING run_key"
 )
 CLOSE_NEW_RUN = "UPDATE {s}.runs SET status = $2 WHERE run_key = $1"
-UPDATE_RUN = f"UPDATE {{s}}.runs SET {_RUN_SET} WHERE run_key = $1 AND version = $2"
+# The lease's holder: this writer's identity ($21) for a new lease (a token the run did not
+# have), kept for the same lease, cleared when no worker holds the task. The right side of a
+# SET sees the row as it was.
+LEASE_HOLDER = (
+    "CASE WHEN {state} <> 2 THEN NULL WHEN {old}task_token IS NOT DISTINCT FROM {token}"
+    " THEN {old}lease_identity ELSE {identity} END"
+)
+UPDATE_RUN = (
+    f"UPDATE {{s}}.runs SET {_RUN_SET}, lease_identity = "
+    + LEASE_HOLDER.format(state="$10::bigint", old="", token="$12::bigint", identity="$21::text")
+    + " WHERE run_key = $1 AND version = $2"
+)
+LEASE_IDENTITY = "SELECT lease_identity FROM {s}.runs WHERE run_key = $1"
 INSERT_EVENTS = (
     "INSERT INTO {s}.events (run_key, event_id, kind, row)"
     " SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::bytea[])"

@@ -33,6 +33,8 @@ class PostgresStorage(AdaptedStorage):
     as a role that may). ``pool_size`` connections are pooled; one more, of its own, LISTENs
     for other processes' commits.
 
+    ``identity`` names this process's workers in ``describe`` (default ``pid@hostname``).
+
     Behind pgbouncer in transaction mode pass ``pgbouncer=True``: no LISTEN (notifications do
     not pass a transaction pooler; pollers look every ``poll_interval`` instead) and no
     prepared-statement cache.
@@ -50,6 +52,7 @@ class PostgresStorage(AdaptedStorage):
         poll_interval: timedelta | None = None,
         workflow_task_retry_initial: timedelta = timedelta(seconds=1),
         workflow_task_retry_maximum: timedelta = timedelta(seconds=60),
+        identity: str | None = None,
     ) -> None:
         _schema.quoted_schema(schema)  # a bad name fails here, not at first use
         if poll_interval is None:
@@ -70,6 +73,7 @@ class PostgresStorage(AdaptedStorage):
             poll_interval=poll_interval,
             workflow_task_retry_initial=workflow_task_retry_initial,
             workflow_task_retry_maximum=workflow_task_retry_maximum,
+            identity=identity,
         )
         self.tables: PostgresTables = tables
         tables.on_notice = self.notice_from_elsewhere
@@ -106,7 +110,7 @@ class PostgresStorage(AdaptedStorage):
             )  # fmt: skip
 
         claimed = await self.tables.claim_workflow_tasks(
-            task_queue, self.now_ms(), max_tasks, decide
+            task_queue, self.now_ms(), max_tasks, decide, self.identity
         )
         tasks: list[WorkflowTask] = []
         for _, decision in claimed:
@@ -132,7 +136,7 @@ class PostgresStorage(AdaptedStorage):
                 )  # fmt: skip
 
             claimed = await self.tables.claim_activity_tasks(
-                task_queue, self.now_ms(), hold.granted, decide
+                task_queue, self.now_ms(), hold.granted, decide, self.identity
             )
             tasks: list[ActivityTask] = []
             for (run, _), decision in claimed:

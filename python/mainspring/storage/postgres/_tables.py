@@ -344,17 +344,25 @@ class PostgresTables:
     # rules decide their leases, written in the same transaction.
 
     async def claim_workflow_tasks(
-        self, task_queue: str, now_ms: int, limit: int, decide: Decide
+        self, task_queue: str, now_ms: int, limit: int, decide: Decide, identity: str
     ) -> list[tuple[Any, _core.Decision]]:
-        return await self._claim("CLAIM_WORKFLOW_TASKS", task_queue, now_ms, limit, decide)
+        statement = "CLAIM_WORKFLOW_TASKS"
+        return await self._claim(statement, task_queue, now_ms, limit, decide, identity)
 
     async def claim_activity_tasks(
-        self, task_queue: str, now_ms: int, limit: int, decide: Decide
+        self, task_queue: str, now_ms: int, limit: int, decide: Decide, identity: str
     ) -> list[tuple[Any, _core.Decision]]:
-        return await self._claim("CLAIM_ACTIVITY_TASKS", task_queue, now_ms, limit, decide)
+        statement = "CLAIM_ACTIVITY_TASKS"
+        return await self._claim(statement, task_queue, now_ms, limit, decide, identity)
 
     async def _claim(
-        self, statement: str, task_queue: str, now_ms: int, limit: int, decide: Decide
+        self,
+        statement: str,
+        task_queue: str,
+        now_ms: int,
+        limit: int,
+        decide: Decide,
+        identity: str,
     ) -> list[tuple[Any, _core.Decision]]:
         if limit <= 0:
             return []
@@ -373,7 +381,9 @@ class PostgresTables:
                     leased.append((candidate, decision))
                 if leased:
                     # Every lease in one statement (the group write's), in this transaction.
-                    writes = [Write(candidate_key(c), [decision]) for c, decision in leased]
+                    writes = [
+                        Write(candidate_key(c), [decision], identity) for c, decision in leased
+                    ]
                     packed = group_write.pack(writes)
                     row = await connection.fetchrow(
                         self._group_statement(packed.present),
@@ -425,21 +435,31 @@ class PostgresTables:
 
     # The fenced write.
 
-    async def persist(self, run_key: int | None, decision: _core.Decision) -> int:
-        return (await self.persist_all([(run_key, decision)]))[0]
+    async def lease_identity(self, run_key: int) -> str | None:
+        row = await self._fetchrow("read a run's lease holder", "LEASE_IDENTITY", run_key)
+        return None if row is None else row[0]
 
-    async def persist_all(self, writes: list[tuple[int | None, _core.Decision]]) -> list[int]:
+    async def persist(self, run_key: int | None, decision: _core.Decision, identity: str) -> int:
+        return (await self.persist_all([(run_key, decision)], identity))[0]
+
+    async def persist_all(
+        self, writes: list[tuple[int | None, _core.Decision]], identity: str
+    ) -> list[int]:
         member = self._member.get()
         if member is not None:  # written with the group's other members, committed once
             member.persisted = True
             run_key = writes[0][0]
-            key = await member.group.persist(run_key, [decision for _, decision in writes])
+            decisions = [decision for _, decision in writes]
+            key = await member.group.persist(run_key, decisions, identity)
             return [key] * len(writes)
         async with self._connection("persist a decision") as connection:
             transaction = connection.transaction()
             await transaction.start()
             try:
-                keys = [await self._write(connection, key, decision) for key, decision in writes]
+                keys = [
+                    await self._write(connection, key, decision, identity)
+                    for key, decision in writes
+                ]
                 await self._notify_if_woken(connection, [decision for _, decision in writes])
             except BaseException:
                 with contextlib.suppress(Exception):
@@ -464,7 +484,11 @@ class PostgresTables:
             await connection.execute(self._statements["NOTIFY"], channel, payload)
 
     async def _write(
-        self, connection: asyncpg.Connection, run_key: int | None, decision: _core.Decision
+        self,
+        connection: asyncpg.Connection,
+        run_key: int | None,
+        decision: _core.Decision,
+        identity: str,
     ) -> int:
         statements = self._statements
         record = decision.run
@@ -475,7 +499,7 @@ class PostgresTables:
                 # one, even when the run closes in the same decision (closed just after).
                 opened = (*row[1:6], "RUNNING", *row[7:])
                 try:
-                    run_key = await connection.fetchval(statements["INSERT_RUN"], *opened)
+                    run_key = await connection.fetchval(statements["INSERT_RUN"], *opened, identity)
                     if row[6] != "RUNNING":
                         await connection.execute(statements["CLOSE_NEW_RUN"], run_key, row[6])
                 except asyncpg.UniqueViolationError as error:
@@ -486,7 +510,11 @@ class PostgresTables:
                     raise StorageConflictError(f"run {row[3]} exists") from None
             else:
                 status = await connection.execute(
-                    statements["UPDATE_RUN"], run_key, decision.expected_version, *row[1:]
+                    statements["UPDATE_RUN"],
+                    run_key,
+                    decision.expected_version,
+                    *row[1:],
+                    identity,
                 )
                 if status != "UPDATE 1":
                     raise StorageConflictError(f"run {run_key} changed since it was read")

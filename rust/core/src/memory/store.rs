@@ -24,6 +24,11 @@ pub struct RunSummary {
     pub task_failures: u32,
     /// Signals its tasks dropped because their payload did not decode.
     pub dropped_signals: u32,
+    /// Whether a worker holds the run's workflow task (its lease), and which one, where the
+    /// store records it (`describe` of a database store; a memory store's holder is always
+    /// its own process, which the binding names).
+    pub workflow_task_leased: bool,
+    pub lease_identity: Option<String>,
 }
 
 impl RunSummary {
@@ -41,6 +46,8 @@ impl RunSummary {
             last_task_failure: record.last_task_failure.clone(),
             task_failures: record.task_failures,
             dropped_signals: record.dropped_signals,
+            workflow_task_leased: record.workflow_task_is_leased(),
+            lease_identity: None,
         }
     }
 }

@@ -225,6 +225,11 @@ impl RunRecord {
         }
     }
 
+    /// Whether a worker holds the task (its lease may have lapsed unnoticed yet).
+    pub fn workflow_task_is_leased(&self) -> bool {
+        matches!(self.workflow_task, WorkflowTaskState::Leased { .. })
+    }
+
     /// Whether `token` still holds the task at `now_ms` (fencing).
     pub fn check_workflow_task_lease(&self, token: i64, now_ms: i64) -> CoreResult<()> {
         match self.workflow_task {

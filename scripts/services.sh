@@ -13,8 +13,9 @@
 # root it runs as the postgres user (PostgreSQL refuses to run as root). Stock durability
 # settings (fsync and synchronous_commit on), so benchmarks measure what production gets.
 #
-# Where PostgreSQL is not installed, start says so and succeeds: the tests that need it skip
-# (unless CI=true, where a missing server fails them).
+# Where PostgreSQL is not installed, start installs Debian's package when it runs as root with
+# apt-get (set MAINSPRING_INSTALL_SERVICES=0 not to); otherwise it says so and succeeds: the
+# tests that need it skip (unless CI=true, where a missing server fails them).
 set -euo pipefail
 
 services_dir=${MAINSPRING_SERVICES_DIR:-/tmp/mainspring-services}
@@ -40,9 +41,25 @@ as_owner() {
     fi
 }
 
+install_postgres() {
+    # On a fresh Debian machine, as root, the test command brings its own server (unless
+    # MAINSPRING_INSTALL_SERVICES=0): Debian's package, whose default cluster is not used.
+    if [[ $(id -u) == 0 && "${MAINSPRING_INSTALL_SERVICES:-1}" != 0 ]] && command -v apt-get >/dev/null; then
+        echo "installing PostgreSQL (Debian's postgresql package) for the tests" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null 2>&1 \
+            || { apt-get update -qq >/dev/null 2>&1 \
+                 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null 2>&1; } \
+            || true
+    fi
+}
+
 start_postgres() {
     local bin
     bin=$(pg_bin)
+    if [[ -z "$bin" ]]; then
+        install_postgres
+        bin=$(pg_bin)
+    fi
     if [[ -z "$bin" ]]; then
         echo "PostgreSQL is not installed: its tests will skip (apt-get install postgresql)" >&2
         return 0

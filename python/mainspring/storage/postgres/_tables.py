@@ -65,13 +65,6 @@ class PostgresTables:
         self._listen = listen
         # Names the store's sessions in pg_stat_activity (and lets tests find them).
         self._server_settings = {"application_name": f"mainspring:{schema}"}
-        if statement_cache_size:
-            # Plans kept with the prepared statements, not made again for each call's values:
-            # every statement here finds its rows by a key or a partial index whatever the
-            # values, and planning a group's write costs more than running it (measured: a
-            # one-workflow start-to-result p50 about 5% lower). Not behind pgbouncer, whose
-            # transaction mode passes no such setting and prepares nothing.
-            self._server_settings["plan_cache_mode"] = "force_generic_plan"
         #: Called when another process's commit may have made work (see `_listener.py`),
         #: and with a run's id when another process's commit closed it.
         self.on_notice: Callable[[], None] = lambda: None

@@ -68,7 +68,7 @@ def _ids(runs: list[WorkflowDescription]) -> list[str]:
 
 
 async def test_describe_names_the_worker_that_holds_the_lease(
-    storage: Storage, second_client: Storage
+    storage: Storage, second_client: Storage, clock: VirtualClock
 ) -> None:
     # The holder is the identity of the store (process) that took the lease; another client
     # sees it too; nobody holds a task that is queued again, and a signal written by another
@@ -83,6 +83,12 @@ async def test_describe_names_the_worker_that_holds_the_lease(
     assert (await second_client.describe_workflow("held")).lease_identity == identity
     await storage.fail_workflow_task(task, "let it go")
     assert (await second_client.describe_workflow("held")).lease_identity is None
+    # The next lease, taken by the other client, names it.
+    clock.advance(timedelta(seconds=2))  # past the failed task's backoff
+    again = await _poll_workflow_task(second_client)
+    assert again is not None
+    other = second_client.identity  # type: ignore[attr-defined]
+    assert (await storage.describe_workflow("held")).lease_identity == other
 
 
 async def test_list_pages_through_the_runs_in_start_order(storage: Storage) -> None:

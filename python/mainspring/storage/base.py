@@ -162,8 +162,9 @@ class WorkflowDescription:
     #: (each is logged by the worker that dropped it).
     dropped_signals: int = 0
     #: The identity of the worker that holds the run's workflow task (its lease) now, as
-    #: ``describe`` reads it; None when none does. Workers are named by
-    #: ``WorkerConfig.identity``, by default ``pid@hostname`` (temporalio's default).
+    #: ``describe`` reads it; None when none does (and in a listing, which does not read it).
+    #: A worker is named by its storage's ``identity=``, by default ``pid@hostname``
+    #: (temporalio's default).
     lease_identity: str | None = None
 
 

@@ -1,6 +1,7 @@
 """A group's writes as one statement (`_groups.py`): every member's rows passed as arrays,
 spread by ``unnest``, written by data-modifying ``WITH`` clauses, committed as the statement
-ends. One round trip and one WAL flush for the whole group.
+ends. One round trip and one WAL flush for the whole group (a group with a new run its
+first task closes: the statement and the close in one transaction, four round trips).
 
 Each array row carries its member's ordinal. The fence decides which members are
 ``accepted``: a new run is inserted open (``ON CONFLICT DO NOTHING`` on the unique index over

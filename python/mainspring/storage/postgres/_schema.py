@@ -22,7 +22,8 @@ _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 #: Each migration's statements, in order; the schema's version is how many have run.
 MIGRATIONS: tuple[str, ...] = (
-    # Version 1: the tables of history format 2 (what SQLite schema 7 holds).
+    # Version 1: the tables of history format 2 (what SQLite schema 7 holds), and the
+    # function a group's write aborts through.
     """
 CREATE TABLE {schema}.runs (
     run_key bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -45,9 +46,7 @@ CREATE TABLE {schema}.runs (
     tail_start bigint NOT NULL,
     started_ms bigint NOT NULL,
     closed_ms bigint,
-    dropped_signals bigint NOT NULL,
-    -- Who holds the run's workflow task (its lease), for describe; not part of the rules.
-    lease_identity text
+    dropped_signals bigint NOT NULL
 );
 CREATE INDEX runs_by_workflow ON {schema}.runs (workflow_id, run_key);
 CREATE UNIQUE INDEX runs_open_workflow ON {schema}.runs (workflow_id) WHERE status = 'RUNNING';
@@ -123,6 +122,11 @@ BEGIN
     RAISE EXCEPTION USING ERRCODE = 'serialization_failure', MESSAGE = message;
 END
 $$;
+""",
+    # Version 2: who holds a run's workflow task (its lease), for describe; written by the
+    # process that takes the lease (`LEASE_HOLDER` in `_statements.py`), not a rule.
+    """
+ALTER TABLE {schema}.runs ADD COLUMN IF NOT EXISTS lease_identity text;
 """,
 )
 

@@ -1,5 +1,5 @@
 """A store written in Python, its tables in dicts: the smallest real implementation of
-`mainspring.storage._adapter.StoreTables`, so the storage contract runs through the Python
+`mainspring.storage._store_tables.StoreTables`, so the storage contract runs through the Python
 adapter over the core's rules (what a store on asyncpg does) with no rule of its own here.
 
 It keeps the same rows a database store keeps (`RunRecord.row()`, `ActivityRecord.row()`),
@@ -18,7 +18,8 @@ from mainspring import _core
 from mainspring._protocol import ActivityRowTuple, RunRowTuple
 from mainspring.errors import StorageConflictError, WorkflowAlreadyStartedError
 from mainspring.storage import QueryTask
-from mainspring.storage._adapter import AdaptedStorage, Due
+from mainspring.storage._adapter import AdaptedStorage
+from mainspring.storage._store_tables import Due
 from mainspring.storage.memory import VirtualClock
 
 _TASK_QUEUED, _TASK_LEASED = 1, 2

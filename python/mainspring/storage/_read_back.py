@@ -18,7 +18,7 @@ from .. import _core
 from ..errors import CommitUnknownError, StorageError
 
 if TYPE_CHECKING:
-    from ._adapter import StoreTables
+    from ._store_tables import StoreTables
 
 
 async def landed(

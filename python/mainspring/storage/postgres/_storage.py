@@ -11,9 +11,9 @@ from datetime import timedelta
 from typing import Any
 
 from ... import _core
-from .._adapter import AdaptedStorage
+from .._adapter import AdaptedStorage, attempts_leased
 from ..base import ActivitySlots, ActivityTask, SlotHold, WorkflowTask
-from ..memory import SystemClock, VirtualClock, activity_task
+from ..memory import SystemClock, VirtualClock
 from . import _schema
 from ._errors import translated
 from ._tables import PostgresTables
@@ -114,9 +114,7 @@ class PostgresStorage(AdaptedStorage):
         )
         tasks: list[WorkflowTask] = []
         for _, decision in claimed:
-            leased = decision.run
-            assert leased is not None
-            task = await self._workflow_task(leased)
+            task = await self._task_leased_by(decision)
             if task is not None:
                 tasks.append(task)
         return tasks
@@ -140,10 +138,7 @@ class PostgresStorage(AdaptedStorage):
             )
             tasks: list[ActivityTask] = []
             for (run, _), decision in claimed:
-                for write, _, _, record in decision.activities:
-                    lease = None if record is None or write != "update" else record.lease(run)
-                    if lease is not None:
-                        tasks.append(activity_task(lease, task_queue))
+                tasks += attempts_leased(run, decision, task_queue)
             hold.keep(len(tasks))
             return tasks
 

@@ -319,7 +319,7 @@ class PostgresTables:
         raise NotImplementedError("PostgresStorage claims attempts with claim_activity_tasks")
 
     async def due(self, now_ms: int, limit: int) -> list[Any]:
-        from .._adapter import Due
+        from .._store_tables import Due
 
         rows = await self._fetch("read due deadlines", "DUE", now_ms, limit)
         return [Due(row[0], _KIND[row[1]], row[2], row[3]) for row in rows]

@@ -95,7 +95,7 @@ class AdaptedStorage:
         self._work_notices = ChangeNotices()
         # Futures of `wait_closed` callers, by run id: resolved when the run closes (here, or
         # in another process that says so), so a commit that closes nothing wakes none of them.
-        self._close_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._close_waiters: dict[str, list[asyncio.Future[bytes | None]]] = {}
         if isinstance(self._clock, VirtualClock):
             self._clock.subscribe(self._change_notices.changed)
             self._clock.subscribe(self._work_notices.changed)
@@ -173,20 +173,28 @@ class AdaptedStorage:
             self._change_notices.changed()
             if any(decision.wakes_pollers for decision in decisions):
                 self._work_notices.changed()
-            for decision in decisions:
-                if decision.closed and decision.run is not None:
-                    self.run_closed(decision.run.run_id)
+            self._announce_closes(decisions)
             return key, decisions
         raise AssertionError("unreachable")
 
-    def run_closed(self, run_id: str) -> None:
-        """Wakes whoever waits for run ``run_id`` to close (it did, or may have)."""
+    def run_closed(self, run_id: str, closing_row: bytes | None = None) -> None:
+        """Wakes whoever waits for run ``run_id`` to close (it did, or may have), with its
+        closing event's row when this process wrote it (then nobody reads it back)."""
         for future in self._close_waiters.pop(run_id, ()):
             if not future.done():
-                future.set_result(None)
+                future.set_result(closing_row)
 
-    def _close_notice(self, run_id: str) -> asyncio.Future[None]:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def _announce_closes(self, decisions: Sequence[_core.Decision]) -> None:
+        for decision in decisions:
+            run = decision.run
+            if decision.closed and run is not None:
+                # The run's last event is its closing one: the history ends there.
+                last = decision.events[-1] if decision.events else None
+                row = last[2] if last is not None and last[0] == run.history_length else None
+                self.run_closed(run.run_id, row)
+
+    def _close_notice(self, run_id: str) -> asyncio.Future[bytes | None]:
+        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         self._close_waiters.setdefault(run_id, []).append(future)
         return future
 
@@ -382,17 +390,21 @@ class AdaptedStorage:
                 if remaining is not None and remaining <= 0:
                     raise TimeoutError(f"workflow {workflow_id} did not close within {timeout} s")
                 await self._wait(closing, remaining)
+                if closing.done() and not closing.cancelled():
+                    closing_row = closing.result()
+                    if closing_row is not None:  # closed by this process: its closing event
+                        return _core.join_rows([closing_row])
             finally:
                 self._forget(run_id, closing)
 
-    def _forget(self, run_id: str, closing: asyncio.Future[None]) -> None:
+    def _forget(self, run_id: str, closing: asyncio.Future[bytes | None]) -> None:
         waiters = self._close_waiters.get(run_id)
         if waiters is not None and closing in waiters:
             waiters.remove(closing)
             if not waiters:
                 del self._close_waiters[run_id]
 
-    async def _wait(self, changed: asyncio.Future[None], timeout: float | None) -> None:
+    async def _wait(self, changed: asyncio.Future[Any], timeout: float | None) -> None:
         """Waits for a change made here, at most `timeout` and at most one poll interval
         (other processes' changes wake nobody here)."""
         wait = self._poll_seconds if timeout is None else min(timeout, self._poll_seconds)
@@ -466,8 +478,7 @@ class AdaptedStorage:
             with contextlib.suppress(StorageConflictError):  # another process applied it
                 await self.tables.persist(due.run_key, decision, self.identity)
                 applied += 1
-                if decision.closed and decision.run is not None:
-                    self.run_closed(decision.run.run_id)
+                self._announce_closes([decision])
         if applied:
             self._change_notices.changed()
             self._work_notices.changed()

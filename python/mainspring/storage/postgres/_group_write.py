@@ -25,7 +25,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._statements import ACTIVITY_COLUMNS, LEASE_HOLDER, RUN_COLUMNS
+from ._statements import ACTIVITY_COLUMNS, RUN_COLUMNS
 
 if TYPE_CHECKING:
     from ... import _core
@@ -44,6 +44,14 @@ _ACTIVITY_TYPES = (
 )  # fmt: skip
 
 _TASK_LEASED = 2  # the run row's task_state of a leased workflow task
+
+# The lease's holder after a run's write: the writer's identity for a new lease (a token the
+# run did not have), kept for the same lease, none when no worker holds the task. The right
+# side of a SET sees the row as it was. (Bookkeeping for `describe`, not a rule.)
+LEASE_HOLDER = (
+    "CASE WHEN {state} <> 2 THEN NULL WHEN {old}task_token IS NOT DISTINCT FROM {token}"
+    " THEN {old}lease_identity ELSE {identity} END"
+)
 
 #: The arrays the statement takes, in order: (name, column names, their types).
 _INPUTS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
@@ -91,7 +99,6 @@ def statement(present: frozenset[str]) -> str:
     def values(alias: str, names: list[str]) -> str:
         return ", ".join(f"{alias}.{name}" for name in names)
 
-    # Who holds the lease after the write (see `LEASE_HOLDER`): the writer for a new lease.
     holder = LEASE_HOLDER.format(
         state="changed.task_state",
         old="r.",

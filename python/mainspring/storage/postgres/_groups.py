@@ -13,7 +13,6 @@ StorageConflictError, and the adapter decides it again on fresh records; the res
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
@@ -164,7 +163,7 @@ class Group:
         try:
             accepted = await self._write(writes)
         except BaseException as error:
-            failure = _as_storage_error(error)
+            failure = as_storage_error(error)
             for write in writes:
                 if not write.future.done():
                     write.future.set_exception(failure)
@@ -173,16 +172,8 @@ class Group:
             key = accepted.get(member)
             if key is not None:
                 write.future.set_result(key)
-            elif write.decisions[0].inserts_run:
-                run = write.decisions[-1].run or write.decisions[0].run
-                workflow_id = "" if run is None else run.workflow_id
-                write.future.set_exception(
-                    WorkflowAlreadyStartedError(f"workflow already started: {workflow_id}")
-                )
             else:
-                write.future.set_exception(
-                    StorageConflictError(f"run {write.run_key} changed since it was read")
-                )
+                write.future.set_exception(refusal(write))
 
     def _accepted_alone(self, writes: list[Write]) -> list[Write]:
         """The writes that may go together: of two members deciding on one run, the later is
@@ -202,46 +193,65 @@ class Group:
         return kept
 
     async def _write(self, writes: list[Write]) -> dict[int, int]:
-        """Writes the group in one statement; returns the accepted members' run keys, by
-        member."""
-        packed = pack(writes)
+        """Writes the group (one statement, its own commit); returns the accepted members'
+        run keys, by member."""
         channel, payloads = self._notice([d for write in writes for d in write.decisions])
-        arguments = packed.arguments(channel, payloads)
-        statement = self._group_statement(packed.present)
-        close_new_runs = self._statements["CLOSE_NEW_RUNS"]
 
-        async def write(connection: Any) -> Any:
+        async def write(connection: Any) -> dict[int, int]:
             try:
-                if not packed.closing:
-                    return await connection.fetchrow(statement, *arguments)  # its own commit
-                # New runs their first task closes were inserted open (so the unique index
-                # fenced them): closed in the same transaction.
-                transaction = connection.transaction()
-                await transaction.start()
-                try:
-                    row = await connection.fetchrow(statement, *arguments)
-                    keys = dict(zip(row[1] or [], row[2] or [], strict=True))
-                    closing = [(keys[m], status) for m, status in packed.closing if m in keys]
-                    if closing:
-                        await connection.execute(
-                            close_new_runs, [key for key, _ in closing], [s for _, s in closing]
-                        )
-                except BaseException:
-                    with contextlib.suppress(Exception):
-                        await transaction.rollback()
-                    raise
-                await transaction.commit()
-                return row
+                return await write_members(
+                    connection, self._statements, self._group_statement, writes, channel, payloads
+                )
             except CONNECTION_LOST as error:
                 # Sent, the statement (or the commit) may have committed.
                 raise commit_unknown("a group commit", error) from error
 
-        row = await self.use("write a group of decisions", write)
-        members, keys = row[1] or [], row[2] or []
-        return dict(zip(members, keys, strict=True))
+        accepted: dict[int, int] = await self.use("write a group of decisions", write)
+        return accepted
 
 
-def _as_storage_error(error: BaseException) -> BaseException:
+async def write_members(
+    connection: Any,
+    statements: dict[str, str],
+    group_statement: Callable[[frozenset[str]], str],
+    writes: list[Write],
+    channel: str,
+    payloads: list[str],
+) -> dict[int, int]:
+    """The members' writes as one statement on ``connection`` (`_group_write.py`), and the
+    closes of new runs their first task closed in the same transaction; returns the accepted
+    members' run keys, by member. Every PostgreSQL write of the store goes through here: a
+    group's, a claim's (inside its transaction) and one made outside any group."""
+    packed = pack(writes)
+    arguments = packed.arguments(channel, payloads)
+    statement = group_statement(packed.present)
+    if not packed.closing:
+        row = await connection.fetchrow(statement, *arguments)  # its own commit, or the caller's
+        return dict(zip(row[1] or [], row[2] or [], strict=True))
+    # New runs their first task closes were inserted open (so the unique index fenced them):
+    # closed in the same transaction (a savepoint inside a caller's).
+    async with connection.transaction():
+        row = await connection.fetchrow(statement, *arguments)
+        keys = dict(zip(row[1] or [], row[2] or [], strict=True))
+        closing = [(keys[m], status) for m, status in packed.closing if m in keys]
+        if closing:
+            await connection.execute(
+                statements["CLOSE_NEW_RUNS"], [key for key, _ in closing], [s for _, s in closing]
+            )
+    return keys
+
+
+def refusal(write: Write) -> MainspringError:
+    """What a member the fence did not accept is told: a new run whose id has an open run is
+    already started; any other write met a record changed since it was read."""
+    if write.decisions[0].inserts_run:
+        run = write.decisions[-1].run or write.decisions[0].run
+        workflow_id = "" if run is None else run.workflow_id
+        return WorkflowAlreadyStartedError(f"workflow already started: {workflow_id}")
+    return StorageConflictError(f"run {write.run_key} changed since it was read")
+
+
+def as_storage_error(error: BaseException) -> BaseException:
     if isinstance(error, MainspringError):
         cause = error.__cause__
         if isinstance(cause, asyncpg.SerializationError | asyncpg.DeadlockDetectedError):
@@ -270,4 +280,4 @@ def _resolve(pending: dict[Any, list[asyncio.Future[Any]]], found: dict[Any, Any
                 future.set_result(found.get(key))
 
 
-__all__ = ["MAXIMUM_MEMBERS", "Group", "Write"]
+__all__ = ["MAXIMUM_MEMBERS", "Group", "Write", "as_storage_error", "refusal", "write_members"]

@@ -124,7 +124,7 @@ END
 $$;
 """,
     # Version 2: who holds a run's workflow task (its lease), for describe; written by the
-    # process that takes the lease (`LEASE_HOLDER` in `_statements.py`), not a rule.
+    # process that takes the lease (`LEASE_HOLDER` in `_group_write.py`), not a rule.
     """
 ALTER TABLE {schema}.runs ADD COLUMN IF NOT EXISTS lease_identity text;
 """,

@@ -10,20 +10,12 @@ RUN_COLUMNS = (
     "task_state, task_ready_ms, task_token, task_deadline_ms, task_failures, last_task_failure, "
     "cancel_requested, tail_start, started_ms, closed_ms, dropped_signals"
 )
-_RUN_VALUES = ", ".join(f"${n}" for n in range(1, 19))
-_RUN_SET = ", ".join(
-    f"{column} = ${n + 2}" for n, column in enumerate(RUN_COLUMNS.split(", ")[1:], start=1)
-)
 
 ACTIVITY_COLUMNS = (
     "scheduled_event_id, version, activity_id, task_queue, activity_type, input, policy, "
     "schedule_to_close_ms, schedule_to_start_ms, start_to_close_ms, heartbeat_ms, attempt, "
     "scheduled_ms, state, ready_ms, token, started_ms, last_heartbeat_ms, heartbeat_details, "
     "last_failure, next_deadline_ms"
-)
-_ACTIVITY_VALUES = ", ".join(f"${n}" for n in range(2, 23))
-_ACTIVITY_SET = ", ".join(
-    f"{column} = ${n + 3}" for n, column in enumerate(ACTIVITY_COLUMNS.split(", ")[1:], start=1)
 )
 
 RUN_BY_KEY = f"SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE run_key = $1"
@@ -44,7 +36,6 @@ EVENTS_BY_ID = (
     "SELECT e.run_key, e.event_id, e.row FROM unnest($1::bigint[], $2::bigint[]) AS k(r, e)"
     " JOIN {s}.events AS e ON e.run_key = k.r AND e.event_id = k.e"
 )
-RUN_BY_ID = f"SELECT {RUN_COLUMNS} FROM {{s}}.runs WHERE run_id = $1"
 # One statement per filter, so each is one range of its index (a plan for "either filter or
 # none" would be one plan for all three).
 LIST_RUNS_BY_STATUS = (
@@ -112,42 +103,7 @@ SELECT (SELECT count(*) FROM {s}.runs WHERE task_state = 2
      + (SELECT count(*) FROM {s}.queries WHERE state < 2)
 """
 
-INSERT_RUN = (
-    f"INSERT INTO {{s}}.runs ({RUN_COLUMNS.removeprefix('run_key, ')}, lease_identity)"
-    f" VALUES ({_RUN_VALUES}, CASE WHEN $8::bigint = 2 THEN $19::text END) RETURNING run_key"
-)
-CLOSE_NEW_RUN = "UPDATE {s}.runs SET status = $2 WHERE run_key = $1"
-# The lease's holder: this writer's identity ($21) for a new lease (a token the run did not
-# have), kept for the same lease, cleared when no worker holds the task. The right side of a
-# SET sees the row as it was.
-LEASE_HOLDER = (
-    "CASE WHEN {state} <> 2 THEN NULL WHEN {old}task_token IS NOT DISTINCT FROM {token}"
-    " THEN {old}lease_identity ELSE {identity} END"
-)
-UPDATE_RUN = (
-    f"UPDATE {{s}}.runs SET {_RUN_SET}, lease_identity = "
-    + LEASE_HOLDER.format(state="$10::bigint", old="", token="$12::bigint", identity="$21::text")
-    + " WHERE run_key = $1 AND version = $2"
-)
 LEASE_IDENTITY = "SELECT lease_identity FROM {s}.runs WHERE run_key = $1"
-INSERT_EVENTS = (
-    "INSERT INTO {s}.events (run_key, event_id, kind, row)"
-    " SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::bytea[])"
-)
-INSERT_ACTIVITY = (
-    f"INSERT INTO {{s}}.activities (run_key, {ACTIVITY_COLUMNS}) VALUES ($1, {_ACTIVITY_VALUES})"
-)
-UPDATE_ACTIVITY = (
-    f"UPDATE {{s}}.activities SET {_ACTIVITY_SET}"
-    " WHERE run_key = $1 AND scheduled_event_id = $2 AND version = $3"
-)
-DELETE_ACTIVITY = (
-    "DELETE FROM {s}.activities WHERE run_key = $1 AND scheduled_event_id = $2 AND version = $3"
-)
-INSERT_TIMER = "INSERT INTO {s}.timers (run_key, started_event_id, fire_ms) VALUES ($1, $2, $3)"
-DELETE_TIMER = "DELETE FROM {s}.timers WHERE run_key = $1 AND started_event_id = $2"
-DROP_ACTIVITIES = "DELETE FROM {s}.activities WHERE run_key = $1"
-DROP_TIMERS = "DELETE FROM {s}.timers WHERE run_key = $1"
 NOTIFY = "SELECT pg_notify($1, $2)"
 
 SUBMIT_QUERY = (

@@ -16,16 +16,14 @@ import asyncpg
 from ... import _core
 from ...errors import (
     CommitUnknownError,
-    StorageConflictError,
     StorageError,
-    WorkflowAlreadyStartedError,
 )
 from ..base import QueryTask
 from . import _group_write as group_write
 from . import _schema
 from . import _statements as sql
 from ._errors import CONNECTION_LOST, commit_unknown, translated
-from ._groups import Group, Write
+from ._groups import Group, Write, as_storage_error, refusal, write_members
 from ._listener import Listener
 from ._read_batches import Batched
 
@@ -377,12 +375,10 @@ class PostgresTables:
                     writes = [
                         Write(candidate_key(c), [decision], identity) for c, decision in leased
                     ]
-                    packed = group_write.pack(writes)
-                    row = await connection.fetchrow(
-                        self._group_statement(packed.present),
-                        *packed.arguments(self.channel, []),
-                    )
-                    written = set(row[1] or [])
+                    written = await write_members(
+                        connection, self._statements, self._group_statement, writes,
+                        self.channel, [],
+                    )  # fmt: skip
                     leased = [lease for member, lease in enumerate(leased) if member in written]
             except BaseException:
                 with contextlib.suppress(Exception):
@@ -445,123 +441,31 @@ class PostgresTables:
             decisions = [decision for _, decision in writes]
             key = await member.group.persist(run_key, decisions, identity)
             return [key] * len(writes)
-        async with self._connection("persist a decision") as connection:
-            transaction = connection.transaction()
-            await transaction.start()
-            try:
-                keys = [
-                    await self._write(connection, key, decision, identity)
-                    for key, decision in writes
-                ]
-                await self._notify_if_woken(connection, [decision for _, decision in writes])
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await transaction.rollback()
-                raise
-            await self._commit(transaction, "persist a decision")
-            return keys
+        # Outside a group (a tick's deadline): the same statement, for one member, its own
+        # commit.
+        decisions = [decision for _, decision in writes]
+        write = Write(writes[0][0], decisions, identity)
+        channel, payloads = self._notice(decisions)
+        try:
+            async with self._connection("persist a decision") as connection:
+                try:
+                    accepted = await write_members(
+                        connection, self._statements, self._group_statement, [write],
+                        channel, payloads,
+                    )  # fmt: skip
+                except CONNECTION_LOST as error:
+                    raise commit_unknown("a decision", error) from error
+        except StorageError as error:
+            raise as_storage_error(error) from error.__cause__
+        if 0 not in accepted:
+            raise refusal(write)
+        return [accepted[0]] * len(writes)
 
     async def _commit(self, transaction: Any, what: str) -> None:
         try:
             await transaction.commit()
         except CONNECTION_LOST as error:
             raise commit_unknown(what, error) from error
-
-    async def _notify_if_woken(
-        self, connection: asyncpg.Connection, decisions: Sequence[_core.Decision]
-    ) -> None:
-        # Delivered at commit, to every listener of the schema's channel. Only a hint:
-        # pollers and waiters look again within their poll interval.
-        channel, payloads = self._notice(decisions)
-        for payload in payloads:
-            await connection.execute(self._statements["NOTIFY"], channel, payload)
-
-    async def _write(
-        self,
-        connection: asyncpg.Connection,
-        run_key: int | None,
-        decision: _core.Decision,
-        identity: str,
-    ) -> int:
-        statements = self._statements
-        record = decision.run
-        if record is not None:
-            row = record.row()
-            if decision.inserts_run:
-                # Inserted open, so the unique index over open runs refuses it if the id has
-                # one, even when the run closes in the same decision (closed just after).
-                opened = (*row[1:6], "RUNNING", *row[7:])
-                try:
-                    run_key = await connection.fetchval(statements["INSERT_RUN"], *opened, identity)
-                    if row[6] != "RUNNING":
-                        await connection.execute(statements["CLOSE_NEW_RUN"], run_key, row[6])
-                except asyncpg.UniqueViolationError as error:
-                    if error.constraint_name == "runs_open_workflow":
-                        raise WorkflowAlreadyStartedError(
-                            f"workflow already started: {row[2]}"
-                        ) from None
-                    raise StorageConflictError(f"run {row[3]} exists") from None
-            else:
-                status = await connection.execute(
-                    statements["UPDATE_RUN"],
-                    run_key,
-                    decision.expected_version,
-                    *row[1:],
-                    identity,
-                )
-                if status != "UPDATE 1":
-                    raise StorageConflictError(f"run {run_key} changed since it was read")
-        if run_key is None:
-            raise StorageError("a decision for no run changes nothing but a run")
-        if decision.events:
-            ids, kinds, encoded = zip(*decision.events, strict=True)
-            try:
-                await connection.execute(
-                    statements["INSERT_EVENTS"], run_key, list(ids), list(kinds), list(encoded)
-                )
-            except asyncpg.UniqueViolationError:
-                raise StorageConflictError(f"events of run {run_key} exist already") from None
-        for write, scheduled_event_id, expected, activity in decision.activities:
-            if write == "insert":
-                assert activity is not None
-                try:
-                    await connection.execute(
-                        statements["INSERT_ACTIVITY"], run_key, *activity.row()
-                    )
-                except asyncpg.UniqueViolationError:
-                    raise StorageConflictError(
-                        f"activity {scheduled_event_id} of run {run_key} exists"
-                    ) from None
-                continue
-            if activity is None:
-                status = await connection.execute(
-                    statements["DELETE_ACTIVITY"], run_key, scheduled_event_id, expected
-                )
-            else:
-                status = await connection.execute(
-                    statements["UPDATE_ACTIVITY"],
-                    run_key,
-                    scheduled_event_id,
-                    expected,
-                    *activity.row()[1:],
-                )
-            if not status.endswith(" 1"):
-                raise StorageConflictError(
-                    f"activity {scheduled_event_id} of run {run_key} changed since it was read"
-                )
-        for write, started_event_id, fire_at in decision.timers:
-            if write == "insert":
-                await connection.execute(
-                    statements["INSERT_TIMER"], run_key, started_event_id, fire_at
-                )
-                continue
-            status = await connection.execute(statements["DELETE_TIMER"], run_key, started_event_id)
-            if write == "fire" and status != "DELETE 1":
-                raise StorageConflictError(f"timer {started_event_id} already fired")
-        if decision.drop_pending_work:
-            await connection.execute(statements["DROP_ACTIVITIES"], run_key)
-            await connection.execute(statements["DROP_TIMERS"], run_key)
-        return run_key
 
     # Queries, answered by a worker in any process.
 

@@ -27,8 +27,12 @@ Pending = tuple[_core.SqliteOperation, asyncio.Future[Any], _core.SlotPool | Non
 
 # A wave of operations (a thousand workflows started at once) is sent in groups of this many
 # as it is submitted, so the store's thread commits the first groups while this thread still
-# produces the rest. Smaller trickles wait for the group in flight and go together.
-GROUP_LIMIT = 128
+# produces the rest. Smaller trickles wait for the group in flight and go together. A worker
+# at its default 100 activity slots makes waves of about 100 (each slot's next commit): at
+# 128 a whole wave waited for the end of the loop pass that made it, the store's thread idle
+# meanwhile (0.82 of the throughput at 1,000 slots); at 64 its halves overlap (0.99). Smaller
+# costs fsyncs: 48 lost 3.5% at 1,000 slots (BENCHMARKS.md, issue 10).
+GROUP_LIMIT = 64
 
 
 class LoopDatabase:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import os
 import random
 import secrets
@@ -26,10 +27,12 @@ from .. import _core
 from .._protocol import FailureTuple, WorkflowLeaseTuple
 from ..errors import (
     CommitUnknownError,
+    InvalidCommandError,
     QueryFailedError,
     StaleTaskError,
     StorageConflictError,
 )
+from ._known_records import KnownRecords
 from ._read_back import landed
 from ._store_tables import Due, StoreTables
 from .base import (
@@ -53,6 +56,12 @@ from .memory import SystemClock, VirtualClock, activity_task
 #: reported.
 CONFLICT_RETRIES = 8
 
+
+#: Whether the operation being loaded may decide on records this object remembers (its first
+#: attempt) or must read them (a retry: what it remembered was refused).
+_MAY_USE_KNOWN: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "mainspring_may_use_known", default=False
+)
 
 #: Loads what an operation needs and makes its request: `(the run's key | None for a new run,
 #: the request)`.
@@ -96,6 +105,9 @@ class AdaptedStorage:
         # Futures of `wait_closed` callers, by run id: resolved when the run closes (here, or
         # in another process that says so), so a commit that closes nothing wakes none of them.
         self._close_waiters: dict[str, list[asyncio.Future[bytes | None]]] = {}
+        # The records this object last wrote: a run's next step is decided on them, unread
+        # (fenced by their versions like any read; see _known_records).
+        self._known = KnownRecords()
         if isinstance(self._clock, VirtualClock):
             self._clock.subscribe(self._change_notices.changed)
             self._clock.subscribe(self._work_notices.changed)
@@ -134,12 +146,25 @@ class AdaptedStorage:
                 future.set_result(outcome)
 
     async def _apply(
-        self, load: _Loaded, follow_up: bool = False
+        self, load: _Loaded, follow_up: bool = False, known_run: int | None = None
     ) -> tuple[int, list[_core.Decision]]:
         """Loads, decides and persists one operation; decided again (loaded afresh) when its
         write conflicts. With ``follow_up``, the activities a commit cancels are loaded and
-        cancelled in the same write. Returns the run's key and the decisions persisted."""
+        cancelled in the same write. ``known_run``: the run whose remembered records the
+        load may use; refused on them, the operation is decided again on records read.
+        Returns the run's key and the decisions persisted."""
+        outer = _MAY_USE_KNOWN.set(False)
+        try:
+            return await self._apply_attempts(load, follow_up, known_run)
+        finally:
+            _MAY_USE_KNOWN.reset(outer)
+
+    async def _apply_attempts(
+        self, load: _Loaded, follow_up: bool, known_run: int | None
+    ) -> tuple[int, list[_core.Decision]]:
         for attempt in range(CONFLICT_RETRIES):
+            run_key: int | None = known_run
+            _MAY_USE_KNOWN.set(attempt == 0 and known_run is not None)
             try:
                 async with self.tables.operation():
                     run_key, request = await load()
@@ -156,11 +181,19 @@ class AdaptedStorage:
                             [(run_key, d) for d in decisions], self.identity
                         )
                         key = keys[0]
+            except (StaleTaskError, InvalidCommandError):
+                # Perhaps decided on remembered records another writer has since moved on:
+                # the rules refused the operation on them; on records read it may stand.
+                if attempt == 0 and known_run is not None:
+                    self._known.forget(known_run)
+                    continue
+                raise
             except StorageConflictError:
                 # Another writer changed a record after it was read (or the rules decided on
                 # what another request of the group left, which may not be stored): again,
                 # after a random pause that grows, so two writers that keep meeting (a commit
                 # and a stream of signals to its run) stop meeting in lockstep.
+                self._known.forget(run_key)
                 if attempt == CONFLICT_RETRIES - 1:
                     raise
                 await asyncio.sleep(random.uniform(0, 0.0005 * 2**attempt))
@@ -169,7 +202,10 @@ class AdaptedStorage:
                 # The connection dropped after the commit was sent: whether it landed is read
                 # back (then the operation succeeded, its leases included) or it fails as not
                 # committed, so nothing it leased waits out a timeout unseen.
+                self._known.forget(run_key)
                 key = await landed(self.tables, run_key, decisions, unknown)
+            else:
+                self._known.remember(key, decisions)
             self._change_notices.changed()
             if any(decision.wakes_pollers for decision in decisions):
                 self._work_notices.changed()
@@ -226,7 +262,18 @@ class AdaptedStorage:
             raise WorkflowNotFoundError(f"workflow not found: {workflow_id}")
         return run
 
+    async def _known_run(self, run_key: int) -> _core.RunRecord:
+        """The run as this object last wrote it, else as stored (see ``_apply``'s
+        ``known_run``)."""
+        known = self._known.run(run_key) if _MAY_USE_KNOWN.get() else None
+        return known or await self._run(run_key)
+
     async def _held(self, task: ActivityTask) -> tuple[_core.RunRecord, _core.ActivityRecord]:
+        """The attempt's run and activity as this object last wrote them, else as stored (see
+        ``_apply``'s ``known_run``)."""
+        known = self._known.held(task.run_key, task.scheduled_event_id)
+        if known is not None and _MAY_USE_KNOWN.get():
+            return known
         # Both at once: a store that batches reads reads them together.
         activity, run = await asyncio.gather(
             self.tables.activity(task.run_key, task.scheduled_event_id),
@@ -245,6 +292,11 @@ class AdaptedStorage:
             return None
         key, workflow_id, run_id, workflow_type, length, token, tail_from, tail = lease
         return WorkflowTask(workflow_id, run_id, workflow_type, length, token, key, tail_from, tail)
+
+    def remember(self, run_key: int, decisions: Sequence[_core.Decision]) -> None:
+        """A store's own write of decisions about run ``run_key`` (a claim's leases)
+        committed: the next step of the run is decided on what they left."""
+        self._known.remember(run_key, decisions)
 
     def _committed(
         self, run: _core.RunRecord, decisions: Sequence[_core.Decision], eager_queue: str | None
@@ -475,10 +527,14 @@ class AdaptedStorage:
                 continue
             if decision.is_empty:
                 continue
-            with contextlib.suppress(StorageConflictError):  # another process applied it
+            try:
                 await self.tables.persist(due.run_key, decision, self.identity)
-                applied += 1
-                self._announce_closes([decision])
+            except StorageConflictError:  # another process applied it
+                self._known.forget(due.run_key)
+                continue
+            self._known.remember(due.run_key, [decision])
+            applied += 1
+            self._announce_closes([decision])
         if applied:
             self._change_notices.changed()
             self._work_notices.changed()
@@ -501,7 +557,9 @@ class AdaptedStorage:
             try:
                 await self.tables.persist(run.key, decision, self.identity)
             except StorageConflictError:
+                self._known.forget(run.key)
                 continue  # another worker took it
+            self._known.remember(run.key, [decision])
             task = await self._task_leased_by(decision)
             if task is not None:
                 tasks.append(task)
@@ -527,7 +585,7 @@ class AdaptedStorage:
 
             async def load() -> tuple[int | None, _core.RuleRequest]:
                 request = _core.RuleRequest.complete_workflow_task(
-                    await self._run(task.run_key),
+                    await self._known_run(task.run_key),
                     task.token,
                     outcome,
                     task.history_length,
@@ -536,17 +594,17 @@ class AdaptedStorage:
                 )
                 return task.run_key, request
 
-            _, decisions = await self._apply(load, follow_up=True)
+            _, decisions = await self._apply(load, follow_up=True, known_run=task.run_key)
             committed = self._committed(_last_run(decisions), decisions, eager_activity_queue)
             hold.keep(len(committed.activities))
             return committed
 
     async def fail_workflow_task(self, task: WorkflowTask, message: str) -> None:
         async def load() -> tuple[int | None, _core.RuleRequest]:
-            run = await self._run(task.run_key)
+            run = await self._known_run(task.run_key)
             return task.run_key, _core.RuleRequest.fail_workflow_task(run, task.token, message)
 
-        await self._apply(load)
+        await self._apply(load, known_run=task.run_key)
 
     async def poll_activity_tasks(
         self, task_queue: str, max_tasks: int, *, slots: ActivitySlots | None = None
@@ -569,7 +627,9 @@ class AdaptedStorage:
                 try:
                     await self.tables.persist(run.key, decision, self.identity)
                 except StorageConflictError:
+                    self._known.forget(run.key)
                     continue
+                self._known.remember(run.key, [decision])
                 tasks += attempts_leased(run, decision, task_queue)
             hold.keep(len(tasks))
             return tasks
@@ -586,7 +646,7 @@ class AdaptedStorage:
             )
             return run.key, request
 
-        _, (decision,) = await self._apply(load)
+        _, (decision,) = await self._apply(load, known_run=task.run_key)
         if not decision.leased or decision.run is None:
             return None
         return await self._workflow_task(decision.run)
@@ -620,7 +680,7 @@ class AdaptedStorage:
                 )
                 return run.key, request
 
-            _, decisions = await self._apply(load, follow_up=True)
+            _, decisions = await self._apply(load, follow_up=True, known_run=task.run_key)
             if not decisions[0].fused:
                 return None
             committed = self._committed(_last_run(decisions), decisions, eager_activity_queue)
@@ -632,7 +692,7 @@ class AdaptedStorage:
             run, activity = await self._held(task)
             return run.key, _core.RuleRequest.fail_activity_task(run, activity, task.token, failure)
 
-        await self._apply(load)
+        await self._apply(load, known_run=task.run_key)
 
     async def heartbeat_activity_task(self, task: ActivityTask, details: bytes) -> None:
         async def load() -> tuple[int | None, _core.RuleRequest]:
@@ -640,7 +700,7 @@ class AdaptedStorage:
             request = _core.RuleRequest.heartbeat_activity_task(run, activity, task.token, details)
             return run.key, request
 
-        await self._apply(load)
+        await self._apply(load, known_run=task.run_key)
 
     async def poll_query(self, task_queue: str) -> QueryTask | None:
         return await self.tables.take_query(task_queue)

@@ -113,7 +113,8 @@ class PostgresStorage(AdaptedStorage):
             task_queue, self.now_ms(), max_tasks, decide, self.identity
         )
         tasks: list[WorkflowTask] = []
-        for _, decision in claimed:
+        for run, decision in claimed:
+            self.remember(run.key, [decision])
             task = await self._task_leased_by(decision)
             if task is not None:
                 tasks.append(task)
@@ -138,6 +139,7 @@ class PostgresStorage(AdaptedStorage):
             )
             tasks: list[ActivityTask] = []
             for (run, _), decision in claimed:
+                self.remember(run.key, [decision])
                 tasks += attempts_leased(run, decision, task_queue)
             hold.keep(len(tasks))
             return tasks

@@ -331,3 +331,22 @@ async def test_a_fused_start_and_a_plain_start_of_one_id_at_once_record_one_run(
         # workflow id names the open run, whatever the keys.
         assert sorted(run.run_id for run in runs) == ["fused", "plain"]
         assert (await storage.describe_workflow("w")).run_id == "plain"
+
+
+async def test_pollers_side_by_side_lease_a_task_only_with_the_timer_due_for_it(
+    storage: Storage, clock: VirtualClock
+) -> None:
+    # A signal queued the task and its timer is due: whichever of three pollers side by side
+    # leases the task, it comes with TimerFired (each poll's tick applies what is due, or
+    # waits until the tick beside it has, before it leases).
+    driver = await _started(storage, [(COMMAND_START_TIMER, 1, 1_000)])
+    await storage.signal_workflow("w", "go", b"null")
+    clock.advance(timedelta(seconds=1))
+    polls = await asyncio.gather(
+        *(storage.poll_workflow_tasks(QUEUE, LEASE_MS, 1) for _ in range(3))
+    )
+    (task,) = [tasks[0] for tasks in polls if tasks]
+    kinds = await _kinds(storage, "w")
+    assert "TimerFired" in kinds[: task.history_length]
+    jobs = await driver.advance(task)
+    assert len(jobs) == 2  # the signal and the timer, in one activation

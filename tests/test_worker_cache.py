@@ -196,6 +196,20 @@ async def test_finished_workflows_leave_no_reference_cycles(env: Environment) ->
     assert unreachable < 50, unreachable
 
 
+async def test_a_stopped_worker_disposes_of_its_cached_instances(env: Environment) -> None:
+    # Their coroutines are closed as the worker stops, not left parked in reference cycles
+    # for the collector (a test after this one counted them as its own).
+    async with env.worker([cart]) as worker:
+        handle = await env.client.start_workflow(cart, id="parked", task_queue=TASK_QUEUE)
+        await _until_first_task_done(handle)
+        instance = worker._workflow_runner.cache.peek((await handle.describe()).run_id)
+        assert instance is not None and not instance.run.is_closed
+        coroutine = instance.main_task.get_coro()
+        assert coroutine.cr_frame is not None
+    assert worker.stats().sticky_cache_size == 0
+    assert coroutine.cr_frame is None, "closed"
+
+
 async def _run_three_no_ops(env: Environment, prefix: str, count: int) -> None:
     handles = [
         await env.client.start_workflow(three_no_ops, id=f"{prefix}-{index}", task_queue=TASK_QUEUE)

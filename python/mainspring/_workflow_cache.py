@@ -69,3 +69,11 @@ class WorkflowCache:
             self.bytes -= evicted_size
             self.evictions += 1
             evicted.dispose()
+
+    def clear(self) -> None:
+        """Disposes of every instance (its worker stopped): their coroutines are closed now,
+        not left in reference cycles for the collector."""
+        instances, self._instances = self._instances, collections.OrderedDict()
+        self.bytes = 0
+        for instance, _ in instances.values():
+            instance.dispose()

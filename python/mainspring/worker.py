@@ -215,6 +215,7 @@ class Worker:
             self._stop_eager_dispatch()
             await self._workflow_runner.drain()
             await self._drain_activities()
+            self._workflow_runner.cache.clear()
             self._activity_runner.close()
             self._executor.shutdown(wait=False, cancel_futures=True)
             if gc_threshold is not None:

@@ -491,54 +491,51 @@ class AdaptedStorage:
 
     async def _tick(self) -> int:
         """Applies the deadlines due now, at most the rules' ``tick_batch`` of them (so one
-        tick stays short); returns how many took effect."""
-        now = self.now_ms()
-        applied = 0
-        for due in await self.tables.due(now, self._rules.tick_batch):
-            request: Callable[[], Awaitable[_core.RuleRequest]]
-            if due.kind == "timer":
-                fire_at = await self.tables.timer(due.run_key, due.item)
-                if fire_at is None:
-                    continue
-
-                async def request(due: Due = due, fire_at: int = fire_at) -> _core.RuleRequest:
-                    run = await self._run(due.run_key)
-                    return _core.RuleRequest.fire_timer(run, due.item, fire_at)
-
-            elif due.kind == "lease":
-
-                async def request(due: Due = due) -> _core.RuleRequest:
-                    return _core.RuleRequest.expire_workflow_task_lease(
-                        await self._run(due.run_key)
-                    )
-
-            else:
-
-                async def request(due: Due = due) -> _core.RuleRequest:
-                    activity = await self.tables.activity(due.run_key, due.item)
-                    if activity is None:
-                        raise StaleTaskError("the activity is over")
-                    run = await self._run(due.run_key)
-                    return _core.RuleRequest.apply_activity_deadline(run, activity)
-
-            try:
-                decision = await self._decide(await request())
-            except (StaleTaskError, StorageConflictError):
-                continue
-            if decision.is_empty:
-                continue
-            try:
-                await self.tables.persist(due.run_key, decision, self.identity)
-            except StorageConflictError:  # another process applied it
-                self._known.forget(due.run_key)
-                continue
-            self._known.remember(due.run_key, [decision])
-            applied += 1
-            self._announce_closes([decision])
+        tick stays short); returns how many took effect. Each is applied, or found applied by
+        another writer, before this returns: the poll after a tick sees what it did."""
+        dues = await self.tables.due(self.now_ms(), self._rules.tick_batch)
+        if not dues:
+            return 0
+        # Runs side by side; one run's deadlines one after another, earliest first (two
+        # timers due at once fire in the order they are due).
+        by_run: dict[int, list[Due]] = {}
+        for due in dues:
+            by_run.setdefault(due.run_key, []).append(due)
+        applied = sum(await asyncio.gather(*(self._apply_dues(run) for run in by_run.values())))
         if applied:
             self._change_notices.changed()
             self._work_notices.changed()
         return applied
+
+    async def _apply_dues(self, dues: list[Due]) -> int:
+        return sum([await self._apply_due(due) for due in dues])
+
+    async def _apply_due(self, due: Due) -> bool:
+        """Applies one due deadline; False when nothing was left to apply (another writer
+        applied it). A write that conflicts is decided again on records read afresh, like
+        any operation's: a tick that took a conflict for "done elsewhere" could return while
+        the write that does it (a poller's tick beside this one) is still on its way, and the
+        poll after it lease a task without the timer that fired for it."""
+
+        async def load() -> tuple[int | None, _core.RuleRequest]:
+            run = await self._run(due.run_key)
+            if due.kind == "timer":
+                fire_at = await self.tables.timer(due.run_key, due.item)
+                if fire_at is None:
+                    raise StaleTaskError("the timer is gone")
+                return run.key, _core.RuleRequest.fire_timer(run, due.item, fire_at)
+            if due.kind == "lease":
+                return run.key, _core.RuleRequest.expire_workflow_task_lease(run)
+            activity = await self.tables.activity(due.run_key, due.item)
+            if activity is None:
+                raise StaleTaskError("the activity is over")
+            return run.key, _core.RuleRequest.apply_activity_deadline(run, activity)
+
+        try:
+            _, decisions = await self._apply(load)
+        except (StaleTaskError, StorageConflictError):
+            return False
+        return not decisions[0].is_empty
 
     async def poll_workflow_tasks(
         self, task_queue: str, lease_ms: int, max_tasks: int

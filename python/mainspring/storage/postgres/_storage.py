@@ -112,13 +112,11 @@ class PostgresStorage(AdaptedStorage):
         claimed = await self.tables.claim_workflow_tasks(
             task_queue, self.now_ms(), max_tasks, decide, self.identity
         )
-        tasks: list[WorkflowTask] = []
         for run, decision in claimed:
             self.remember(run.key, [decision])
-            task = await self._task_leased_by(decision)
-            if task is not None:
-                tasks.append(task)
-        return tasks
+        # Together: their events are read in one statement (the reads of a pass are batched).
+        leased = await asyncio.gather(*(self._task_leased_by(decision) for _, decision in claimed))
+        return [task for task in leased if task is not None]
 
     async def poll_activity_tasks(
         self, task_queue: str, max_tasks: int, *, slots: ActivitySlots | None = None

@@ -64,6 +64,40 @@ async def doubles(ctx: WorkflowContext, value: int) -> int:
     return value
 
 
+# The pool.
+
+
+async def test_the_pool_is_sized_from_the_workers_that_use_the_store(schema: str) -> None:
+    from mainspring.storage.postgres import DEFAULT_POOL_SIZE
+
+    store = await _store(schema).connect()
+    client = Client(store)
+    try:
+        first_pool = store.tables._pool
+        assert store.pool_size == first_pool.get_max_size() == DEFAULT_POOL_SIZE
+        # One worker at its defaults fits the default pool.
+        Worker(client, task_queue="q", workflows=[doubles], activities=[double])
+        assert store.pool_size == DEFAULT_POOL_SIZE
+        # Ten more pollers: the open pool is replaced by a larger one at its next use.
+        config = WorkerConfig(max_concurrent_workflow_tasks=10)
+        async with Worker(
+            client, task_queue="q", workflows=[doubles], activities=[double], config=config
+        ):
+            assert store.pool_size == DEFAULT_POOL_SIZE + 10 + 1 + 2
+            handle = await client.start_workflow(doubles, 1, id="sized", task_queue="q")
+            assert await handle.result() == 8
+        assert store.tables._pool.get_max_size() == store.pool_size
+        assert first_pool.is_closing()
+    finally:
+        await client.close()
+    fixed = _store(schema, pool_size=4)
+    try:
+        Worker(Client(fixed), task_queue="q", workflows=[doubles], config=config)
+        assert fixed.pool_size == 4  # as told
+    finally:
+        await fixed.close()
+
+
 # Migrations.
 
 

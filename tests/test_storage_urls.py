@@ -37,6 +37,9 @@ def test_a_postgres_url_gives_mainspring_its_parameters_and_asyncpg_the_rest() -
     assert postgres_dsn("postgres://app@db/prod") == ("postgres://app@db/prod", {})
     with pytest.raises(InvalidStorageUrlError, match="migrate"):
         postgres_dsn("postgresql://app@db/prod?migrate=sometimes")
+    assert postgres_dsn("postgresql://app@db/prod?pool_size=20")[1] == {"pool_size": 20}
+    with pytest.raises(InvalidStorageUrlError, match="pool_size"):
+        postgres_dsn("postgresql://app@db/prod?pool_size=0")
 
 
 async def test_each_form_opens_its_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

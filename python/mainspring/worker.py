@@ -19,6 +19,7 @@ from ._payload import DEFAULT_MAXIMUM_PAYLOAD_BYTES
 from ._workflow_tasks import WorkflowTaskRunner
 from .client import Client
 from .errors import MainspringError
+from .storage.base import SizedByWorkers
 
 __all__ = ["Worker", "WorkerConfig", "WorkerStats"]
 
@@ -160,6 +161,11 @@ class Worker:
             max_workers=self.config.activity_threads, thread_name_prefix="mainspring-activity"
         )
         storage = self.client.storage
+        if isinstance(storage, SizedByWorkers):  # a pool of connections grows to fit
+            storage.size_for_worker(
+                (max(1, self.config.max_concurrent_workflow_tasks) if workflows else 0)
+                + (1 if activities else 0)
+            )
         self._workflow_runner = WorkflowTaskRunner(
             storage, task_queue, workflow_definitions, self.config
         )

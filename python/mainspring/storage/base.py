@@ -394,6 +394,16 @@ class Storage(Protocol):
 
 
 @runtime_checkable
+class SizedByWorkers(Protocol):
+    """A storage that pools connections and sizes the pool from the workers that use it."""
+
+    def size_for_worker(self, pollers: int) -> None:
+        """A worker with ``pollers`` pollers (each may hold a connection while it polls) will
+        use this storage."""
+        ...
+
+
+@runtime_checkable
 class FusedCommits(Protocol):
     """A storage that commits a run's start or an activity's result together with the
     workflow task it wakes, which a worker of this process ran before anything was recorded

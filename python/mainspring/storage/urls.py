@@ -9,8 +9,9 @@
 ``postgresql://user@host:port/db?schema=s``   a :class:`PostgresStorage` (also
                                               ``postgres://``); ``schema`` (default
                                               ``mainspring``) is Mainspring's and is taken out
-                                              before the DSN reaches asyncpg, as is
+                                              before the DSN reaches asyncpg, as are
                                               ``migrate=false`` (never migrate on start)
+                                              and ``pool_size=N``
 ============================================  ==============================================
 
 Anything else with a scheme is refused, naming these forms, rather than taken for a file path
@@ -64,14 +65,19 @@ def sqlite_path(url: str | os.PathLike[str]) -> str:
 
 def postgres_dsn(url: str) -> tuple[str, dict[str, Any]]:
     """The DSN to give asyncpg, and the options Mainspring's own parameters set, taken out of
-    it: ``schema`` (the Postgres schema) and ``migrate`` (``true``, the default, or ``false``:
-    never change the schema on start)."""
+    it: ``schema`` (the Postgres schema), ``migrate`` (``true``, the default, or ``false``:
+    never change the schema on start) and ``pool_size`` (connections pooled; by default sized
+    from the workers that use the store)."""
     parts = urlsplit(url)
     options: dict[str, Any] = {}
     kept = []
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
         if name == "schema":
             options["schema"] = value
+        elif name == "pool_size":
+            if not value.isdigit() or int(value) < 1:
+                raise InvalidStorageUrlError(f"pool_size={value!r}: a positive number")
+            options["pool_size"] = int(value)
         elif name == "migrate":
             if value.lower() not in ("true", "false", "1", "0"):
                 raise InvalidStorageUrlError(f"migrate={value!r}: true or false")

@@ -11,6 +11,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     ) from error
 
 from ._schema import SCHEMA_VERSION
-from ._storage import DEFAULT_POOL_SIZE, PostgresStorage
+from ._storage import PostgresStorage
+from ._tables import DEFAULT_POOL_SIZE
 
 __all__ = ["DEFAULT_POOL_SIZE", "SCHEMA_VERSION", "PostgresStorage"]

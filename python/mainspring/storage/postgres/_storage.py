@@ -18,11 +18,6 @@ from . import _schema
 from ._errors import translated
 from ._tables import PostgresTables
 
-#: Connections in a store's pool unless told otherwise: enough for a worker's pollers, its
-#: groups of commits in flight and a client, small enough that about ten processes fit
-#: PostgreSQL's default ``max_connections`` (100, 3 of them reserved).
-DEFAULT_POOL_SIZE = 8
-
 
 class PostgresStorage(AdaptedStorage):
     """The storage on PostgreSQL (asyncpg), in the database schema ``schema``.
@@ -30,8 +25,10 @@ class PostgresStorage(AdaptedStorage):
     Connects, and creates or migrates the schema (under an advisory lock, so workers starting
     together are safe), on first use or on :meth:`connect`. With ``migrate=False`` it never
     changes the schema and refuses one that is not this build's (run ``mainspring db migrate``
-    as a role that may). ``pool_size`` connections are pooled; one more, of its own, LISTENs
-    for other processes' commits.
+    as a role that may). Its connections are pooled: ``pool_size`` of them, or by default as
+    many as the workers that use it need (``DEFAULT_POOL_SIZE``, 8, for one worker at its
+    defaults; more for more pollers: see :meth:`size_for_worker`). One more, of its own,
+    LISTENs for other processes' commits.
 
     ``identity`` names this process's workers in ``describe`` (default ``pid@hostname``).
 
@@ -45,7 +42,7 @@ class PostgresStorage(AdaptedStorage):
         dsn: str,
         *,
         schema: str = "mainspring",
-        pool_size: int = DEFAULT_POOL_SIZE,
+        pool_size: int | None = None,
         migrate: bool = True,
         pgbouncer: bool = False,
         clock: VirtualClock | SystemClock | None = None,
@@ -80,6 +77,16 @@ class PostgresStorage(AdaptedStorage):
         tables.on_closed = self.run_closed
         tables.on_gap = self.wake_every_waiter
         self.schema = schema
+
+    def size_for_worker(self, pollers: int) -> None:
+        """A worker with ``pollers`` pollers will use this storage (``Worker`` says so as it
+        is made): the pool grows to fit it, unless ``pool_size`` was given."""
+        self.tables.size_for_worker(pollers)
+
+    @property
+    def pool_size(self) -> int:
+        """Connections the pool holds at most."""
+        return self.tables.pool_size
 
     async def connect(self) -> PostgresStorage:
         """Connects (and migrates, unless ``migrate=False``) now rather than on first use, so

@@ -32,6 +32,15 @@ Decide = Callable[[list[Any]], Awaitable[list["_core.Decision | BaseException"]]
 
 _KIND = {0: "timer", 1: "lease", 2: "activity"}
 
+#: Connections pooled at least: a client's and one worker's at its defaults (3 + 3 + 2); small
+#: enough that about ten processes fit PostgreSQL's default ``max_connections`` (100, 3 of
+#: them reserved).
+DEFAULT_POOL_SIZE = 8
+#: What the pool holds beside its workers' (a client's starts, result() reads, describes).
+CLIENT_CONNECTIONS = 3
+#: A worker's commit groups in flight besides its pollers' claims: one reading, one writing.
+GROUPS_IN_FLIGHT = 2
+
 
 class PostgresTables:
     """The tables of one schema, through a pool of connections made on first use."""
@@ -41,7 +50,7 @@ class PostgresTables:
         dsn: str,
         schema: str,
         *,
-        pool_size: int,
+        pool_size: int | None,
         statement_cache_size: int,
         migrate: bool,
         listen: bool,
@@ -56,7 +65,11 @@ class PostgresTables:
             for name, value in vars(sql).items()
             if name.isupper() and isinstance(value, str)
         }
-        self._pool_size = pool_size
+        # None: sized from the workers that use the store (see `size_for_worker`).
+        self._fixed_pool_size = pool_size
+        self._pool_size = pool_size or DEFAULT_POOL_SIZE
+        self._workers_need = 0
+        self._old_pools: set[asyncio.Task[None]] = set()
         self._statement_cache_size = statement_cache_size
         self._migrate = migrate
         self._origin = notify_origin
@@ -97,9 +110,25 @@ class PostgresTables:
                 server_settings=self._server_settings,
             )
 
+    @property
+    def pool_size(self) -> int:
+        """Connections the pool holds at most (now, or once it is opened)."""
+        return self._pool_size
+
+    def size_for_worker(self, pollers: int) -> None:
+        """A worker of ``pollers`` pollers uses the store: each may hold a connection (a
+        claim's transaction), and its commits' groups two more (one reading, one writing),
+        beside the client's few. A pool already open is replaced by a larger one at its next
+        use (the old one closes once its connections are given back)."""
+        if self._fixed_pool_size is not None:
+            return
+        self._workers_need += pollers + GROUPS_IN_FLIGHT
+        self._pool_size = max(DEFAULT_POOL_SIZE, CLIENT_CONNECTIONS + self._workers_need)
+
     async def _open(self) -> asyncpg.Pool:
-        if self._pool is not None:
-            return self._pool
+        pool = self._pool
+        if pool is not None and pool.get_max_size() >= self._pool_size:
+            return pool
         if self._closed:
             raise StorageError("the PostgreSQL storage is closed")
         if self._opening is None:
@@ -116,6 +145,12 @@ class PostgresTables:
                             _schema.check_current(version, self.schema)
                 finally:
                     await connection.close()
+            elif self._pool.get_max_size() < self._pool_size:
+                old, self._pool = self._pool, None
+                closing = asyncio.ensure_future(old.close())
+                self._old_pools.add(closing)
+                closing.add_done_callback(self._old_pools.discard)
+            if self._pool is None:
                 if self._listen and self.listener is None:
                     listener = Listener(
                         self.connect,
@@ -220,6 +255,8 @@ class PostgresTables:
             pool, self._pool = self._pool, None
             with contextlib.suppress(*CONNECTION_LOST):
                 await asyncio.wait_for(pool.close(), 5)
+        if self._old_pools:  # replaced by larger ones, still closing
+            await asyncio.wait(set(self._old_pools), timeout=5)
 
     # Reads.
 

@@ -218,6 +218,21 @@ async def test_list_workflows_reports_every_run(env: Environment) -> None:
     assert [run.workflow_id async for run in of_type] == ["a"]
 
 
+async def test_a_runs_status_and_id_read_as_temporalios(env: Environment) -> None:
+    from mainspring import WorkflowExecutionStatus
+
+    async with env.worker(ALL_WORKFLOWS, ALL_ACTIVITIES):
+        handle = await env.client.start_workflow(sequential, 1, id="a", task_queue=TASK_QUEUE)
+        await handle.result()
+    description = await handle.describe()
+    assert description.status is WorkflowExecutionStatus.COMPLETED
+    assert description.status == "COMPLETED" and f"{description.status}" == "COMPLETED"
+    assert description.id == description.workflow_id == "a"
+    completed = env.client.list_workflows(status=WorkflowExecutionStatus.COMPLETED)
+    assert [run.id async for run in completed] == ["a"]
+    assert [run async for run in env.client.list_workflows(status="RUNNING")] == []
+
+
 async def test_list_workflows_reads_a_page_when_iteration_reaches_it(
     env: Environment, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -20,6 +20,8 @@ def test_top_level_exports() -> None:
         "WorkerConfig",
         "WorkerStats",
         "WorkflowContext",
+        "WorkflowDescription",
+        "WorkflowExecutionStatus",
         "WorkflowHandle",
         "WorkflowInfo",
         "activity",

@@ -19,6 +19,7 @@ from .history import History
 from .messages import Query, Signal
 from .replayer import Replayer
 from .retry import RetryPolicy
+from .storage.base import WorkflowDescription, WorkflowExecutionStatus
 from .worker import Worker, WorkerConfig, WorkerStats
 from .workflow_context import ActivityHandle, WorkflowContext
 
@@ -36,6 +37,8 @@ __all__ = [
     "WorkerConfig",
     "WorkerStats",
     "WorkflowContext",
+    "WorkflowDescription",
+    "WorkflowExecutionStatus",
     "WorkflowHandle",
     "WorkflowInfo",
     "activity",

@@ -18,7 +18,13 @@ from .errors import (
 )
 from .history import History
 from .messages import Query, Signal, message_name, query_result_type
-from .storage.base import WORKFLOW_STATUSES, Storage, WorkflowDescription, WorkflowTask
+from .storage.base import (
+    WORKFLOW_STATUSES,
+    Storage,
+    WorkflowDescription,
+    WorkflowExecutionStatus,
+    WorkflowTask,
+)
 
 __all__ = ["Client", "WorkflowHandle", "WorkflowRunIterator"]
 
@@ -299,7 +305,7 @@ class Client:
         self,
         query: str | None = None,
         *,
-        status: str | None = None,
+        status: WorkflowExecutionStatus | str | None = None,
         workflow_type: str | None = None,
         limit: int | None = None,
         page_size: int = 1000,
@@ -316,8 +322,9 @@ class Client:
         Args:
             query: A list-filter query string: not supported yet (the list-filter language
                 comes in a later release), so anything but None raises.
-            status: Only runs of this status: ``"RUNNING"``, ``"COMPLETED"``, ``"FAILED"``,
-                ``"CANCELED"`` or ``"TERMINATED"``.
+            status: Only runs of this status: a :class:`WorkflowExecutionStatus`, or its name
+                (``"RUNNING"``, ``"COMPLETED"``, ``"FAILED"``, ``"CANCELED"``,
+                ``"TERMINATED"``).
             workflow_type: Only runs of this workflow type (its registered name).
             limit: At most this many runs; None for all of them.
             page_size: How many runs one storage read fetches.
@@ -342,7 +349,7 @@ class Client:
             raise ValueError(f"limit must not be negative, not {limit}")
         return WorkflowRunIterator(
             self.storage,
-            status=status,
+            status=None if status is None else str(status),
             workflow_type=workflow_type,
             page_size=page_size,
             limit=limit,

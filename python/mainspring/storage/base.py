@@ -15,6 +15,7 @@ core's (``mainspring_core::rules``): a storage loads, persists and fences.
 from __future__ import annotations
 
 import asyncio
+import enum
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Protocol, TypeAlias, runtime_checkable
@@ -142,6 +143,23 @@ class QueryTask:
     handle: object
 
 
+class WorkflowExecutionStatus(str, enum.Enum):
+    """A run's status, by temporalio's names. A ``str``: it equals its name (``status ==
+    "RUNNING"``), prints as it, and is what ``list_workflows(status=...)`` takes."""
+
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+    TERMINATED = "TERMINATED"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
 @dataclass(frozen=True)
 class WorkflowDescription:
     """What ``describe`` and ``list`` report about a run."""
@@ -150,7 +168,7 @@ class WorkflowDescription:
     run_id: str
     workflow_type: str
     task_queue: str
-    status: str
+    status: WorkflowExecutionStatus
     history_length: int
     start_time: datetime
     close_time: datetime | None
@@ -166,6 +184,11 @@ class WorkflowDescription:
     #: A worker is named by its storage's ``identity=``, by default ``pid@hostname``
     #: (temporalio's default).
     lease_identity: str | None = None
+
+    @property
+    def id(self) -> str:
+        """The workflow id (temporalio's ``WorkflowExecution.id``)."""
+        return self.workflow_id
 
 
 def default_identity() -> str:
@@ -229,7 +252,7 @@ def description_from_row(row: SummaryTuple, this_process: str | None = None) -> 
         run_id=run_id,
         workflow_type=workflow_type,
         task_queue=task_queue,
-        status=status,
+        status=WorkflowExecutionStatus(status),
         history_length=length,
         start_time=datetime.fromtimestamp(started / 1000, tz=timezone.utc),
         close_time=None

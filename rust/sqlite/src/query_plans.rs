@@ -30,8 +30,9 @@ use crate::records::{
     UPDATE_ACTIVITY_SQL, UPDATE_OPEN_RUN_SQL, UPDATE_RUN_SQL,
 };
 use crate::runs::{
-    CLOSING_EVENTS_SQL, CLOSING_EVENT_SQL, EVENT_ROWS_SQL, LIST_RUNS_OF_STATUS_AND_TYPE_SQL,
-    LIST_RUNS_OF_STATUS_SQL, LIST_RUNS_OF_TYPE_SQL, LIST_RUNS_SQL,
+    CLOSING_EVENTS_SQL, CLOSING_EVENT_SQL, EVENT_ROWS_SQL, LEASE_IDENTITY_SQL,
+    LIST_RUNS_OF_STATUS_AND_TYPE_SQL, LIST_RUNS_OF_STATUS_SQL, LIST_RUNS_OF_TYPE_SQL,
+    LIST_RUNS_SQL,
 };
 
 /// The statements, by what runs them.
@@ -47,6 +48,7 @@ const HOT_STATEMENTS: &[(&str, &str)] = &[
         LOAD_CURRENT_RUN_SQL,
     ),
     ("load run by id (read_history)", LOAD_RUN_BY_ID_SQL),
+    ("lease holder (describe)", LEASE_IDENTITY_SQL),
     ("load activity", LOAD_ACTIVITY_SQL),
     ("load timer", LOAD_TIMER_SQL),
     // Persisting a plan: commits, results, heartbeats, leases, deadlines.

@@ -73,3 +73,8 @@ def test_backlog_of_100000(benchmark: Any) -> None:
 @pytest.mark.big
 def test_soak_of_200000(benchmark: Any) -> None:
     _record(benchmark, "soak")
+
+
+@pytest.mark.big
+def test_timer_storm_of_100000(benchmark: Any) -> None:
+    _record(benchmark, "timer_storm")

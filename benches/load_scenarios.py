@@ -97,6 +97,16 @@ class Wake(Signal):
 
 
 @workflow
+async def sleeps_until(ctx: WorkflowContext, at_ms: int) -> None:
+    await ctx.sleep(timedelta(milliseconds=max(1, at_ms - int(ctx.now().timestamp() * 1000))))
+
+
+@workflow
+async def probe(ctx: WorkflowContext) -> None:
+    return None
+
+
+@workflow
 async def parked(ctx: WorkflowContext) -> float:
     await ctx.wait_signal(Wake)
     return 0.0
@@ -460,6 +470,62 @@ async def soak(size: int) -> dict[str, Any]:
     }
 
 
+async def timer_storm(size: int) -> dict[str, Any]:
+    """`size` workflows whose timers all fall due at one instant, on a running worker at the
+    defaults: how long until every one has closed, and meanwhile the start-to-result latency of
+    a probe workflow started one after another (against the same before the instant). A tick
+    applies at most `tick_batch` (1,000) deadlines: the store keeps answering while it works
+    through them."""
+    folder = Path(tempfile.mkdtemp(prefix="mainspring-timers-"))
+    client = Client(SqliteStorage(folder / "timers.db"))
+    worker = _worker(client, workflows=[sleeps_until, probe], activities=[no_op])
+
+    async def probe_latencies(until: Callable[[], bool]) -> list[float]:
+        latencies = []
+        while not until():
+            began = time.perf_counter()
+            handle = await client.start_workflow(
+                probe, id=f"probe-{uuid.uuid4().hex}", task_queue=QUEUE
+            )
+            await handle.result()
+            latencies.append((time.perf_counter() - began) * 1000)
+            await asyncio.sleep(0.01)
+        return latencies
+
+    async with worker:
+        # Far enough ahead that every start (and its first task) is in before the instant.
+        lead_s = 1.0 + size / 4_000
+        at_ms = int(time.time() * 1000 + lead_s * 1000)
+        handles = []
+        for first in range(0, size, 10_000):
+            handles += await asyncio.gather(
+                *(
+                    client.start_workflow(sleeps_until, at_ms, id=f"t-{index}", task_queue=QUEUE)
+                    for index in range(first, min(size, first + 10_000))
+                )
+            )
+        before_instant = at_ms / 1000 - time.time()
+        # Awaited from now on (a burst of reads of its own, settled before the instant).
+        results = asyncio.ensure_future(asyncio.gather(*(h.result() for h in handles)))
+        calm = await probe_latencies(lambda: time.time() * 1000 >= at_ms - 100)
+        storm = await probe_latencies(results.done)
+        await results
+        drained_s = time.time() - at_ms / 1000
+    await client.close()
+    return {
+        "timers": size,
+        "lead_left_s": before_instant,
+        "all_closed_after_s": drained_s,
+        "timers_per_s": size / drained_s,
+        "probe_p50_ms_before": statistics.median(calm) if calm else None,
+        "probe_p50_ms_during": statistics.median(storm) if storm else None,
+        "probe_p99_ms_during": sorted(storm)[int(len(storm) * 0.99)] if storm else None,
+        "probe_max_ms_during": max(storm) if storm else None,
+        "probe_ms_during": [round(value, 1) for value in storm],
+        "probes_during": len(storm),
+    }
+
+
 SCENARIOS: dict[str, tuple[Callable[[int], Awaitable[dict[str, Any]]], int]] = {
     "slots": (slots, 1_000),
     "script": (script, 1_000),
@@ -469,6 +535,7 @@ SCENARIOS: dict[str, tuple[Callable[[int], Awaitable[dict[str, Any]]], int]] = {
     "store_size": (store_size, 1_000_000),
     "backlog": (backlog, 100_000),
     "soak": (soak, 200_000),
+    "timer_storm": (timer_storm, 100_000),
 }
 
 

@@ -67,35 +67,67 @@ async def doubles(ctx: WorkflowContext, value: int) -> int:
 # The pool.
 
 
-async def test_the_pool_is_sized_from_the_workers_that_use_the_store(schema: str) -> None:
+async def test_the_pool_is_sized_from_the_workers_running_on_the_store(schema: str) -> None:
     from mainspring.storage.postgres import DEFAULT_POOL_SIZE
 
     store = await _store(schema).connect()
     client = Client(store)
+    config = WorkerConfig(max_concurrent_workflow_tasks=10)
     try:
         first_pool = store.tables._pool
         assert store.pool_size == first_pool.get_max_size() == DEFAULT_POOL_SIZE
-        # One worker at its defaults fits the default pool.
-        Worker(client, task_queue="q", workflows=[doubles], activities=[double])
-        assert store.pool_size == DEFAULT_POOL_SIZE
+        # A worker made is not a worker running; one at its defaults fits the default pool.
+        Worker(client, task_queue="q", workflows=[doubles], activities=[double], config=config)
+        async with Worker(client, task_queue="q", workflows=[doubles], activities=[double]):
+            assert store.pool_size == DEFAULT_POOL_SIZE
         # Ten more pollers: the open pool is replaced by a larger one at its next use.
-        config = WorkerConfig(max_concurrent_workflow_tasks=10)
-        async with Worker(
-            client, task_queue="q", workflows=[doubles], activities=[double], config=config
-        ):
-            assert store.pool_size == DEFAULT_POOL_SIZE + 10 + 1 + 2
-            handle = await client.start_workflow(doubles, 1, id="sized", task_queue="q")
-            assert await handle.result() == 8
-        assert store.tables._pool.get_max_size() == store.pool_size
+        for _ in range(2):  # one after the other: the pool fits one of them
+            async with Worker(
+                client, task_queue="q", workflows=[doubles], activities=[double], config=config
+            ):
+                assert store.pool_size == 3 + (10 + 1) + 2
+                handle = await client.start_workflow(doubles, 1, id="sized", task_queue="q")
+                assert await handle.result() == 8
+            assert store.tables._pool.get_max_size() == store.pool_size
         assert first_pool.is_closing()
     finally:
         await client.close()
     fixed = _store(schema, pool_size=4)
+    fixed_client = Client(fixed)
     try:
-        Worker(Client(fixed), task_queue="q", workflows=[doubles], config=config)
-        assert fixed.pool_size == 4  # as told
+        async with Worker(fixed_client, task_queue="q", workflows=[doubles], config=config):
+            assert fixed.pool_size == 4  # as told
     finally:
-        await fixed.close()
+        await fixed_client.close()
+
+
+async def test_behind_pgbouncer_it_polls_without_listen_or_a_statement_cache(
+    schema: str,
+) -> None:
+    from urllib.parse import quote
+
+    client = Client(f"{POSTGRES_DSN}?schema={quote(schema)}&pgbouncer=true")
+    store: Any = client.storage
+    try:
+        async with Worker(client, task_queue="q", workflows=[doubles], activities=[double]):
+            handle = await client.start_workflow(doubles, 1, id="bounced", task_queue="q")
+            assert await handle.result() == 8
+        assert store.tables.listener is None
+        assert store._poll_seconds == 0.1  # pollers look every 100 ms instead
+        admin = await _admin()
+        try:
+            listening = await admin.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1"
+                " AND query LIKE 'LISTEN%'",
+                f"mainspring:{schema}",
+            )
+        finally:
+            await admin.close()
+        assert listening == 0
+        async with store.tables._connection("inspect") as connection:
+            assert connection._stmt_cache.get_max_size() == 0
+    finally:
+        await client.close()
 
 
 # Migrations.

@@ -40,6 +40,7 @@ def test_a_postgres_url_gives_mainspring_its_parameters_and_asyncpg_the_rest() -
     assert postgres_dsn("postgresql://app@db/prod?pool_size=20")[1] == {"pool_size": 20}
     with pytest.raises(InvalidStorageUrlError, match="pool_size"):
         postgres_dsn("postgresql://app@db/prod?pool_size=0")
+    assert postgres_dsn("postgresql://app@db/prod?pgbouncer=true")[1] == {"pgbouncer": True}
 
 
 async def test_each_form_opens_its_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -161,11 +161,6 @@ class Worker:
             max_workers=self.config.activity_threads, thread_name_prefix="mainspring-activity"
         )
         storage = self.client.storage
-        if isinstance(storage, SizedByWorkers):  # a pool of connections grows to fit
-            storage.size_for_worker(
-                (max(1, self.config.max_concurrent_workflow_tasks) if workflows else 0)
-                + (1 if activities else 0)
-            )
         self._workflow_runner = WorkflowTaskRunner(
             storage, task_queue, workflow_definitions, self.config
         )
@@ -189,6 +184,13 @@ class Worker:
         loop = asyncio.get_running_loop()
         self._stop = loop.create_future()
         pollers = []
+        storage = self.client.storage
+        sized = storage if isinstance(storage, SizedByWorkers) else None
+        poller_count = (
+            max(1, self.config.max_concurrent_workflow_tasks) if self._has_workflows else 0
+        ) + (1 if self._has_activities else 0)
+        if sized is not None:  # a pool of connections grows to fit this worker's pollers
+            sized.worker_started(poller_count)
         gc_threshold = self.config.gc_threshold
         if gc_threshold is not None:
             _collector.hold(gc_threshold)
@@ -226,6 +228,8 @@ class Worker:
             self._executor.shutdown(wait=False, cancel_futures=True)
             if gc_threshold is not None:
                 _collector.release()
+            if sized is not None:
+                sized.worker_stopped(poller_count)
 
     async def _poll(
         self,

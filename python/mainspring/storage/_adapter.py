@@ -501,10 +501,17 @@ class AdaptedStorage:
         by_run: dict[int, list[Due]] = {}
         for due in dues:
             by_run.setdefault(due.run_key, []).append(due)
-        applied = sum(await asyncio.gather(*(self._apply_dues(run) for run in by_run.values())))
+        outcomes = await asyncio.gather(
+            *(self._apply_dues(run) for run in by_run.values()), return_exceptions=True
+        )
+        applied = sum(outcome for outcome in outcomes if isinstance(outcome, int))
         if applied:
             self._change_notices.changed()
             self._work_notices.changed()
+        # Every run's are done (or failed) before a failure (the storage down) is reported.
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         return applied
 
     async def _apply_dues(self, dues: list[Due]) -> int:

@@ -418,11 +418,15 @@ class Storage(Protocol):
 
 @runtime_checkable
 class SizedByWorkers(Protocol):
-    """A storage that pools connections and sizes the pool from the workers that use it."""
+    """A storage that pools connections and sizes the pool from the workers running on it."""
 
-    def size_for_worker(self, pollers: int) -> None:
-        """A worker with ``pollers`` pollers (each may hold a connection while it polls) will
-        use this storage."""
+    def worker_started(self, pollers: int) -> None:
+        """A worker with ``pollers`` pollers (each may hold a connection while it polls)
+        starts on this storage."""
+        ...
+
+    def worker_stopped(self, pollers: int) -> None:
+        """That worker stopped."""
         ...
 
 

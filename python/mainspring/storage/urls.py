@@ -10,8 +10,8 @@
                                               ``postgres://``); ``schema`` (default
                                               ``mainspring``) is Mainspring's and is taken out
                                               before the DSN reaches asyncpg, as are
-                                              ``migrate=false`` (never migrate on start)
-                                              and ``pool_size=N``
+                                              ``migrate=false`` (never migrate on start),
+                                              ``pool_size=N`` and ``pgbouncer=true``
 ============================================  ==============================================
 
 Anything else with a scheme is refused, naming these forms, rather than taken for a file path
@@ -66,8 +66,9 @@ def sqlite_path(url: str | os.PathLike[str]) -> str:
 def postgres_dsn(url: str) -> tuple[str, dict[str, Any]]:
     """The DSN to give asyncpg, and the options Mainspring's own parameters set, taken out of
     it: ``schema`` (the Postgres schema), ``migrate`` (``true``, the default, or ``false``:
-    never change the schema on start) and ``pool_size`` (connections pooled; by default sized
-    from the workers that use the store)."""
+    never change the schema on start), ``pool_size`` (connections pooled; by default sized
+    from the workers running on the store) and ``pgbouncer`` (``true``: behind pgbouncer in
+    transaction mode)."""
     parts = urlsplit(url)
     options: dict[str, Any] = {}
     kept = []
@@ -78,10 +79,10 @@ def postgres_dsn(url: str) -> tuple[str, dict[str, Any]]:
             if not value.isdigit() or int(value) < 1:
                 raise InvalidStorageUrlError(f"pool_size={value!r}: a positive number")
             options["pool_size"] = int(value)
-        elif name == "migrate":
+        elif name in ("migrate", "pgbouncer"):
             if value.lower() not in ("true", "false", "1", "0"):
-                raise InvalidStorageUrlError(f"migrate={value!r}: true or false")
-            options["migrate"] = value.lower() in ("true", "1")
+                raise InvalidStorageUrlError(f"{name}={value!r}: true or false")
+            options[name] = value.lower() in ("true", "1")
         else:
             kept.append((name, value))
     return urlunsplit(parts._replace(query=urlencode(kept))), options

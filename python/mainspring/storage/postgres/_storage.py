@@ -27,7 +27,7 @@ class PostgresStorage(AdaptedStorage):
     changes the schema and refuses one that is not this build's (run ``mainspring db migrate``
     as a role that may). Its connections are pooled: ``pool_size`` of them, or by default as
     many as the workers that use it need (``DEFAULT_POOL_SIZE``, 8, for one worker at its
-    defaults; more for more pollers: see :meth:`size_for_worker`). One more, of its own,
+    defaults; more for more pollers: see :meth:`worker_started`). One more, of its own,
     LISTENs for other processes' commits.
 
     ``identity`` names this process's workers in ``describe`` (default ``pid@hostname``).
@@ -78,10 +78,14 @@ class PostgresStorage(AdaptedStorage):
         tables.on_gap = self.wake_every_waiter
         self.schema = schema
 
-    def size_for_worker(self, pollers: int) -> None:
-        """A worker with ``pollers`` pollers will use this storage (``Worker`` says so as it
-        is made): the pool grows to fit it, unless ``pool_size`` was given."""
-        self.tables.size_for_worker(pollers)
+    def worker_started(self, pollers: int) -> None:
+        """A worker with ``pollers`` pollers starts on this storage (``Worker.run`` says so):
+        the pool grows to fit the workers running, unless ``pool_size`` was given."""
+        self.tables.workers_changed(pollers)
+
+    def worker_stopped(self, pollers: int) -> None:
+        """That worker stopped (the pool keeps its size: it only grows)."""
+        self.tables.workers_changed(-pollers)
 
     @property
     def pool_size(self) -> int:

@@ -115,15 +115,19 @@ class PostgresTables:
         """Connections the pool holds at most (now, or once it is opened)."""
         return self._pool_size
 
-    def size_for_worker(self, pollers: int) -> None:
-        """A worker of ``pollers`` pollers uses the store: each may hold a connection (a
-        claim's transaction), and its commits' groups two more (one reading, one writing),
-        beside the client's few. A pool already open is replaced by a larger one at its next
-        use (the old one closes once its connections are given back)."""
+    def workers_changed(self, pollers: int) -> None:
+        """A worker of ``pollers`` pollers started on the store (a negative count: stopped).
+        Each poller may hold a connection (a claim's transaction), and a worker's commit
+        groups two more (one reading, one writing), beside the client's few. The pool is
+        sized for the most that ran at once: a pool already open is replaced by a larger one
+        at its next use (the old one closes once its connections are given back)."""
         if self._fixed_pool_size is not None:
             return
-        self._workers_need += pollers + GROUPS_IN_FLIGHT
-        self._pool_size = max(DEFAULT_POOL_SIZE, CLIENT_CONNECTIONS + self._workers_need)
+        step = pollers + GROUPS_IN_FLIGHT if pollers >= 0 else pollers - GROUPS_IN_FLIGHT
+        self._workers_need = max(0, self._workers_need + step)
+        self._pool_size = max(
+            self._pool_size, DEFAULT_POOL_SIZE, CLIENT_CONNECTIONS + self._workers_need
+        )
 
     async def _open(self) -> asyncpg.Pool:
         pool = self._pool
@@ -164,7 +168,7 @@ class PostgresTables:
                         await listener.start()
                     self.listener = listener
                 async with translated("open a pool of connections"):
-                    self._pool = await asyncpg.create_pool(
+                    pool = await asyncpg.create_pool(
                         self.dsn,
                         min_size=1,
                         max_size=self._pool_size,
@@ -179,6 +183,10 @@ class PostgresTables:
                         # connection back need not cost a reset's round trip.
                         reset=_no_reset,
                     )
+                if self._closed:  # closed while the pool opened
+                    await pool.close()
+                    raise StorageError("the PostgreSQL storage is closed")
+                self._pool = pool
         assert self._pool is not None
         return self._pool
 

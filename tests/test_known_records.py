@@ -149,3 +149,25 @@ def test_a_closed_run_is_forgotten_and_the_oldest_runs_go_first() -> None:
     known.remember(3, [_Decision(_core.RunRecord.from_row(_run_row(3, 2, "COMPLETED")))])  # type: ignore[list-item]
     assert known.run(3) is None
     assert known.forget(2) and not known.forget(2)
+
+
+class _Activity:
+    """What `KnownRecords` reads of an activity record."""
+
+    def __init__(self, payload_bytes: int) -> None:
+        self.payload_bytes = payload_bytes
+
+
+def test_the_payload_bytes_the_activities_hold_are_bounded() -> None:
+    known = KnownRecords(payload_limit=1_000)
+    for key in (1, 2):
+        run = _core.RunRecord.from_row(_run_row(key, 1))
+        known.remember(key, [_Decision(run, [("insert", 3, None, _Activity(400))])])  # type: ignore[list-item]
+    assert known.payload_bytes == 800
+    run = _core.RunRecord.from_row(_run_row(3, 1))
+    known.remember(3, [_Decision(run, [("insert", 3, None, _Activity(400))])])  # type: ignore[list-item]
+    assert known.run(1) is None and known.run(3) is not None  # the oldest went
+    assert known.payload_bytes == 800
+    known.remember(3, [_Decision(None, [("delete", 3, 1, None)])])  # type: ignore[list-item]
+    assert known.payload_bytes == 400
+    assert known.forget(2) and known.payload_bytes == 0

@@ -9,7 +9,8 @@ round trip a step. It is as safe as a read: a record someone else changed since 
 process, a signal from another storage object) has another version now, so the write is
 refused and the operation is decided again on records read afresh, as after any conflict.
 
-Bounded by count: the runs written longest ago are forgotten first; a closed run at once.
+Bounded by count and by the payload bytes the activity records hold (inputs, heartbeat
+details): the runs written longest ago are forgotten first; a closed run at once.
 """
 
 from __future__ import annotations
@@ -21,20 +22,25 @@ from .. import _core
 
 #: Runs remembered at most (each its run record and its open activities' records).
 KNOWN_RUNS = 10_000
+#: Payload bytes the remembered activity records may hold together.
+KNOWN_PAYLOAD_BYTES = 64 * 1024 * 1024
 
 
 class _Known:
-    __slots__ = ("activities", "run")
+    __slots__ = ("activities", "payload_bytes", "run")
 
     def __init__(self) -> None:
         self.run: _core.RunRecord | None = None
         self.activities: dict[int, _core.ActivityRecord] = {}
+        self.payload_bytes = 0
 
 
 class KnownRecords:
-    def __init__(self, limit: int = KNOWN_RUNS) -> None:
+    def __init__(self, limit: int = KNOWN_RUNS, payload_limit: int = KNOWN_PAYLOAD_BYTES) -> None:
         self._limit = limit
+        self._payload_limit = payload_limit
         self._runs: OrderedDict[int, _Known] = OrderedDict()
+        self.payload_bytes = 0
 
     def __len__(self) -> int:
         return len(self._runs)
@@ -66,7 +72,7 @@ class KnownRecords:
                 if not run.is_running:
                     # Nothing more is decided on a closed run here; describe and result()
                     # read what is stored.
-                    del self._runs[run_key]
+                    self.forget(run_key)
                     return
                 if run.key != run_key:  # a new run: the store gave it its key
                     run = _core.RunRecord.from_row((run_key, *run.row()[1:]))
@@ -78,10 +84,20 @@ class KnownRecords:
                     known.activities.pop(scheduled_event_id, None)
                 else:
                     known.activities[scheduled_event_id] = record
-        while len(self._runs) > self._limit:
-            self._runs.popitem(last=False)
+        size = sum(activity.payload_bytes for activity in known.activities.values())
+        self.payload_bytes += size - known.payload_bytes
+        known.payload_bytes = size
+        while self._runs and (
+            len(self._runs) > self._limit or self.payload_bytes > self._payload_limit
+        ):
+            _, oldest = self._runs.popitem(last=False)
+            self.payload_bytes -= oldest.payload_bytes
 
     def forget(self, run_key: int | None) -> bool:
         """Forgets a run (its records may have changed elsewhere); returns whether any of it
         was known."""
-        return run_key is not None and self._runs.pop(run_key, None) is not None
+        known = None if run_key is None else self._runs.pop(run_key, None)
+        if known is None:
+            return False
+        self.payload_bytes -= known.payload_bytes
+        return True

@@ -271,6 +271,12 @@ impl PyActivityRecord {
         self.record.scheduled_event_id
     }
 
+    /// The bytes of its payloads (input and heartbeat details): what keeping it costs.
+    #[getter]
+    fn payload_bytes(&self) -> usize {
+        self.record.scheduled.input.0.len() + self.record.heartbeat_details.0.len()
+    }
+
     #[getter]
     fn version(&self) -> i64 {
         self.record.version

@@ -46,6 +46,9 @@ class DictTables:
         self._keys = itertools.count(1)
         self._query_ids = itertools.count(1)
 
+    async def settle_lost_write(self, unknown: Any) -> bool:
+        return True  # its writes happen at once, or not at all
+
     # Reads.
 
     def _record(self, row: RunRowTuple | None) -> _core.RunRecord | None:

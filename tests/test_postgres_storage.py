@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from mainspring import ActivityContext, Client, Worker, WorkerConfig, WorkflowContext
+from mainspring import ActivityContext, Client, Worker, WorkerConfig, WorkflowContext, _core
 from mainspring import activity as activity_decorator
 from mainspring import workflow as workflow_decorator
 from mainspring.errors import CommitUnknownError, StorageError
@@ -128,6 +128,54 @@ async def test_behind_pgbouncer_it_polls_without_listen_or_a_statement_cache(
             assert connection._stmt_cache.get_max_size() == 0
     finally:
         await client.close()
+
+
+async def test_a_write_cut_off_by_a_partition_is_ended_before_it_is_read_back(
+    schema: str,
+) -> None:
+    # The connection drops while its write waits on a lock; the server's process goes on
+    # waiting (a partition sends no reset it would notice). Read back then, the run looks
+    # untouched, but the write would commit once the lock is released: so the store ends
+    # that process first, and "not committed" stays true.
+    from urllib.parse import urlsplit
+
+    from .tcp_proxy import DelayingProxy
+
+    target = urlsplit(POSTGRES_DSN)
+    assert target.hostname is not None and target.port is not None
+    proxy = await DelayingProxy(target.hostname, target.port, delay=0).start()
+    store = _store(schema)
+    store.tables.dsn = POSTGRES_DSN.replace(f":{target.port}/", f":{proxy.port}/")
+    admin = await _admin()
+    try:
+        await store.start_workflow("w", "r", "wf", "q", b"null")
+        lock = admin.transaction()
+        await lock.start()
+        await admin.execute(f'SELECT 1 FROM "{schema}".runs WHERE workflow_id = $1 FOR UPDATE', "w")
+        signal = asyncio.ensure_future(store.signal_workflow("w", "go", b"null"))
+        while not await admin.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1"
+            " AND wait_event_type = 'Lock'",
+            f"mainspring:{schema}",
+        ):
+            await asyncio.sleep(0.01)
+        assert proxy.cut() >= 1
+        with pytest.raises(StorageError) as raised:
+            await signal
+        assert raised.value.committed is False, raised.value
+        await lock.rollback()  # the lock goes: a write still waiting would commit now
+        history = await store.read_history("w", "r", 1)
+        kinds = [kind for _, _, kind in _core.history_outline(history)]
+        assert "WorkflowSignaled" not in kinds
+        # The next signal goes in as usual.
+        await store.signal_workflow("w", "go", b"null")
+        history = await store.read_history("w", "r", 1)
+        kinds = [kind for _, _, kind in _core.history_outline(history)]
+        assert kinds.count("WorkflowSignaled") == 1
+    finally:
+        await admin.close()
+        await store.close()
+        await proxy.close()
 
 
 # Migrations.

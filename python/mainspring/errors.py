@@ -131,6 +131,10 @@ class CommitUnknownError(StorageError):
     before making the call again (see :class:`StorageError`)."""
 
     committed = None
+    #: The database's process that served the lost connection, when the store knows it
+    #: (PostgreSQL's backend pid): ended before the write is read back, so what it was doing
+    #: is final when it is read.
+    server_process: int | None = None
 
 
 class StorageConflictError(StorageError):

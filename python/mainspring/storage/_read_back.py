@@ -7,6 +7,10 @@ versions no other write sets, and the versions it replaced were read just before
 - anything else (another writer moved it on since): it cannot be told, and the caller gets
   the `CommitUnknownError` (re-read before retrying anything that is not fenced: a signal).
 
+First the store ends what the lost connection's session may still be doing
+(`StoreTables.settle_lost_write`): a partition that sent no reset leaves the server's process
+running, perhaps waiting on a lock, and committing after a read-back said it had not.
+
 A new run landed exactly when a run with its (fresh) run id exists.
 """
 
@@ -30,6 +34,8 @@ async def landed(
     """The run's key if the write of ``decisions`` committed after all; StorageError (not
     committed) if it did not; ``unknown`` if it cannot be told or read."""
     outcome: bool | None
+    if not await tables.settle_lost_write(unknown):
+        raise unknown  # the lost session may still commit: nothing read now can tell
     try:
         if any(decision.run is not None for decision in decisions):
             wrote, replaced, run_id = _run_versions(decisions)

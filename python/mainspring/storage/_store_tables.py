@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .. import _core
+from ..errors import CommitUnknownError
 from .base import QueryTask
 
 
@@ -104,6 +105,13 @@ class StoreTables(Protocol):
     async def lease_identity(self, run_key: int) -> str | None:
         """Who holds the run's workflow task, as the write that leased it named the holder
         (what ``describe`` shows)."""
+        ...
+
+    async def settle_lost_write(self, unknown: CommitUnknownError) -> bool:
+        """Before a write whose commit is unknown is read back: ends whatever the lost
+        connection's session may still do (a database's server process left running by a
+        partition); True once nothing of that write can still happen, False if that cannot
+        be made sure (the write stays unknown)."""
         ...
 
     async def persist(self, run_key: int | None, decision: _core.Decision, identity: str) -> int:

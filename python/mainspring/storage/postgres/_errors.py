@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 
@@ -42,8 +43,22 @@ async def translated(what: str) -> AsyncIterator[None]:
         ) from error
 
 
-def commit_unknown(what: str, error: BaseException) -> CommitUnknownError:
-    return CommitUnknownError(
+def server_process(connection: Any) -> int | None:
+    """The server's process behind a connection (read before it is used: a lost one's proxy
+    no longer says)."""
+    try:
+        pid: int = connection.get_server_pid()
+    except Exception:
+        return None
+    return pid
+
+
+def commit_unknown(
+    what: str, error: BaseException, process: int | None = None
+) -> CommitUnknownError:
+    unknown = CommitUnknownError(
         f"the connection to PostgreSQL dropped while committing ({what}): the writes may or "
         f"may not have been committed ({type(error).__name__}: {error})"
     )
+    unknown.server_process = process
+    return unknown

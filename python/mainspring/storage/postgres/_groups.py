@@ -26,7 +26,7 @@ from ...errors import (
     WorkflowAlreadyStartedError,
 )
 from . import _group_reads as group_reads
-from ._errors import CONNECTION_LOST, commit_unknown
+from ._errors import CONNECTION_LOST, commit_unknown, server_process
 from ._group_write import pack
 
 ResultT = TypeVar("ResultT")
@@ -198,13 +198,14 @@ class Group:
         channel, payloads = self._notice([d for write in writes for d in write.decisions])
 
         async def write(connection: Any) -> dict[int, int]:
+            process = server_process(connection)
             try:
                 return await write_members(
                     connection, self._statements, self._group_statement, writes, channel, payloads
                 )
             except CONNECTION_LOST as error:
                 # Sent, the statement (or the commit) may have committed.
-                raise commit_unknown("a group commit", error) from error
+                raise commit_unknown("a group commit", error, process) from error
 
         accepted: dict[int, int] = await self.use("write a group of decisions", write)
         return accepted

@@ -143,3 +143,8 @@ CLOSE_NEW_RUNS = (
     " FROM unnest($1::bigint[], $2::text[]) AS u(run_key, status)"
     " WHERE runs.run_key = u.run_key"
 )
+
+# A lost connection's server process, ended before its write is read back (see
+# `PostgresTables.settle_lost_write`): its state (none once it has gone), and the ending.
+BACKEND_STATE = "SELECT state FROM pg_stat_activity WHERE pid = $1 AND application_name = $2"
+END_BACKEND = "SELECT pg_terminate_backend($1)"

@@ -22,7 +22,7 @@ from ..base import QueryTask
 from . import _group_write as group_write
 from . import _schema
 from . import _statements as sql
-from ._errors import CONNECTION_LOST, commit_unknown, translated
+from ._errors import CONNECTION_LOST, commit_unknown, server_process, translated
 from ._groups import Group, Write, as_storage_error, refusal, write_members
 from ._listener import Listener
 from ._read_batches import Batched
@@ -403,6 +403,7 @@ class PostgresTables:
         if limit <= 0:
             return []
         async with self._connection("claim tasks") as connection:
+            process = server_process(connection)
             transaction = connection.transaction()
             await transaction.start()
             try:
@@ -430,11 +431,13 @@ class PostgresTables:
                     await transaction.rollback()
                 raise
             try:
-                await self._commit(transaction, "claim tasks")
-            except CommitUnknownError:
-                pass  # resolved below, on a connection that works
+                await self._commit(transaction, "claim tasks", process)
+            except CommitUnknownError as error:
+                unknown = error  # resolved below, on a connection that works
             else:
                 return leased
+        # Best effort: a lease that lands after all, unseen, lapses and is dispatched again.
+        await self.settle_lost_write(unknown)
         return await self._claimed_after_all(leased)
 
     async def _claimed_after_all(
@@ -493,24 +496,48 @@ class PostgresTables:
         channel, payloads = self._notice(decisions)
         try:
             async with self._connection("persist a decision") as connection:
+                process = server_process(connection)
                 try:
                     accepted = await write_members(
                         connection, self._statements, self._group_statement, [write],
                         channel, payloads,
                     )  # fmt: skip
                 except CONNECTION_LOST as error:
-                    raise commit_unknown("a decision", error) from error
+                    raise commit_unknown("a decision", error, process) from error
         except StorageError as error:
             raise as_storage_error(error) from error.__cause__
         if 0 not in accepted:
             raise refusal(write)
         return [accepted[0]] * len(writes)
 
-    async def _commit(self, transaction: Any, what: str) -> None:
+    async def _commit(self, transaction: Any, what: str, process: int | None) -> None:
         try:
             await transaction.commit()
         except CONNECTION_LOST as error:
-            raise commit_unknown(what, error) from error
+            raise commit_unknown(what, error, process) from error
+
+    async def settle_lost_write(self, unknown: CommitUnknownError) -> bool:
+        """Ends the server process of the connection that was lost mid-commit, if it still
+        runs, and waits until it has gone: a partition that sent no reset leaves it running,
+        perhaps waiting on a lock, and committing after the read-back said it did not. True
+        once nothing of that write can still happen (or nothing is known of the process)."""
+        pid = unknown.server_process
+        if pid is None:
+            return True
+        application = self._server_settings["application_name"]
+        try:
+            async with self._connection("end a lost connection's server process") as connection:
+                for _ in range(SETTLE_TRIES):
+                    state = await connection.fetchval(
+                        self._statements["BACKEND_STATE"], pid, application
+                    )
+                    if state is None or state == "idle":  # gone, or done with its work
+                        return True
+                    await connection.fetchval(self._statements["END_BACKEND"], pid)
+                    await asyncio.sleep(SETTLE_PAUSE_SECONDS)
+        except StorageError:
+            return False
+        return False
 
     # Queries, answered by a worker in any process.
 
@@ -553,6 +580,9 @@ class PostgresTables:
 #: How long a pooled statement, or waiting for a pooled connection, may take before it fails
 #: as if the connection had dropped (a write then is of unknown outcome, and read back).
 STATEMENT_TIMEOUT_SECONDS = 30.0
+#: Looks at a lost connection's server process (ended at the first) before a read-back.
+SETTLE_TRIES = 50
+SETTLE_PAUSE_SECONDS = 0.02
 
 #: Closed runs' last events kept from a read of their runs until their `result()` takes them
 #: (bounded: a run read for another reason leaves its row behind).

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -333,6 +334,34 @@ async def test_a_worker_and_a_client_in_other_processes_are_woken_by_notificatio
     finally:
         await client_store.close()
         await worker_store.close()
+
+
+async def test_a_worker_in_another_os_process_and_this_client_wake_each_other_by_notification(
+    schema: str,
+) -> None:
+    # The worker process and this client each look only once a minute: a start the worker
+    # takes up, and a result this client returns, within seconds came by NOTIFY.
+    minute = timedelta(seconds=60)
+    url = f"{POSTGRES_DSN}?schema={schema}"
+    store = await _store(schema, poll_interval=minute).connect()  # migrated first
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.notified_worker", url,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=Path(__file__).resolve().parent.parent,
+    )  # fmt: skip
+    client = Client(store)
+    try:
+        assert worker.stdout is not None
+        assert (await asyncio.wait_for(worker.stdout.readline(), 30)).strip() == b"ready"
+        for index in range(3):
+            handle = await client.start_workflow(
+                "notified_triples", index + 1, id=f"apart-{index}", task_queue="notified"
+            )
+            assert await asyncio.wait_for(handle.result(), 10) == (index + 1) * 9
+    finally:
+        worker.kill()
+        await worker.wait()
+        await client.close()
 
 
 async def test_the_listener_listens_again_after_its_connection_is_killed(schema: str) -> None:

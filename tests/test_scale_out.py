@@ -36,6 +36,8 @@ pytestmark = pytest.mark.timeout(600)
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 4
 STORM_WORKFLOWS = int(os.environ.get("STORM_WORKFLOWS", "300"))
+# Each storm at CI size, and at full size behind the opt-in marker (`pytest -m big`).
+SIZES = [STORM_WORKFLOWS, pytest.param(2_000, marks=pytest.mark.big, id="full-size-2000")]
 
 
 @pytest.fixture
@@ -170,7 +172,7 @@ def _client(schema: str) -> Client:
     return Client(PostgresStorage(POSTGRES_DSN, schema=schema))
 
 
-@pytest.mark.parametrize("workflows", [STORM_WORKFLOWS])
+@pytest.mark.parametrize("workflows", SIZES)
 async def test_four_workers_killed_in_turn_finish_every_workflow_once(
     schema: str, tmp_path: Path, workflows: int
 ) -> None:
@@ -181,24 +183,16 @@ async def test_four_workers_killed_in_turn_finish_every_workflow_once(
         await client.close()
 
 
-@pytest.mark.big
-async def test_the_full_size_storm_of_two_thousand_workflows(schema: str, tmp_path: Path) -> None:
-    client = _client(schema)
-    try:
-        await _storm(client, Workers(_url(schema), tmp_path), 2_000)
-    finally:
-        await client.close()
-
-
 def _restartable() -> None:
     # Only the cluster scripts/services.sh runs can be restarted by the test.
     if "MAINSPRING_TEST_POSTGRES" in os.environ:
         pytest.skip("the server is not the one scripts/services.sh runs")
 
 
+@pytest.mark.parametrize("workflows", SIZES)
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
 async def test_the_storm_survives_the_server_restarting(
-    schema: str, tmp_path: Path, mode: str
+    schema: str, tmp_path: Path, mode: str, workflows: int
 ) -> None:
     _restartable()
     client = _client(schema)
@@ -213,13 +207,14 @@ async def test_the_storm_survives_the_server_restarting(
             assert restarted.returncode == 0, restarted.stderr
 
     try:
-        await _storm(client, Workers(_url(schema), tmp_path), STORM_WORKFLOWS, restart)
+        await _storm(client, Workers(_url(schema), tmp_path), workflows, restart)
     finally:
         await client.close()
 
 
+@pytest.mark.parametrize("workflows", SIZES)
 async def test_workers_behind_a_slow_network_that_is_cut_once_finish_every_workflow_once(
-    schema: str, tmp_path: Path
+    schema: str, tmp_path: Path, workflows: int
 ) -> None:
     target = urlsplit(POSTGRES_DSN)
     proxy = await DelayingProxy(target.hostname or "127.0.0.1", target.port or 5432).start()
@@ -230,7 +225,7 @@ async def test_workers_behind_a_slow_network_that_is_cut_once_finish_every_workf
             assert proxy.cut() >= 1
 
     try:
-        await _storm(client, Workers(_url(schema, proxy.port), tmp_path), STORM_WORKFLOWS, cut)
+        await _storm(client, Workers(_url(schema, proxy.port), tmp_path), workflows, cut)
         assert proxy.cuts == 1
     finally:
         await client.close()

@@ -152,6 +152,9 @@ class DictTables:
 
     async def next_wakeup_ms(self, now_ms: int, task_queue: str | None = None) -> int | None:
         await _round_trip()
+        return self._next_wakeup(now_ms, task_queue)
+
+    def _next_wakeup(self, now_ms: int, task_queue: str | None) -> int | None:
         times = list(self.timers.values())
         ready_now = any(
             row[5] == task_queue and row[8] == _TASK_QUEUED and (row[9] or 0) <= now_ms
@@ -178,8 +181,11 @@ class DictTables:
                 times.append(activity[14])
         return min(times, default=None)
 
-    async def busy(self, now_ms: int) -> int:
+    async def busy_and_wakeup(self, now_ms: int) -> tuple[int, int | None]:
         await _round_trip()
+        return self._busy(now_ms), self._next_wakeup(now_ms, None)
+
+    def _busy(self, now_ms: int) -> int:
         runs = sum(
             1
             for row in self.runs.values()

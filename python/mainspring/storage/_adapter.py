@@ -732,10 +732,8 @@ class AdaptedStorage:
         if not isinstance(clock, VirtualClock):
             raise TypeError("time skipping needs a VirtualClock")
         now = clock.now_ms()
-        if await self.tables.busy(now):
-            return False
-        wakeup = await self.tables.next_wakeup_ms(now)
-        if wakeup is None or wakeup <= now:
+        busy, wakeup = await self.tables.busy_and_wakeup(now)
+        if busy or wakeup is None or wakeup <= now:
             return False
         clock.advance((wakeup - now) / 1000)
         return True

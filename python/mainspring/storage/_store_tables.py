@@ -91,8 +91,11 @@ class StoreTables(Protocol):
         was on its way, with nothing left to wake the poller)."""
         ...
 
-    async def busy(self, now_ms: int) -> int:
-        """Tasks ready or leased, attempts ready or running, queries waiting."""
+    async def busy_and_wakeup(self, now_ms: int) -> tuple[int, int | None]:
+        """Tasks ready or leased, attempts ready or running and queries waiting, and the
+        next wakeup (as :meth:`next_wakeup_ms` without a queue), read at one instant: time
+        skipping jumps the clock only if nothing is busy, and a commit landing between two
+        reads would have it jump past a deadline that commit just set (an attempt's)."""
         ...
 
     def operation(self) -> contextlib.AbstractAsyncContextManager[None]:

@@ -96,11 +96,20 @@ SELECT least(
         WHERE task_queue = $2 AND state = 0 AND ready_ms <= $1)
 )
 """
-BUSY = """
+# Busy work and the next wakeup in one statement: one snapshot (see
+# `StoreTables.busy_and_wakeup`).
+BUSY_AND_WAKEUP = """
 SELECT (SELECT count(*) FROM {s}.runs WHERE task_state = 2
             OR (task_state = 1 AND coalesce(task_ready_ms, 0) <= $1))
      + (SELECT count(*) FROM {s}.activities WHERE state = 1 OR coalesce(ready_ms, 0) <= $1)
-     + (SELECT count(*) FROM {s}.queries WHERE state < 2)
+     + (SELECT count(*) FROM {s}.queries WHERE state < 2),
+    least(
+    (SELECT min(fire_ms) FROM {s}.timers),
+    (SELECT min(task_deadline_ms) FROM {s}.runs WHERE task_state = 2),
+    (SELECT min(next_deadline_ms) FROM {s}.activities WHERE next_deadline_ms IS NOT NULL),
+    (SELECT min(task_ready_ms) FROM {s}.runs WHERE task_state = 1 AND task_ready_ms > $1),
+    (SELECT min(ready_ms) FROM {s}.activities WHERE state = 0 AND ready_ms > $1)
+    )
 """
 
 LEASE_IDENTITY = "SELECT lease_identity FROM {s}.runs WHERE run_key = $1"

@@ -371,10 +371,10 @@ class PostgresTables:
         row = await self._fetchrow("read the next deadline", "NEXT_WAKEUP", now_ms, task_queue)
         return None if row is None or row[0] is None else int(row[0])
 
-    async def busy(self, now_ms: int) -> int:
-        row = await self._fetchrow("count busy work", "BUSY", now_ms)
+    async def busy_and_wakeup(self, now_ms: int) -> tuple[int, int | None]:
+        row = await self._fetchrow("count busy work", "BUSY_AND_WAKEUP", now_ms)
         assert row is not None
-        return int(row[0])
+        return int(row[0]), None if row[1] is None else int(row[1])
 
     # Claims: the oldest ready rows no other worker's claim holds, locked while the caller's
     # rules decide their leases, written in the same transaction.

@@ -218,6 +218,8 @@ class Worker:
         try:
             await asyncio.gather(*pollers)
         finally:
+            if sized is not None:
+                sized.worker_stopped(poller_count)
             for poller in pollers:
                 poller.cancel()
             self._stop_eager_dispatch()
@@ -228,8 +230,6 @@ class Worker:
             self._executor.shutdown(wait=False, cancel_futures=True)
             if gc_threshold is not None:
                 _collector.release()
-            if sized is not None:
-                sized.worker_stopped(poller_count)
 
     async def _poll(
         self,

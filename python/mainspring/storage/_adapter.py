@@ -492,7 +492,9 @@ class AdaptedStorage:
     async def _tick(self) -> int:
         """Applies the deadlines due now, at most the rules' ``tick_batch`` of them (so one
         tick stays short); returns how many took effect. Each is applied, or found applied by
-        another writer, before this returns: the poll after a tick sees what it did."""
+        another writer, before this returns: the poll after a tick sees what it did. (One
+        whose every retry met other writers waits, with its run's later ones, for the next
+        tick.)"""
         dues = await self.tables.due(self.now_ms(), self._rules.tick_batch)
         if not dues:
             return 0
@@ -515,11 +517,21 @@ class AdaptedStorage:
         return applied
 
     async def _apply_dues(self, dues: list[Due]) -> int:
-        return sum([await self._apply_due(due) for due in dues])
+        """One run's due deadlines, in order. One that kept meeting other writers (every
+        retry refused) stops the run's others, so none is applied before it: the next tick
+        takes them up again."""
+        applied = 0
+        for due in dues:
+            try:
+                applied += await self._apply_due(due)
+            except StorageConflictError:
+                break
+        return applied
 
     async def _apply_due(self, due: Due) -> bool:
         """Applies one due deadline; False when nothing was left to apply (another writer
-        applied it). A write that conflicts is decided again on records read afresh, like
+        applied it); StorageConflictError when every retry met another writer. A write that
+        conflicts is decided again on records read afresh, like
         any operation's: a tick that took a conflict for "done elsewhere" could return while
         the write that does it (a poller's tick beside this one) is still on its way, and the
         poll after it lease a task without the timer that fired for it."""
@@ -540,7 +552,7 @@ class AdaptedStorage:
 
         try:
             _, decisions = await self._apply(load)
-        except (StaleTaskError, StorageConflictError):
+        except StaleTaskError:
             return False
         return not decisions[0].is_empty
 

@@ -77,16 +77,18 @@ class KnownRecords:
                 if run.key != run_key:  # a new run: the store gave it its key
                     run = _core.RunRecord.from_row((run_key, *run.row()[1:]))
                 known.run = run
+            before = known.payload_bytes
             if decision.drop_pending_work:
                 known.activities.clear()
+                known.payload_bytes = 0
             for write, scheduled_event_id, _, record in decision.activities:
-                if write == "delete" or record is None:
-                    known.activities.pop(scheduled_event_id, None)
-                else:
+                previous = known.activities.pop(scheduled_event_id, None)
+                if previous is not None:
+                    known.payload_bytes -= previous.payload_bytes
+                if write != "delete" and record is not None:
                     known.activities[scheduled_event_id] = record
-        size = sum(activity.payload_bytes for activity in known.activities.values())
-        self.payload_bytes += size - known.payload_bytes
-        known.payload_bytes = size
+                    known.payload_bytes += record.payload_bytes
+            self.payload_bytes += known.payload_bytes - before
         while self._runs and (
             len(self._runs) > self._limit or self.payload_bytes > self._payload_limit
         ):

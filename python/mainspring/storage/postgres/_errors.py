@@ -53,6 +53,14 @@ def server_process(connection: Any) -> int | None:
     return pid
 
 
+def lost(connection: Any) -> None:
+    """A connection given up on mid-commit (dropped, or silent past the timeout) is closed at
+    once, never used again: its server process sees it gone, and nothing it still carries
+    arrives later."""
+    with contextlib.suppress(Exception):
+        connection.terminate()
+
+
 def commit_unknown(
     what: str, error: BaseException, process: int | None = None
 ) -> CommitUnknownError:

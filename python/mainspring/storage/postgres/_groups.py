@@ -26,7 +26,7 @@ from ...errors import (
     WorkflowAlreadyStartedError,
 )
 from . import _group_reads as group_reads
-from ._errors import CONNECTION_LOST, commit_unknown, server_process
+from ._errors import CONNECTION_LOST, commit_unknown, lost, server_process
 from ._group_write import pack
 
 ResultT = TypeVar("ResultT")
@@ -205,6 +205,7 @@ class Group:
                 )
             except CONNECTION_LOST as error:
                 # Sent, the statement (or the commit) may have committed.
+                lost(connection)
                 raise commit_unknown("a group commit", error, process) from error
 
         accepted: dict[int, int] = await self.use("write a group of decisions", write)

@@ -154,6 +154,8 @@ CLOSE_NEW_RUNS = (
 )
 
 # A lost connection's server process, ended before its write is read back (see
-# `PostgresTables.settle_lost_write`): its state (none once it has gone), and the ending.
-BACKEND_STATE = "SELECT state FROM pg_stat_activity WHERE pid = $1 AND application_name = $2"
+# `PostgresTables.settle_lost_write`): known by its pid and when it started (read as each
+# connection opens), whether it still runs, and the ending.
+BACKEND_START = "SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+BACKEND_ALIVE = "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND backend_start = $2"
 END_BACKEND = "SELECT pg_terminate_backend($1)"

@@ -22,7 +22,7 @@ from ..base import QueryTask
 from . import _group_write as group_write
 from . import _schema
 from . import _statements as sql
-from ._errors import CONNECTION_LOST, commit_unknown, server_process, translated
+from ._errors import CONNECTION_LOST, commit_unknown, lost, server_process, translated
 from ._groups import Group, Write, as_storage_error, refusal, write_members
 from ._listener import Listener
 from ._read_batches import Batched
@@ -69,7 +69,13 @@ class PostgresTables:
         self._fixed_pool_size = pool_size
         self._pool_size = pool_size or DEFAULT_POOL_SIZE
         self._workers_need = 0
-        self._old_pools: set[asyncio.Task[None]] = set()
+        # Pools replaced by larger ones: each is closed once the last call using it (or
+        # queued for one of its connections) is done with it.
+        self._pool_users: dict[int, int] = {}
+        self._retired: dict[int, asyncpg.Pool] = {}
+        self._closing_pools: set[asyncio.Task[None]] = set()
+        # When each of the pool's server processes started, by pid (see `settle_lost_write`).
+        self._backend_starts: dict[int, Any] = {}
         self._statement_cache_size = statement_cache_size
         self._migrate = migrate
         self._origin = notify_origin
@@ -151,9 +157,9 @@ class PostgresTables:
                     await connection.close()
             elif self._pool.get_max_size() < self._pool_size:
                 old, self._pool = self._pool, None
-                closing = asyncio.ensure_future(old.close())
-                self._old_pools.add(closing)
-                closing.add_done_callback(self._old_pools.discard)
+                self._retired[id(old)] = old
+                if id(old) not in self._pool_users:
+                    self._close_retired(old)
             if self._pool is None:
                 if self._listen and self.listener is None:
                     listener = Listener(
@@ -182,19 +188,49 @@ class PostgresTables:
                         # transaction-scoped, its LISTEN is on its own connection): giving a
                         # connection back need not cost a reset's round trip.
                         reset=_no_reset,
+                        # Behind pgbouncer a pid is the pooler's: nothing to end by it.
+                        init=self._met_connection if self._listen else None,
                     )
                 if self._closed:  # closed while the pool opened
                     await pool.close()
+                    if self.listener is not None:
+                        listener, self.listener = self.listener, None
+                        await listener.close()
                     raise StorageError("the PostgreSQL storage is closed")
                 self._pool = pool
         assert self._pool is not None
         return self._pool
 
+    async def _met_connection(self, connection: asyncpg.Connection) -> None:
+        """Each new pooled connection: when its server process started (a lost one's is
+        ended by pid and that start, never another's that reused the pid)."""
+        started = await connection.fetchval(self._statements["BACKEND_START"])
+        self._backend_starts[connection.get_server_pid()] = started
+        if len(self._backend_starts) > 4 * max(self._pool_size, 1):
+            # Forget the oldest: a pool replaces connections as they drop.
+            for pid in list(self._backend_starts)[: len(self._backend_starts) // 2]:
+                del self._backend_starts[pid]
+
     @contextlib.asynccontextmanager
     async def _connection(self, what: str) -> AsyncIterator[asyncpg.Connection]:
         pool = await self._open()
-        async with translated(what), _acquired(pool) as connection:
-            yield connection
+        key = id(pool)
+        self._pool_users[key] = self._pool_users.get(key, 0) + 1
+        try:
+            async with translated(what), _acquired(pool) as connection:
+                yield connection
+        finally:
+            users = self._pool_users.pop(key) - 1
+            if users:
+                self._pool_users[key] = users
+            elif key in self._retired:
+                self._close_retired(pool)
+
+    def _close_retired(self, pool: asyncpg.Pool) -> None:
+        self._retired.pop(id(pool), None)
+        closing = asyncio.ensure_future(_close_quietly(pool))
+        self._closing_pools.add(closing)
+        closing.add_done_callback(self._closing_pools.discard)
 
     @contextlib.asynccontextmanager
     async def operation(self) -> AsyncIterator[None]:
@@ -263,8 +299,10 @@ class PostgresTables:
             pool, self._pool = self._pool, None
             with contextlib.suppress(*CONNECTION_LOST):
                 await asyncio.wait_for(pool.close(), 5)
-        if self._old_pools:  # replaced by larger ones, still closing
-            await asyncio.wait(set(self._old_pools), timeout=5)
+        for pool in list(self._retired.values()):  # replaced, still in use: closed now
+            self._close_retired(pool)
+        if self._closing_pools:
+            await asyncio.wait(set(self._closing_pools), timeout=5)
 
     # Reads.
 
@@ -503,6 +541,7 @@ class PostgresTables:
                         channel, payloads,
                     )  # fmt: skip
                 except CONNECTION_LOST as error:
+                    lost(connection)
                     raise commit_unknown("a decision", error, process) from error
         except StorageError as error:
             raise as_storage_error(error) from error.__cause__
@@ -514,24 +553,27 @@ class PostgresTables:
         try:
             await transaction.commit()
         except CONNECTION_LOST as error:
+            lost(transaction._connection)
             raise commit_unknown(what, error, process) from error
 
     async def settle_lost_write(self, unknown: CommitUnknownError) -> bool:
-        """Ends the server process of the connection that was lost mid-commit, if it still
-        runs, and waits until it has gone: a partition that sent no reset leaves it running,
-        perhaps waiting on a lock, and committing after the read-back said it did not. True
-        once nothing of that write can still happen (or nothing is known of the process)."""
+        """Ends the server process of the connection that was lost mid-commit, whatever it
+        is doing, and waits until it has gone: a partition that sent no reset leaves it
+        running, perhaps waiting on a lock (or idle, with the statement still on its way),
+        to commit after a read-back said it had not. True once it has gone; False when that
+        cannot be made sure (its pid or start unknown, as behind pgbouncer; no right to end
+        it): the write then stays unknown."""
         pid = unknown.server_process
-        if pid is None:
-            return True
-        application = self._server_settings["application_name"]
+        started = None if pid is None else self._backend_starts.get(pid)
+        if pid is None or started is None:
+            return False
         try:
             async with self._connection("end a lost connection's server process") as connection:
                 for _ in range(SETTLE_TRIES):
-                    state = await connection.fetchval(
-                        self._statements["BACKEND_STATE"], pid, application
-                    )
-                    if state is None or state == "idle":  # gone, or done with its work
+                    if not await connection.fetchval(
+                        self._statements["BACKEND_ALIVE"], pid, started
+                    ):
+                        self._backend_starts.pop(pid, None)
                         return True
                     await connection.fetchval(self._statements["END_BACKEND"], pid)
                     await asyncio.sleep(SETTLE_PAUSE_SECONDS)
@@ -617,6 +659,14 @@ async def _acquired(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
     finally:
         with contextlib.suppress(Exception):
             await pool.release(connection)
+
+
+async def _close_quietly(pool: asyncpg.Pool) -> None:
+    """Closes a pool no call uses any more; one that will not close in time is terminated."""
+    try:
+        await asyncio.wait_for(pool.close(), 5)
+    except Exception:
+        pool.terminate()
 
 
 def candidate_key(candidate: Any) -> int:

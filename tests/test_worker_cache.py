@@ -196,6 +196,27 @@ async def test_finished_workflows_leave_no_reference_cycles(env: Environment) ->
     assert unreachable < 50, unreachable
 
 
+async def test_evicted_instances_leave_no_reference_cycles(env: Environment) -> None:
+    # An evicted instance's coroutine is closed, its task left waiting on nothing: before,
+    # each left nine objects in cycles (the task, its future, the workflow's loop, which
+    # kept the task's "destroyed but pending" report), for the collector to find.
+    config = WorkerConfig(max_cached_workflows=2, gc_threshold=None)
+    async with env.worker([cart], config=config) as worker:
+        gc.collect()
+        gc.disable()
+        try:
+            for index in range(30):
+                handle = await env.client.start_workflow(
+                    cart, id=f"e{index}", task_queue=TASK_QUEUE
+                )
+                await _until_first_task_done(handle)
+            assert worker.stats().sticky_cache_total_forced_eviction == 28
+            unreachable = gc.collect()
+        finally:
+            gc.enable()
+    assert unreachable < 14, unreachable  # 28 and more before
+
+
 async def test_a_stopped_worker_disposes_of_its_cached_instances(env: Environment) -> None:
     # Their coroutines are closed as the worker stops, not left parked in reference cycles
     # for the collector (a test after this one counted them as its own).

@@ -271,7 +271,7 @@ class WorkflowInstance:
         _, workflow_type, workflow_id, run_id, task_queue, input_bytes = job
         self.info = WorkflowInfo(workflow_id, run_id, workflow_type, task_queue)
         self.task_queue = task_queue
-        self.main_task = self.loop.create_task(self._main(input_bytes), name=workflow_type)
+        self.main_task = self.loop.create_main_task(self._main(input_bytes), workflow_type)
 
     async def _main(self, input_bytes: bytes) -> Any:
         definition = self.definition
@@ -483,9 +483,25 @@ class WorkflowInstance:
         if task is not None and not task.done():
             self.deferred_logs = ()
             # On its own loop, as it ran: cleanup code sees the workflow's loop, not the
-            # worker's.
-            with self.loop.running(), contextlib.suppress(BaseException):
-                task.get_coro().close()
+            # worker's. The workflow's other tasks (a signal handler's, a gather's) too.
+            loop = self.loop
+            with loop.running():
+                for pending in [task, *(loop.tasks or ())]:
+                    if pending.done():
+                        continue
+                    with contextlib.suppress(BaseException):
+                        pending.get_coro().close()
+                    # A closed coroutine's task stays pending on the future it awaited, whose
+                    # callback is the task: a cycle for the collector, one per evicted
+                    # instance. Cancelled, the future hands that callback to this loop, which
+                    # never runs again: its queue is dropped below.
+                    waiter = getattr(pending, "_fut_waiter", None)
+                    if waiter is not None:
+                        waiter.cancel()
+                    # Freed pending, it would report "destroyed but pending" to this loop,
+                    # which keeps what it is told (the task with it): another cycle.
+                    pending._log_destroy_pending = False
+            loop.drop_ready()
         self.__dict__.clear()
 
     def release_logs(self, emit: bool) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -58,6 +59,10 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         self._now_seconds = 0.0
         self._running = False
         self._debug = False
+        # The tasks workflow code made on this loop, besides the main one (a disposed
+        # instance closes those still pending; asyncio.all_tasks would scan every task of
+        # the process). Made at the first: most workflows make none.
+        self.tasks: weakref.WeakSet[asyncio.Task[Any]] | None = None
         self.escape: str | None = None
         # Set whenever workflow code may have cancelled a future (see WorkflowInstance).
         self.cancellation_requested = False
@@ -81,9 +86,19 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         self, coro: Any, *, name: str | None = None, context: contextvars.Context | None = None
     ) -> asyncio.Task[Any]:
         if context is None:
-            return _WorkflowTask(coro, loop=self, name=name)
-        # Task(context=) exists from Python 3.11; asyncio passes it only on versions that have it.
-        return _WorkflowTask(coro, loop=self, name=name, context=context)  # type: ignore[call-arg]
+            task = _WorkflowTask(coro, loop=self, name=name)
+        else:
+            # Task(context=) exists from Python 3.11; asyncio passes it only on versions that
+            # have it.
+            task = _WorkflowTask(coro, loop=self, name=name, context=context)  # type: ignore[call-arg]
+        if self.tasks is None:
+            self.tasks = weakref.WeakSet()
+        self.tasks.add(task)
+        return task
+
+    def create_main_task(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        """The workflow function's own task (its instance holds it: not among ``tasks``)."""
+        return _WorkflowTask(coro, loop=self, name=name)
 
     def get_debug(self) -> bool:
         return self._debug
@@ -137,6 +152,10 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
 
     def has_ready(self) -> bool:
         return bool(self._ready)
+
+    def drop_ready(self) -> None:
+        """Forgets every callback scheduled (its instance was disposed of: none will run)."""
+        self._ready.clear()
 
     def running(self) -> _Running:
         """Makes this the running loop (what asyncio.get_running_loop() returns) for a stretch

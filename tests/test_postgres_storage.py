@@ -148,6 +148,11 @@ async def test_a_write_cut_off_by_a_partition_is_ended_before_it_is_read_back(
     store = _store(schema)
     store.tables.dsn = POSTGRES_DSN.replace(f":{target.port}/", f":{proxy.port}/")
     admin = await _admin()
+
+    async def kinds() -> list[str]:
+        history = await store.read_history("w", "r", 1)
+        return [kind for _, _, kind in _core.history_outline(history)]
+
     try:
         await store.start_workflow("w", "r", "wf", "q", b"null")
         lock = admin.transaction()
@@ -165,14 +170,10 @@ async def test_a_write_cut_off_by_a_partition_is_ended_before_it_is_read_back(
             await signal
         assert raised.value.committed is False, raised.value
         await lock.rollback()  # the lock goes: a write still waiting would commit now
-        history = await store.read_history("w", "r", 1)
-        kinds = [kind for _, _, kind in _core.history_outline(history)]
-        assert "WorkflowSignaled" not in kinds
+        assert "WorkflowSignaled" not in await kinds()
         # The next signal goes in as usual.
         await store.signal_workflow("w", "go", b"null")
-        history = await store.read_history("w", "r", 1)
-        kinds = [kind for _, _, kind in _core.history_outline(history)]
-        assert kinds.count("WorkflowSignaled") == 1
+        assert (await kinds()).count("WorkflowSignaled") == 1
     finally:
         await admin.close()
         await store.close()

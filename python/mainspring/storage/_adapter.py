@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import os
 import random
 import secrets
@@ -57,15 +56,10 @@ from .memory import SystemClock, VirtualClock, activity_task
 CONFLICT_RETRIES = 8
 
 
-#: Whether the operation being loaded may decide on records this object remembers (its first
-#: attempt) or must read them (a retry: what it remembered was refused).
-_MAY_USE_KNOWN: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "mainspring_may_use_known", default=False
-)
-
 #: Loads what an operation needs and makes its request: `(the run's key | None for a new run,
-#: the request)`.
-_Loaded = Callable[[], Awaitable[tuple[int | None, _core.RuleRequest]]]
+#: the request)`. Its argument says whether it may decide on the records this object
+#: remembers (an operation's first attempt, see `_apply`'s ``known_run``) or must read them.
+_Loaded = Callable[[bool], Awaitable[tuple[int | None, _core.RuleRequest]]]
 
 
 class AdaptedStorage:
@@ -153,21 +147,11 @@ class AdaptedStorage:
         cancelled in the same write. ``known_run``: the run whose remembered records the
         load may use; refused on them, the operation is decided again on records read.
         Returns the run's key and the decisions persisted."""
-        outer = _MAY_USE_KNOWN.set(False)
-        try:
-            return await self._apply_attempts(load, follow_up, known_run)
-        finally:
-            _MAY_USE_KNOWN.reset(outer)
-
-    async def _apply_attempts(
-        self, load: _Loaded, follow_up: bool, known_run: int | None
-    ) -> tuple[int, list[_core.Decision]]:
         for attempt in range(CONFLICT_RETRIES):
             run_key: int | None = known_run
-            _MAY_USE_KNOWN.set(attempt == 0 and known_run is not None)
             try:
                 async with self.tables.operation():
-                    run_key, request = await load()
+                    run_key, request = await load(attempt == 0 and known_run is not None)
                     decision = await self._decide(request)
                     decisions = [decision]
                     if follow_up and decision.run is not None:
@@ -262,18 +246,19 @@ class AdaptedStorage:
             raise WorkflowNotFoundError(f"workflow not found: {workflow_id}")
         return run
 
-    async def _known_run(self, run_key: int) -> _core.RunRecord:
-        """The run as this object last wrote it, else as stored (see ``_apply``'s
-        ``known_run``)."""
-        known = self._known.run(run_key) if _MAY_USE_KNOWN.get() else None
-        return known or await self._run(run_key)
+    async def _known_run(self, run_key: int, known: bool) -> _core.RunRecord:
+        """The run as this object last wrote it (with ``known``), else as stored."""
+        remembered = self._known.run(run_key) if known else None
+        return remembered or await self._run(run_key)
 
-    async def _held(self, task: ActivityTask) -> tuple[_core.RunRecord, _core.ActivityRecord]:
-        """The attempt's run and activity as this object last wrote them, else as stored (see
-        ``_apply``'s ``known_run``)."""
-        known = self._known.held(task.run_key, task.scheduled_event_id)
-        if known is not None and _MAY_USE_KNOWN.get():
-            return known
+    async def _held(
+        self, task: ActivityTask, known: bool
+    ) -> tuple[_core.RunRecord, _core.ActivityRecord]:
+        """The attempt's run and activity as this object last wrote them (with ``known``),
+        else as stored."""
+        remembered = self._known.held(task.run_key, task.scheduled_event_id) if known else None
+        if remembered is not None:
+            return remembered
         # Both at once: a store that batches reads reads them together.
         activity, run = await asyncio.gather(
             self.tables.activity(task.run_key, task.scheduled_event_id),
@@ -322,7 +307,7 @@ class AdaptedStorage:
         *,
         eager_lease_ms: int | None = None,
     ) -> WorkflowTask | None:
-        async def load() -> tuple[int | None, _core.RuleRequest]:
+        async def load(known: bool) -> tuple[int | None, _core.RuleRequest]:
             request = _core.RuleRequest.start_workflow(
                 workflow_id, run_id, workflow_type, task_queue, input, eager_lease_ms
             )
@@ -350,7 +335,7 @@ class AdaptedStorage:
         # Slots are taken while the operation's reads, decision and write go on.
         with SlotHold(eager_slots, eager_activity_slots) as hold:
 
-            async def load() -> tuple[int | None, _core.RuleRequest]:
+            async def load(known: bool) -> tuple[int | None, _core.RuleRequest]:
                 request = _core.RuleRequest.start_workflow_with_first_task(
                     workflow_id,
                     run_id,
@@ -375,7 +360,7 @@ class AdaptedStorage:
     async def _on_current_run(
         self, workflow_id: str, make: Callable[[_core.RunRecord], _core.RuleRequest]
     ) -> list[_core.Decision]:
-        async def load() -> tuple[int | None, _core.RuleRequest]:
+        async def load(known: bool) -> tuple[int | None, _core.RuleRequest]:
             run = await self._current_run(workflow_id)
             return run.key, make(run)
 
@@ -536,7 +521,7 @@ class AdaptedStorage:
         the write that does it (a poller's tick beside this one) is still on its way, and the
         poll after it lease a task without the timer that fired for it."""
 
-        async def load() -> tuple[int | None, _core.RuleRequest]:
+        async def load(known: bool) -> tuple[int | None, _core.RuleRequest]:
             run = await self._run(due.run_key)
             if due.kind == "timer":
                 fire_at = await self.tables.timer(due.run_key, due.item)
@@ -556,6 +541,17 @@ class AdaptedStorage:
             return False
         return not decisions[0].is_empty
 
+    async def _persist_lease(self, run_key: int, decision: _core.Decision) -> bool:
+        """Writes a poll's lease, remembered once written; False when another writer's came
+        first (nothing to retry: the candidate is no longer this poll's)."""
+        try:
+            await self.tables.persist(run_key, decision, self.identity)
+        except StorageConflictError:
+            self._known.forget(run_key)
+            return False
+        self._known.remember(run_key, [decision])
+        return True
+
     async def poll_workflow_tasks(
         self, task_queue: str, lease_ms: int, max_tasks: int
     ) -> list[WorkflowTask]:
@@ -570,12 +566,8 @@ class AdaptedStorage:
         for run, decision in zip(candidates, decisions, strict=True):
             if isinstance(decision, BaseException):
                 continue  # no longer leasable
-            try:
-                await self.tables.persist(run.key, decision, self.identity)
-            except StorageConflictError:
-                self._known.forget(run.key)
+            if not await self._persist_lease(run.key, decision):
                 continue  # another worker took it
-            self._known.remember(run.key, [decision])
             task = await self._task_leased_by(decision)
             if task is not None:
                 tasks.append(task)
@@ -599,9 +591,9 @@ class AdaptedStorage:
         # Slots are taken while the operation's reads, decision and write go on.
         with SlotHold(eager_slots, eager_activity_slots) as hold:
 
-            async def load() -> tuple[int | None, _core.RuleRequest]:
+            async def load(known: bool) -> tuple[int | None, _core.RuleRequest]:
                 request = _core.RuleRequest.complete_workflow_task(
-                    await self._known_run(task.run_key),
+                    await self._known_run(task.run_key, known),
                     task.token,
                     outcome,
                     task.history_length,
@@ -616,8 +608,8 @@ class AdaptedStorage:
             return committed
 
     async def fail_workflow_task(self, task: WorkflowTask, message: str) -> None:
-        async def load() -> tuple[int | None, _core.RuleRequest]:
-            run = await self._known_run(task.run_key)
+        async def load(known: bool) -> tuple[int | None, _core.RuleRequest]:
+            run = await self._known_run(task.run_key, known)
             return task.run_key, _core.RuleRequest.fail_workflow_task(run, task.token, message)
 
         await self._apply(load, known_run=task.run_key)
@@ -640,12 +632,8 @@ class AdaptedStorage:
             for (run, _), decision in zip(candidates, decisions, strict=True):
                 if isinstance(decision, BaseException):
                     continue
-                try:
-                    await self.tables.persist(run.key, decision, self.identity)
-                except StorageConflictError:
-                    self._known.forget(run.key)
+                if not await self._persist_lease(run.key, decision):
                     continue
-                self._known.remember(run.key, [decision])
                 tasks += attempts_leased(run, decision, task_queue)
             hold.keep(len(tasks))
             return tasks
@@ -655,8 +643,8 @@ class AdaptedStorage:
     ) -> WorkflowTask | None:
         eager_queue = None if eager_workflow_lease_ms is None else task.task_queue
 
-        async def load() -> tuple[int | None, _core.RuleRequest]:
-            run, activity = await self._held(task)
+        async def load(known: bool) -> tuple[int | None, _core.RuleRequest]:
+            run, activity = await self._held(task, known)
             request = _core.RuleRequest.complete_activity_task(
                 run, activity, task.token, result, eager_queue, eager_workflow_lease_ms or 0
             )
@@ -682,8 +670,8 @@ class AdaptedStorage:
         # Slots are taken while the operation's reads, decision and write go on.
         with SlotHold(eager_slots, eager_activity_slots) as hold:
 
-            async def load() -> tuple[int | None, _core.RuleRequest]:
-                run, activity = await self._held(task)
+            async def load(known: bool) -> tuple[int | None, _core.RuleRequest]:
+                run, activity = await self._held(task, known)
                 request = _core.RuleRequest.complete_activity_with_workflow_task(
                     run,
                     activity,
@@ -704,15 +692,15 @@ class AdaptedStorage:
             return committed
 
     async def fail_activity_task(self, task: ActivityTask, failure: FailureTuple) -> None:
-        async def load() -> tuple[int | None, _core.RuleRequest]:
-            run, activity = await self._held(task)
+        async def load(known: bool) -> tuple[int | None, _core.RuleRequest]:
+            run, activity = await self._held(task, known)
             return run.key, _core.RuleRequest.fail_activity_task(run, activity, task.token, failure)
 
         await self._apply(load, known_run=task.run_key)
 
     async def heartbeat_activity_task(self, task: ActivityTask, details: bytes) -> None:
-        async def load() -> tuple[int | None, _core.RuleRequest]:
-            run, activity = await self._held(task)
+        async def load(known: bool) -> tuple[int | None, _core.RuleRequest]:
+            run, activity = await self._held(task, known)
             request = _core.RuleRequest.heartbeat_activity_task(run, activity, task.token, details)
             return run.key, request
 

@@ -83,8 +83,9 @@ UNION ALL
     ORDER BY next_deadline_ms LIMIT $2)
 ORDER BY 1, 2, 3, 4 LIMIT $2
 """
-NEXT_WAKEUP = """
-SELECT least(
+# The earliest deadline or ready time a poll would act on; with a queue ($2), work ready on
+# it now too (NULL: none is, by queue).
+_NEXT_WAKEUP = """least(
     (SELECT min(fire_ms) FROM {s}.timers),
     (SELECT min(task_deadline_ms) FROM {s}.runs WHERE task_state = 2),
     (SELECT min(next_deadline_ms) FROM {s}.activities WHERE next_deadline_ms IS NOT NULL),
@@ -94,22 +95,16 @@ SELECT least(
         WHERE task_queue = $2 AND task_state = 1 AND task_ready_ms <= $1),
     (SELECT min(ready_ms) FROM {s}.activities
         WHERE task_queue = $2 AND state = 0 AND ready_ms <= $1)
-)
-"""
+)"""
+NEXT_WAKEUP = f"SELECT {_NEXT_WAKEUP}"
 # Busy work and the next wakeup in one statement: one snapshot (see
-# `StoreTables.busy_and_wakeup`).
-BUSY_AND_WAKEUP = """
-SELECT (SELECT count(*) FROM {s}.runs WHERE task_state = 2
+# `StoreTables.busy_and_wakeup`). Taken with no queue ($2 NULL).
+BUSY_AND_WAKEUP = f"""
+SELECT (SELECT count(*) FROM {{s}}.runs WHERE task_state = 2
             OR (task_state = 1 AND coalesce(task_ready_ms, 0) <= $1))
-     + (SELECT count(*) FROM {s}.activities WHERE state = 1 OR coalesce(ready_ms, 0) <= $1)
-     + (SELECT count(*) FROM {s}.queries WHERE state < 2),
-    least(
-    (SELECT min(fire_ms) FROM {s}.timers),
-    (SELECT min(task_deadline_ms) FROM {s}.runs WHERE task_state = 2),
-    (SELECT min(next_deadline_ms) FROM {s}.activities WHERE next_deadline_ms IS NOT NULL),
-    (SELECT min(task_ready_ms) FROM {s}.runs WHERE task_state = 1 AND task_ready_ms > $1),
-    (SELECT min(ready_ms) FROM {s}.activities WHERE state = 0 AND ready_ms > $1)
-    )
+     + (SELECT count(*) FROM {{s}}.activities WHERE state = 1 OR coalesce(ready_ms, 0) <= $1)
+     + (SELECT count(*) FROM {{s}}.queries WHERE state < 2),
+    {_NEXT_WAKEUP}
 """
 
 LEASE_IDENTITY = "SELECT lease_identity FROM {s}.runs WHERE run_key = $1"

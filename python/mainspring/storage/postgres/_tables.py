@@ -63,9 +63,9 @@ class PostgresTables:
         self._statements = {
             name: value.replace("{s}", self._quoted)
             for name, value in vars(sql).items()
-            if name.isupper() and isinstance(value, str)
+            if name.isupper() and not name.startswith("_") and isinstance(value, str)
         }
-        # None: sized from the workers that use the store (see `size_for_worker`).
+        # None: sized from the workers running on the store (see `workers_changed`).
         self._fixed_pool_size = pool_size
         self._pool_size = pool_size or DEFAULT_POOL_SIZE
         self._workers_need = 0
@@ -410,7 +410,7 @@ class PostgresTables:
         return None if row is None or row[0] is None else int(row[0])
 
     async def busy_and_wakeup(self, now_ms: int) -> tuple[int, int | None]:
-        row = await self._fetchrow("count busy work", "BUSY_AND_WAKEUP", now_ms)
+        row = await self._fetchrow("count busy work", "BUSY_AND_WAKEUP", now_ms, None)
         assert row is not None
         return int(row[0]), None if row[1] is None else int(row[1])
 
@@ -469,7 +469,7 @@ class PostgresTables:
                     await transaction.rollback()
                 raise
             try:
-                await self._commit(transaction, "claim tasks", process)
+                await self._commit(transaction, connection, "claim tasks", process)
             except CommitUnknownError as error:
                 unknown = error  # resolved below, on a connection that works
             else:
@@ -549,11 +549,13 @@ class PostgresTables:
             raise refusal(write)
         return [accepted[0]] * len(writes)
 
-    async def _commit(self, transaction: Any, what: str, process: int | None) -> None:
+    async def _commit(
+        self, transaction: Any, connection: Any, what: str, process: int | None
+    ) -> None:
         try:
             await transaction.commit()
         except CONNECTION_LOST as error:
-            lost(transaction._connection)
+            lost(connection)
             raise commit_unknown(what, error, process) from error
 
     async def settle_lost_write(self, unknown: CommitUnknownError) -> bool:
